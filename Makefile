@@ -1,0 +1,50 @@
+# Two commands for a newcomer on a fresh Debian/Ubuntu machine (root or sudo):
+#   make demo   the fleet, a private Mosquitto and simulated classrooms on embedded defaults
+#   make test   lint, type check and the whole test suite against real servers
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS_RUN := mosquitto mosquitto-clients openssl
+DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics influxdb \
+	prometheus-node-exporter
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench deps-run deps-test venv clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+deps-run:
+	@missing=""; for p in $(DEBS_RUN); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+deps-test:
+	@missing=""; for p in $(DEBS_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+
+demo: deps-run venv
+	$(BIN)/syncclass-fleet demo
+
+lint: venv
+	$(BIN)/ruff check agent fleet tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: deps-test venv lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: deps-test venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

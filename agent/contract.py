@@ -1,0 +1,274 @@
+"""The syncclass wire contract, version 1: MQTT topics and JSON payloads.
+
+Agent and fleet both import this module and nothing else to talk to each other; it is
+documented in the README ("Wire contract").  It must stay free of heavy imports: it is
+loaded on every classroom mini-PC.
+
+Topics, under a configurable prefix (default ``syncclass/v1``), per device ``DEVICE``::
+
+    PREFIX/dev/DEVICE/status       retained; birth ("online") and Last Will ("offline")
+    PREFIX/dev/DEVICE/telemetry    QoS 1, every interval
+    PREFIX/dev/DEVICE/event        QoS 1, immediate (hot-plug, target unreachable, ...)
+    PREFIX/dev/DEVICE/check        QoS 1, result of a pre-class check
+    PREFIX/dev/DEVICE/cmd          QoS 1, fleet -> agent, signed command
+    PREFIX/dev/DEVICE/cmd/result   QoS 1, agent -> fleet, the command's answer
+
+Every payload is a JSON object carrying ``schema``, ``device_id``, ``ts`` (RFC 3339, UTC)
+and, for agent-sent payloads, a per-device ``seq`` that survives restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+__all__ = [
+    "COMMAND_NAMES",
+    "DEFAULT_PREFIX",
+    "DEVICE_ID_RE",
+    "MAX_PAYLOAD_BYTES",
+    "QOS",
+    "SCHEMA",
+    "SECTIONS",
+    "CheckVerdict",
+    "ContractError",
+    "EventType",
+    "Kind",
+    "RefusalReason",
+    "b64",
+    "command_signing_bytes",
+    "decode",
+    "encode",
+    "envelope",
+    "format_ts",
+    "parse_topic",
+    "parse_ts",
+    "subscription",
+    "topic",
+    "unb64",
+    "validate_device_id",
+]
+
+SCHEMA: Final = 1
+DEFAULT_PREFIX: Final = "syncclass/v1"
+# Mosquitto and EMQX accept far more, but a classroom uplink is thin and a fleet ingests
+# tens of thousands of these: anything bigger is a bug on the sending side.
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+DEVICE_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Kind(StrEnum):
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    CHECK = "check"
+    CMD = "cmd"
+    CMD_RESULT = "cmd/result"
+
+
+QOS: Final[dict[Kind, int]] = {kind: 1 for kind in Kind}
+
+#: Telemetry sections, each produced by one agent probe.
+SECTIONS: Final = (
+    "system",
+    "cameras",
+    "microphones",
+    "speakers",
+    "displays",
+    "network",
+    "bandwidth",
+)
+
+
+class EventType(StrEnum):
+    DEVICE_ADDED = "device_added"  # a camera / microphone / speaker / display appeared
+    DEVICE_REMOVED = "device_removed"
+    TARGET_UNREACHABLE = "target_unreachable"
+    TARGET_REACHABLE = "target_reachable"
+    PROBE_FAILED = "probe_failed"
+    PROBE_RECOVERED = "probe_recovered"
+    SPOOL_DROPPED = "spool_dropped"  # the offline spool was full and dropped old records
+
+
+class CheckVerdict(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+COMMAND_NAMES: Final = frozenset({"run-check", "reboot", "restart-service", "set-interval"})
+
+
+class RefusalReason(StrEnum):
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad-signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    REPLAYED = "replayed"
+    FOREIGN_DEVICE = "foreign-device"
+    UNKNOWN_COMMAND = "unknown-command"
+    NOT_ALLOWED = "not-allowed"
+    BAD_ARGS = "bad-args"
+    MALFORMED = "malformed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ContractError(ValueError):
+    """A payload or topic that breaks the contract.
+
+    ``reason`` is a stable machine-readable code (counted by the fleet's metrics);
+    ``message`` says what was wrong for a log line.
+    """
+
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+def validate_device_id(device_id: str) -> str:
+    if not DEVICE_ID_RE.match(device_id):
+        raise ContractError("bad-device-id", f"device id {device_id!r} is not {DEVICE_ID_RE.pattern}")
+    return device_id
+
+
+def topic(prefix: str, device_id: str, kind: Kind) -> str:
+    return f"{prefix}/dev/{validate_device_id(device_id)}/{kind.value}"
+
+
+def subscription(prefix: str, kind: Kind, share_group: str | None = None) -> str:
+    """The topic filter for one kind from every device.
+
+    With ``share_group`` it is an MQTT 5 shared subscription, so that several fleet
+    processes split the load (the broker hands each message to one of them).
+    """
+    flt = f"{prefix}/dev/+/{kind.value}"
+    return f"$share/{share_group}/{flt}" if share_group else flt
+
+
+def parse_topic(prefix: str, name: str) -> tuple[str, Kind]:
+    """Split a topic into (device id, kind); raise ContractError for anything else."""
+    head = f"{prefix}/dev/"
+    if not name.startswith(head):
+        raise ContractError("bad-topic", f"topic {name!r} is not under {head!r}")
+    device_id, _, rest = name[len(head) :].partition("/")
+    try:
+        kind = Kind(rest)
+    except ValueError:
+        raise ContractError("bad-topic", f"topic {name!r} has unknown kind {rest!r}") from None
+    return validate_device_id(device_id), kind
+
+
+def format_ts(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ContractError("bad-ts", f"ts {text!r} is not RFC 3339") from None
+    if when.tzinfo is None:
+        raise ContractError("bad-ts", f"ts {text!r} has no UTC offset")
+    return when
+
+
+def envelope(device_id: str, seq: int | None, when: datetime | None = None) -> dict[str, Any]:
+    """The fields every payload starts with."""
+    env: dict[str, Any] = {
+        "schema": SCHEMA,
+        "device_id": device_id,
+        "ts": format_ts(when or datetime.now(UTC)),
+    }
+    if seq is not None:
+        env["seq"] = seq
+    return env
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    return data
+
+
+# Fields each kind must carry beyond the envelope, with their JSON types.
+_REQUIRED: Final[dict[Kind, dict[str, type | tuple[type, ...]]]] = {
+    Kind.STATUS: {"state": str, "agent_version": str, "session": int, "seq": int},
+    Kind.TELEMETRY: {"seq": int, "interval": (int, float), "sections": dict},
+    Kind.EVENT: {"seq": int, "type": str, "entity": str},
+    Kind.CHECK: {"seq": int, "verdict": str, "probes": dict, "findings": list},
+    Kind.CMD: {"id": str, "name": str, "args": dict, "issued_at": str, "expires_at": str,
+               "nonce": str},
+    Kind.CMD_RESULT: {"seq": int, "id": str, "ok": bool},
+}
+
+
+def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
+    """Parse and validate one payload received on ``device_id``'s ``kind`` topic.
+
+    The device id inside the payload must equal the one in the topic: the broker's ACL
+    pins a device's credentials to its own topics, and this pins the payload to them.
+    """
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        payload = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("bad-json", f"not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ContractError("bad-json", "payload is not a JSON object")
+    if payload.get("schema") != SCHEMA:
+        raise ContractError("bad-schema", f"schema {payload.get('schema')!r}, expected {SCHEMA}")
+    if payload.get("device_id") != device_id:
+        raise ContractError(
+            "device-mismatch",
+            f"payload device_id {payload.get('device_id')!r} on topic of {device_id!r}",
+        )
+    ts = payload.get("ts")
+    if not isinstance(ts, str):
+        raise ContractError("bad-ts", "ts missing")
+    parse_ts(ts)
+    for name, typ in _REQUIRED[kind].items():
+        value = payload.get(name)
+        # bool is an int in Python; a seq of `true` is still wrong.
+        if value is None or not isinstance(value, typ) or (
+            isinstance(value, bool) and typ is not bool
+        ):
+            raise ContractError("missing-field", f"{kind.value} needs {name!r} of type {typ}")
+    seq = payload.get("seq")
+    if isinstance(seq, int) and seq < 0:
+        raise ContractError("bad-seq", "seq must be >= 0")
+    if kind is Kind.STATUS and payload["state"] not in ("online", "offline"):
+        raise ContractError("bad-state", f"state {payload['state']!r}")
+    if kind is Kind.CHECK and payload["verdict"] not in set(CheckVerdict):
+        raise ContractError("bad-verdict", f"verdict {payload['verdict']!r}")
+    if kind is Kind.EVENT and payload["type"] not in set(EventType):
+        raise ContractError("bad-event", f"event type {payload['type']!r}")
+    return payload
+
+
+def command_signing_bytes(command: dict[str, Any]) -> bytes:
+    """The exact bytes the fleet signs and the agent verifies (Ed25519).
+
+    Canonical JSON of the command without its ``sig``: sorted keys, no spaces, UTF-8.
+    """
+    unsigned = {k: v for k, v in command.items() if k != "sig"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)

@@ -1,0 +1,100 @@
+"""The probe interface: what every probe module implements and the runner calls.
+
+A probe owns one telemetry section (``name``).  ``collect`` is cheap and runs every
+interval; ``check`` is thorough (captures frames, records audio, measures throughput) and
+runs only in a pre-class check.  Probes only return data: they never publish, spool or
+serialise (Telegraf's accumulator rule), and one failing probe never fails the others.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from agent.contract import CheckVerdict
+
+if TYPE_CHECKING:
+    from agent.hardware.base import Hardware
+    from agent.thresholds import Thresholds
+
+__all__ = ["CheckParams", "Finding", "Probe", "ProbeContext", "ProbeReport"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a technician should know, in both languages, with a stable code."""
+
+    level: CheckVerdict  # pass findings are not emitted; warn or fail
+    reason: str  # machine-readable, e.g. "camera_missing", "network_loss_high"
+    message_zh: str
+    message_en: str
+    entity: str = ""  # e.g. "camera:usb-0000:00:14.0-1", "target:peer"
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "level": self.level.value,
+            "reason": self.reason,
+            "message_zh": self.message_zh,
+            "message_en": self.message_en,
+            "entity": self.entity,
+        }
+        if self.value is not None:
+            out["value"] = self.value
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        return out
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """What the fleet asks of a pre-class check (the ``run-check`` command's args)."""
+
+    # Extra network targets for this lesson, e.g. {"peer": "10.1.2.3"}: the paired
+    # classroom's endpoint, which the fleet tells each end.
+    targets: dict[str, str] = field(default_factory=dict)
+    # Throughput this lesson needs (Mbit/s); None means the configured default.
+    need_up_mbps: float | None = None
+    need_down_mbps: float | None = None
+    # A recorded lesson (录播) needs no uplink from the receiving end.
+    uplink: bool = True
+    bandwidth_url: str | None = None
+
+
+@dataclass
+class ProbeContext:
+    hardware: Hardware
+    thresholds: Thresholds
+    targets: dict[str, str]  # name -> host or URL, from config
+    bandwidth_url: str | None = None
+
+
+@dataclass
+class ProbeReport:
+    """A probe's section plus the findings a check derives from it."""
+
+    section: Any  # JSON-serialisable; goes into telemetry/check payloads under ``name``
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> CheckVerdict:
+        levels = {f.level for f in self.findings}
+        if CheckVerdict.FAIL in levels:
+            return CheckVerdict.FAIL
+        if CheckVerdict.WARN in levels:
+            return CheckVerdict.WARN
+        return CheckVerdict.PASS
+
+
+class Probe(ABC):
+    name: ClassVar[str]  # the telemetry section this probe fills
+
+    @abstractmethod
+    def collect(self, ctx: ProbeContext) -> ProbeReport:
+        """Cheap measurement for the periodic telemetry."""
+
+    def check(self, ctx: ProbeContext, params: CheckParams) -> ProbeReport:
+        """Thorough pre-class check; by default the periodic measurement."""
+        return self.collect(ctx)

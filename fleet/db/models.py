@@ -1,0 +1,381 @@
+"""The fleet's tables.
+
+Inventory (counties, schools, pairs, classrooms, devices, people), the timetable of
+synchronous lessons, device state, checks, alerts with their history, silences and
+maintenance windows, the notification outbox, remote-action audit and API tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fleet.db.base import Base, utcnow
+
+__all__ = [
+    "Alert",
+    "AlertEvent",
+    "AlertState",
+    "ApiToken",
+    "AuditEntry",
+    "CheckRun",
+    "Classroom",
+    "County",
+    "Device",
+    "DeviceState",
+    "Holiday",
+    "Lesson",
+    "LessonMode",
+    "LessonReceiver",
+    "MaintenanceWindow",
+    "Notification",
+    "NotificationStatus",
+    "Pair",
+    "PairMember",
+    "Person",
+    "PersonSchool",
+    "Role",
+    "School",
+    "SchoolKind",
+    "Silence",
+]
+
+DEFAULT_TZ = "Asia/Shanghai"
+
+
+class SchoolKind(enum.StrEnum):
+    TOWN = "town"  # 城镇学校: gives the lesson
+    RURAL = "rural"  # 乡村小规模学校 / 薄弱初中: receives it
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    COUNTY_TECH = "county_tech"  # 县电教: sees and acts on their county
+    SCHOOL_TECH = "school_tech"  # 学校技术员: sees and acts on their schools
+
+
+class LessonMode(enum.StrEnum):
+    LIVE = "live"  # 直播: both ends live, uplink from the main classroom
+    RECORDED = "recorded"  # 录播: receivers play a recording; only they are checked
+
+
+class AlertState(enum.StrEnum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after retries: shown on the page and in /metrics
+
+
+# ---------------------------------------------------------------- inventory
+
+
+class County(Base):
+    __tablename__ = "county"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # 洞头区
+    city: Mapped[str] = mapped_column(String(64), default="")  # 温州市
+    # County 电教 group robots; the alert channels post here on escalation.
+    dingtalk_webhook: Mapped[str | None] = mapped_column(String(512))
+    dingtalk_secret: Mapped[str | None] = mapped_column(String(128))
+    wecom_webhook: Mapped[str | None] = mapped_column(String(512))
+    schools: Mapped[list[School]] = relationship(back_populates="county")
+
+
+class School(Base):
+    __tablename__ = "school"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    county_id: Mapped[int] = mapped_column(ForeignKey("county.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[SchoolKind] = mapped_column(Enum(SchoolKind, native_enum=False))
+    address: Mapped[str] = mapped_column(String(256), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TZ)
+    dingtalk_webhook: Mapped[str | None] = mapped_column(String(512))
+    dingtalk_secret: Mapped[str | None] = mapped_column(String(128))
+    wecom_webhook: Mapped[str | None] = mapped_column(String(512))
+    county: Mapped[County] = relationship(back_populates="schools")
+    classrooms: Mapped[list[Classroom]] = relationship(back_populates="school")
+    __table_args__ = (UniqueConstraint("county_id", "name"),)
+
+
+class Pair(Base):
+    """结对学校: a town school and the rural school(s) it teaches with."""
+
+    __tablename__ = "pair"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    town_school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)
+    town_school: Mapped[School] = relationship()
+    members: Mapped[list[PairMember]] = relationship(cascade="all, delete-orphan")
+
+
+class PairMember(Base):
+    __tablename__ = "pair_member"
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair.id"), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), primary_key=True)
+    school: Mapped[School] = relationship()
+
+
+class Classroom(Base):
+    __tablename__ = "classroom"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))  # 三(2)班 / 同步课堂教室
+    school: Mapped[School] = relationship(back_populates="classrooms")
+    devices: Mapped[list[Device]] = relationship(back_populates="classroom")
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
+
+
+class Device(Base):
+    """A classroom endpoint running the agent; ``id`` is its MQTT identity (username)."""
+
+    __tablename__ = "device"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"), index=True)
+    # Where the paired classroom reaches this endpoint for the network check.
+    address: Mapped[str] = mapped_column(String(256), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str] = mapped_column(String(256), default="")
+    classroom: Mapped[Classroom] = relationship(back_populates="devices")
+
+
+class Person(Base):
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False))
+    county_id: Mapped[int | None] = mapped_column(ForeignKey("county.id"))  # county_tech
+    email: Mapped[str] = mapped_column(String(256), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    password_hash: Mapped[str] = mapped_column(String(256), default="")  # argon2
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    schools: Mapped[list[PersonSchool]] = relationship(cascade="all, delete-orphan")
+
+
+class PersonSchool(Base):
+    """A school a person looks after; ``appointed`` marks the school's technician."""
+
+    __tablename__ = "person_school"
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id"), primary_key=True)
+    appointed: Mapped[bool] = mapped_column(Boolean, default=True)
+    school: Mapped[School] = relationship()
+
+
+# ---------------------------------------------------------------- timetable
+
+
+class Lesson(Base):
+    """One synchronous lesson on one date (weekly patterns are expanded on import)."""
+
+    __tablename__ = "lesson"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64))  # 数学
+    grade: Mapped[str] = mapped_column(String(32), default="")  # 二年级
+    teacher: Mapped[str] = mapped_column(String(64), default="")
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime]
+    mode: Mapped[LessonMode] = mapped_column(Enum(LessonMode, native_enum=False))
+    main_classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"), index=True)
+    # Identifies the import row / weekly series a lesson came from, for re-import.
+    source: Mapped[str] = mapped_column(String(128), default="")
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    main_classroom: Mapped[Classroom] = relationship()
+    receivers: Mapped[list[LessonReceiver]] = relationship(cascade="all, delete-orphan")
+
+
+class LessonReceiver(Base):
+    __tablename__ = "lesson_receiver"
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lesson.id"), primary_key=True)
+    classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"), primary_key=True)
+    classroom: Mapped[Classroom] = relationship()
+
+
+class Holiday(Base):
+    """A date with no lessons (节假日); also a maintenance window for alerts."""
+
+    __tablename__ = "holiday"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+
+
+# ---------------------------------------------------------------- device state and checks
+
+
+class DeviceState(Base):
+    """The latest known state of a device (the ingest keeps it in memory and flushes)."""
+
+    __tablename__ = "device_state"
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.id"), primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    session: Mapped[int] = mapped_column(Integer, default=0)
+    agent_version: Mapped[str] = mapped_column(String(32), default="")
+    last_seen: Mapped[datetime | None]
+    last_seq: Mapped[int] = mapped_column(Integer, default=-1)
+    seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
+    seq_duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    telemetry: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    telemetry_at: Mapped[datetime | None]
+
+
+class CheckRun(Base):
+    """One pre-class (or manual) check of one device."""
+
+    __tablename__ = "check_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)  # the command id
+    lesson_id: Mapped[int | None] = mapped_column(ForeignKey("lesson.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(16))  # first / recheck / manual
+    requested_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    # pass / warn / fail from the agent, or no_answer when the deadline passed.
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    probes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# ---------------------------------------------------------------- alerts
+
+
+class Alert(Base):
+    """One ticket per (rule, entity): fires, is acknowledged, resolves, may reopen."""
+
+    __tablename__ = "alert"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(256), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))  # critical / warning / info
+    state: Mapped[AlertState] = mapped_column(Enum(AlertState, native_enum=False), index=True)
+    classroom_id: Mapped[int | None] = mapped_column(ForeignKey("classroom.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    lesson_id: Mapped[int | None] = mapped_column(ForeignKey("lesson.id"))
+    entity: Mapped[str] = mapped_column(String(128), default="")  # camera:usb-0000:00:14.0-1
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary_zh: Mapped[str] = mapped_column(Text, default="")
+    summary_en: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    last_notified_at: Mapped[datetime | None]
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    suppressed_by: Mapped[str | None] = mapped_column(String(128))  # why it is muted now
+    events: Mapped[list[AlertEvent]] = relationship(
+        cascade="all, delete-orphan", order_by="AlertEvent.at"
+    )
+
+
+class AlertEvent(Base):
+    """The alert's history: fired, notified, acknowledged, escalated, resolved, reopened."""
+
+    __tablename__ = "alert_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64), default="system")
+    text: Mapped[str] = mapped_column(Text, default="")
+
+
+class Silence(Base):
+    """A one-off mute of alerts whose labels match, between two instants."""
+
+    __tablename__ = "silence"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matchers: Mapped[dict[str, Any]] = mapped_column(JSON)  # label -> value (equality)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class MaintenanceWindow(Base):
+    """A recurring mute: weekdays and a local time range (nights, weekends)."""
+
+    __tablename__ = "maintenance_window"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    matchers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    weekdays: Mapped[list[int]] = mapped_column(JSON)  # 0 = Monday
+    start_time: Mapped[str] = mapped_column(String(5))  # "22:00" local
+    end_time: Mapped[str] = mapped_column(String(5))  # "06:00" (may wrap midnight)
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TZ)
+
+
+class Notification(Base):
+    """The outbox: every message to a person or robot, with retries and its fate."""
+
+    __tablename__ = "notification"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))  # email / dingtalk / wecom / webhook
+    target: Mapped[str] = mapped_column(String(512))  # address or webhook URL
+    kind: Mapped[str] = mapped_column(String(32))  # firing / reminder / escalation / resolved
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[NotificationStatus] = mapped_column(
+        Enum(NotificationStatus, native_enum=False), index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+# ---------------------------------------------------------------- actions and people API
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # reboot / restart-service / run-check
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    command_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # accepted / refused (by the fleet's safety rules) / ok / failed (the agent's answer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    answered_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_token"
+    token_hash: Mapped[str] = mapped_column(String(128), primary_key=True)  # sha256 hex
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+Index("ix_alert_open", Alert.state, Alert.classroom_id)
