@@ -135,7 +135,7 @@ class ContractError(ValueError):
 
 def validate_device_id(device_id: str) -> str:
     if not DEVICE_ID_RE.match(device_id):
-        raise ContractError("bad-device-id", f"device id {device_id!r} is not {DEVICE_ID_RE.pattern}")
+        raise ContractError("bad-device-id", f"{device_id!r} is not {DEVICE_ID_RE.pattern}")
     return device_id
 
 
