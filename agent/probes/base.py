@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from agent.hardware.base import Hardware
     from agent.thresholds import Thresholds
 
-__all__ = ["CheckParams", "Finding", "Probe", "ProbeContext", "ProbeReport"]
+__all__ = [
+    "CheckParams",
+    "Finding",
+    "Probe",
+    "ProbeContext",
+    "ProbeReport",
+    "grade",
+    "mark",
+]
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,30 @@ class ProbeReport:
         if CheckVerdict.WARN in levels:
             return CheckVerdict.WARN
         return CheckVerdict.PASS
+
+
+def grade(value: float, warn: float, fail: float, *, low_is_bad: bool = False) -> CheckVerdict:
+    """Where ``value`` falls against a warn and a fail level (high is bad unless told)."""
+    if low_is_bad:
+        value, warn, fail = -value, -warn, -fail
+    if value > fail:
+        return CheckVerdict.FAIL
+    if value > warn:
+        return CheckVerdict.WARN
+    return CheckVerdict.PASS
+
+
+def mark(item: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
+    """Set ``ok`` (no failing finding) and, when not ok, ``reason`` and ``message``.
+
+    Warnings leave ``ok`` true: the contract's ``ok`` means "usable for a lesson".
+    """
+    failing = [f for f in findings if f.level is CheckVerdict.FAIL]
+    item["ok"] = not failing
+    if failing:
+        item["reason"] = failing[0].reason
+        item["message"] = f"{failing[0].message_zh} / {failing[0].message_en}"
+    return item
 
 
 class Probe(ABC):

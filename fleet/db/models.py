@@ -75,6 +75,8 @@ class LessonMode(enum.StrEnum):
 
 
 class AlertState(enum.StrEnum):
+    # Seen but inside its up-delay: not yet an alert anyone is told about (reports skip it).
+    PENDING = "pending"
     FIRING = "firing"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
@@ -285,6 +287,15 @@ class Alert(Base):
     last_notified_at: Mapped[datetime | None]
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     suppressed_by: Mapped[str | None] = mapped_column(String(128))  # why it is muted now
+    # Up/down delays: since when the fault has been seen again (pending, or returning to
+    # a resolved ticket) and since when it has been seen clear (firing, about to resolve).
+    pending_since: Mapped[datetime | None]
+    clear_since: Mapped[datetime | None]
+    # A notification waiting out the classroom's group_wait: its kind and since when.
+    notice_kind: Mapped[str | None] = mapped_column(String(16))
+    notice_since: Mapped[datetime | None]
+    # The latest signal's particulars: the agent's message, value/threshold, check findings.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     events: Mapped[list[AlertEvent]] = relationship(
         cascade="all, delete-orphan", order_by="AlertEvent.at"
     )

@@ -1,0 +1,224 @@
+"""The agent process: probes on a timer, hot-plug events at once, commands, one MQTT link.
+
+Threads: the main loop (telemetry every interval, watchdog pings, sleeping in short
+slices so SIGTERM is noticed at once), the link's network thread, a command worker (a
+pre-class check takes seconds and must not delay telemetry) and the hardware's hot-plug
+watcher.  They meet only in the spool, which is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.commands import (
+    Accepted,
+    CommandError,
+    CommandVerifier,
+    NonceStore,
+    check_params,
+    run_command,
+)
+from agent.config import AgentConfig
+from agent.contract import ContractError, EventType, Kind, envelope
+from agent.hardware import Hardware, open_backend
+from agent.link import Link
+from agent.probes.base import CheckParams, ProbeContext
+from agent.probes.runner import CheckOutcome, ProbeRunner
+from agent.spool import Spool
+from agent.watchdog import Notifier
+
+__all__ = ["Agent", "check_payload", "open_hardware", "probe_context"]
+
+log = logging.getLogger(__name__)
+
+# After a reboot command is acknowledged, how long to wait for the spool to reach the
+# broker (its cmd/result above all) before pulling the plug.
+_REBOOT_FLUSH_S = 10.0
+_SLICE_S = 0.2
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_hardware(config: AgentConfig) -> Hardware:
+    return open_backend(config.hardware.backend, scenario=config.hardware.scenario)
+
+
+def probe_context(config: AgentConfig, hardware: Hardware) -> ProbeContext:
+    return ProbeContext(hardware=hardware, thresholds=config.thresholds,
+                        targets=dict(config.network.targets),
+                        bandwidth_url=config.network.bandwidth_url)
+
+
+def check_payload(outcome: CheckOutcome, request_id: str | None,
+                  lesson_id: str | int | None) -> dict[str, Any]:
+    """The contract's ``check`` fields (without the envelope)."""
+    return {**outcome.to_json(), "request_id": request_id, "lesson_id": lesson_id}
+
+
+class Agent:
+    """One classroom's agent; ``run()`` blocks until ``stop()``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        hardware: Hardware | None = None,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.config = config
+        self.device_id = config.device_id
+        self.hardware = hardware or open_hardware(config)
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.interval = config.agent.interval
+        state = config.agent.state_dir
+        self.spool = Spool(state / "spool.sqlite", config.agent.spool_max_records,
+                           config.agent.spool_max_bytes)
+        self.nonces = NonceStore(state / "nonces.sqlite")
+        self.verifier = CommandVerifier(config.device_id, config.commands, self.nonces, clock)
+        self.runner = ProbeRunner(probe_context(config, self.hardware))
+        self._commands: queue.Queue[bytes | None] = queue.Queue(maxsize=100)
+        self.link = Link(config.device_id, config.mqtt, self.spool,
+                         on_command=self._receive_command, birth=self._birth)
+        self._stop = threading.Event()
+        self._next_tick = 0.0
+
+    # ------------------------------------------------------------------ life cycle
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self.link.start()
+        stop_watching = self.hardware.watch(self._on_hotplug)
+        worker = threading.Thread(target=self._command_worker, name="commands", daemon=True)
+        worker.start()
+        self.notifier.ready(f"{self.device_id}: running")
+        log.info("agent %s started (interval %.0f s, broker %s)", self.device_id,
+                 self.interval, self.config.mqtt.url)
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= self._next_tick:
+                    self._next_tick = time.monotonic() + self.interval
+                    self._tick()
+                # A dead network thread stops the pings, so systemd restarts the agent.
+                if self.link.alive:
+                    self.notifier.ping()
+                self._stop.wait(min(_SLICE_S, max(0.0, self._next_tick - time.monotonic())))
+        finally:
+            self.notifier.stopping()
+            stop_watching()
+            self._commands.put(None)
+            worker.join(timeout=5)
+            self.link.stop()
+            self.spool.close()
+            self.nonces.close()
+            log.info("agent %s stopped", self.device_id)
+
+    # ------------------------------------------------------------------ producing
+    def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
+        def build(seq: int) -> dict[str, Any]:
+            return {**body, **envelope(self.device_id, seq, self.clock())}
+
+        try:
+            seq = self.spool.append(kind, build)
+        except ContractError as exc:  # over the contract's size limit: a bug, never sent
+            log.error("not sending a %s message: %s", kind.value, exc)
+            return None
+        self.link.wake()
+        return seq
+
+    def _birth(self) -> dict[str, Any]:
+        return {"inventory": self.hardware.inventory(), "interval": self.interval}
+
+    def _tick(self) -> None:
+        try:
+            self._collect()
+        except Exception:  # e.g. a full disk: log it, keep the agent (and its watchdog) going
+            log.exception("collecting or spooling telemetry failed")
+
+    def _collect(self) -> None:
+        collection = self.runner.collect()
+        self._emit(Kind.TELEMETRY, {"interval": self.interval, "sections": collection.sections,
+                                    "spool": self.spool.stats().to_json(),
+                                    "session": self.link.session})
+        for event in collection.events:
+            self._emit(Kind.EVENT, event)
+        if self.link.connected:
+            self.spool.report_drops(self._drop_event)
+
+    def _drop_event(self, seq: int, dropped: int, total: int) -> dict[str, Any]:
+        return {
+            **envelope(self.device_id, seq, self.clock()),
+            "type": EventType.SPOOL_DROPPED.value,
+            "entity": "agent:spool",
+            "detail": {"dropped": dropped, "dropped_total": total},
+            "message_zh": f"离线缓存已满，丢弃了 {dropped} 条最旧的记录",
+            "message_en": f"offline spool full: dropped the {dropped} oldest record(s)",
+        }
+
+    def _on_hotplug(self, event: dict[str, Any]) -> None:
+        try:
+            self._emit(Kind.EVENT, event)
+        except Exception:
+            log.exception("could not spool hot-plug event %r", event)
+
+    # ------------------------------------------------------------------ commands
+    def _receive_command(self, data: bytes) -> None:
+        try:
+            self._commands.put_nowait(data)
+        except queue.Full:
+            log.error("command queue full: dropping a command of %d bytes", len(data))
+
+    def _command_worker(self) -> None:
+        while (data := self._commands.get()) is not None:
+            try:
+                self._handle(data)
+            except Exception:
+                log.exception("command handling failed")
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            command = self.verifier.verify(data)
+        except CommandError as exc:
+            log.warning("refused command %r: %s (%s)", exc.command_id, exc.reason, exc.message)
+            self._emit(Kind.CMD_RESULT, exc.result())
+            return
+        log.info("accepted command %s %s %s", command.id, command.name, command.args)
+        try:
+            self._execute(command)
+        except CommandError as exc:
+            exc.command_id = command.id
+            log.error("command %s %s failed: %s", command.id, command.name, exc.message)
+            self._emit(Kind.CMD_RESULT, exc.result())
+
+    def _execute(self, command: Accepted) -> None:
+        cfg = self.config.commands
+        result: dict[str, Any] = {"id": command.id, "ok": True}
+        if command.name == "restart-service":
+            argv = [*cfg.restart_command, command.args["unit"]]
+            result["output"] = run_command(argv, cfg.command_timeout_s)
+        elif command.name == "set-interval":
+            self.interval = float(command.args["seconds"])
+            self._next_tick = min(self._next_tick, time.monotonic() + self.interval)
+        self._emit(Kind.CMD_RESULT, result)
+        if command.name == "run-check":
+            self._run_check(command.id, check_params(command.args), command.args.get("lesson_id"))
+        elif command.name == "reboot":
+            # The fleet hears "ok" before the machine goes down; a failure follows as a
+            # second result with the same id.
+            self.link.flush(_REBOOT_FLUSH_S)
+            run_command(cfg.reboot_command, cfg.command_timeout_s)
+
+    def _run_check(self, request_id: str, params: CheckParams,
+                   lesson_id: str | int | None) -> None:
+        outcome = self.runner.check(params)
+        self._emit(Kind.CHECK, check_payload(outcome, request_id, lesson_id))

@@ -1,0 +1,149 @@
+"""``syncclass-agent``: run the agent, or check / list this classroom's equipment by hand.
+
+Exit codes: ``check`` returns 0 pass, 1 warn, 2 fail; every command returns 78
+(EX_CONFIG, sysexits.h) for a bad config file, which the systemd unit does not restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socket
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, HardwareConfig, load_config
+from agent.contract import CheckVerdict
+from agent.probes.base import CheckParams
+from agent.settings import ConfigError
+
+__all__ = ["EX_CONFIG", "main", "render_check"]
+
+EX_CONFIG = 78
+_EXIT = {CheckVerdict.PASS: 0, CheckVerdict.WARN: 1, CheckVerdict.FAIL: 2}
+_VERDICT_TEXT = {
+    CheckVerdict.PASS: "通过 PASS",
+    CheckVerdict.WARN: "警告 WARN",
+    CheckVerdict.FAIL: "不通过 FAIL",
+}
+_LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _config(args: argparse.Namespace, required: bool) -> AgentConfig:
+    path: Path | None = args.config
+    if path is None and (required or DEFAULT_CONFIG_PATH.exists()):
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        cfg = load_config(path)
+    else:
+        # A technician's laptop or a fresh machine: no file, still useful.
+        host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+        cfg = AgentConfig(device_id=host.lstrip("-_.") or "device")
+    if args.simulate is not None:
+        scenario = Path(args.simulate) if args.simulate else None
+        cfg = replace(cfg, hardware=HardwareConfig("simulated", scenario))
+    return cfg
+
+
+def render_check(device_id: str, payload: dict[str, Any], when: datetime) -> str:
+    """The pre-class check for a technician standing at the device, 简体中文 first."""
+    verdict = CheckVerdict(payload["verdict"])
+    local = when.astimezone(_LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+    lines = [f"课前检查 Pre-class check · {device_id} · {local}",
+             f"结论 Verdict: {_VERDICT_TEXT[verdict]}"]
+    for finding in payload["findings"]:
+        mark = "✗" if finding["level"] == CheckVerdict.FAIL.value else "!"
+        where = f" [{finding['entity']}]" if finding.get("entity") else ""
+        lines.append(f"  {mark}{where} {finding['message_zh']}")
+        lines.append(f"    {finding['message_en']}")
+    if not payload["findings"]:
+        lines.append("  ✓ 设备全部正常 All equipment OK")
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.app import Agent
+
+    agent = Agent(_config(args, required=True))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.run()
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from agent.app import check_payload, open_hardware, probe_context
+    from agent.probes.runner import ProbeRunner
+
+    cfg = _config(args, required=False)
+    outcome = ProbeRunner(probe_context(cfg, open_hardware(cfg))).check(CheckParams())
+    payload = check_payload(outcome, None, None)
+    if args.json:
+        print(json.dumps({"device_id": cfg.device_id, **payload}, ensure_ascii=False, indent=2))
+    else:
+        print(render_check(cfg.device_id, payload, datetime.now(UTC)))
+    return _EXIT[outcome.verdict]
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from agent.app import open_hardware
+
+    cfg = _config(args, required=False)
+    inventory = open_hardware(cfg).inventory()
+    if args.json:
+        print(json.dumps(inventory, ensure_ascii=False, indent=2))
+        return 0
+    for role, zh in (("cameras", "摄像头"), ("microphones", "麦克风"), ("speakers", "扬声器"),
+                     ("displays", "显示器")):
+        devices = inventory.get(role, [])
+        print(f"{zh} {role}: {len(devices)}")
+        for device in devices:
+            print(f"  - {device.get('id')}: {device.get('name', '')}")
+    print(f"主机 host: {json.dumps(inventory.get('host', {}), ensure_ascii=False)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncclass-agent",
+                                     description="syncclass classroom agent / 同步课堂设备代理")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run the agent / 运行代理"),
+                       ("check", "pre-class check here / 本机课前检查"),
+                       ("inventory", "list the equipment / 列出设备")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", type=Path, default=None,
+                         help=f"config file (default {DEFAULT_CONFIG_PATH})")
+        cmd.add_argument("--simulate", nargs="?", const="", default=None, metavar="SCENARIO",
+                         help="simulated hardware, optionally driven by a scenario file")
+        if name != "run":
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    handler = {"run": _cmd_run, "check": _cmd_check, "inventory": _cmd_inventory}
+    try:
+        return handler[args.command](args)
+    except ConfigError as exc:
+        print(f"syncclass-agent: {exc}", file=sys.stderr)
+        return EX_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

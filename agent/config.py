@@ -1,0 +1,190 @@
+"""The agent's configuration: one TOML file, typed sections, errors that name the key.
+
+``provisioning/agent.example.toml`` documents every key.  Everything has a default
+except ``device_id``, so a classroom's file is short: its id, the broker and its
+credentials, the fleet's public key.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, ContractError, unb64
+from agent.contract import validate_device_id as _validate_device_id
+from agent.settings import ConfigError, load_toml, section
+from agent.thresholds import Thresholds
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AgentConfig",
+    "CommandsConfig",
+    "HardwareConfig",
+    "MqttConfig",
+    "NetworkConfig",
+    "RuntimeConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/syncclass/agent.toml")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # None with mqtts:// means the system's CA store
+    prefix: str = DEFAULT_PREFIX
+    # 10 s: the broker declares a silent agent dead after 1.5 x keepalive = 15 s.
+    keepalive: int = 10
+    # Full-jitter exponential backoff (AWS Architecture Blog, "Exponential Backoff And
+    # Jitter"): a thousand classrooms losing the broker together come back spread out.
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+    # Wrong credentials do not fix themselves: retry rarely instead of hammering the broker.
+    auth_retry_s: float = 600.0
+    # Commands sent while the agent is briefly offline wait on the broker this long.
+    session_expiry_s: int = 3600
+    # Unacknowledged QoS 1 publishes at a time (paho refuses more than 65,535).
+    max_inflight: int = 20
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    backend: str = "linux"  # "linux" or "simulated"
+    scenario: Path | None = None  # simulated backend: the scenario file
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The ``[agent]`` table."""
+
+    interval: float = 15.0  # seconds between telemetry messages
+    state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
+    # A day of telemetry at 15 s is 5,760 records; keep a few days of outage.
+    spool_max_records: int = 20_000
+    spool_max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    fleet_public_key: str | None = None  # base64 of the raw 32-byte Ed25519 key
+    allowed_units: list[str] = field(default_factory=list)
+    reboot_command: list[str] = field(default_factory=lambda: ["systemctl", "reboot"])
+    restart_command: list[str] = field(default_factory=lambda: ["systemctl", "restart"])
+    # Classroom PCs drift when NTP is blocked; a command this far early/late still counts.
+    clock_skew_s: float = 120.0
+    # A command valid for longer is refused: its nonce must be remembered that long.
+    max_validity_s: float = 86_400.0
+    command_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    targets: dict[str, str] = field(default_factory=dict)  # name -> host
+    bandwidth_url: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    device_id: str
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    agent: RuntimeConfig = field(default_factory=RuntimeConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def public_key_bytes(self) -> bytes | None:
+        key = self.commands.fleet_public_key
+        return None if key is None else unb64(key)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+def _validate(cfg: AgentConfig) -> None:
+    try:
+        _validate_device_id(cfg.device_id)
+    except ContractError as exc:
+        raise ConfigError("device_id", exc.message) from None
+    url = urlsplit(cfg.mqtt.url)
+    _require(url.scheme in ("mqtt", "mqtts"), "mqtt.url",
+             f"{cfg.mqtt.url!r} must start with mqtt:// or mqtts://")
+    _require(bool(url.hostname), "mqtt.url", f"{cfg.mqtt.url!r} has no host")
+    try:
+        url.port  # noqa: B018 - urllib validates the port lazily
+    except ValueError as exc:
+        raise ConfigError("mqtt.url", str(exc)) from None
+    _require(cfg.mqtt.keepalive >= 5, "mqtt.keepalive", "must be at least 5 seconds")
+    _require(0 < cfg.mqtt.backoff_min_s <= cfg.mqtt.backoff_max_s, "mqtt.backoff_min_s",
+             "must be > 0 and <= mqtt.backoff_max_s")
+    _require(cfg.mqtt.auth_retry_s > 0, "mqtt.auth_retry_s", "must be > 0")
+    _require(1 <= cfg.mqtt.max_inflight <= 1000, "mqtt.max_inflight", "must be 1..1000")
+    _require(cfg.mqtt.password is None or cfg.mqtt.username is not None, "mqtt.password",
+             "a password needs mqtt.username")
+    _require(bool(cfg.mqtt.prefix) and not cfg.mqtt.prefix.endswith("/")
+             and not set("+#") & set(cfg.mqtt.prefix), "mqtt.prefix",
+             f"{cfg.mqtt.prefix!r} must be a topic prefix without wildcards or trailing /")
+    _require(cfg.hardware.backend in ("linux", "simulated"), "hardware.backend",
+             f"{cfg.hardware.backend!r} is not 'linux' or 'simulated'")
+    _require(cfg.agent.interval >= 1, "agent.interval", "must be at least 1 second")
+    _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
+    _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
+             f"must be >= {4 * MAX_PAYLOAD_BYTES} (four maximal payloads)")
+    if cfg.commands.fleet_public_key is not None:
+        try:
+            raw = unb64(cfg.commands.fleet_public_key)
+        except (binascii.Error, ValueError):
+            raise ConfigError("commands.fleet_public_key", "is not base64") from None
+        _require(len(raw) == 32, "commands.fleet_public_key",
+                 f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
+    _require(bool(cfg.commands.reboot_command), "commands.reboot_command", "is empty")
+    _require(bool(cfg.commands.restart_command), "commands.restart_command", "is empty")
+    _require(cfg.commands.clock_skew_s >= 0, "commands.clock_skew_s", "must be >= 0")
+    _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
+    for name, host in cfg.network.targets.items():
+        _require(bool(host.strip()), f"network.targets.{name}", "is empty")
+
+
+def parse_config(data: dict[str, Any]) -> AgentConfig:
+    """Build and check the config from a parsed TOML document."""
+    cfg = section(AgentConfig, data)
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read ``path``; relative paths inside it are taken relative to its directory."""
+    cfg = parse_config(load_toml(path))
+    base = path.resolve().parent
+
+    def rebase(p: Path | None) -> Path | None:
+        return None if p is None else base / p
+
+    return replace(
+        cfg,
+        mqtt=replace(cfg.mqtt, ca_file=rebase(cfg.mqtt.ca_file)),
+        hardware=replace(cfg.hardware, scenario=rebase(cfg.hardware.scenario)),
+        agent=replace(cfg.agent, state_dir=base / cfg.agent.state_dir),
+    )

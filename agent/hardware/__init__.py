@@ -1,0 +1,58 @@
+"""Hardware backends: ``linux`` (the real machine) and ``simulated`` (a scenario).
+
+``open_backend`` is the one entry point; the Linux backend's imports (pyudev, psutil) load
+only when it is chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.hardware.base import Hardware, HardwareError
+from agent.hardware.scenario import Fault, Scenario, load_scenario
+from agent.hardware.simulated import SimulatedHardware
+
+__all__ = [
+    "BACKENDS",
+    "Fault",
+    "Hardware",
+    "HardwareError",
+    "Scenario",
+    "SimulatedHardware",
+    "open_backend",
+]
+
+BACKENDS = ("linux", "simulated")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_backend(
+    kind: str,
+    *,
+    scenario: Path | None = None,
+    sysfs_root: Path = Path("/sys"),
+    clock: Callable[[], datetime] = _now,
+    extra_cameras: Mapping[str, str] | None = None,
+    extra_microphones: Mapping[str, str] | None = None,
+) -> Hardware:
+    """The backend named ``kind``.
+
+    simulated: ``scenario`` file (None: a healthy default classroom), ``clock`` for its
+    fault times.  linux: ``sysfs_root``, and devices udev cannot see, id -> spec:
+    ``extra_cameras`` (RTSP URL, /dev node, ``lavfi:...``), ``extra_microphones`` (ALSA PCM).
+
+    Raises ValueError for an unknown kind and ConfigError for a bad scenario file.
+    """
+    if kind == "simulated":
+        return SimulatedHardware(load_scenario(scenario) if scenario else None, clock=clock)
+    if kind == "linux":
+        from agent.hardware.linux import LinuxHardware
+
+        return LinuxHardware(sysfs_root=sysfs_root, extra_cameras=extra_cameras or {},
+                             extra_microphones=extra_microphones or {})
+    raise ValueError(f"unknown hardware backend {kind!r} (known: {', '.join(BACKENDS)})")

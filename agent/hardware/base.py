@@ -1,0 +1,227 @@
+"""The hardware seam: everything a probe may ask of the classroom machine.
+
+Probes never touch /dev, /sys, subprocesses or sockets themselves; they ask a
+``Hardware``.  Two backends implement it: ``linux`` (pyudev, V4L2 through ffmpeg, ALSA
+through arecord, psutil, sockets) and ``simulated`` (a scenario file with timed faults),
+which the demo and the tests use where this machine has no devices.
+
+Errors: a backend raises ``HardwareError(reason, message)`` when a device cannot be read
+(gone, busy, capture failed).  ``reason`` is a stable machine code that ends up in the
+telemetry section; anything else a backend raises is a bug the probe runner isolates.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from array import array
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+__all__ = [
+    "AudioClip",
+    "AudioDevice",
+    "Display",
+    "Frame",
+    "Hardware",
+    "HardwareError",
+    "HotplugCallback",
+    "PingResult",
+    "StopWatching",
+    "SystemStats",
+    "VideoDevice",
+]
+
+
+class HardwareError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VideoDevice:
+    id: str  # stable across re-plugging into the same port (udev ID_PATH style)
+    name: str
+    node: str = ""  # /dev/videoN
+    vendor: str = ""
+    model: str = ""
+    serial: str = ""
+    bus_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AudioDevice:
+    id: str
+    name: str
+    pcm: str = ""  # the ALSA PCM name arecord/aplay open, e.g. "plughw:CARD=C920,DEV=0"
+    vendor: str = ""
+    model: str = ""
+    serial: str = ""
+    bus_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Display:
+    id: str  # DRM connector, e.g. "card0-HDMI-A-1"
+    connected: bool
+    enabled: bool | None = None
+    monitor: str = ""  # model name from the EDID, e.g. the projector's
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A downscaled 8-bit grayscale picture: enough to tell black, frozen and live apart."""
+
+    width: int
+    height: int
+    gray: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.gray) != self.width * self.height:
+            raise ValueError(f"{len(self.gray)} bytes for a {self.width}x{self.height} frame")
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Signed 16-bit mono samples."""
+
+    rate: int
+    samples: array[int]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate if self.rate else 0.0
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """Round trips to one host: ``rtts_ms`` holds one entry per answered probe."""
+
+    sent: int
+    rtts_ms: tuple[float, ...] = ()
+    method: str = "icmp"  # "icmp", "tcp" (connect time) or "simulated"
+    error: str = ""  # why the last unanswered probe failed, e.g. "connection refused"
+
+    @property
+    def received(self) -> int:
+        return len(self.rtts_ms)
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (self.sent - self.received) / self.sent if self.sent else 100.0
+
+    @property
+    def rtt_ms(self) -> float | None:
+        return sum(self.rtts_ms) / len(self.rtts_ms) if self.rtts_ms else None
+
+    @property
+    def jitter_ms(self) -> float | None:
+        # Mean absolute difference of consecutive round trips: the inter-arrival jitter
+        # idea of RFC 3550 without its smoothing, which needs far more samples than a probe.
+        if len(self.rtts_ms) < 2:
+            return None if not self.rtts_ms else 0.0
+        diffs = [abs(b - a) for a, b in zip(self.rtts_ms, self.rtts_ms[1:], strict=False)]
+        return sum(diffs) / len(diffs)
+
+
+@dataclass(frozen=True)
+class SystemStats:
+    cpu_pct: float
+    mem_pct: float
+    disk_pct: float
+    temp_c: float | None
+    uptime_s: float
+    boot_time: datetime
+    clock_synced: bool | None  # None: cannot tell on this machine
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_pct", "mem_pct", "disk_pct", "uptime_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} is not finite")
+
+
+#: A hot-plug event: {type, entity, detail, message_zh, message_en} (contract "event").
+HotplugCallback = Callable[[dict[str, Any]], None]
+StopWatching = Callable[[], None]
+
+
+class Hardware(ABC):
+    """What the probes need from the machine; one instance per agent process."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def cameras(self) -> list[VideoDevice]: ...
+
+    @abstractmethod
+    def microphones(self) -> list[AudioDevice]: ...
+
+    @abstractmethod
+    def speakers(self) -> list[AudioDevice]: ...
+
+    @abstractmethod
+    def displays(self) -> list[Display]: ...
+
+    @abstractmethod
+    def capture_frames(self, camera: VideoDevice, count: int = 2) -> list[Frame]:
+        """``count`` frames some tenths of a second apart, after the camera settled."""
+
+    @abstractmethod
+    def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip: ...
+
+    @abstractmethod
+    def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
+        """``host`` is a name or address, or ``host:port`` for TCP connect timing."""
+
+    @abstractmethod
+    def resolve(self, host: str) -> float:
+        """Resolve ``host``; return the time it took in ms, or raise HardwareError."""
+
+    @abstractmethod
+    def download(self, url: str, nbytes: int, timeout_s: float) -> float:
+        """GET ``url?bytes=N``; return the measured throughput in Mbit/s."""
+
+    @abstractmethod
+    def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
+        """POST ``nbytes`` to ``url``; return the measured throughput in Mbit/s."""
+
+    @abstractmethod
+    def net_bytes(self) -> tuple[int, int]:
+        """Bytes (sent, received) on all non-loopback interfaces since boot."""
+
+    @abstractmethod
+    def system(self) -> SystemStats: ...
+
+    @abstractmethod
+    def host(self) -> dict[str, Any]:
+        """Static facts about the machine for the birth message (hostname, os, cpus...)."""
+
+    @abstractmethod
+    def watch(self, callback: HotplugCallback) -> StopWatching:
+        """Call ``callback`` with an event when a device appears or disappears.
+
+        Returns a function that stops watching; it is safe to call more than once.
+        """
+
+    def inventory(self) -> dict[str, Any]:
+        """The ``inventory`` of the birth message."""
+        return {
+            "cameras": [d.to_json() for d in self.cameras()],
+            "microphones": [d.to_json() for d in self.microphones()],
+            "speakers": [d.to_json() for d in self.speakers()],
+            "displays": [d.to_json() for d in self.displays()],
+            "host": self.host(),
+        }

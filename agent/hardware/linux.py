@@ -1,0 +1,116 @@
+"""The real classroom PC: pyudev, V4L2 through ffmpeg, ALSA through arecord, psutil."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import psutil
+import pyudev
+
+from agent.hardware import media, netio, sysinfo, udev
+from agent.hardware.base import (
+    AudioClip,
+    AudioDevice,
+    Display,
+    Frame,
+    Hardware,
+    HotplugCallback,
+    PingResult,
+    StopWatching,
+    SystemStats,
+    VideoDevice,
+)
+from agent.hardware.events import DeviceTracker, poll_every
+
+__all__ = ["LinuxHardware"]
+
+log = logging.getLogger(__name__)
+
+
+class LinuxHardware(Hardware):
+    kind: ClassVar[str] = "linux"
+
+    def __init__(
+        self,
+        *,
+        sysfs_root: Path = Path("/sys"),
+        disk_path: str = "/",
+        extra_cameras: Mapping[str, str] = MappingProxyType({}),
+        extra_microphones: Mapping[str, str] = MappingProxyType({}),
+        poll_s: float = 5.0,
+    ) -> None:
+        self.sysfs_root = sysfs_root
+        self.poll_s = poll_s  # hot-plug polling when no udev monitor can run
+        self.disk_path = disk_path
+        # Devices udev cannot see, id -> spec: network cameras (an RTSP URL) and ALSA
+        # PCMs such as PipeWire's "default" or an asoundrc plug.
+        self.extra_cameras = [VideoDevice(i, i, node=spec) for i, spec in extra_cameras.items()]
+        self.extra_microphones = [AudioDevice(i, i, pcm=pcm)
+                                  for i, pcm in extra_microphones.items()]
+        self._context = pyudev.Context()
+        self._tracker: DeviceTracker | None = None
+        self._tracker_lock = threading.Lock()
+        psutil.cpu_percent(interval=None)  # the first reading is meaningless; prime it
+
+    def cameras(self) -> list[VideoDevice]:
+        return udev.video_devices(self._context) + self.extra_cameras
+
+    def microphones(self) -> list[AudioDevice]:
+        return udev.sound_devices(self._context, capture=True) + self.extra_microphones
+
+    def speakers(self) -> list[AudioDevice]:
+        return udev.sound_devices(self._context, capture=False)
+
+    def displays(self) -> list[Display]:
+        return sysinfo.displays(self.sysfs_root)
+
+    def capture_frames(self, camera: VideoDevice, count: int = 2) -> list[Frame]:
+        return media.capture_frames(media.camera_input(camera.node), count)
+
+    def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
+        return media.record_pcm(microphone.pcm, seconds)
+
+    def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
+        return netio.ping(host, count, timeout_s)
+
+    def resolve(self, host: str) -> float:
+        return netio.resolve(host)
+
+    def download(self, url: str, nbytes: int, timeout_s: float) -> float:
+        return netio.download(url, nbytes, timeout_s)
+
+    def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
+        return netio.upload(url, nbytes, timeout_s)
+
+    def net_bytes(self) -> tuple[int, int]:
+        return sysinfo.net_bytes()
+
+    def system(self) -> SystemStats:
+        return sysinfo.system_stats(self.disk_path)
+
+    def host(self) -> dict[str, Any]:
+        return {**sysinfo.host_facts(), "backend": self.kind}
+
+    def watch(self, callback: HotplugCallback) -> StopWatching:
+        with self._tracker_lock:
+            if self._tracker is None:
+                self._tracker = DeviceTracker(self)
+            tracker = self._tracker
+        tracker.add(callback)
+        try:
+            stop_monitor = udev.monitor(self._context, tracker.poll)
+        except (OSError, pyudev.DeviceNotFoundError) as exc:
+            # No netlink here (a locked-down container): look every few seconds instead.
+            log.warning("udev monitor unavailable (%s); polling for devices", exc)
+            stop_monitor = poll_every(tracker.poll, self.poll_s, "linux-hotplug")
+
+        def stop() -> None:
+            stop_monitor()
+            tracker.remove(callback)
+
+        return stop

@@ -1,0 +1,126 @@
+"""Machine facts from psutil and sysfs: load, disk, temperature, clock sync, displays.
+
+The sysfs root is a parameter (node_exporter's ``--path.sysfs``) so that tests read
+fixture trees; this machine, like many VMs, has no ``/sys/class/drm`` at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import socket
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agent.hardware.base import Display, SystemStats
+
+__all__ = ["clock_synced", "displays", "edid_monitor_name", "host_facts", "system_stats"]
+
+_TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
+
+
+def system_stats(disk_path: str = "/") -> SystemStats:
+    temps = [
+        t.current
+        for sensors in psutil.sensors_temperatures().values()
+        for t in sensors
+        if t.current is not None and t.current > 0  # unpopulated sensors read 0
+    ]
+    boot = psutil.boot_time()
+    return SystemStats(
+        cpu_pct=psutil.cpu_percent(interval=None),  # since the previous call
+        mem_pct=psutil.virtual_memory().percent,
+        disk_pct=psutil.disk_usage(disk_path).percent,
+        temp_c=max(temps) if temps else None,
+        uptime_s=max(0.0, datetime.now(UTC).timestamp() - boot),
+        boot_time=datetime.fromtimestamp(boot, UTC),
+        clock_synced=clock_synced(),
+    )
+
+
+def clock_synced() -> bool | None:
+    """systemd-timesyncd/chrony's view via timedatectl, else the kernel's (adjtimex)."""
+    try:
+        out = subprocess.run(
+            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
+            return out.stdout.strip() == "yes"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return _adjtimex_synced()
+
+
+def _adjtimex_synced() -> bool | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    # struct timex is ~208 bytes; modes = 0 (the zeroed first field) only reads.
+    buf = ctypes.create_string_buffer(512)
+    state = int(libc.adjtimex(buf))
+    if state < 0:
+        return None
+    return state != _TIME_ERROR
+
+
+def edid_monitor_name(edid: bytes) -> str:
+    """The monitor name descriptor (tag 0xFC) of an EDID base block, or ""."""
+    if len(edid) < 128 or edid[:8] != b"\x00\xff\xff\xff\xff\xff\xff\x00":
+        return ""
+    for offset in (54, 72, 90, 108):
+        block = edid[offset : offset + 18]
+        if block[:3] == b"\x00\x00\x00" and block[3] == 0xFC:
+            return block[5:].split(b"\n")[0].decode("cp437").strip()
+    return ""
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def displays(sysfs_root: Path) -> list[Display]:
+    """DRM connectors (``class/drm/cardN-CONNECTOR/status``), writeback ones excluded."""
+    found = []
+    for status in sorted((sysfs_root / "class" / "drm").glob("card*-*/status")):
+        conn = status.parent
+        if "Writeback" in conn.name:
+            continue
+        enabled = _read(conn / "enabled")
+        try:
+            edid = (conn / "edid").read_bytes()
+        except OSError:
+            edid = b""
+        found.append(Display(
+            id=conn.name,
+            connected=_read(status) == "connected",
+            enabled=None if not enabled else enabled == "enabled",
+            monitor=edid_monitor_name(edid),
+        ))
+    return found
+
+
+def host_facts() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "cpus": psutil.cpu_count() or 0,
+        "mem_bytes": psutil.virtual_memory().total,
+        "boot_time": datetime.fromtimestamp(psutil.boot_time(), UTC).isoformat(),
+    }
+
+
+def net_bytes() -> tuple[int, int]:
+    counters = psutil.net_io_counters(pernic=True)
+    sent = sum(c.bytes_sent for name, c in counters.items() if name != "lo")
+    received = sum(c.bytes_recv for name, c in counters.items() if name != "lo")
+    return sent, received

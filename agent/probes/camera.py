@@ -1,0 +1,93 @@
+"""Cameras: present every interval; in a check, two frames for black and frozen pictures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agent.contract import CheckVerdict
+from agent.hardware.base import Frame, HardwareError
+from agent.probes.base import Finding, ProbeContext
+from agent.probes.devices import PresenceProbe
+
+__all__ = ["CameraProbe", "FrameStats", "analyse_frames"]
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    mean_luma: float  # 0..1
+    black_ratio: float  # share of pixels darker than the black threshold
+    difference: float | None  # mean absolute difference of the last two frames, 0..1
+
+    def black(self, ratio: float) -> bool:
+        return self.black_ratio >= ratio
+
+    def frozen(self, tolerance: float) -> bool:
+        return self.difference is not None and self.difference <= tolerance
+
+
+def analyse_frames(frames: list[Frame], black_pixel_luma: float) -> FrameStats:
+    """Statistics of the last frame, and of how it differs from the one before."""
+    if not frames:
+        raise ValueError("no frames to analyse")
+    last = frames[-1].gray
+    cut = black_pixel_luma * 255
+    difference = None
+    if len(frames) > 1:
+        before = frames[-2].gray
+        if len(before) != len(last):
+            raise ValueError("frames of different sizes")
+        difference = sum(abs(a - b) for a, b in zip(before, last, strict=True)) / (255 * len(last))
+    return FrameStats(
+        mean_luma=sum(last) / (255 * len(last)),
+        black_ratio=sum(1 for p in last if p < cut) / len(last),
+        difference=difference,
+    )
+
+
+class CameraProbe(PresenceProbe):
+    name: ClassVar[str] = "cameras"
+    role: ClassVar[str] = "camera"
+    minimum: ClassVar[str] = "min_cameras"
+
+    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
+        return {c.id: c.to_json() for c in ctx.hardware.cameras()}
+
+    def inspect(self, ctx: ProbeContext, detail: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                          list[Finding]]:
+        cams = {c.id: c for c in ctx.hardware.cameras()}
+        entity, label = f"camera:{detail['id']}", detail.get("name") or detail["id"]
+        th = ctx.thresholds
+        try:
+            camera = cams[detail["id"]]
+            stats = analyse_frames(ctx.hardware.capture_frames(camera, 2), th.black_pixel_luma)
+        except (KeyError, HardwareError) as exc:
+            why = exc.message if isinstance(exc, HardwareError) else "gone during the check"
+            if isinstance(exc, HardwareError) and exc.reason == "camera_busy":
+                return {"busy": True}, [Finding(
+                    CheckVerdict.WARN, "camera_busy",
+                    f"{label}：摄像头正被课堂软件使用，无法抽帧检查画面（设备在线）",
+                    f"{label}: camera in use by the classroom software; picture not checked "
+                    f"(device is present)", entity)]
+            return {}, [Finding(
+                CheckVerdict.FAIL, "camera_capture_failed",
+                f"{label}：无法采集画面（设备被其他软件占用或故障，重新插拔后再试）：{why}",
+                f"{label}: cannot capture a picture (in use by other software or faulty; "
+                f"re-plug and retry): {why}", entity)]
+        extra = {"mean_luma": round(stats.mean_luma, 4), "black_ratio": round(stats.black_ratio, 4),
+                 "difference": None if stats.difference is None else round(stats.difference, 5)}
+        findings = []
+        if stats.black(th.black_ratio):
+            findings.append(Finding(
+                CheckVerdict.FAIL, "camera_black",
+                f"{label}：画面全黑（镜头盖未取下、遮挡或光线不足）",
+                f"{label}: picture is black (lens cap on, covered, or no light)",
+                entity, stats.black_ratio, th.black_ratio))
+        elif stats.frozen(th.frozen_diff):
+            findings.append(Finding(
+                CheckVerdict.FAIL, "camera_frozen",
+                f"{label}：画面冻结（连续两帧完全相同；重新插拔摄像头或重启采集软件）",
+                f"{label}: picture is frozen (two identical frames; re-plug the camera or "
+                f"restart the capture software)",
+                entity, stats.difference, th.frozen_diff))
+        return extra, findings

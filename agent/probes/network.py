@@ -1,0 +1,120 @@
+"""Network: round trip, jitter and loss per target, and how long name resolution takes.
+
+Targets come from the config (the broker, the fleet, the streaming server) and, in a
+check, from the lesson (the paired classroom's endpoint).  ``host`` is pinged (ICMP);
+``host:port`` or a URL is timed by TCP connect, which needs no privileges and shows the
+port is open as well.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+from agent.contract import CheckVerdict
+from agent.hardware.base import HardwareError
+from agent.hardware.targets import is_address, parse_target, ping_spec
+from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, grade, mark
+from agent.thresholds import Thresholds
+
+__all__ = ["NetworkProbe"]
+
+# metric -> (reason, Chinese, English, warn field, fail field)
+_LIMITS: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("rtt_ms", "network_rtt_high", "网络延迟过高", "round trip time high",
+     "rtt_warn_ms", "rtt_fail_ms"),
+    ("jitter_ms", "network_jitter_high", "网络抖动过大", "jitter high",
+     "jitter_warn_ms", "jitter_fail_ms"),
+    ("loss_pct", "network_loss_high", "网络丢包", "packet loss",
+     "loss_warn_pct", "loss_fail_pct"),
+)
+_ADVICE = ("（检查网线、交换机和校园网出口）", " (check the cable, switch and school uplink)")
+
+
+class NetworkProbe(Probe):
+    name: ClassVar[str] = "network"
+
+    def __init__(self, count: int = 5, check_count: int = 20, timeout_s: float = 1.0) -> None:
+        self.count = count
+        self.check_count = check_count
+        self.timeout_s = timeout_s
+
+    def collect(self, ctx: ProbeContext) -> ProbeReport:
+        return self._measure(ctx, ctx.targets, self.count)
+
+    def check(self, ctx: ProbeContext, params: CheckParams) -> ProbeReport:
+        return self._measure(ctx, {**ctx.targets, **params.targets}, self.check_count)
+
+    def _measure(self, ctx: ProbeContext, targets: dict[str, str], count: int) -> ProbeReport:
+        results: dict[str, Any] = {}
+        findings: list[Finding] = []
+        dns_times: list[float] = []
+        # Targets in parallel: a check pings each for seconds, and a dead one times out.
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets))),
+                                thread_name_prefix="ping") as pool:
+            measured = pool.map(lambda t: self._target(ctx, t[0], t[1], count), targets.items())
+            outcomes = dict(zip(targets, measured, strict=True))
+        for name, (item, found, dns_ms) in outcomes.items():
+            results[name] = mark(item, found)
+            findings += found
+            if dns_ms is not None:
+                dns_times.append(dns_ms)
+        dns_ms = max(dns_times) if dns_times else None
+        th = ctx.thresholds
+        if dns_ms is not None:
+            level = grade(dns_ms, th.dns_warn_ms, th.dns_fail_ms)
+            if level is not CheckVerdict.PASS:
+                findings.append(Finding(
+                    level, "dns_slow", f"域名解析缓慢：{dns_ms:.0f} ms（检查 DNS 服务器设置）",
+                    f"name resolution slow: {dns_ms:.0f} ms (check the DNS server setting)",
+                    "network", round(dns_ms, 1),
+                    th.dns_fail_ms if level is CheckVerdict.FAIL else th.dns_warn_ms))
+        section = {"targets": results, "dns_ms": None if dns_ms is None else round(dns_ms, 2)}
+        return ProbeReport(mark(section, findings), findings)
+
+    def _target(self, ctx: ProbeContext, name: str, spec: str,
+                count: int) -> tuple[dict[str, Any], list[Finding], float | None]:
+        entity = f"target:{name}"
+        item: dict[str, Any] = {"host": spec, "rtt_ms": None, "jitter_ms": None,
+                                "loss_pct": None}
+        try:
+            host, _ = parse_target(spec)
+            dns_ms = None if is_address(host) else ctx.hardware.resolve(host)
+            result = ctx.hardware.ping(ping_spec(spec), count, self.timeout_s)
+        except ValueError as exc:
+            return item, [_unreachable("target_invalid", name, entity, f"地址无效：{exc}",
+                                       f"bad address: {exc}")], None
+        except HardwareError as exc:
+            return item, [_unreachable(exc.reason, name, entity, exc.message, exc.message)], None
+        item.update(
+            rtt_ms=None if result.rtt_ms is None else round(result.rtt_ms, 2),
+            jitter_ms=None if result.jitter_ms is None else round(result.jitter_ms, 2),
+            loss_pct=round(result.loss_pct, 1),
+            method=result.method,
+        )
+        if result.received == 0:
+            return item, [_unreachable("target_unreachable", name, entity, "无响应",
+                                       "no answer")], dns_ms
+        return item, _grade_link(item, name, entity, ctx.thresholds), dns_ms
+
+
+def _unreachable(reason: str, name: str, entity: str, zh: str, en: str) -> Finding:
+    return Finding(CheckVerdict.FAIL, reason, f"无法连接 {name}：{zh}{_ADVICE[0]}",
+                   f"cannot reach {name}: {en}{_ADVICE[1]}", entity)
+
+
+def _grade_link(item: dict[str, Any], name: str, entity: str, th: Thresholds) -> list[Finding]:
+    findings = []
+    for key, reason, zh, en, warn_field, fail_field in _LIMITS:
+        value = item[key]
+        if value is None:
+            continue
+        warn, fail = float(getattr(th, warn_field)), float(getattr(th, fail_field))
+        level = grade(value, warn, fail)
+        if level is not CheckVerdict.PASS:
+            threshold = fail if level is CheckVerdict.FAIL else warn
+            findings.append(Finding(
+                level, reason, f"{name}：{zh} {value}（阈值 {threshold}）{_ADVICE[0]}",
+                f"{name}: {en} {value} (limit {threshold}){_ADVICE[1]}",
+                entity, value, threshold))
+    return findings

@@ -1,0 +1,1 @@
+"""Remote actions: signed commands to classroom agents, with safety rules and an audit."""

@@ -1,0 +1,90 @@
+"""The ``[alerts]`` config table: delays, reminders, escalation, grouping, channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["AlertConfig"]
+
+
+def _default_up() -> dict[str, float]:
+    # Netdata's ``delay: up`` idea: a fault must last this long before anyone is told.
+    # Offline waits out a quick agent restart or an MQTT reconnect (keepalive 1.5x);
+    # network numbers wobble, so they must persist for a minute; a missing camera is
+    # unambiguous and the technician should hear about it at once.
+    return {
+        "device_offline": 30.0,
+        "network_loss": 60.0,
+        "network_jitter": 60.0,
+        "network_rtt": 60.0,
+        "target_unreachable": 60.0,
+        "bandwidth_low": 60.0,
+        "camera_missing": 0.0,
+        "check_failed": 0.0,
+    }
+
+
+def _default_down() -> dict[str, float]:
+    return {"device_offline": 30.0, "check_failed": 0.0}
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    # Seconds a fault must persist before it fires, per rule; others use up_delay_s.
+    up_delays: dict[str, float] = field(default_factory=_default_up)
+    up_delay_s: float = 0.0
+    # Seconds a fault must stay clear before it resolves (damps flapping), per rule.
+    down_delays: dict[str, float] = field(default_factory=_default_down)
+    down_delay_s: float = 60.0
+    # The same fault coming back within this window reopens its ticket (MTR-style).
+    reopen_window_s: float = 3600.0
+    # Reminder while firing and not acknowledged (Alertmanager's repeat_interval).
+    reminder_interval_s: float = 1800.0
+    # Not acknowledged after this long -> the county 电教 contacts are told.
+    escalate_after_s: float = 900.0
+    # Faults of one classroom that fire within this window go out as one message.
+    group_wait_s: float = 30.0
+    # Lessons starting within this many hours (or in progress) are named in the texts.
+    context_horizon_h: float = 4.0
+    # Local time for holidays and lesson times when a school names none.
+    timezone: str = "Asia/Shanghai"
+    # Holidays the timetable knows mute notifications, like a maintenance window.
+    mute_on_holidays: bool = True
+    # Generic JSON webhooks that receive every notification (channel "webhook").
+    webhooks: list[str] = field(default_factory=list)
+    # The web page's address, linked from texts when set, e.g. "https://fleet.example/".
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        numbers = {
+            "up_delay_s": self.up_delay_s,
+            "down_delay_s": self.down_delay_s,
+            "reopen_window_s": self.reopen_window_s,
+            "group_wait_s": self.group_wait_s,
+            "context_horizon_h": self.context_horizon_h,
+            **{f"up_delays.{k}": v for k, v in self.up_delays.items()},
+            **{f"down_delays.{k}": v for k, v in self.down_delays.items()},
+        }
+        for name, value in numbers.items():
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        for name, value in (
+            ("reminder_interval_s", self.reminder_interval_s),
+            ("escalate_after_s", self.escalate_after_s),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is unknown") from None
+        for url in self.webhooks:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url!r} is not an http(s) URL")
+
+    def up_delay(self, rule: str) -> float:
+        return self.up_delays.get(rule, self.up_delay_s)
+
+    def down_delay(self, rule: str) -> float:
+        return self.down_delays.get(rule, self.down_delay_s)

@@ -1,0 +1,459 @@
+"""The alert life-cycle: pending → firing → acknowledged → resolved, and reopened.
+
+One ticket per fingerprint (rule, device, entity).  A fault must persist for its rule's
+up-delay before it fires and stay clear for the down-delay before it resolves (Netdata's
+flap damping); the same fault returning within ``reopen_window`` reopens its ticket (MTR).
+While firing and unacknowledged a reminder goes out every ``reminder_interval``; not
+acknowledged within ``escalate_after``, or still failing when an affected lesson starts,
+the county 电教 contacts are told (an acknowledgement stops reminders and the timed
+escalation, ThingsBoard-style; a lesson starting on a broken classroom escalates
+anyway, because the lesson is then affected whoever is on it).  Every change is an
+AlertEvent row; notifications go through :mod:`fleet.alerts.notices`.
+
+The engine is a MessageSink for the ingest; ``tick()`` runs the timers every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fleet.alerts import mute, rules
+from fleet.alerts.config import AlertConfig
+from fleet.alerts.context import device_labels, lessons_in_progress
+from fleet.alerts.mute import OPEN_STATES, load_muters, muted_by
+from fleet.alerts.notices import Enqueue, flush_notices, refresh_summary, set_notice
+from fleet.alerts.signal import Observation, Signal
+from fleet.db.base import SessionFactory, session_scope, utcnow
+from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
+from fleet.inventory import DeviceContext, device_context
+from fleet.metrics import Sample
+
+__all__ = ["AlertEngine", "AlertNotFound", "AlertStateError"]
+
+log = logging.getLogger(__name__)
+
+LIVE = (AlertState.FIRING, AlertState.ACKNOWLEDGED)
+
+
+class AlertNotFound(LookupError):
+    """No alert, silence or window with that id."""
+
+
+class AlertStateError(ValueError):
+    """The alert is not in a state that allows this (e.g. acknowledging a resolved one)."""
+
+
+def _outbox() -> Enqueue:
+    from fleet.notify.outbox import enqueue
+
+    return enqueue  # type: ignore[no-any-return]
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        config: AlertConfig,
+        clock: Callable[[], datetime] = utcnow,
+        enqueue: Enqueue | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.clock = clock
+        self._enqueue = enqueue
+        self._lock = threading.RLock()
+        # The newest agent session seen per device: a late Last Will of an older
+        # session must not mark a reconnected device offline.
+        self._agent_sessions: dict[str, int] = {}
+        self.signals_observed: Counter[str] = Counter()
+        self.notifications: Counter[tuple[str, str]] = Counter()
+        self.malformed_sections = 0
+
+    # ------------------------------------------------------------ MessageSink
+
+    def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
+        agent_session = int(payload["session"])
+        with self._lock:
+            if agent_session < self._agent_sessions.get(device_id, agent_session):
+                log.info("status of old session %s of %s ignored", agent_session, device_id)
+                return
+            self._agent_sessions[device_id] = agent_session
+        self.observe(rules.from_status(device_id, payload))
+
+    def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+        observation, problems = rules.from_telemetry(device_id, payload)
+        with self._lock:
+            self.malformed_sections += len(problems)
+        reporting = Signal("device_silent", device_id, False, observation.at)
+        self.observe(observation, Observation(device_id, observation.at, (reporting,)))
+
+    def device_silent(self, device_id: str) -> None:
+        """A connected agent that stopped reporting: its Last Will never comes, since
+        the connection is alive (a hung process behind a healthy socket)."""
+        now = self.clock()
+        signal = Signal(
+            "device_silent", device_id, True, now,
+            message_zh="设备连接正常但已超过三个周期未上报数据（代理程序可能卡死，可远程重启）",
+            message_en="connected but no data for three intervals (the agent may be hung; "
+            "a remote restart may help)",
+        )
+        self.observe(Observation(device_id, now, (signal,)))
+
+    def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
+        self.observe(rules.from_event(device_id, payload))
+
+    def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
+        with self._lock, session_scope(self.sessions) as session:
+            self._observe(session, rules.from_check(session, device_id, payload), self.clock())
+
+    def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------ observing
+
+    def observe(self, *observations: Observation) -> None:
+        with self._lock, session_scope(self.sessions) as session:
+            now = self.clock()
+            for observation in observations:
+                self._observe(session, observation, now)
+
+    def _observe(self, session: Session, obs: Observation, now: datetime) -> None:
+        place = device_context(session, obs.device_id)
+        seen: set[str] = set()
+        for signal in obs.signals:
+            self.signals_observed[signal.rule] += 1
+            seen.add(signal.fingerprint)
+            alert = self._latest(session, signal.fingerprint)
+            if alert is not None and signal.at < alert.last_seen_at:
+                continue  # older news (a replayed spool) than what the ticket knows
+            if signal.active:
+                self._fault(session, alert, signal, place, now)
+            elif alert is not None:
+                self._clear(session, alert, now)
+        if obs.covers:
+            stale = session.scalars(
+                select(Alert).where(
+                    Alert.device_id == obs.device_id,
+                    Alert.rule.in_(obs.covers),
+                    Alert.state.in_(OPEN_STATES) | Alert.pending_since.is_not(None),
+                )
+            )
+            for alert in stale:
+                if alert.fingerprint not in seen and obs.at >= alert.last_seen_at:
+                    self._clear(session, alert, now)
+
+    def _latest(self, session: Session, fingerprint: str) -> Alert | None:
+        return session.scalars(
+            select(Alert).where(Alert.fingerprint == fingerprint).order_by(Alert.id.desc()).limit(1)
+        ).first()
+
+    def _fault(
+        self, session: Session, alert: Alert | None, signal: Signal, place: DeviceContext | None,
+        now: datetime,
+    ) -> None:
+        window = timedelta(seconds=self.config.reopen_window_s)
+        if alert is None or (
+            alert.state is AlertState.RESOLVED
+            and (alert.resolved_at is None or alert.resolved_at + window < now)
+        ):
+            labels = device_labels(signal.device_id, place)
+            labels |= {"rule": signal.rule, "severity": signal.level, "entity": signal.entity}
+            alert = Alert(
+                fingerprint=signal.fingerprint,
+                rule=signal.rule,
+                severity=signal.level,
+                state=AlertState.PENDING,
+                classroom_id=place.classroom_id if place else signal.classroom_id,
+                device_id=signal.device_id,
+                entity=signal.entity,
+                labels=labels,
+                started_at=now,
+                last_seen_at=signal.at,
+                pending_since=now,
+                escalation_level=0,
+                reopen_count=0,
+            )
+            session.add(alert)
+            session.flush()
+            self._record(session, alert, "pending", self._describe(signal), now)
+        elif alert.state is AlertState.RESOLVED and alert.pending_since is None:
+            alert.pending_since = now
+            self._record(session, alert, "returning", self._describe(signal), now)
+        elif alert.state in LIVE and alert.clear_since is not None:
+            alert.clear_since = None
+            self._record(session, alert, "still_failing", "fault seen again / 故障再次出现", now)
+        alert.last_seen_at = signal.at
+        alert.severity = signal.level
+        alert.details = {
+            **signal.details,
+            "message_zh": signal.message_zh,
+            "message_en": signal.message_en,
+            "value": signal.value,
+            "threshold": signal.threshold,
+        }
+        if signal.lesson_id is not None:
+            alert.lesson_id = signal.lesson_id
+        self._maybe_fire(session, alert, now)
+
+    @staticmethod
+    def _describe(signal: Signal) -> str:
+        return " / ".join(t for t in (signal.message_zh, signal.message_en) if t)
+
+    def _clear(self, session: Session, alert: Alert, now: datetime) -> None:
+        if alert.state is AlertState.PENDING:
+            # Cleared inside its up-delay: it never was an alert (Alertmanager forgets
+            # pending alerts the same way), so it leaves no ticket behind.
+            session.delete(alert)
+        elif alert.state is AlertState.RESOLVED:
+            if alert.pending_since is not None:
+                alert.pending_since = None
+                self._record(session, alert, "cleared", "fault gone within up-delay", now)
+        elif alert.clear_since is None:
+            alert.clear_since = now
+            self._record(session, alert, "clearing", "fault no longer seen / 故障已消失", now)
+        self._maybe_resolve(session, alert, now)
+
+    # ------------------------------------------------------------ transitions
+
+    def _maybe_fire(self, session: Session, alert: Alert, now: datetime) -> None:
+        since = alert.pending_since
+        if since is None or now - since < timedelta(seconds=self.config.up_delay(alert.rule)):
+            return
+        if alert.state is AlertState.RESOLVED:
+            alert.reopen_count += 1
+            alert.resolved_at = alert.acknowledged_at = None
+            alert.acknowledged_by = alert.ack_comment = None
+            alert.escalation_level = 0
+            alert.last_notified_at = None
+            kind = "reopened"
+        else:
+            kind = "fired"
+        alert.state = AlertState.FIRING
+        alert.started_at = now
+        alert.pending_since = alert.clear_since = None
+        refresh_summary(session, alert, self.config, now)
+        self._record(session, alert, kind, alert.summary_zh, now)
+        set_notice(alert, "firing", now)
+
+    def _maybe_resolve(self, session: Session, alert: Alert, now: datetime) -> None:
+        since = alert.clear_since
+        if alert.state not in LIVE or since is None:
+            return
+        if now - since < timedelta(seconds=self.config.down_delay(alert.rule)):
+            return
+        self._resolve(session, alert, now, "system", "recovered / 已恢复")
+
+    def _resolve(self, session: Session, alert: Alert, now: datetime, actor: str,
+                 text: str) -> None:
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = now
+        alert.clear_since = alert.pending_since = alert.suppressed_by = None
+        self._record(session, alert, "resolved", text, now, actor)
+        set_notice(alert, "resolved", now)
+
+    def _escalate(self, session: Session, alert: Alert, now: datetime, why: str) -> None:
+        alert.escalation_level = 1
+        self._record(session, alert, "escalated", why, now)
+        set_notice(alert, "escalation", now)
+
+    def _record(self, session: Session, alert: Alert, kind: str, text: str, now: datetime,
+                actor: str = "system") -> None:
+        session.add(AlertEvent(alert_id=alert.id, at=now, kind=kind, actor=actor, text=text))
+
+    # ------------------------------------------------------------ timers
+
+    def tick(self) -> None:
+        """Run the delays, mutes, escalations, reminders and the notification stage."""
+        with self._lock, session_scope(self.sessions) as session:
+            now = self.clock()
+            waiting = session.scalars(select(Alert).where(Alert.pending_since.is_not(None)))
+            for alert in waiting.all():
+                self._maybe_fire(session, alert, now)
+            clearing = session.scalars(
+                select(Alert).where(Alert.clear_since.is_not(None), Alert.state.in_(LIVE))
+            )
+            for alert in clearing.all():
+                self._maybe_resolve(session, alert, now)
+            session.flush()
+            muters = load_muters(session, now, self.config.timezone, self.config.mute_on_holidays)
+            live = session.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES))).all()
+            lessons = lessons_in_progress(session, now)
+            for alert in live:
+                reason = muted_by(muters, alert.labels, now)
+                if reason != alert.suppressed_by:
+                    text = reason or "no longer muted / 解除屏蔽"
+                    self._record(session, alert, "muted" if reason else "unmuted", text, now)
+                    alert.suppressed_by = reason
+                if alert.state in LIVE and reason is None:
+                    self._timers(session, alert, now, lessons.get(alert.classroom_id or 0, []))
+            flush_notices(
+                session, self.config, muters, self._enqueue or _outbox(), now,
+                self.notifications, lambda a, k, t: self._record(session, a, k, t, now),
+            )
+
+    def _timers(
+        self, session: Session, alert: Alert, now: datetime, lessons: Sequence[Lesson]
+    ) -> None:
+        cfg = self.config
+        if alert.escalation_level == 0:
+            after = timedelta(seconds=cfg.escalate_after_s)
+            told = (
+                self._told_at(session, alert)
+                if alert.state is AlertState.FIRING and now - alert.started_at >= after
+                else None
+            )
+            if told is not None and now - told >= after:
+                minutes = round(cfg.escalate_after_s / 60)
+                why = f"{minutes} 分钟内无人受理 / not acknowledged within {minutes} min"
+                self._escalate(session, alert, now, why)
+                return
+            lesson = self._lesson_at_risk(alert, lessons)
+            if lesson is not None:
+                alert.lesson_id = alert.lesson_id or lesson
+                self._escalate(session, alert, now, f"课程开始时仍有故障 / still failing at the "
+                               f"start of lesson #{lesson}")
+                return
+        if alert.state is not AlertState.FIRING or alert.notice_kind is not None:
+            return
+        if alert.last_notified_at is None:
+            set_notice(alert, "firing", now)  # it was muted when it fired, and no longer is
+        elif now - alert.last_notified_at >= timedelta(seconds=cfg.reminder_interval_s):
+            set_notice(alert, "reminder", now)
+
+    @staticmethod
+    def _told_at(session: Session, alert: Alert) -> datetime | None:
+        """When the technicians were first told of this episode: the escalation clock
+        starts there, not while a silence or maintenance window kept them uninformed."""
+        return session.scalar(
+            select(func.min(AlertEvent.at)).where(
+                AlertEvent.alert_id == alert.id,
+                AlertEvent.kind.in_(("notified", "unrouted")),
+                AlertEvent.at >= alert.started_at,
+            )
+        )
+
+    def _lesson_at_risk(self, alert: Alert, lessons: Sequence[Lesson]) -> int | None:
+        """A lesson under way in the alert's classroom that started while the fault
+        persisted (allowing for the rule's up-delay, which made the ticket fire late)."""
+        grace = timedelta(seconds=self.config.up_delay(alert.rule))
+        for lesson in lessons:
+            if alert.started_at <= lesson.starts_at + grace:
+                return lesson.id
+        return None
+
+    # ------------------------------------------------------------ people
+
+    def acknowledge(self, alert_id: int, actor: str, comment: str) -> None:
+        """Someone is on it: stops reminders and the timed escalation; others are told who."""
+        if not comment.strip():
+            raise ValueError("an acknowledgement needs a comment saying who is on it and how")
+        with self._lock, session_scope(self.sessions) as session:
+            alert = self._get(session, alert_id)
+            if alert.state not in LIVE:
+                raise AlertStateError(f"alert {alert_id} is {alert.state.value}, not firing")
+            now = self.clock()
+            alert.state = AlertState.ACKNOWLEDGED
+            alert.acknowledged_at = now
+            alert.acknowledged_by = actor
+            alert.ack_comment = comment.strip()
+            self._record(session, alert, "acknowledged", alert.ack_comment, now, actor)
+            set_notice(alert, "acknowledged", now)
+
+    def resolve_manually(self, alert_id: int, actor: str, comment: str) -> None:
+        """Close a ticket by hand (a device taken away); a fault still present reopens it."""
+        if not comment.strip():
+            raise ValueError("a manual resolution needs a comment")
+        with self._lock, session_scope(self.sessions) as session:
+            alert = self._get(session, alert_id)
+            if alert.state is AlertState.RESOLVED:
+                raise AlertStateError(f"alert {alert_id} is already resolved")
+            self._resolve(session, alert, self.clock(), actor, comment.strip())
+
+    @staticmethod
+    def _get(session: Session, alert_id: int) -> Alert:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert {alert_id}")
+        return alert
+
+    def add_silence(
+        self,
+        matchers: Mapping[str, Any],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str = "",
+    ) -> int:
+        with session_scope(self.sessions) as session:
+            return mute.add_silence(session, matchers, starts_at, ends_at, created_by, comment).id
+
+    def delete_silence(self, silence_id: int) -> None:
+        with session_scope(self.sessions) as session:
+            silence = session.get(Silence, silence_id)
+            if silence is None:
+                raise AlertNotFound(f"no silence {silence_id}")
+            session.delete(silence)
+
+    def add_maintenance_window(
+        self,
+        name: str,
+        weekdays: Sequence[int],
+        start_time: str,
+        end_time: str,
+        matchers: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+    ) -> int:
+        """A recurring mute; no matchers means every alert (the whole fleet's nights)."""
+        with session_scope(self.sessions) as session:
+            return mute.add_window(session, name, weekdays, start_time, end_time,
+                                   matchers or {}, timezone or self.config.timezone).id
+
+    # ------------------------------------------------------------ reading
+
+    @staticmethod
+    def query(
+        session: Session,
+        state: AlertState | None = None,
+        classroom_ids: Iterable[int] | None = None,
+        device_id: str | None = None,
+        rule: str | None = None,
+        include_pending: bool = False,
+        limit: int = 500,
+    ) -> list[Alert]:
+        """Alerts, newest first; pending ones (inside their up-delay) only when asked."""
+        query = select(Alert).order_by(Alert.started_at.desc(), Alert.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(Alert.state == state)
+        elif not include_pending:
+            query = query.where(Alert.state != AlertState.PENDING)
+        if classroom_ids is not None:
+            query = query.where(Alert.classroom_id.in_(list(classroom_ids)))
+        if device_id is not None:
+            query = query.where(Alert.device_id == device_id)
+        if rule is not None:
+            query = query.where(Alert.rule == rule)
+        return list(session.scalars(query))
+
+    def samples(self) -> Iterable[Sample]:
+        with session_scope(self.sessions) as session:
+            rows = session.execute(select(Alert.state, func.count()).group_by(Alert.state))
+            counts = {state: n for state, n in rows}
+        for state in AlertState:
+            yield Sample("syncclass_alerts", "Alerts by state", float(counts.get(state, 0)),
+                         "gauge", {"state": state.value})
+        for rule, n in sorted(self.signals_observed.items()):
+            yield Sample("syncclass_alert_signals_total", "Signals observed by the alert rules",
+                         float(n), labels={"rule": rule})
+        for (kind, channel), n in sorted(self.notifications.items()):
+            yield Sample("syncclass_alert_notifications_total", "Notifications enqueued",
+                         float(n), labels={"kind": kind, "channel": channel})
+        yield Sample("syncclass_alert_malformed_sections_total",
+                     "Telemetry sections skipped as malformed", float(self.malformed_sections))

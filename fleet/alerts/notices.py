@@ -1,0 +1,173 @@
+"""The notification stage: one message per classroom and kind, after group_wait.
+
+The life-cycle only marks an alert with the notice it owes (``notice_kind`` since
+``notice_since``).  Here notices of one classroom and kind are gathered once the oldest
+has waited ``group_wait`` (Alertmanager's group_wait), muted ones are dropped with their
+reason recorded, and one text per recipient goes to the outbox.  A recovery is never
+hidden by inhibition; a silence hides it only when the fault itself was never told.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet.alerts.config import AlertConfig
+from fleet.alerts.context import lesson_context
+from fleet.alerts.mute import Inhibition, Muter, muted_by
+from fleet.alerts.recipients import recipients
+from fleet.alerts.render import AlertLine, render, summary
+from fleet.db.models import Alert, Classroom
+
+__all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
+
+
+class Enqueue(Protocol):
+    """``fleet.notify.outbox.enqueue``: one outbox row per recipient."""
+
+    def __call__(
+        self,
+        session: Session,
+        *,
+        alert_id: int | None,
+        channel: str,
+        target: str,
+        kind: str,
+        subject: str,
+        body: str,
+        payload: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> Any: ...
+
+
+def set_notice(alert: Alert, kind: str, now: datetime) -> None:
+    """Owe ``kind`` for this alert; a later notice replaces an earlier unsent one."""
+    if kind == "resolved" and alert.notice_kind == "firing" and alert.last_notified_at is None:
+        # Fired and recovered within one group_wait: nobody needs either message.
+        alert.notice_kind = alert.notice_since = None
+        return
+    if alert.notice_kind is None:
+        alert.notice_since = now
+    alert.notice_kind = kind
+
+
+def refresh_summary(session: Session, alert: Alert, config: AlertConfig, now: datetime) -> None:
+    """Rewrite the ticket's one-line texts with the lesson now at stake."""
+    ctx = None
+    if alert.classroom_id is not None:
+        tz = alert.labels.get("timezone", config.timezone)
+        horizon = timedelta(hours=config.context_horizon_h)
+        ctx = lesson_context(session, alert.classroom_id, now, horizon, tz)
+    detail = (str(alert.details.get("message_zh", "")), str(alert.details.get("message_en", "")))
+    alert.summary_zh, alert.summary_en = summary(alert.rule, alert.entity, ctx, detail)
+
+
+def _where(session: Session, classroom_id: int | None, device_id: str | None) -> str:
+    room = session.get(Classroom, classroom_id) if classroom_id is not None else None
+    if room is None:
+        return f"设备 {device_id}"
+    return f"{room.school.name} {room.name}"
+
+
+def _line(alert: Alert) -> AlertLine:
+    return AlertLine(
+        alert_id=alert.id,
+        device_id=alert.device_id or "",
+        summary_zh=alert.summary_zh,
+        summary_en=alert.summary_en,
+        since=alert.started_at,
+        ack_by=alert.acknowledged_by,
+        ack_comment=alert.ack_comment,
+        reopen_count=alert.reopen_count,
+    )
+
+
+def _hold_reason(alert: Alert, kind: str, muters: Sequence[Muter], now: datetime) -> str | None:
+    if kind != "resolved":
+        return alert.suppressed_by
+    if alert.last_notified_at is not None:
+        return None  # they were told it broke: always tell them it is fixed
+    windows = [m for m in muters if not isinstance(m, Inhibition)]
+    return muted_by(windows, alert.labels, now)
+
+
+def flush_notices(
+    session: Session,
+    config: AlertConfig,
+    muters: Sequence[Muter],
+    enqueue: Enqueue,
+    now: datetime,
+    sent: Counter[tuple[str, str]],
+    record: Callable[[Alert, str, str], None],
+) -> None:
+    """Send every group whose oldest notice has waited ``group_wait``."""
+    owed = session.scalars(
+        select(Alert).where(Alert.notice_kind.is_not(None)).order_by(Alert.id)
+    ).all()
+    groups: dict[tuple[int | None, str], list[Alert]] = defaultdict(list)
+    for alert in owed:
+        groups[(alert.classroom_id, str(alert.notice_kind))].append(alert)
+    wait = timedelta(seconds=config.group_wait_s)
+    for (classroom_id, kind), alerts in groups.items():
+        if min(a.notice_since or now for a in alerts) + wait > now:
+            continue
+        going = []
+        for alert in alerts:
+            alert.notice_kind = alert.notice_since = None
+            reason = _hold_reason(alert, kind, muters, now)
+            if reason:
+                record(alert, "suppressed", f"{kind}: {reason}")
+            else:
+                going.append(alert)
+        if going:
+            _send(session, config, enqueue, now, sent, record, classroom_id, kind, going)
+
+
+def _send(
+    session: Session,
+    config: AlertConfig,
+    enqueue: Enqueue,
+    now: datetime,
+    sent: Counter[tuple[str, str]],
+    record: Callable[[Alert, str, str], None],
+    classroom_id: int | None,
+    kind: str,
+    alerts: list[Alert],
+) -> None:
+    for alert in alerts:
+        refresh_summary(session, alert, config, now)
+    first = alerts[0]
+    school = first.labels.get("school_id")
+    level = max(a.escalation_level for a in alerts)
+    tz = str(first.labels.get("timezone", config.timezone))
+    link = f"{config.base_url.rstrip('/')}/#alert-{first.id}" if config.base_url else ""
+    message = render(kind, _where(session, classroom_id, first.device_id),
+                     [_line(a) for a in alerts], tz, link)
+    to = recipients(session, int(school) if school else None, level, config.webhooks)
+    ids = [a.id for a in alerts]
+    for r in to:
+        enqueue(
+            session,
+            alert_id=first.id,
+            channel=r.channel,
+            target=r.target,
+            kind=kind,
+            subject=message.subject,
+            body=message.body,
+            payload={**r.payload, "alert_ids": ids},
+            now=now,
+        )
+        sent[(kind, r.channel)] += 1
+    for alert in alerts:
+        # Also when nobody is configured: reminders then retry, and the page shows why.
+        alert.last_notified_at = now
+        if to:
+            record(alert, "notified", f"{kind} → {len(to)} recipient(s)")
+        else:
+            record(alert, "unrouted", f"{kind}: no technician, robot or webhook configured")
+

@@ -1,0 +1,53 @@
+"""Who hears about a classroom's alerts, by escalation level.
+
+Level 0: the school's appointed technicians (e-mail) and the school's group robots.
+Level 1 (escalated): also the county 电教 contacts and the county's group robots.
+Config-level generic webhooks hear everything.  Duplicates collapse to one delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fleet.db.models import County, Person, School
+from fleet.inventory import county_contacts, technicians_for_school
+
+__all__ = ["Recipient", "recipients"]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    channel: str  # email / dingtalk / wecom / webhook
+    target: str  # address or webhook URL
+    payload: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def _robots(owner: School | County) -> list[Recipient]:
+    out = []
+    if owner.dingtalk_webhook:
+        secret = {"secret": owner.dingtalk_secret} if owner.dingtalk_secret else {}
+        out.append(Recipient("dingtalk", owner.dingtalk_webhook, secret))
+    if owner.wecom_webhook:
+        out.append(Recipient("wecom", owner.wecom_webhook))
+    return out
+
+
+def _emails(people: Sequence[Person]) -> list[Recipient]:
+    return [Recipient("email", p.email) for p in people if p.email]
+
+
+def recipients(
+    session: Session, school_id: int | None, level: int, webhooks: Sequence[str] = ()
+) -> list[Recipient]:
+    found: list[Recipient] = []
+    school = session.get(School, school_id) if school_id is not None else None
+    if school is not None:
+        found += _emails(technicians_for_school(session, school.id)) + _robots(school)
+        if level >= 1:
+            found += _emails(county_contacts(session, school.county_id)) + _robots(school.county)
+    found += [Recipient("webhook", url) for url in webhooks]
+    return list(dict.fromkeys(found))

@@ -1,0 +1,271 @@
+"""Rules: validated contract payloads in, :class:`Observation` of signals out.
+
+Thresholds stay on the agent: every section and item carries ``ok`` and, when not ok, a
+machine ``reason`` and a short ``message``; a rule only maps the reason to its alert
+(by keyword, so "network_loss_high" and "loss" both land on ``network_loss``).  A
+section that is not a JSON object is skipped and counted, never fatal: the other
+sections of the same message still count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.contract import CheckVerdict, EventType, parse_ts
+from fleet.alerts.signal import Observation, Signal
+from fleet.db.models import CheckRun
+
+__all__ = [
+    "MISSING_RULES",
+    "MalformedSection",
+    "from_check",
+    "from_event",
+    "from_status",
+    "from_telemetry",
+]
+
+log = logging.getLogger(__name__)
+
+Keywords = tuple[tuple[tuple[str, ...], str], ...]
+
+_MISSING_WORDS: Final = ("missing", "absent", "disconnect", "removed", "not_found", "none")
+
+
+@dataclass(frozen=True)
+class _Family:
+    """How one telemetry section's reasons map to rules."""
+
+    kind: str  # the entity prefix: "camera", "target", "" for device-wide sections
+    keywords: Keywords
+    fallback: str
+    missing: str | None = None  # the rule of an absent item, one ticket per kind
+
+    @property
+    def rules(self) -> frozenset[str]:
+        names = {rule for _, rule in self.keywords} | {self.fallback}
+        return frozenset(names | ({self.missing} if self.missing else set()))
+
+    def rule_for(self, reason: str) -> str:
+        text = reason.lower()
+        if self.missing and any(word in text for word in _MISSING_WORDS):
+            return self.missing
+        for words, rule in self.keywords:
+            if any(word in text for word in words):
+                return rule
+        return self.fallback
+
+
+_FAMILIES: Final[dict[str, _Family]] = {
+    "cameras": _Family(
+        "camera", ((("black",), "camera_black"), (("frozen", "freeze"), "camera_frozen")),
+        "camera_fault", "camera_missing",
+    ),
+    "microphones": _Family(
+        "microphone", ((("silent", "quiet"), "mic_silent"), (("clip",), "mic_clipping")),
+        "mic_fault", "mic_missing",
+    ),
+    "speakers": _Family("speaker", (), "speaker_fault", "speaker_missing"),
+    "displays": _Family("display", (), "display_fault", "display_disconnected"),
+    "network": _Family(
+        "target",
+        (
+            (("unreach", "timeout", "down"), "target_unreachable"),
+            (("loss",), "network_loss"),
+            (("jitter",), "network_jitter"),
+            (("rtt", "latency", "delay"), "network_rtt"),
+        ),
+        "network_fault",
+    ),
+    "bandwidth": _Family("", (), "bandwidth_low"),
+    "system": _Family(
+        "",
+        (
+            (("disk",), "disk_full"),
+            (("temp", "heat", "thermal"), "overheating"),
+            (("clock", "ntp", "sync"), "clock_unsynced"),
+        ),
+        "system_fault",
+    ),
+}
+
+# The hot-plug event's entity kind -> the rule of that kind going missing.
+MISSING_RULES: Final[dict[str, str]] = {
+    fam.kind: fam.missing for fam in _FAMILIES.values() if fam.missing is not None
+}
+
+# Which measured number a network rule is about.
+_TARGET_VALUES: Final = {
+    "network_loss": "loss_pct",
+    "network_jitter": "jitter_ms",
+    "network_rtt": "rtt_ms",
+}
+
+
+class MalformedSection(ValueError):
+    """A telemetry section or item that is not shaped as the contract says."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _text(data: Mapping[str, Any], lang: str) -> str:
+    value = data.get(f"message_{lang}") or data.get("message") or ""
+    return str(value)
+
+
+def _fault(
+    device_id: str, at: Any, rule: str, entity: str, data: Mapping[str, Any], value_key: str = ""
+) -> Signal:
+    value = _number(data.get(value_key)) if value_key else _number(data.get("value"))
+    return Signal(
+        rule=rule,
+        device_id=device_id,
+        active=True,
+        at=at,
+        entity=entity,
+        value=value,
+        threshold=_number(data.get("threshold")),
+        details={k: v for k, v in data.items() if k not in ("devices", "targets")},
+        message_zh=_text(data, "zh"),
+        message_en=_text(data, "en"),
+    )
+
+
+def _items(name: str, section: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The section's (entity, item) pairs: devices by id, network targets by name."""
+    family = _FAMILIES[name]
+    if name == "network":
+        targets = section.get("targets", {})
+        if not isinstance(targets, Mapping):
+            raise MalformedSection(f"network.targets is {type(targets).__name__}")
+        pairs = list(targets.items())
+    elif family.kind:
+        devices = section.get("devices", [])
+        if not isinstance(devices, list):
+            raise MalformedSection(f"{name}.devices is {type(devices).__name__}")
+        pairs = [(str(d.get("id", i)) if isinstance(d, Mapping) else str(i), d)
+                 for i, d in enumerate(devices)]
+    else:
+        return []
+    for key, item in pairs:
+        if not isinstance(item, Mapping):
+            raise MalformedSection(f"{name} item {key!r} is not an object")
+    return [(f"{family.kind}:{key}", item) for key, item in pairs]
+
+
+def _section_signals(device_id: str, at: Any, name: str, section: Any) -> list[Signal]:
+    if not isinstance(section, Mapping):
+        raise MalformedSection(f"section {name!r} is {type(section).__name__}, not an object")
+    family = _FAMILIES[name]
+    out: list[Signal] = []
+    for entity, item in _items(name, section):
+        if item.get("ok", True) is False:
+            rule = family.rule_for(str(item.get("reason", "")))
+            ticket = family.kind if rule == family.missing else entity
+            out.append(_fault(device_id, at, rule, ticket, item, _TARGET_VALUES.get(rule, "")))
+    # A not-ok section without a reason of its own is just summing up its items.
+    if section.get("ok", True) is False and (section.get("reason") or not out):
+        rule = family.rule_for(str(section.get("reason", "")))
+        if rule not in {s.rule for s in out}:
+            entity = family.kind if rule == family.missing else ""
+            out.append(_fault(device_id, at, rule, entity, section))
+    return out
+
+
+def from_telemetry(device_id: str, payload: Mapping[str, Any]) -> tuple[Observation, list[str]]:
+    """The faults in a telemetry message, and the problems of sections it had to skip."""
+    at = parse_ts(payload["ts"])
+    signals: list[Signal] = []
+    covers: set[str] = set()
+    problems: list[str] = []
+    for name, section in payload["sections"].items():
+        if name not in _FAMILIES:
+            continue  # a newer agent's section: nothing to alert on yet
+        try:
+            signals.extend(_section_signals(device_id, at, name, section))
+        except MalformedSection as exc:
+            log.warning("telemetry from %s: %s (section skipped)", device_id, exc)
+            problems.append(str(exc))
+            continue
+        covers |= _FAMILIES[name].rules
+    return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
+
+
+def from_status(device_id: str, payload: Mapping[str, Any]) -> Observation:
+    at = parse_ts(payload["ts"])
+    signal = Signal(
+        rule="device_offline",
+        device_id=device_id,
+        active=payload["state"] == "offline",
+        at=at,
+        details={"session": payload["session"], "agent_version": payload["agent_version"]},
+    )
+    return Observation(device_id, at, (signal,))
+
+
+def from_event(device_id: str, payload: Mapping[str, Any]) -> Observation:
+    at = parse_ts(payload["ts"])
+    kind = EventType(payload["type"])
+    entity = str(payload["entity"])
+    prefix, _, name = entity.partition(":")
+    detail = payload.get("detail")
+    details: dict[str, Any] = dict(detail) if isinstance(detail, Mapping) else {}
+    if kind in (EventType.DEVICE_REMOVED, EventType.DEVICE_ADDED) and prefix in MISSING_RULES:
+        # One ticket per kind: the telemetry's "camera missing" and this event agree.
+        rule, entity, active = MISSING_RULES[prefix], prefix, kind is EventType.DEVICE_REMOVED
+        details["id"] = name
+    elif kind in (EventType.TARGET_UNREACHABLE, EventType.TARGET_REACHABLE):
+        rule, active = "target_unreachable", kind is EventType.TARGET_UNREACHABLE
+    elif kind in (EventType.PROBE_FAILED, EventType.PROBE_RECOVERED):
+        rule, active = "probe_failed", kind is EventType.PROBE_FAILED
+    else:
+        return Observation(device_id, at)
+    signal = Signal(
+        rule=rule,
+        device_id=device_id,
+        active=active,
+        at=at,
+        entity=entity,
+        details=details,
+        message_zh=str(payload.get("message_zh", "")),
+        message_en=str(payload.get("message_en", "")),
+    )
+    return Observation(device_id, at, (signal,))
+
+
+def from_check(session: Session, device_id: str, payload: Mapping[str, Any]) -> Observation:
+    """A failed check is one ticket per device, linked to its lesson through the CheckRun.
+
+    The checks scheduler writes the CheckRun before sending the command; without one
+    the check was run by hand or by the agent itself, and no lesson is named.
+    """
+    at = parse_ts(payload["ts"])
+    request_id = payload.get("request_id")
+    lesson_id = None
+    if isinstance(request_id, str):
+        lesson_id = session.scalar(
+            select(CheckRun.lesson_id).where(CheckRun.request_id == request_id)
+        )
+    findings = [f for f in payload["findings"] if isinstance(f, Mapping)]
+    failing = [f for f in findings if f.get("level") == CheckVerdict.FAIL.value] or findings
+    signal = Signal(
+        rule="check_failed",
+        device_id=device_id,
+        active=payload["verdict"] == CheckVerdict.FAIL.value,
+        at=at,
+        entity="check",
+        lesson_id=lesson_id,
+        details={"request_id": request_id, "verdict": payload["verdict"], "findings": findings},
+        message_zh="；".join(str(f.get("message_zh", "")) for f in failing[:3]),
+        message_en="; ".join(str(f.get("message_en", "")) for f in failing[:3]),
+    )
+    return Observation(device_id, at, (signal,), frozenset({"check_failed"}))

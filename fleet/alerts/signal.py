@@ -1,0 +1,99 @@
+"""What the rules tell the engine: a fault on one entity of one device, active or clear.
+
+A :class:`Signal` names its rule, device and entity (the fingerprint of its ticket) and
+says whether the fault is present.  An :class:`Observation` is everything one message
+says: its signals plus the rules it reports on completely, so that an open alert of such
+a rule that the message no longer mentions (a camera that vanished from the list) clears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+__all__ = ["RULES", "Observation", "RuleInfo", "Signal", "fingerprint", "rule_info"]
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    severity: str  # critical / warning / info
+    title_zh: str
+    title_en: str
+
+
+RULES: Final[dict[str, RuleInfo]] = {
+    "device_offline": RuleInfo("critical", "设备离线", "device offline"),
+    "device_silent": RuleInfo("critical", "设备在线但停止上报", "device connected but silent"),
+    "camera_missing": RuleInfo("critical", "摄像头未连接", "camera missing"),
+    "camera_black": RuleInfo("critical", "摄像头画面全黑", "camera picture black"),
+    "camera_frozen": RuleInfo("critical", "摄像头画面冻结", "camera picture frozen"),
+    "camera_fault": RuleInfo("warning", "摄像头异常", "camera problem"),
+    "mic_missing": RuleInfo("critical", "麦克风未连接", "microphone missing"),
+    "mic_silent": RuleInfo("critical", "麦克风无声", "microphone silent"),
+    "mic_clipping": RuleInfo("warning", "麦克风削波失真", "microphone clipping"),
+    "mic_fault": RuleInfo("warning", "麦克风异常", "microphone problem"),
+    "speaker_missing": RuleInfo("critical", "扬声器未连接", "speaker missing"),
+    "speaker_fault": RuleInfo("warning", "扬声器异常", "speaker problem"),
+    "display_disconnected": RuleInfo("critical", "显示器未连接", "display disconnected"),
+    "display_fault": RuleInfo("warning", "显示器异常", "display problem"),
+    "target_unreachable": RuleInfo("critical", "网络目标不可达", "network target unreachable"),
+    "network_loss": RuleInfo("warning", "网络丢包过高", "packet loss too high"),
+    "network_jitter": RuleInfo("warning", "网络抖动过大", "network jitter too high"),
+    "network_rtt": RuleInfo("warning", "网络延迟过高", "network round trip too long"),
+    "network_fault": RuleInfo("warning", "网络异常", "network problem"),
+    "bandwidth_low": RuleInfo("warning", "带宽不足", "bandwidth too low"),
+    "disk_full": RuleInfo("warning", "磁盘空间不足", "disk nearly full"),
+    "overheating": RuleInfo("warning", "设备温度过高", "device overheating"),
+    "clock_unsynced": RuleInfo("warning", "系统时钟未同步", "clock not synchronised"),
+    "system_fault": RuleInfo("warning", "系统异常", "system problem"),
+    "probe_failed": RuleInfo("warning", "检测程序出错", "probe failed"),
+    "check_failed": RuleInfo("critical", "课前检测未通过", "pre-class check failed"),
+}
+
+
+def rule_info(rule: str) -> RuleInfo:
+    return RULES.get(rule, RuleInfo("warning", rule, rule))
+
+
+def fingerprint(rule: str, device_id: str, entity: str) -> str:
+    """The identity of a ticket: one per rule, device and entity."""
+    return f"{rule}|{device_id}|{entity}"
+
+
+@dataclass(frozen=True)
+class Signal:
+    rule: str
+    device_id: str
+    active: bool
+    at: datetime
+    entity: str = ""  # "camera:<id>", "target:peer", "" for the device itself
+    classroom_id: int | None = None  # for a device the inventory does not know
+    severity: str = ""  # "" = the rule's default
+    value: float | None = None
+    threshold: float | None = None
+    lesson_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    message_zh: str = ""  # the agent's own words, when it gave some
+    message_en: str = ""
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("signal time must be timezone-aware")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.rule, self.device_id, self.entity)
+
+    @property
+    def level(self) -> str:
+        return self.severity or rule_info(self.rule).severity
+
+
+@dataclass(frozen=True)
+class Observation:
+    device_id: str
+    at: datetime
+    signals: tuple[Signal, ...] = ()
+    # Rules this message reports on in full: their open alerts it does not mention cleared.
+    covers: frozenset[str] = frozenset()

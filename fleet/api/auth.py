@@ -1,0 +1,208 @@
+"""People's authentication: argon2 password hashes and bearer tokens.
+
+A login returns a random token; only its SHA-256 is stored (``ApiToken``), so a copy of
+the database does not let anyone in.  Calendar subscriptions cannot send a bearer header,
+so each person also has a calendar token: an HMAC of their id, good for their calendar
+feed and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+
+from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.scope import Principal, Scope
+from fleet.db.models import ApiToken, Person, PersonSchool, Role
+
+__all__ = [
+    "CalendarScope",
+    "CurrentScope",
+    "calendar_token",
+    "hash_password",
+    "principal_of",
+    "require_roles",
+    "router",
+    "verify_password",
+]
+
+_hasher = PasswordHasher()
+_bearer = HTTPBearer(auto_error=False)
+# Verifying against this keeps an unknown username as slow as a wrong password.
+_DUMMY_HASH = _hasher.hash("syncclass-no-such-user")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and bool(stored_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def calendar_token(secret: str, person_id: int) -> str:
+    """``<person id>.<hmac>``: self-contained, so a calendar URL needs nothing else."""
+    mac = hmac.new(secret.encode(), f"calendar:{person_id}".encode(), "sha256").hexdigest()
+    return f"{person_id}.{mac}"
+
+
+def _calendar_person(session: DB, secret: str, token: str) -> Person | None:
+    head, _, _ = token.partition(".")
+    if not (head.isascii() and head.isdigit() and len(head) < 10):
+        return None
+    if not hmac.compare_digest(calendar_token(secret, int(head)), token):
+        return None
+    return session.get(Person, int(head))
+
+
+def principal_of(session: DB, person: Person) -> Principal:
+    school_ids = session.scalars(
+        select(PersonSchool.school_id).where(PersonSchool.person_id == person.id)
+    ).all()
+    return Principal(
+        id=person.id,
+        username=person.username,
+        name=person.name,
+        role=person.role,
+        county_id=person.county_id,
+        school_ids=frozenset(school_ids),
+    )
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_scope(
+    session: DB,
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Scope:
+    if credentials is None:
+        raise _unauthorized("需要登录 / login required")
+    token = session.get(ApiToken, _sha256(credentials.credentials))
+    if token is None or token.expires_at <= services.clock():
+        raise _unauthorized("登录已失效 / token invalid or expired")
+    person = session.get(Person, token.person_id)
+    if person is None or not person.active:
+        raise _unauthorized("账号已停用 / account disabled")
+    return Scope(principal_of(session, person))
+
+
+CurrentScope = Annotated[Scope, Depends(current_scope)]
+
+
+def calendar_scope(
+    session: DB,
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[
+        str | None, Query(max_length=100, description="calendar token from /api/v1/me")
+    ] = None,
+) -> Scope:
+    """A bearer token, or the person's calendar token for calendar apps."""
+    if credentials is not None or token is None:
+        return current_scope(session, services, credentials)
+    person = _calendar_person(session, services.config.calendar_secret, token)
+    if person is None or not person.active:
+        raise _unauthorized("日历链接无效 / calendar token invalid")
+    return Scope(principal_of(session, person))
+
+
+CalendarScope = Annotated[Scope, Depends(calendar_scope)]
+
+
+def require_roles(*roles: Role) -> object:
+    """A dependency refusing (403) callers whose role is not in ``roles``."""
+
+    def check(scope: CurrentScope) -> None:
+        if scope.principal.role not in roles:
+            raise HTTPException(403, "无权限 / not allowed for your role")
+
+    return Depends(check)
+
+
+router = APIRouter(prefix=API_PREFIX, tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: str
+
+
+class MeOut(BaseModel):
+    id: int
+    username: str
+    name: str
+    role: Role
+    county_id: int | None
+    school_ids: list[int]
+    calendar_url: str
+
+
+@router.post("/auth/login", responses={401: {"description": "wrong username or password"}})
+def login(
+    body: LoginIn, session: DB, services: Annotated[Services, Depends(get_services)]
+) -> TokenOut:
+    person = session.scalars(select(Person).where(Person.username == body.username)).first()
+    stored = person.password_hash if person is not None else ""
+    if person is None or not person.active or not verify_password(stored, body.password):
+        raise _unauthorized("用户名或密码错误 / wrong username or password")
+    now = services.clock()
+    session.execute(delete(ApiToken).where(ApiToken.expires_at <= now))
+    token = secrets.token_urlsafe(32)
+    expires = now + timedelta(hours=services.config.token_ttl_hours)
+    session.add(
+        ApiToken(token_hash=_sha256(token), person_id=person.id, created_at=now, expires_at=expires)
+    )
+    return TokenOut(access_token=token, expires_at=expires.isoformat())
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(
+    session: DB,
+    scope: CurrentScope,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if credentials is not None:
+        session.execute(
+            delete(ApiToken).where(ApiToken.token_hash == _sha256(credentials.credentials))
+        )
+
+
+@router.get("/me")
+def me(scope: CurrentScope, services: Annotated[Services, Depends(get_services)]) -> MeOut:
+    p = scope.principal
+    token = calendar_token(services.config.calendar_secret, p.id)
+    return MeOut(
+        id=p.id,
+        username=p.username,
+        name=p.name,
+        role=p.role,
+        county_id=p.county_id,
+        school_ids=sorted(p.school_ids),
+        calendar_url=f"/api/v1/people/{p.id}/calendar.ics?token={token}",
+    )

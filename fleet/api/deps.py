@@ -1,0 +1,130 @@
+"""What the API needs from the rest of the fleet, and the request dependencies.
+
+The components are typed by small protocols naming only the methods the API calls, so
+the API neither imports nor constructs them: ``fleet.app`` builds a :class:`Services`
+from the real ones and hands it to :func:`fleet.api.app.create_api`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from fleet.api.config import ApiConfig
+from fleet.db.base import SessionFactory, utcnow
+from fleet.db.models import AuditEntry, Lesson
+from fleet.metrics import MetricSource
+
+__all__ = [
+    "API_PREFIX",
+    "DB",
+    "ActionService",
+    "AlertService",
+    "LiveState",
+    "ReadinessFn",
+    "ReadinessView",
+    "Services",
+    "StateSource",
+    "db_session",
+    "get_services",
+]
+
+
+API_PREFIX = "/api/v1"
+
+
+class LiveState(Protocol):
+    """A device's latest state as the ingest keeps it (``DeviceState`` conforms)."""
+
+    @property
+    def online(self) -> bool: ...
+    @property
+    def last_seen(self) -> datetime | None: ...
+    @property
+    def agent_version(self) -> str: ...
+    @property
+    def telemetry(self) -> dict[str, Any]: ...
+    @property
+    def telemetry_at(self) -> datetime | None: ...
+
+
+class StateSource(Protocol):
+    def get(self, device_id: str) -> LiveState | None: ...
+
+
+class AlertService(Protocol):
+    """``fleet.alerts.engine.AlertEngine``: raises AlertNotFound / AlertStateError."""
+
+    def acknowledge(self, alert_id: int, actor: str, comment: str) -> None: ...
+    def add_silence(
+        self,
+        matchers: dict[str, str],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> int: ...
+    def delete_silence(self, silence_id: int) -> None: ...
+
+
+class ActionService(Protocol):
+    def request(
+        self,
+        actor: str,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        force: bool = False,
+        reason: str = "",
+    ) -> AuditEntry: ...
+
+
+class ReadinessView(Protocol):
+    """``fleet.checks.readiness.Readiness``: state, labels and each end's latest check."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+ReadinessFn = Callable[[Session, Sequence[Lesson], datetime], Mapping[int, ReadinessView]]
+
+
+@dataclass
+class Services:
+    sessions: SessionFactory
+    config: ApiConfig = field(default_factory=ApiConfig)
+    clock: Callable[[], datetime] = utcnow
+    states: StateSource | None = None
+    alerts: AlertService | None = None
+    actions: ActionService | None = None
+    # ``fleet.checks.readiness.lessons_readiness``; None shows every lesson as pending.
+    readiness: ReadinessFn | None = None
+    metric_sources: list[MetricSource] = field(default_factory=list)
+    # Reports whether the MQTT ingest is connected, for /healthz.
+    mqtt_connected: Callable[[], bool] | None = None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def db_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    """One unit of work per request, committed before the response is sent."""
+    session = services.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DB = Annotated[Session, Depends(db_session, scope="function")]

@@ -1,0 +1,207 @@
+"""Alerts (current state queryable, acknowledge with a comment) and silences."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from fleet.alerts.engine import AlertNotFound, AlertStateError
+from fleet.api.auth import CurrentScope
+from fleet.api.deps import API_PREFIX, DB, AlertService, Services, get_services
+from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
+from fleet.api.scope import Scope, not_found
+from fleet.db.models import Alert, AlertState, Classroom, Device, Role, School, Silence
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+MatcherKey = Literal["device_id", "classroom_id", "school_id", "county_id", "rule", "severity"]
+
+
+class AlertEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    at: datetime
+    kind: str
+    actor: str
+    text: str
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    rule: str
+    severity: str
+    state: AlertState
+    classroom_id: int | None
+    device_id: str | None
+    lesson_id: int | None
+    entity: str
+    labels: dict[str, Any]
+    summary_zh: str
+    summary_en: str
+    started_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    ack_comment: str | None
+    escalation_level: int
+    reopen_count: int
+    suppressed_by: str | None
+
+
+class AlertDetailOut(AlertOut):
+    events: list[AlertEventOut]
+
+
+class AckIn(BaseModel):
+    comment: str = Text(1000, 1)
+
+
+class SilenceIn(BaseModel):
+    matchers: dict[MatcherKey, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, description="label -> value; all must match (equality)"
+    )
+    starts_at: Instant
+    ends_at: Instant
+    comment: str = Text(1000, 1)
+
+
+class SilenceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    matchers: dict[str, Any]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+
+def _engine(services: Services) -> AlertService:
+    if services.alerts is None:
+        raise HTTPException(503, "告警服务未运行 / alert engine not running")
+    return services.alerts
+
+
+@router.get("/alerts")
+def list_alerts(
+    session: DB,
+    scope: CurrentScope,
+    state: Annotated[list[AlertState] | None, Query(description="default: open ones")] = None,
+    classroom_id: RefQuery = None,
+    device_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlertOut]:
+    states = state or [AlertState.FIRING, AlertState.ACKNOWLEDGED]
+    query = select(Alert).where(scope.alert(), Alert.state.in_(states))
+    if classroom_id is not None:
+        query = query.where(Alert.classroom_id == classroom_id)
+    if device_id is not None:
+        query = query.where(Alert.device_id == device_id)
+    query = query.order_by(Alert.started_at.desc(), Alert.id.desc()).limit(limit)
+    return [AlertOut.model_validate(a) for a in session.scalars(query)]
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(alert_id: IdPath, session: DB, scope: CurrentScope) -> AlertDetailOut:
+    return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
+
+
+@router.post("/alerts/{alert_id}/ack", responses={409: {"description": "already resolved"}})
+def acknowledge(
+    alert_id: IdPath, body: AckIn, session: DB, scope: CurrentScope, services: ServicesDep
+) -> AlertDetailOut:
+    alert = scope.get(session, Alert, alert_id, "alert")
+    if alert.state is AlertState.RESOLVED:
+        raise HTTPException(409, "告警已恢复 / alert already resolved")
+    try:
+        _engine(services).acknowledge(alert_id, scope.principal.username, body.comment)
+    except AlertStateError as exc:
+        raise HTTPException(409, f"告警当前状态不能确认 / {exc}") from None
+    except AlertNotFound:
+        raise not_found("alert") from None
+    except ValueError as exc:
+        raise invalid(str(exc), "body", "comment") from None
+    session.expire_all()
+    return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
+
+
+# ---------------------------------------------------------------- silences
+
+
+def _place_in_scope(session: Session, scope: Scope, key: str, text: str) -> bool | None:
+    """Whether a place matcher names something in scope; None for other labels."""
+    number = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else -1
+    if key == "county_id":
+        p = scope.principal
+        return p.role is Role.COUNTY_TECH and number == p.county_id
+    if key == "device_id":
+        query: Select[Any] = scope.device_ids().where(Device.id == text)
+    elif key == "classroom_id":
+        query = scope.classroom_ids().where(Classroom.id == number)
+    elif key == "school_id":
+        query = scope.school_ids().where(School.id == number)
+    else:
+        return None
+    return session.execute(query).first() is not None
+
+
+def _silence_in_scope(session: Session, scope: Scope, matchers: dict[str, Any]) -> bool:
+    """A non-admin's silence must be pinned to places they look after, and only those."""
+    if scope.is_admin:
+        return True
+    verdicts = [_place_in_scope(session, scope, k, str(v)) for k, v in matchers.items()]
+    places = [v for v in verdicts if v is not None]
+    return bool(places) and all(places)
+
+
+@router.get("/silences")
+def list_silences(
+    session: DB, scope: CurrentScope, services: ServicesDep, include_expired: bool = False
+) -> list[SilenceOut]:
+    query = select(Silence).order_by(Silence.starts_at)
+    if not include_expired:
+        query = query.where(Silence.ends_at > services.clock())
+    rows = [s for s in session.scalars(query) if _silence_in_scope(session, scope, s.matchers)]
+    return [SilenceOut.model_validate(s) for s in rows]
+
+
+@router.post("/silences", status_code=201)
+def create_silence(
+    body: SilenceIn, session: DB, scope: CurrentScope, services: ServicesDep
+) -> SilenceOut:
+    if body.ends_at <= body.starts_at:
+        raise invalid("结束时间须晚于开始时间 / ends_at must be after starts_at", "body", "ends_at")
+    matchers: dict[str, str] = {str(k): v for k, v in body.matchers.items()}
+    if not _silence_in_scope(session, scope, matchers):
+        raise HTTPException(
+            403,
+            "静默须限定在你负责的设备/教室/学校 / a silence must name a device, classroom or "
+            "school you look after",
+        )
+    try:
+        silence_id = _engine(services).add_silence(
+            matchers, body.starts_at, body.ends_at, scope.principal.username, body.comment
+        )
+    except ValueError as exc:
+        raise invalid(str(exc), "body", "matchers") from None
+    return SilenceOut.model_validate(session.get(Silence, silence_id))
+
+
+@router.delete("/silences/{silence_id}", status_code=204)
+def delete_silence(
+    silence_id: IdPath, session: DB, scope: CurrentScope, services: ServicesDep
+) -> None:
+    silence = session.get(Silence, silence_id)
+    if silence is None or not _silence_in_scope(session, scope, silence.matchers):
+        raise not_found("silence")
+    try:
+        _engine(services).delete_silence(silence_id)
+    except AlertNotFound:
+        raise not_found("silence") from None

@@ -1,0 +1,102 @@
+"""Shared request types and helpers of the routers: bounded ids, sane instants, 409s."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import HTTPException, Path, Query
+from pydantic import AfterValidator, AwareDatetime, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fleet.api.scope import Scope
+from fleet.db.models import Role
+
+__all__ = [
+    "MAX_ID",
+    "DateFrom",
+    "DateTo",
+    "IdPath",
+    "Instant",
+    "RefId",
+    "RefQuery",
+    "Text",
+    "apply_patch",
+    "day_range",
+    "flush_or_409",
+    "invalid",
+    "require_writer",
+]
+
+MAX_ID = 2**31 - 1
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _sane_instant(value: datetime) -> datetime:
+    # Far-off years overflow when shifted to UTC and mean a typo anyway.
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError("time must be between 2000 and 2200")
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+RefId = Annotated[int, Field(ge=1, le=MAX_ID)]
+RefQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+DateFrom = Annotated[date | None, Query(alias="from", description="local date, default today")]
+DateTo = Annotated[
+    date | None, Query(alias="to", description="local date, inclusive; default: from")
+]
+
+
+def Text(max_length: int, min_length: int = 0, default: Any = ...) -> Any:
+    """A bounded string field (reads like a type in the models)."""
+    return Field(default, min_length=min_length, max_length=max_length)
+
+
+def day_range(
+    tz: str, today: datetime, start: date | None, end: date | None, max_days: int = 400
+) -> tuple[date, date, datetime, datetime]:
+    """Local dates ``start``..``end`` (inclusive) and the UTC instants bounding them."""
+    zone = ZoneInfo(tz)
+    first = start or today.astimezone(zone).date()
+    last = end or first
+    if last < first:
+        raise invalid("结束日期早于开始日期 / 'to' is before 'from'", "query", "to")
+    if (last - first).days > max_days:
+        raise invalid(f"日期范围过长 / range longer than {max_days} days", "query", "to")
+    lo = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
+    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    return first, last, lo, hi
+
+
+def invalid(message: str, *loc: str | int) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, as the schema documents."""
+    return HTTPException(422, [{"loc": list(loc), "msg": message, "type": "value_error"}])
+
+
+def flush_or_409(session: Session, what: str) -> None:
+    """Flush pending changes; a uniqueness or reference conflict becomes 409."""
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise HTTPException(
+            409,
+            f"{what}: 与已有数据冲突（重名或仍被引用）/ conflicts with existing data "
+            "(duplicate name or still referenced)",
+        ) from None
+
+
+def apply_patch(obj: object, changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        setattr(obj, key, value)
+
+
+def require_writer(scope: Scope) -> None:
+    """Inventory is written by admins and county technicians; school technicians read."""
+    if scope.principal.role is Role.SCHOOL_TECH:
+        raise HTTPException(403, "学校技术员只读 / school technicians have read-only access")

@@ -1,0 +1,123 @@
+"""Lessons by date, each with its readiness (就绪 / 有风险 / 未就绪 / 检查中 / 待检查)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from fleet.api.auth import CurrentScope
+from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.routes.common import DateFrom, DateTo, IdPath, RefQuery, day_range
+from fleet.db.models import Classroom, Lesson, LessonMode, LessonReceiver
+
+__all__ = ["LessonOut", "lesson_views", "router"]
+
+router = APIRouter(prefix=f"{API_PREFIX}/lessons", tags=["lessons"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+# Before any readiness source is wired (or for a lesson it does not know).
+_PENDING: dict[str, Any] = {
+    "state": "pending",
+    "label_zh": "待检查",
+    "label_en": "pending",
+    "ends": [],
+}
+
+
+class ClassroomRef(BaseModel):
+    id: int
+    name: str
+    school_id: int
+    school: str
+
+
+class ReadinessOut(BaseModel):
+    """ready / warn / not_ready / checking / pending / unknown, and each end's check."""
+
+    state: str
+    label_zh: str
+    label_en: str
+    ends: list[dict[str, Any]]
+
+
+class LessonOut(BaseModel):
+    id: int
+    subject: str
+    grade: str
+    teacher: str
+    starts_at: datetime
+    ends_at: datetime
+    mode: LessonMode
+    cancelled: bool
+    main_classroom: ClassroomRef
+    receivers: list[ClassroomRef]
+    readiness: ReadinessOut
+
+
+def _room(room: Classroom) -> ClassroomRef:
+    return ClassroomRef(
+        id=room.id, name=room.name, school_id=room.school_id, school=room.school.name
+    )
+
+
+def lesson_views(session: Session, services: Services, lessons: list[Lesson]) -> list[LessonOut]:
+    states: dict[int, dict[str, Any]] = {}
+    if services.readiness is not None and lessons:
+        views = services.readiness(session, lessons, services.clock())
+        states = {lesson_id: view.to_json() for lesson_id, view in views.items()}
+    return [
+        LessonOut(
+            id=lesson.id,
+            subject=lesson.subject,
+            grade=lesson.grade,
+            teacher=lesson.teacher,
+            starts_at=lesson.starts_at,
+            ends_at=lesson.ends_at,
+            mode=lesson.mode,
+            cancelled=lesson.cancelled,
+            main_classroom=_room(lesson.main_classroom),
+            receivers=[_room(r.classroom) for r in lesson.receivers],
+            readiness=ReadinessOut.model_validate(states.get(lesson.id, _PENDING)),
+        )
+        for lesson in lessons
+    ]
+
+
+@router.get("")
+def list_lessons(
+    session: DB,
+    scope: CurrentScope,
+    services: ServicesDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    classroom_id: RefQuery = None,
+    include_cancelled: bool = False,
+) -> list[LessonOut]:
+    """Lessons starting on local dates ``from``..``to`` (default today), in time order."""
+    _, _, lo, hi = day_range(services.config.timezone, services.clock(), date_from, date_to)
+    query = (
+        select(Lesson)
+        .where(scope.lesson(), Lesson.starts_at >= lo, Lesson.starts_at < hi)
+        .options(selectinload(Lesson.receivers), selectinload(Lesson.main_classroom))
+        .order_by(Lesson.starts_at, Lesson.id)
+    )
+    if not include_cancelled:
+        query = query.where(Lesson.cancelled.is_(False))
+    if classroom_id is not None:
+        receiver = exists().where(
+            LessonReceiver.lesson_id == Lesson.id, LessonReceiver.classroom_id == classroom_id
+        )
+        query = query.where(or_(Lesson.main_classroom_id == classroom_id, receiver))
+    return lesson_views(session, services, list(session.scalars(query)))
+
+
+@router.get("/{lesson_id}")
+def get_lesson(
+    lesson_id: IdPath, session: DB, scope: CurrentScope, services: ServicesDep
+) -> LessonOut:
+    return lesson_views(session, services, [scope.get(session, Lesson, lesson_id, "lesson")])[0]

@@ -1,0 +1,89 @@
+"""Reports per classroom, school, pair (捆绑考核) and county; JSON or CSV for Excel."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import Select, select
+
+from fleet.api.auth import CurrentScope
+from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.routes.common import MAX_ID, DateFrom, DateTo, day_range
+from fleet.api.scope import Scope
+from fleet.db.models import Classroom, County, Pair, School
+from fleet.reports import Level, build_report, report_csv
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=f"{API_PREFIX}/reports", tags=["reports"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class ReportRowOut(BaseModel):
+    level: str
+    unit_id: int
+    name: str
+    start: date
+    end: date
+    lessons_scheduled: int
+    lessons_ready: int
+    alerts: int
+    mtta_s: float | None
+    mttr_s: float | None
+    availability: float | None
+
+
+def _visible(session: DB, scope: Scope, level: Level) -> set[int]:
+    query: Select[int] = {
+        Level.CLASSROOM: select(Classroom.id).where(scope.classroom()),
+        Level.SCHOOL: select(School.id).where(scope.school()),
+        Level.PAIR: select(Pair.id).where(scope.pair()),
+        Level.COUNTY: select(County.id).where(scope.county()),
+    }[level]
+    return set(session.scalars(query))
+
+
+@router.get(
+    "/{level}",
+    response_model=list[ReportRowOut],
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON rows, or CSV"}},
+)
+def report(
+    level: Level,
+    session: DB,
+    scope: CurrentScope,
+    services: ServicesDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    unit_id: Annotated[list[int] | None, Query(alias="id", ge=1, le=MAX_ID)] = None,
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Any:
+    """Lessons, readiness at start, alerts, MTTA/MTTR and availability per unit.
+
+    Dates are local (Asia/Shanghai unless configured); ``id`` restricts to some units.
+    """
+    first, last, _, _ = day_range(services.config.timezone, services.clock(), date_from, date_to)
+    ids = _visible(session, scope, level)
+    if unit_id:
+        ids &= set(unit_id)
+    rows = build_report(
+        session,
+        level,
+        first,
+        last,
+        now=services.clock(),
+        unit_ids=ids,
+        tz=services.config.timezone,
+    )
+    if fmt == "csv":
+        name = f"syncclass-{level.value}-{first}-{last}.csv"
+        return Response(
+            report_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return [ReportRowOut.model_validate(row, from_attributes=True) for row in rows]

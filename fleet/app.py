@@ -1,0 +1,180 @@
+"""The fleet's wiring: the only module that knows every concrete component.
+
+Read top to bottom it is the pipeline: MQTT → validation → sinks (device state, time
+series, check scheduler, remote actions, alert rules) → alert life-cycle → notification
+outbox → channels; a ticker drives everything that happens because time passes (checks
+due before a lesson, unanswered commands, alert delays, reminders and escalations); the
+API reads and acts on the same components.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import uvicorn
+from sqlalchemy.orm import sessionmaker
+
+from fleet.actions.service import Actions
+from fleet.actions.signer import Signer
+from fleet.alerts.engine import AlertEngine
+from fleet.api.app import create_api
+from fleet.api.deps import Services
+from fleet.checks.plan import CheckPlanner
+from fleet.checks.readiness import lessons_readiness
+from fleet.checks.scheduler import CheckScheduler
+from fleet.config import FleetConfig
+from fleet.db.base import SessionFactory, make_engine, utcnow
+from fleet.db.migrate import upgrade
+from fleet.ingest.mqtt import create_ingest
+from fleet.metrics import MetricSource
+from fleet.notify import build_channels
+from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
+from fleet.sinks import MessageSink
+from fleet.state import DeviceStates
+from fleet.tsdb import TelemetryWriter
+
+__all__ = ["Fleet"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+FLUSH_EVERY_TICKS = 5
+
+
+class Fleet:
+    """Every component of one fleet process, started and stopped together."""
+
+    def __init__(self, config: FleetConfig, clock: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.clock = clock
+        upgrade(config.database.url)
+        self.engine = make_engine(config.database.url)
+        self.sessions: SessionFactory = sessionmaker(self.engine, expire_on_commit=False)
+
+        self.signer = Signer.from_file(config.actions.key_file)
+        self.states = DeviceStates(self.sessions, clock)
+        self.tsdb = (
+            TelemetryWriter(self.sessions, config.tsdb, clock) if config.tsdb.enabled else None
+        )
+        # Actions publish through the MQTT connection, which is built after the sinks.
+        # A manual "re-run check" gets the args of the device's current or next lesson.
+        planner = CheckPlanner(config.checks)
+        self.actions = Actions(self.sessions, self, self.signer, config.actions, clock,
+                               run_check_args=planner.args_for_device)
+        self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock)
+        self.alerts = AlertEngine(self.sessions, config.alerts, clock)
+
+        sinks: list[MessageSink] = [self.states]
+        if self.tsdb is not None:
+            sinks.append(self.tsdb)
+        sinks += [self.checks, self.actions, self.alerts]
+        self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states)
+        self.notifier = NotifyDispatcher(
+            self.sessions, build_channels(config.notify, clock), config.notify, clock
+        )
+
+        sources: list[MetricSource] = [
+            self.mqtt, self.states, self.checks, self.actions, self.alerts, self.notifier,
+        ]
+        if self.tsdb is not None:
+            sources.append(self.tsdb)
+        self.api = create_api(
+            Services(
+                sessions=self.sessions,
+                config=config.api,
+                clock=clock,
+                states=self.states,
+                alerts=self.alerts,
+                actions=self.actions,
+                readiness=lessons_readiness,
+                metric_sources=sources,
+                mqtt_connected=lambda: self.mqtt.connected,
+            )
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # The Publisher the actions use.
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.mqtt.publish(topic, payload, qos, retain)
+
+    def reload_inventory(self) -> None:
+        """After devices were added or disabled: refresh who may publish."""
+        self.mqtt.reload_devices()
+        if self.tsdb is not None:
+            self.tsdb.reload_tags()
+
+    def start(self) -> None:
+        if self.tsdb is not None:
+            self.tsdb.start()
+        self.mqtt.start()
+        for name, target in (("ticker", self._tick_loop), ("notify", self._notify_loop)):
+            thread = threading.Thread(target=target, name=f"fleet-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _notify_loop(self) -> None:
+        self.notifier.run(self._stop)
+
+    def tick(self) -> None:
+        """Everything that happens because time passed; each part fails on its own."""
+        for name, step in (
+            ("checks", self.checks.tick),
+            ("actions", self.actions.tick),
+            ("stale", self._stale_devices),
+            ("alerts", self.alerts.tick),
+        ):
+            try:
+                step()
+            except Exception:
+                log.exception("fleet tick: %s failed", name)
+
+    def _stale_devices(self) -> None:
+        # The Last Will covers a dead connection; this covers a live connection whose
+        # agent has stopped reporting (a wedged process behind a healthy socket).
+        for device_id in self.states.stale(self.clock()):
+            self.alerts.device_silent(device_id)
+
+    def _tick_loop(self) -> None:
+        ticks = 0
+        while not self._stop.wait(TICK_S):
+            self.tick()
+            ticks += 1
+            if ticks % FLUSH_EVERY_TICKS == 0:
+                try:
+                    self.states.flush()
+                except Exception:
+                    log.exception("fleet: device state flush failed")
+
+    def serve(self) -> None:
+        """Run the API in the foreground until interrupted."""
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.api, host=self.config.http.host, port=self.config.http.port,
+                log_level="warning",
+            )
+        )
+        server.run()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.mqtt.close()
+        if self.tsdb is not None:
+            self.tsdb.close()
+        try:
+            self.states.flush()
+        finally:
+            self.engine.dispose()
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,142 @@
+"""`syncclass-fleet`: serve, demo, and the operator's one-off jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from agent.settings import ConfigError
+from fleet.config import FleetConfig, load_config
+
+__all__ = ["main"]
+
+
+def _config(args: argparse.Namespace) -> FleetConfig:
+    return load_config(args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fleet.app import Fleet
+
+    fleet = Fleet(_config(args))
+    fleet.start()
+    try:
+        fleet.serve()
+    finally:
+        fleet.close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fleet.demo import run_demo
+
+    run_demo(args.workdir, http_port=args.port, duration_s=args.duration)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from fleet.db.migrate import upgrade
+
+    upgrade(_config(args).database.url)
+    return 0
+
+
+def _load_inventory(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from fleet.db.base import make_engine, session_scope
+    from fleet.db.migrate import upgrade
+    from fleet.inventory import InventoryError, load_inventory_file
+
+    url = _config(args).database.url
+    upgrade(url)
+    try:
+        with session_scope(sessionmaker(make_engine(url))) as session:
+            result = load_inventory_file(session, args.file)
+    except InventoryError as exc:
+        print(f"清单有误，未导入 / inventory refused, nothing applied:\n{exc}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0
+
+
+def _import_timetable(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from fleet.db.base import make_engine, session_scope
+    from fleet.db.migrate import upgrade
+    from fleet.timetable.errors import TimetableError
+    from fleet.timetable.importer import Semester, import_timetable
+
+    url = _config(args).database.url
+    upgrade(url)
+    semester = Semester(args.start, args.end, tuple(args.holiday))
+    try:
+        with session_scope(sessionmaker(make_engine(url))) as session:
+            result = import_timetable(session, args.file.read_bytes(), args.file.name,
+                                      semester=semester)
+    except TimetableError as exc:
+        print(f"课表有误，未导入 / timetable refused, nothing applied:\n{exc}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    from fleet.actions.signer import Signer
+
+    print(Signer.from_file(_config(args).actions.key_file).public_key_b64)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncclass-fleet", description="同步课堂设备监测中心 / syncclass fleet service"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, text: str, func: object, config: bool = True) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=text)
+        cmd.set_defaults(func=func)
+        if config:
+            cmd.add_argument("--config", type=Path, default=None,
+                             help="fleet TOML (default: embedded defaults)")
+        return cmd
+
+    command("serve", "run the fleet service", _serve)
+    demo = command("demo", "everything on this machine with simulated classrooms", _demo,
+                   config=False)
+    demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
+    demo.add_argument("--port", type=int, default=8080, help="web page port (0: any free)")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    command("migrate", "create or upgrade the database schema", _migrate)
+    inv = command("load-inventory", "load schools, pairs, devices, people", _load_inventory)
+    inv.add_argument("file", type=Path)
+    tt = command("import-timetable", "import a CSV or .xlsx timetable", _import_timetable)
+    tt.add_argument("file", type=Path)
+    tt.add_argument("--start", type=date.fromisoformat, required=True, help="semester start")
+    tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
+    tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
+    command("public-key", "print the fleet's command-signing public key for agents", _public_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"配置错误 / configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

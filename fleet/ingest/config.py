@@ -1,0 +1,40 @@
+"""Configuration of the MQTT ingest (TOML table ``[ingest]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.contract import DEFAULT_PREFIX
+
+__all__ = ["IngestConfig"]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    url: str = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://
+    username: str = ""
+    password: str = ""
+    ca_file: Path | None = None  # mqtts:// only; None = the system's CAs
+    prefix: str = DEFAULT_PREFIX
+    # Fleet processes with the same group split telemetry/event/check/cmd_result between
+    # them (MQTT 5 shared subscription); "" subscribes normally.
+    share_group: str = "syncclass-fleet"
+    client_id: str = ""  # "" = syncclass-fleet-<host>-<pid>
+    keepalive: int = 10
+    # Messages waiting between the network thread and the dispatcher: a few minutes of a
+    # large fleet, so a burst (agents replaying their spools) is absorbed, not dropped.
+    queue_size: int = 200_000
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    log_every_s: float = 60.0  # at most one log line per refusal reason this often
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("mqtt://", "mqtts://")):
+            raise ValueError(f"url {self.url!r} must start with mqtt:// or mqtts://")
+        if any(c in self.share_group for c in "/+#"):
+            raise ValueError(f"share_group {self.share_group!r} may not contain / + #")
+        if self.queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")

@@ -1,0 +1,400 @@
+"""The inventory: loading it from a TOML/JSON document, and the lookups others need.
+
+A document (see ``fleet/demo_inventory.toml``) nests counties → schools → classrooms →
+devices, and lists pairs (结对学校) and people by the names of the schools they join or
+look after.  Loading is idempotent: it creates what is missing and updates what exists,
+keyed by names (and device ids, usernames); nothing absent from the document is deleted,
+since checks and alerts refer to it.  A document with errors changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fleet.db.models import (
+    Classroom,
+    County,
+    Device,
+    Lesson,
+    LessonMode,
+    Pair,
+    PairMember,
+    Person,
+    PersonSchool,
+    Role,
+    School,
+    SchoolKind,
+)
+
+__all__ = [
+    "DEMO_INVENTORY",
+    "DeviceContext",
+    "InventoryError",
+    "LoadResult",
+    "checked_classrooms",
+    "county_contacts",
+    "device_context",
+    "find_school",
+    "lesson_classrooms",
+    "load_inventory",
+    "load_inventory_file",
+    "parse_document",
+    "technicians_for_school",
+]
+
+DEMO_INVENTORY = Path(__file__).resolve().parent / "demo_inventory.toml"
+_WEBHOOK_KEYS = ("dingtalk_webhook", "dingtalk_secret", "wecom_webhook")
+
+
+class InventoryError(ValueError):
+    """The document has problems; each names where (``counties[0].schools[1].kind``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("清单有误 / inventory has errors:\n" + "\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class LoadResult:
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, kind: str, was_new: bool) -> None:
+        target = self.created if was_new else self.updated
+        target[kind] = target.get(kind, 0) + 1
+
+
+def parse_document(data: bytes | str, filename: str) -> dict[str, Any]:
+    """A ``.toml`` or ``.json`` inventory file as a dict."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    try:
+        doc = json.loads(text) if filename.endswith(".json") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InventoryError([f"{filename}: {exc}"]) from None
+    if not isinstance(doc, dict):
+        raise InventoryError([f"{filename}: the top level must be a table/object"])
+    return doc
+
+
+class _Loader:
+    """Applies one document; collects every problem before the caller commits."""
+
+    def __init__(self, session: Session, hasher: PasswordHasher) -> None:
+        self.session = session
+        self.hasher = hasher
+        self.problems: list[str] = []
+        self.result = LoadResult()
+        self.schools: dict[str, list[School]] = {}
+        self.seen: dict[tuple[str, str], str] = {}
+
+    def text(self, item: Mapping[str, Any], key: str, where: str, *, required: bool = False,
+             default: str = "") -> str:
+        value = item.get(key, default)
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.problems.append(f"{where}.{key}: 必填文本 / a non-empty string is required")
+            return default
+        return value.strip()
+
+    def items(self, parent: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+        value = parent.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            self.problems.append(f"{where}{key}: 应为列表 / expected a list of tables")
+            return []
+        return value
+
+    def unique(self, kind: str, key: str, where: str) -> None:
+        """A second entry with the same key would silently overwrite the first."""
+        first = self.seen.setdefault((kind, key), where)
+        if first != where:
+            self.problems.append(f"{where}: {key!r} 与 {first} 重复 / duplicates {first}")
+
+    def upsert(self, table: str, obj: Any | None, factory: type[Any], **values: Any) -> Any:
+        if obj is None:
+            obj = factory(**values)
+            self.session.add(obj)
+            self.result._count(table, True)
+        else:
+            changed = False
+            for key, value in values.items():
+                if getattr(obj, key) != value:
+                    setattr(obj, key, value)
+                    changed = True
+            if changed:
+                self.result._count(table, False)
+        self.session.flush()
+        return obj
+
+    def load(self, doc: Mapping[str, Any]) -> None:
+        for ci, cdoc in enumerate(self.items(doc, "counties", "")):
+            self.county(cdoc, f"counties[{ci}]")
+        for pi, pdoc in enumerate(self.items(doc, "pairs", "")):
+            self.pair(pdoc, f"pairs[{pi}]")
+        for ui, udoc in enumerate(self.items(doc, "people", "")):
+            self.person(udoc, f"people[{ui}]")
+
+    def webhooks(self, item: Mapping[str, Any], where: str) -> dict[str, str | None]:
+        return {k: self.text(item, k, where) or None for k in _WEBHOOK_KEYS}
+
+    def county(self, cdoc: Mapping[str, Any], where: str) -> None:
+        name = self.text(cdoc, "name", where, required=True)
+        found = self.session.scalar(select(County).where(County.name == name))
+        county = self.upsert("county", found, County, name=name,
+                             city=self.text(cdoc, "city", where), **self.webhooks(cdoc, where))
+        for si, sdoc in enumerate(self.items(cdoc, "schools", f"{where}.")):
+            self.school(county, sdoc, f"{where}.schools[{si}]")
+
+    def school(self, county: County, sdoc: Mapping[str, Any], where: str) -> None:
+        name = self.text(sdoc, "name", where, required=True)
+        kind = sdoc.get("kind")
+        if kind not in {k.value for k in SchoolKind}:
+            self.problems.append(f"{where}.kind: 应为 town 或 rural / must be town or rural")
+            kind = SchoolKind.TOWN.value
+        tz = self.text(sdoc, "timezone", where, default="Asia/Shanghai")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problems.append(f"{where}.timezone: 未知时区 / unknown time zone {tz!r}")
+        found = self.session.scalar(
+            select(School).where(School.county_id == county.id, School.name == name))
+        school = self.upsert("school", found, School, county_id=county.id, name=name,
+                             kind=SchoolKind(kind), address=self.text(sdoc, "address", where),
+                             timezone=tz, **self.webhooks(sdoc, where))
+        self.schools.setdefault(name, []).append(school)
+        for ri, rdoc in enumerate(self.items(sdoc, "classrooms", f"{where}.")):
+            self.classroom(school, rdoc, f"{where}.classrooms[{ri}]")
+
+    def classroom(self, school: School, rdoc: Mapping[str, Any], where: str) -> None:
+        name = self.text(rdoc, "name", where, required=True)
+        found = self.session.scalar(
+            select(Classroom).where(Classroom.school_id == school.id, Classroom.name == name))
+        room = self.upsert("classroom", found, Classroom, school_id=school.id, name=name)
+        for di, ddoc in enumerate(self.items(rdoc, "devices", f"{where}.")):
+            dwhere = f"{where}.devices[{di}]"
+            device_id = self.text(ddoc, "id", dwhere, required=True)
+            self.unique("device", device_id, f"{dwhere}.id")
+            enabled = ddoc.get("enabled", True)
+            if not isinstance(enabled, bool):
+                self.problems.append(f"{dwhere}.enabled: 应为 true/false / must be a boolean")
+                enabled = True
+            self.upsert("device", self.session.get(Device, device_id), Device, id=device_id,
+                        classroom_id=room.id, address=self.text(ddoc, "address", dwhere),
+                        enabled=enabled, note=self.text(ddoc, "note", dwhere))
+
+    def verifies(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(password_hash) and self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def school_ref(self, ref: Any, where: str) -> School | None:
+        if not isinstance(ref, str):
+            self.problems.append(f"{where}: 应为学校名称 / expected a school name")
+            return None
+        try:
+            return find_school(self.session, ref, preferred=self.schools)
+        except LookupError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return None
+
+    def pair(self, pdoc: Mapping[str, Any], where: str) -> None:
+        name = self.text(pdoc, "name", where, required=True)
+        town = self.school_ref(pdoc.get("town"), f"{where}.town")
+        rural_refs = pdoc.get("rural", [])
+        if not isinstance(rural_refs, list) or not rural_refs:
+            self.problems.append(f"{where}.rural: 至少一所乡村学校 / list one rural school or more")
+            rural_refs = []
+        members = [self.school_ref(r, f"{where}.rural[{i}]") for i, r in enumerate(rural_refs)]
+        if town is None or None in members:
+            return
+        if town.kind != SchoolKind.TOWN:
+            self.problems.append(f"{where}.town: {town.name} 不是城镇学校 / is not a town school")
+        found = self.session.scalar(select(Pair).where(Pair.name == name))
+        pair = self.upsert("pair", found, Pair, name=name, town_school_id=town.id)
+        wanted = {m.id for m in members if m is not None}
+        have = {m.school_id: m for m in pair.members}
+        for sid in have.keys() - wanted:
+            pair.members.remove(have[sid])
+        pair.members.extend(PairMember(school_id=sid) for sid in sorted(wanted - have.keys()))
+        self.session.flush()
+
+    def person(self, udoc: Mapping[str, Any], where: str) -> None:
+        username = self.text(udoc, "username", where, required=True)
+        self.unique("person", username, f"{where}.username")
+        role = udoc.get("role")
+        if role not in {r.value for r in Role}:
+            self.problems.append(f"{where}.role: 应为 admin/county_tech/school_tech / bad role")
+            return
+        county_id = None
+        if "county" in udoc:
+            county_name = self.text(udoc, "county", where)
+            county = self.session.scalar(select(County).where(County.name == county_name))
+            if county is None:
+                self.problems.append(f"{where}.county: 未知区县 / unknown county {county_name!r}")
+            else:
+                county_id = county.id
+        elif role == Role.COUNTY_TECH:
+            self.problems.append(f"{where}.county: 县电教须指定区县 / county_tech needs a county")
+        looks_after: dict[int, bool] = {}
+        for key, appointed in (("schools", True), ("also_schools", False)):
+            refs = udoc.get(key, [])
+            for i, ref in enumerate(refs if isinstance(refs, list) else [refs]):
+                school = self.school_ref(ref, f"{where}.{key}[{i}]")
+                if school is not None:
+                    looks_after.setdefault(school.id, appointed)
+        found = self.session.scalar(select(Person).where(Person.username == username))
+        values: dict[str, Any] = {
+            "username": username, "name": self.text(udoc, "name", where, required=True),
+            "role": Role(role), "county_id": county_id,
+            "email": self.text(udoc, "email", where), "phone": self.text(udoc, "phone", where),
+        }
+        if "active" in udoc:
+            values["active"] = bool(udoc["active"])
+        password = self.text(udoc, "password", where)
+        if password and not (found is not None and self.verifies(found.password_hash, password)):
+            values["password_hash"] = self.hasher.hash(password)
+        elif "password_hash" in udoc:
+            values["password_hash"] = self.text(udoc, "password_hash", where)
+        person = self.upsert("person", found, Person, **values)
+        for link in list(person.schools):
+            if link.school_id not in looks_after:
+                person.schools.remove(link)
+            else:
+                link.appointed = looks_after.pop(link.school_id)
+        person.schools.extend(PersonSchool(school_id=sid, appointed=ap)
+                              for sid, ap in sorted(looks_after.items()))
+        self.session.flush()
+
+
+def load_inventory(session: Session, doc: Mapping[str, Any], *,
+                   hasher: PasswordHasher | None = None) -> LoadResult:
+    """Apply an inventory document in ``session``; the caller commits.
+
+    On InventoryError the session has been rolled back, so nothing of the document stays.
+    Plain ``password`` entries are stored as argon2 hashes made by ``hasher`` (tests pass
+    a cheap one); a password that still matches its stored hash is not re-hashed.
+    """
+    loader = _Loader(session, hasher or PasswordHasher())
+    try:
+        loader.load(doc)
+    except BaseException:
+        session.rollback()
+        raise
+    if loader.problems:
+        session.rollback()
+        raise InventoryError(loader.problems)
+    return loader.result
+
+
+def load_inventory_file(session: Session, path: Path, *,
+                        hasher: PasswordHasher | None = None) -> LoadResult:
+    """``load_inventory`` of a ``.toml``/``.json`` file (e.g. ``DEMO_INVENTORY``)."""
+    return load_inventory(session, parse_document(path.read_bytes(), path.name), hasher=hasher)
+
+
+def find_school(session: Session, ref: str,
+                preferred: Mapping[str, Sequence[School]] | None = None) -> School:
+    """A school by ``name`` or ``county/name`` (when two counties share the name)."""
+    county_name, _, name = ref.rpartition("/")
+    candidates: Sequence[School] = (preferred or {}).get(name, [])
+    if not candidates:
+        candidates = session.scalars(select(School).where(School.name == name)).all()
+    if county_name:
+        candidates = [s for s in candidates if s.county.name == county_name]
+    if not candidates:
+        raise LookupError(f"未知学校 / unknown school {ref!r}")
+    if len({s.id for s in candidates}) > 1:
+        raise LookupError(f"学校名称重复，请写作 区县/学校 / ambiguous school {ref!r}: "
+                          "write it as county/school")
+    return candidates[0]
+
+
+# ---------------------------------------------------------------- lookups
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """Where a device sits: the tags of its telemetry and the words of its alerts."""
+
+    device_id: str
+    enabled: bool
+    classroom_id: int
+    classroom: str
+    school_id: int
+    school: str
+    school_kind: SchoolKind
+    timezone: str
+    county_id: int
+    county: str
+    pair_ids: tuple[int, ...]
+    pairs: tuple[str, ...]
+
+    @property
+    def place(self) -> str:
+        """``洞头区 洞头区实验小学 同步课堂教室``: how alert texts name the classroom."""
+        return f"{self.county} {self.school} {self.classroom}"
+
+
+def device_context(session: Session, device_id: str) -> DeviceContext | None:
+    """The classroom, school, county and pairs of a device; None for an unknown device."""
+    device = session.get(Device, device_id)
+    if device is None:
+        return None
+    room = device.classroom
+    school = room.school
+    pairs = session.scalars(
+        select(Pair)
+        .outerjoin(PairMember, PairMember.pair_id == Pair.id)
+        .where((Pair.town_school_id == school.id) | (PairMember.school_id == school.id))
+        .distinct()
+        .order_by(Pair.id)
+    ).all()
+    return DeviceContext(
+        device_id=device.id, enabled=device.enabled, classroom_id=room.id, classroom=room.name,
+        school_id=school.id, school=school.name, school_kind=school.kind,
+        timezone=school.timezone, county_id=school.county_id, county=school.county.name,
+        pair_ids=tuple(p.id for p in pairs), pairs=tuple(p.name for p in pairs),
+    )
+
+
+def technicians_for_school(session: Session, school_id: int) -> list[Person]:
+    """The active people appointed to look after the school's equipment (first to call)."""
+    return list(session.scalars(
+        select(Person)
+        .join(PersonSchool, PersonSchool.person_id == Person.id)
+        .where(PersonSchool.school_id == school_id, PersonSchool.appointed.is_(True),
+               Person.active.is_(True))
+        .order_by(Person.id)
+    ))
+
+
+def county_contacts(session: Session, county_id: int) -> list[Person]:
+    """The active 电教 contacts of a county (escalation target)."""
+    return list(session.scalars(
+        select(Person)
+        .where(Person.county_id == county_id, Person.role == Role.COUNTY_TECH,
+               Person.active.is_(True))
+        .order_by(Person.id)
+    ))
+
+
+def lesson_classrooms(lesson: Lesson) -> list[Classroom]:
+    """The main classroom first, then the receiving ones."""
+    return [lesson.main_classroom, *(r.classroom for r in lesson.receivers)]
+
+
+def checked_classrooms(lesson: Lesson) -> list[Classroom]:
+    """The classrooms to check before the lesson: a recorded one only plays at the receivers."""
+    if lesson.mode == LessonMode.RECORDED:
+        return [r.classroom for r in lesson.receivers]
+    return lesson_classrooms(lesson)

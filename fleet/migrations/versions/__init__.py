@@ -1,0 +1,1 @@
+"""Revision scripts; a package so that they ship in the wheel."""

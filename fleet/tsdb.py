@@ -1,0 +1,286 @@
+"""Telemetry, events, checks and status into a time-series database.
+
+Written with ``influxdb-client`` (InfluxDB 2 line protocol over ``/api/v2/write``), which
+InfluxDB 2/3 and VictoriaMetrics accept.  Each telemetry section becomes a measurement
+(``syncclass_system``, ``syncclass_camera``, ``syncclass_microphone``, ``syncclass_speaker``,
+``syncclass_display``, ``syncclass_network``, ``syncclass_bandwidth``): the section's own
+numbers and booleans make one point, and each item of its ``devices`` list or ``targets``
+table makes one point tagged ``entity`` (``camera:<id>``, ``target:<name>``).  Every point
+carries the device's place from the inventory: county, school, pair, classroom, device.
+
+The sink methods only append to a bounded buffer; a background thread writes batches.
+While the database is away, points stay in the buffer and are retried with backoff; when
+the buffer is full the oldest points are dropped and counted, so neither memory nor the
+ingest suffers from a dead time-series server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write.point import Point
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+
+from agent.contract import parse_ts
+from fleet.db.base import SessionFactory, session_scope, utcnow
+from fleet.inventory import device_context
+from fleet.metrics import Sample
+from fleet.sinks import NullSink
+
+__all__ = ["MEASUREMENTS", "TelemetryWriter", "TsdbConfig", "device_tags", "telemetry_points"]
+
+log = logging.getLogger(__name__)
+
+MEASUREMENTS: dict[str, tuple[str, str]] = {
+    # section: (measurement, entity kind of its items)
+    "system": ("syncclass_system", ""),
+    "cameras": ("syncclass_camera", "camera"),
+    "microphones": ("syncclass_microphone", "microphone"),
+    "speakers": ("syncclass_speaker", "speaker"),
+    "displays": ("syncclass_display", "display"),
+    "network": ("syncclass_network", "target"),
+    "bandwidth": ("syncclass_bandwidth", ""),
+}
+_VERDICT_CODE = {"pass": 0, "warn": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class TsdbConfig:
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8428"
+    token: str = ""
+    org: str = "syncclass"
+    bucket: str = "syncclass"
+    batch_size: int = 5_000
+    flush_interval_s: float = 5.0
+    max_buffer: int = 200_000  # points held while the database is away
+    timeout_s: float = 5.0
+    retry_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_buffer < 1:
+            raise ValueError("batch_size and max_buffer must be >= 1")
+
+
+def device_tags(sessions: SessionFactory, device_id: str) -> dict[str, str]:
+    with session_scope(sessions) as session:
+        ctx = device_context(session, device_id)
+    if ctx is None:
+        return {"device": device_id}
+    return {
+        "county": ctx.county,
+        "school": ctx.school,
+        "pair": ",".join(ctx.pairs),
+        "classroom": ctx.classroom,
+        "device": device_id,
+    }
+
+
+def _fields(item: Mapping[str, Any]) -> dict[str, float | bool]:
+    return {
+        k: v
+        for k, v in item.items()
+        if isinstance(v, bool) or (isinstance(v, int | float) and v == v)  # NaN is not a value
+    }
+
+
+def _point(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, float | bool], at: datetime
+) -> Point:
+    point: Point = Point(measurement)  # type: ignore[no-untyped-call]
+    point.time(at, WritePrecision.MS)  # type: ignore[no-untyped-call]
+    for tag, text in tags.items():
+        if text:
+            point.tag(tag, text)  # type: ignore[no-untyped-call]
+    for name, value in fields.items():
+        # InfluxDB refuses a field that changes type (12 then 12.5): numbers are floats.
+        point.field(name, value if isinstance(value, bool) else float(value))  # type: ignore[no-untyped-call]
+    return point
+
+
+def telemetry_points(
+    sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime
+) -> list[Point]:
+    """Every section of one telemetry payload as points (unknown sections included)."""
+    points: list[Point] = []
+    for name, data in sections.items():
+        if not isinstance(data, Mapping):
+            continue
+        measurement, entity_kind = MEASUREMENTS.get(name, (f"syncclass_{name}", "item"))
+        own = _fields(data)
+        if own:
+            points.append(_point(measurement, tags, own, at))
+        items = data.get("devices")
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, Mapping) and (fields := _fields(item)):
+                    entity = f"{entity_kind}:{item.get('id', '?')}"
+                    points.append(_point(measurement, {**tags, "entity": entity}, fields, at))
+        targets = data.get("targets")
+        if isinstance(targets, Mapping):
+            for target, item in targets.items():
+                if isinstance(item, Mapping) and (fields := _fields(item)):
+                    entity = f"target:{target}"
+                    points.append(_point(measurement, {**tags, "entity": entity}, fields, at))
+    return points
+
+
+class TelemetryWriter(NullSink):
+    """A ``MessageSink`` writing to InfluxDB / VictoriaMetrics in the background."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        config: TsdbConfig,
+        clock: Callable[[], datetime] = utcnow,
+        tags: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._lookup = tags or (lambda device_id: device_tags(sessions, device_id))
+        self._tags: dict[str, dict[str, str]] = {}
+        self._buffer: deque[Point] = deque()
+        self._lock = threading.Lock()
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=config.token or "-",
+            org=config.org,
+            timeout=int(config.timeout_s * 1000),
+            retries=False,  # retries are ours: the buffer and the backoff below
+        )
+        self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._retry_at: datetime | None = None
+        self.written = 0
+        self.dropped = 0
+        self.write_errors = 0
+
+    # ------------------------------------------------------------ sink side (never blocks)
+
+    def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
+        fields = {"online": payload["state"] == "online", "session": payload["session"]}
+        self._add([_point("syncclass_status", self._tags_of(device_id), fields,
+                          parse_ts(payload["ts"]))])
+
+    def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+        self._add(telemetry_points(payload["sections"], self._tags_of(device_id),
+                                   parse_ts(payload["ts"])))
+
+    def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
+        tags = {**self._tags_of(device_id), "type": payload["type"], "entity": payload["entity"]}
+        self._add([_point("syncclass_event", tags, {"count": 1}, parse_ts(payload["ts"]))])
+
+    def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
+        tags = {**self._tags_of(device_id), "verdict": payload["verdict"]}
+        fields = {"verdict_code": _VERDICT_CODE[payload["verdict"]],
+                  "findings": len(payload["findings"])}
+        self._add([_point("syncclass_check", tags, fields, parse_ts(payload["ts"]))])
+
+    def reload_tags(self) -> None:
+        """Forget cached inventory tags (call after inventory changes)."""
+        with self._lock:
+            self._tags.clear()
+
+    def _tags_of(self, device_id: str) -> dict[str, str]:
+        with self._lock:
+            cached = self._tags.get(device_id)
+        if cached is None:
+            cached = self._lookup(device_id)
+            with self._lock:
+                self._tags[device_id] = cached
+        return cached
+
+    def _add(self, points: list[Point]) -> None:
+        with self._lock:
+            self._buffer.extend(points)
+            excess = len(self._buffer) - self.config.max_buffer
+            for _ in range(max(0, excess)):
+                self._buffer.popleft()
+            if excess > 0:
+                self.dropped += excess
+                if self.dropped == excess:
+                    log.error("time-series buffer full: dropping the oldest points")
+
+    # ------------------------------------------------------------ writer side
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def flush(self) -> int:
+        """Write buffered points in batches; returns how many were written.
+
+        On a failure the batch goes back to the head of the buffer and the next attempt
+        waits (exponential backoff up to ``retry_max_s``), unless called directly.
+        """
+        total = 0
+        while True:
+            with self._lock:
+                n = min(self.config.batch_size, len(self._buffer))
+                batch = [self._buffer.popleft() for _ in range(n)]
+            if not batch:
+                break
+            try:
+                self._write.write(bucket=self.config.bucket, org=self.config.org, record=batch)
+            except Exception as exc:
+                self._requeue(batch)
+                self.write_errors += 1
+                self._failures += 1
+                log.warning("time-series write to %s failed (%d points buffered): %s",
+                            self.config.url, self.buffered, exc)
+                break
+            self._failures = 0
+            total += len(batch)
+            self.written += len(batch)
+        return total
+
+    def _requeue(self, batch: list[Point]) -> None:
+        with self._lock:
+            room = self.config.max_buffer - len(self._buffer)
+            keep = batch[len(batch) - room:] if room < len(batch) else batch
+            self.dropped += len(batch) - len(keep)
+            self._buffer.extendleft(reversed(keep))
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="tsdb-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(self.config.timeout_s * 2 + 5)
+        self.flush()
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._next_wait()):
+            self.flush()
+
+    def _next_wait(self) -> float:
+        if self._failures == 0:
+            return self.config.flush_interval_s
+        return float(min(self.config.retry_max_s,
+                         self.config.flush_interval_s * 2 ** min(self._failures, 16)))
+
+    def samples(self) -> Iterable[Sample]:
+        yield Sample("syncclass_tsdb_points_written_total", "Points written to the TSDB",
+                     self.written)
+        yield Sample("syncclass_tsdb_points_dropped_total",
+                     "Points dropped because the TSDB buffer was full", self.dropped)
+        yield Sample("syncclass_tsdb_write_errors_total", "Failed TSDB batch writes",
+                     self.write_errors)
+        yield Sample("syncclass_tsdb_points_buffered", "Points waiting to be written",
+                     self.buffered, "gauge")

@@ -1,0 +1,255 @@
+// The technicians' page: today's lessons with readiness, open alerts, devices.
+// Plain DOM building (textContent only), so nothing from the server is parsed as HTML.
+"use strict";
+
+const API = "/api/v1";
+const REFRESH_MS = 30000;
+const TOKEN_KEY = "syncclass.token";
+let timer = null;
+
+const SEVERITY = { critical: "严重 critical", warning: "警告 warning", info: "提示 info" };
+const STATE = { firing: "告警中 firing", acknowledged: "已确认 acknowledged", resolved: "已恢复 resolved" };
+const MODE = { live: "直播 live", recorded: "录播 recorded" };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+async function api(method, path, body) {
+  const headers = { "Authorization": "Bearer " + token() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(API + path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) { logout(); throw new Error("登录已失效 / please log in again"); }
+  const data = response.status === 204 ? null : await response.json();
+  if (!response.ok) {
+    const error = new Error(describe(data, response.status));
+    error.status = response.status;
+    error.data = data;
+    throw error;
+  }
+  return data;
+}
+
+function describe(data, status) {
+  if (data && data.message_zh) return data.message_zh + " / " + data.message_en;
+  if (data && typeof data.detail === "string") return data.detail;
+  if (data && Array.isArray(data.detail)) return data.detail.map(d => d.msg).join("; ");
+  return "请求失败 / request failed (" + status + ")";
+}
+
+const timeFmt = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: "Asia/Shanghai", hour: "2-digit", minute: "2-digit", hour12: false,
+});
+const dateTimeFmt = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit",
+  minute: "2-digit", hour12: false,
+});
+function hm(iso) { return iso ? timeFmt.format(new Date(iso)) : "—"; }
+function when(iso) { return iso ? dateTimeFmt.format(new Date(iso)) : "—"; }
+
+function badge(cls, text) { return el("span", { class: "badge " + cls }, text); }
+function empty(text) { return el("p", { class: "empty" }, text); }
+function message(kind, text) { return el("div", { class: "msg " + kind }, text); }
+function room(r) { return [r.school + " " + r.name]; }
+
+// ------------------------------------------------------------------ lessons
+
+function renderLessons(lessons) {
+  const body = document.getElementById("lessons-body");
+  if (!lessons.length) { body.replaceChildren(empty("今天没有同步课堂 / no lessons today")); return; }
+  const rows = lessons.map(lesson => el("tr", { "data-lesson": lesson.id },
+    el("td", {}, hm(lesson.starts_at) + "–" + hm(lesson.ends_at)),
+    el("td", {}, (lesson.grade ? lesson.grade + " " : "") + lesson.subject,
+      el("div", { class: "sub" }, lesson.teacher)),
+    el("td", {}, room(lesson.main_classroom)),
+    el("td", {}, lesson.receivers.map(r => el("div", {}, room(r)))),
+    el("td", {}, MODE[lesson.mode] || lesson.mode),
+    el("td", { class: "readiness" },
+      badge(lesson.readiness.state, lesson.readiness.label_zh + " " + lesson.readiness.label_en)),
+  ));
+  body.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", {}, "时间 Time"), el("th", {}, "课程 Lesson"), el("th", {}, "主讲教室 Main"),
+      el("th", {}, "听课教室 Receiving"), el("th", {}, "方式 Mode"),
+      el("th", {}, "就绪 Readiness"))),
+    el("tbody", {}, rows)));
+}
+
+// ------------------------------------------------------------------ alerts
+
+function ackForm(alert, cell) {
+  const input = el("input", { type: "text", placeholder: "处理说明 comment (who is on it)",
+                              "aria-label": "comment" });
+  const status = el("div");
+  const form = el("form", { class: "inline-form" }, input,
+    el("button", { type: "submit", class: "primary" }, "确认 Acknowledge"), status);
+  form.addEventListener("submit", async event => {
+    event.preventDefault();
+    if (!input.value.trim()) { status.replaceChildren(message("error", "请填写说明 / comment needed")); return; }
+    try {
+      await api("POST", "/alerts/" + alert.id + "/ack", { comment: input.value.trim() });
+      await refresh();
+    } catch (error) { status.replaceChildren(message("error", error.message)); }
+  });
+  cell.replaceChildren(form);
+  input.focus();
+}
+
+function renderAlerts(alerts) {
+  const body = document.getElementById("alerts-body");
+  if (!alerts.length) { body.replaceChildren(empty("没有未处理的告警 / no open alerts")); return; }
+  const rows = alerts.map(alert => {
+    const action = el("td", { class: "action" });
+    if (alert.state === "firing") {
+      action.append(el("button", { onclick: () => ackForm(alert, action) }, "确认 Ack"));
+    } else {
+      action.append(el("div", {}, "由 " + alert.acknowledged_by + " 确认 / acked"),
+                    el("div", { class: "sub" }, alert.ack_comment || ""));
+    }
+    return el("tr", { "data-alert": alert.id },
+      el("td", {}, badge(alert.severity, SEVERITY[alert.severity] || alert.severity)),
+      el("td", {}, alert.summary_zh, el("div", { class: "sub" }, alert.summary_en)),
+      el("td", {}, alert.device_id || "—"),
+      el("td", {}, when(alert.started_at)),
+      el("td", {}, badge(alert.state, STATE[alert.state] || alert.state),
+        alert.suppressed_by ? el("div", { class: "sub" }, "静默 muted: " + alert.suppressed_by) : null),
+      action);
+  });
+  body.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", {}, "级别 Severity"), el("th", {}, "告警 Alert"), el("th", {}, "设备 Device"),
+      el("th", {}, "开始 Since"), el("th", {}, "状态 State"), el("th", {}, ""))),
+    el("tbody", {}, rows)));
+}
+
+// ------------------------------------------------------------------ devices
+
+async function requestAction(device, name, status, force, reason) {
+  try {
+    await api("POST", "/devices/" + encodeURIComponent(device.id) + "/actions/" + name,
+              { args: {}, force: !!force, reason: reason || "" });
+    status.replaceChildren(message("note", "已发送 / sent"));
+  } catch (error) {
+    const refusal = error.data && error.data.code;
+    const box = el("div", {}, message("error", "被拒绝 refused: " + error.message));
+    if (refusal === "in_lesson" || refusal === "lead_window") {
+      const reasonInput = el("input", { type: "text", placeholder: "强制原因 reason to force" });
+      const form = el("form", { class: "inline-form" }, reasonInput,
+        el("button", { type: "submit", class: "danger" }, "强制重启 Force"));
+      form.addEventListener("submit", event => {
+        event.preventDefault();
+        requestAction(device, name, status, true, reasonInput.value.trim());
+      });
+      box.append(form);
+    }
+    status.replaceChildren(box);
+  }
+}
+
+function renderDevices(devices) {
+  const body = document.getElementById("devices-body");
+  if (!devices.length) { body.replaceChildren(empty("没有设备 / no devices")); return; }
+  const rows = devices.map(device => {
+    const health = device.health;
+    const state = !health ? badge("unknown", "未知 unknown")
+      : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
+    const problems = health && health.problems.length
+      ? health.problems.map(p => el("div", {}, p.message || p.reason || p.section))
+      : [el("span", { class: "sub" }, health ? "正常 OK" : "—")];
+    const status = el("div");
+    const reboot = el("button", { class: "danger", onclick: () => {
+      if (confirm("确定重启 " + device.id + "？ / Reboot " + device.id + "?")) {
+        requestAction(device, "reboot", status);
+      }
+    } }, "重启 Reboot");
+    return el("tr", { "data-device": device.id },
+      el("td", {}, device.id, el("div", { class: "sub" }, device.school + " " + device.classroom)),
+      el("td", {}, state),
+      el("td", {}, health ? when(health.last_seen) : "—"),
+      el("td", {}, problems),
+      el("td", {}, reboot, status));
+  });
+  body.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", {}, "设备 Device"), el("th", {}, "状态 Status"), el("th", {}, "最近上报 Last seen"),
+      el("th", {}, "健康 Health"), el("th", {}, "操作 Actions"))),
+    el("tbody", {}, rows)));
+}
+
+// ------------------------------------------------------------------ page
+
+async function refresh() {
+  try {
+    const [lessons, alerts, devices] = await Promise.all([
+      api("GET", "/lessons"), api("GET", "/alerts"), api("GET", "/devices"),
+    ]);
+    renderLessons(lessons);
+    renderAlerts(alerts);
+    renderDevices(devices);
+    document.getElementById("updated").textContent =
+      "更新于 updated " + dateTimeFmt.format(new Date());
+  } catch (error) {
+    document.getElementById("updated").replaceChildren(message("error", error.message));
+  }
+}
+
+function showLogin() {
+  document.getElementById("app").classList.add("hidden");
+  document.getElementById("who").classList.add("hidden");
+  document.getElementById("login").classList.remove("hidden");
+}
+
+async function showApp() {
+  const me = await api("GET", "/me");
+  const who = document.getElementById("who");
+  who.replaceChildren(me.name + " (" + me.username + ")",
+    el("button", { onclick: logout }, "退出 Log out"));
+  who.classList.remove("hidden");
+  document.getElementById("login").classList.add("hidden");
+  document.getElementById("app").classList.remove("hidden");
+  await refresh();
+  clearInterval(timer);
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+function logout() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearInterval(timer);
+  showLogin();
+}
+
+document.getElementById("login-form").addEventListener("submit", async event => {
+  event.preventDefault();
+  const error = document.getElementById("login-error");
+  error.classList.add("hidden");
+  const response = await fetch(API + "/auth/login", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({
+      username: document.getElementById("username").value,
+      password: document.getElementById("password").value,
+    }),
+  });
+  if (!response.ok) {
+    error.textContent = "用户名或密码错误 / wrong username or password";
+    error.classList.remove("hidden");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+  await showApp();
+});
+
+if (token()) showApp().catch(showLogin); else showLogin();

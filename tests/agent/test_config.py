@@ -1,0 +1,78 @@
+"""The agent config: the example file loads, and every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import EX_CONFIG, main
+from agent.config import AgentConfig, load_config, parse_config
+from agent.settings import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "provisioning" / "agent.example.toml"
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.device_id == "zj-lishui-qy-xiaoxue-301"
+    assert cfg.mqtt.tls and cfg.mqtt.port == 8883 and cfg.mqtt.host == "mqtt.syncclass.example.cn"
+    assert cfg.public_key_bytes is not None and len(cfg.public_key_bytes) == 32
+    assert cfg.network.targets["gateway"] == "192.168.1.1"
+    assert cfg.thresholds.need_up_mbps == 3.0
+    assert cfg.commands.allowed_units == ["pipewire.service", "syncclass-player.service"]
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('device_id = "r1"\n[agent]\nstate_dir = "state"\n'
+                    '[mqtt]\nca_file = "ca.crt"\n')
+    cfg = load_config(path)
+    assert cfg.agent.state_dir == tmp_path / "state"
+    assert cfg.mqtt.ca_file == tmp_path / "ca.crt"
+    assert (cfg.mqtt.keepalive, cfg.agent.interval, cfg.mqtt.port) == (10, 15.0, 1883)
+    assert cfg.commands.reboot_command == ["systemctl", "reboot"]
+    assert isinstance(parse_config({"device_id": "r1"}), AgentConfig)
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({}, "device_id"),
+    ({"device_id": "bad/id"}, "device_id"),
+    ({"device_id": "r1", "mqtt": {"url": "http://x"}}, "mqtt.url"),
+    ({"device_id": "r1", "mqtt": {"url": "mqtt://x:99999"}}, "mqtt.url"),
+    ({"device_id": "r1", "mqtt": {"keepalive": "10"}}, "mqtt.keepalive"),
+    ({"device_id": "r1", "mqtt": {"keepalive": 1}}, "mqtt.keepalive"),
+    ({"device_id": "r1", "mqtt": {"pasword": "x"}}, "mqtt.pasword"),
+    ({"device_id": "r1", "mqtt": {"password": "x"}}, "mqtt.password"),
+    ({"device_id": "r1", "mqtt": {"prefix": "a/#"}}, "mqtt.prefix"),
+    ({"device_id": "r1", "hardware": {"backend": "usb"}}, "hardware.backend"),
+    ({"device_id": "r1", "agent": {"interval": 0}}, "agent.interval"),
+    ({"device_id": "r1", "agent": {"spool_max_bytes": 1000}}, "agent.spool_max_bytes"),
+    ({"device_id": "r1", "commands": {"fleet_public_key": "abc"}}, "commands.fleet_public_key"),
+    ({"device_id": "r1", "commands": {"fleet_public_key": "AAAA"}},
+     "commands.fleet_public_key"),
+    ({"device_id": "r1", "commands": {"allowed_units": "sshd"}}, "commands.allowed_units"),
+    ({"device_id": "r1", "commands": {"reboot_command": []}}, "commands.reboot_command"),
+    ({"device_id": "r1", "network": {"targets": {"gw": 1}}}, "network.targets.gw"),
+    ({"device_id": "r1", "thresholds": {"rtt_warn_ms": "fast"}}, "thresholds.rtt_warn_ms"),
+    ({"device_id": "r1", "intervall": 5}, "intervall"),
+])
+def test_malformed_config_names_the_key(data: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert err.value.key == key
+    assert repr(key) in str(err.value)
+
+
+def test_cli_reports_the_bad_key_and_exits_ex_config(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('device_id = "r1"\n[mqtt]\nurl = "tcp://broker"\n')
+    assert main(["run", "--config", str(path)]) == EX_CONFIG
+    assert "'mqtt.url'" in capsys.readouterr().err
+    path.write_text('device_id = "r1"\n[mqtt\n')
+    assert main(["check", "--config", str(path)]) == EX_CONFIG
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["inventory", "--config", str(tmp_path / "missing.toml")]) == EX_CONFIG
+    assert "file not found" in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""The simulated classroom: scenario files, timed faults on an injected clock, hot-plug."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.hardware import Fault, SimulatedHardware, open_backend
+from agent.hardware.base import HardwareError
+from agent.hardware.scenario import load_scenario
+from agent.settings import ConfigError
+
+DEMO = Path(__file__).parents[2] / "agent" / "hardware" / "scenarios" / "demo.toml"
+TEACHER = "usb-0000:00:14.0-1"
+MIC = "usb-0000:00:14.0-3"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_demo_scenario_faults_start_at_and_end_at_until(clock: Clock) -> None:
+    hw = open_backend("simulated", scenario=DEMO, clock=clock)
+    assert isinstance(hw, SimulatedHardware)
+    assert {c.id for c in hw.cameras()} == {TEACHER, "usb-0000:00:14.0-2"}
+    clock.advance(29.9)
+    assert len(hw.cameras()) == 2
+    clock.advance(0.1)  # t = 30: unplugged
+    assert [c.id for c in hw.cameras()] == ["usb-0000:00:14.0-2"]
+    clock.advance(60)  # t = 90: `until` reached, plugged back
+    assert len(hw.cameras()) == 2
+
+
+def test_packet_loss_fault_shows_in_pings(clock: Clock) -> None:
+    hw = open_backend("simulated", scenario=DEMO, clock=clock)
+    healthy = hw.ping("peer.example")
+    assert healthy.loss_pct == 0 and healthy.rtt_ms == pytest.approx(18)
+    assert healthy.jitter_ms == pytest.approx(2)
+    clock.advance(61)
+    assert hw.ping("peer.example").loss_pct == pytest.approx(8)
+    assert hw.ping("broker.example:1883").loss_pct == pytest.approx(8)  # empty device: all
+
+
+def test_silent_and_clipping_microphone(clock: Clock) -> None:
+    hw = SimulatedHardware(load_scenario(DEMO), clock=clock)
+    mic = hw.microphones()[0]
+    assert any(hw.record(mic, 0.1).samples)
+    clock.advance(45)
+    assert not any(hw.record(mic, 0.1).samples)
+    hw.clear("mic_silent", MIC)
+    assert any(hw.record(mic, 0.1).samples)
+    hw.apply(Fault("mic_clipping", device=MIC))
+    assert max(hw.record(mic, 0.1).samples) == 32767
+
+
+def test_camera_faults_change_frames(clock: Clock) -> None:
+    hw = SimulatedHardware(clock=clock)
+    cam = hw.cameras()[0]
+    live = hw.capture_frames(cam)
+    assert live[0].gray != live[1].gray
+    hw.apply(Fault("camera_frozen", device=cam.id))
+    frozen = hw.capture_frames(cam)
+    assert frozen[0].gray == frozen[1].gray
+    hw.apply(Fault("camera_black"))
+    assert set(hw.capture_frames(cam)[0].gray) == {0}
+    hw.apply(Fault("camera_unplugged", device=cam.id))
+    with pytest.raises(HardwareError) as err:
+        hw.capture_frames(cam)
+    assert err.value.reason == "camera_missing"
+
+
+def test_system_network_faults(clock: Clock) -> None:
+    hw = SimulatedHardware(clock=clock)
+    assert hw.system().clock_synced is True
+    for fault in (Fault("disk_full"), Fault("overheat", value=97), Fault("clock_unsynced"),
+                  Fault("bandwidth_up", value=1.5), Fault("dns_failure", device="fleet.example")):
+        hw.apply(fault)
+    stats = hw.system()
+    assert (stats.disk_pct, stats.temp_c, stats.clock_synced) == (99.0, 97, False)
+    assert hw.upload("http://x/", 1, 1) == 1.5
+    with pytest.raises(HardwareError):
+        hw.resolve("fleet.example")
+    assert hw.resolve("other.example") == 5.0
+    clock.advance(10)
+    assert hw.system().uptime_s == pytest.approx(3610)
+
+
+def test_watch_hears_unplug_and_replug_at_once(clock: Clock) -> None:
+    hw = SimulatedHardware(clock=clock)
+    events: list[dict[str, Any]] = []
+    stop = hw.watch(events.append)
+    try:
+        hw.apply(Fault("camera_unplugged", device=TEACHER))
+        hw.apply(Fault("display_disconnected"))
+        hw.clear("camera_unplugged", TEACHER)
+    finally:
+        stop()
+        stop()  # stopping twice is harmless
+    assert [(e["type"], e["entity"]) for e in events] == [
+        ("device_removed", f"camera:{TEACHER}"),
+        ("device_removed", "display:card0-HDMI-A-1"),
+        ("device_added", f"camera:{TEACHER}"),
+    ]
+    assert events[0]["message_zh"].startswith("摄像头已断开")
+    assert events[0]["detail"]["name"] == "Teacher camera"
+    hw.apply(Fault("mic_unplugged"))
+    assert len(events) == 3  # no longer watching
+
+
+def test_timed_fault_reaches_watchers_through_poll(clock: Clock) -> None:
+    hw = open_backend("simulated", scenario=DEMO, clock=clock)
+    assert isinstance(hw, SimulatedHardware)
+    assert hw.poll() == []
+    clock.advance(30)
+    assert [e["type"] for e in hw.poll()] == ["device_removed"]
+    assert hw.poll() == []  # reported once
+
+
+def test_bad_scenarios_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[fault]]\nat = 5\nkind = "camera_exploded"\n')
+    with pytest.raises(ConfigError, match="camera_exploded") as err:
+        load_scenario(bad)
+    assert "fault[0]" in err.value.key
+    bad.write_text('[[fault]]\nkind = "packet_loss"\n')
+    with pytest.raises(ConfigError, match="needs a value"):
+        load_scenario(bad)
+    bad.write_text('[[camera]]\nid = "c"\ncolour = "red"\n')
+    with pytest.raises(ConfigError) as err:
+        load_scenario(bad)
+    assert err.value.key.endswith("camera[0].colour")
+    with pytest.raises(ConfigError):
+        load_scenario(tmp_path / "missing.toml")
+    with pytest.raises(ValueError, match="unknown hardware backend"):
+        open_backend("windows")
+
+
+def test_watch_thread_notices_a_timed_fault(clock: Clock) -> None:
+    hw = SimulatedHardware(load_scenario(DEMO), clock=clock, poll_s=0.01)
+    heard = threading.Event()
+    events: list[dict[str, Any]] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        events.append(event)
+        heard.set()
+
+    stop = hw.watch(on_event)
+    try:
+        clock.advance(30)  # nobody calls poll(): the watcher's own thread must notice
+        assert heard.wait(5)
+    finally:
+        stop()
+    assert [(e["type"], e["entity"]) for e in events] == [("device_removed", f"camera:{TEACHER}")]

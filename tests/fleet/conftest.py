@@ -1,0 +1,11 @@
+"""Fleet fixtures: each lives in its own module next to what it starts or loads."""
+
+from __future__ import annotations
+
+from tests.fleet.pg import postgres
+from tests.fleet.pilot import pilot, pilot_template
+from tests.fleet.smtp import smtp_server
+from tests.fleet.tsdb_server import victoria
+from tests.fleet.webhook_receiver import webhook_receiver
+
+__all__ = ["pilot", "pilot_template", "postgres", "smtp_server", "victoria", "webhook_receiver"]

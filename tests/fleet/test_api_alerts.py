@@ -1,0 +1,170 @@
+"""Alerts through the API: the real engine's alerts, acknowledged with a comment; silences;
+and lessons with readiness from the real check records."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fleet.state import DeviceStates
+from tests.fleet.api_world import NOW, World, world
+
+__all__ = ["world"]
+
+
+def test_ack_flow_records_who_and_why(world: World) -> None:
+    alert_id = world.take_offline("dongtou-luxi-sync1")
+    listed = world.get("dt-luxi-tech", "/api/v1/alerts").json()
+    assert [(a["id"], a["state"], a["rule"]) for a in listed] == [
+        (alert_id, "firing", "device_offline")
+    ]
+    empty = world.post("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/ack", json={"comment": ""})
+    assert empty.status_code == 422
+    blank = world.post("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "  "})
+    assert blank.status_code == 422
+    acked = world.post(
+        "dt-luxi-tech",
+        f"/api/v1/alerts/{alert_id}/ack",
+        json={"comment": "叶老师去教室看 on my way"},
+    )
+    assert acked.status_code == 200, acked.text
+    body = acked.json()
+    assert body["state"] == "acknowledged"
+    assert body["acknowledged_by"] == "dt-luxi-tech"
+    assert body["ack_comment"] == "叶老师去教室看 on my way"
+    assert body["events"][-1]["kind"] == "acknowledged"
+    # The county technician sees who is on it.
+    county_view = world.get("dt-dianjiao", f"/api/v1/alerts/{alert_id}").json()
+    assert county_view["acknowledged_by"] == "dt-luxi-tech"
+
+
+def test_resolved_alert_cannot_be_acked_and_is_listed_by_state(world: World) -> None:
+    alert_id = world.take_offline("dongtou-luxi-sync1")
+    world.status("dongtou-luxi-sync1", "online", session_no=2)
+    world.clock.advance(minutes=5)
+    world.alerts.tick()
+    assert world.get("admin", "/api/v1/alerts").json() == []
+    resolved = world.get("admin", "/api/v1/alerts", params={"state": "resolved"}).json()
+    assert [a["id"] for a in resolved] == [alert_id]
+    late = world.post("admin", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "late"})
+    assert late.status_code == 409
+
+
+def test_foreign_alert_cannot_be_acked(world: World) -> None:
+    alert_id = world.take_offline("yueqing-shantou-sync1")
+    reply = world.post("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "x"})
+    assert reply.status_code == 404
+    assert world.get("admin", f"/api/v1/alerts/{alert_id}").json()["state"] == "firing"
+
+
+def test_silences_are_pinned_to_what_the_person_looks_after(world: World) -> None:
+    window = {
+        "starts_at": NOW.isoformat(),
+        "ends_at": (NOW + timedelta(hours=2)).isoformat(),
+        "comment": "更换摄像头 replacing the camera",
+    }
+    mine = world.post(
+        "dt-luxi-tech",
+        "/api/v1/silences",
+        json={"matchers": {"device_id": "dongtou-luxi-sync1"}, **window},
+    )
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["created_by"] == "dt-luxi-tech"
+    for matchers in ({"device_id": "yueqing-shantou-sync1"}, {"rule": "device_offline"}):
+        refused = world.post(
+            "dt-luxi-tech", "/api/v1/silences", json={"matchers": matchers, **window}
+        )
+        assert refused.status_code == 403, matchers
+    backwards = world.post(
+        "admin",
+        "/api/v1/silences",
+        json={"matchers": {"rule": "disk_full"}, **window, "ends_at": NOW.isoformat()},
+    )
+    assert backwards.status_code == 422
+    naive = world.post(
+        "admin",
+        "/api/v1/silences",
+        json={"matchers": {"rule": "disk_full"}, **window, "starts_at": "2026-03-02T09:00:00"},
+    )
+    assert naive.status_code == 422
+    assert [s["id"] for s in world.get("yq-dianjiao", "/api/v1/silences").json()] == []
+    sid = mine.json()["id"]
+    assert (
+        world.client.delete(
+            f"/api/v1/silences/{sid}", headers=world.headers("yq-dianjiao")
+        ).status_code
+        == 404
+    )
+    # The silence mutes the engine's alert for that device.
+    world.take_offline("dongtou-luxi-sync1")
+    alert = world.get("dt-luxi-tech", "/api/v1/alerts").json()[0]
+    assert alert["suppressed_by"]
+    assert (
+        world.client.delete(
+            f"/api/v1/silences/{sid}", headers=world.headers("dt-luxi-tech")
+        ).status_code
+        == 204
+    )
+    assert world.get("dt-luxi-tech", "/api/v1/silences").json() == []
+
+
+def test_lessons_today_with_readiness_by_scope(world: World) -> None:
+    at_ten = NOW + timedelta(minutes=30)
+    ready = world.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], at_ten)
+    failing = world.add_lesson("乐清市城南实验小学", ["乐清市大荆镇山头小学"], at_ten, "语文")
+    later = world.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], NOW + timedelta(hours=5))
+    tomorrow = world.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], NOW + timedelta(days=1))
+    asked = NOW - timedelta(minutes=1)
+    world.add_check(ready, "dongtou-shiyan-sync1", "pass", asked)
+    world.add_check(ready, "dongtou-luxi-sync1", "warn", asked)
+    world.add_check(failing, "yueqing-chengnan-sync1", "pass", asked)
+    world.add_check(failing, "yueqing-shantou-sync1", "fail", asked)
+
+    lessons = world.get("dt-luxi-tech", "/api/v1/lessons").json()
+    assert [(x["id"], x["readiness"]["state"]) for x in lessons] == [
+        (ready, "warn"),
+        (later, "pending"),
+    ]
+    assert lessons[0]["main_classroom"]["school"] == "洞头区实验小学"
+    assert {e["device_id"] for e in lessons[0]["readiness"]["ends"]} == {
+        "dongtou-shiyan-sync1",
+        "dongtou-luxi-sync1",
+    }
+    admin = world.get("admin", "/api/v1/lessons").json()
+    assert {x["id"]: x["readiness"]["state"] for x in admin}[failing] == "not_ready"
+    next_day = (NOW + timedelta(days=1)).date().isoformat()
+    ahead = world.get("dt-luxi-tech", "/api/v1/lessons", params={"from": next_day}).json()
+    assert [x["id"] for x in ahead] == [tomorrow]
+    assert world.get("dt-luxi-tech", f"/api/v1/lessons/{failing}").status_code == 404
+    backwards = world.get(
+        "admin", "/api/v1/lessons", params={"from": next_day, "to": NOW.date().isoformat()}
+    )
+    assert backwards.status_code == 422
+
+
+def test_devices_show_latest_health(world: World) -> None:
+    states = world.services.states
+    assert isinstance(states, DeviceStates)
+    base = {"ts": NOW.isoformat(), "seq": 0}
+    states.on_status(
+        "dongtou-luxi-sync1", base | {"state": "online", "session": 1, "agent_version": "0.1.0"}
+    )
+    camera = {
+        "ok": False,
+        "reason": "camera_missing",
+        "message": "摄像头未连接 camera missing",
+        "devices": [],
+    }
+    states.on_telemetry(
+        "dongtou-luxi-sync1",
+        base | {"seq": 1, "interval": 15, "sections": {"system": {"ok": True}, "cameras": camera}},
+    )
+    device = world.get("dt-luxi-tech", "/api/v1/devices/dongtou-luxi-sync1").json()
+    health = device["health"]
+    assert health["online"] is True and health["agent_version"] == "0.1.0"
+    assert health["problems"] == [
+        {"section": "cameras", "reason": "camera_missing", "message": "摄像头未连接 camera missing"}
+    ]
+    assert device["school"] == "洞头区鹿西乡小学"
+    # A device the ingest has not heard from yet has no health rather than a guess.
+    town = world.get("dt-dianjiao", "/api/v1/devices/dongtou-shiyan-sync1").json()
+    assert town["health"] is None

@@ -1,0 +1,172 @@
+"""Device state: sessions, sequence numbers, persistence and staleness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.contract import Kind, envelope
+from fleet.db.base import SessionFactory, session_scope
+from fleet.db.models import Device, DeviceState
+from fleet.state import DeviceStates, SeqTracker
+from tests.fleet.ingest_helpers import inventory_db, status, telemetry
+
+T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> SessionFactory:
+    return inventory_db(tmp_path)
+
+
+def feed(states: DeviceStates, kind: Kind, payload: dict[str, object]) -> bool:
+    """What the dispatcher does: the gate first, then the sink if admitted."""
+    device_id = str(payload["device_id"])
+    admitted = states.admit(device_id, kind, dict(payload))
+    if admitted and kind is Kind.STATUS:
+        states.on_status(device_id, dict(payload))
+    elif admitted and kind is Kind.TELEMETRY:
+        states.on_telemetry(device_id, dict(payload))
+    return admitted
+
+
+def online(states: DeviceStates, device_id: str = "dev-a") -> tuple[bool, int]:
+    snap = states.get(device_id)
+    assert snap is not None
+    return snap.online, snap.session
+
+
+def test_status_of_an_older_session_never_overrides_the_current_one(
+    sessions: SessionFactory,
+) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
+    feed(states, Kind.STATUS, status("dev-a", "offline", 1, 0))  # Last Will of session 1
+    assert online(states) == (False, 1)
+    feed(states, Kind.STATUS, status("dev-a", "online", 2, 1))
+    feed(states, Kind.STATUS, status("dev-a", "offline", 1, 0))  # late duplicate of that Will
+    assert online(states) == (True, 2)
+    assert states.stale_status_ignored == 1
+    feed(states, Kind.STATUS, status("dev-a", "offline", 3, 0))  # a newer session's Will
+    assert online(states) == (False, 3)
+    # Retained status redelivered on every reconnect: admitted, changes nothing.
+    assert feed(states, Kind.STATUS, status("dev-a", "offline", 3, 0))
+    assert online(states) == (False, 3)
+
+
+def test_seq_tracker_counts_gaps_fills_them_late_and_rejects_duplicates() -> None:
+    seq = SeqTracker()
+    assert [seq.observe(n) for n in (10, 11, 14)] == [True, True, True]
+    assert (seq.high, seq.gaps, seq.missing) == (14, 2, {12, 13})
+    assert seq.observe(12)  # replayed from the agent's spool: fills a gap
+    assert (seq.gaps, seq.duplicates) == (1, 0)
+    assert not seq.observe(12)
+    assert not seq.observe(14)
+    assert not seq.observe(3)  # far below anything missing
+    assert (seq.gaps, seq.duplicates) == (1, 3)
+
+
+def test_a_new_session_with_a_lower_seq_restarts_tracking(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 500))
+    # Reinstalled agent: its counter starts again; not 499 duplicates in a row.
+    feed(states, Kind.STATUS, status("dev-a", "online", 2, 0))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 1))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 2))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (2, 0, 0)
+    assert states.seq_restarts == 1
+    # A new session whose birth seq is above the highest is a normal reconnect.
+    feed(states, Kind.STATUS, status("dev-a", "online", 3, 3))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 2))
+    assert states.seq_restarts == 1
+
+
+def test_replayed_older_telemetry_does_not_replace_the_latest(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 5, when=T0 + timedelta(minutes=5)))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 3, when=T0, sections={"system": {}}))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert snap.telemetry_at == T0 + timedelta(minutes=5)
+    assert "cameras" in snap.telemetry["sections"]
+
+
+def test_flush_and_reload_keep_the_last_state(sessions: SessionFactory) -> None:
+    clock = Clock()
+    states = DeviceStates(sessions, clock=clock)
+    feed(states, Kind.STATUS, status("dev-a", "online", 4, 0, interval=30,
+                                     inventory={"cameras": [{"id": "cam0"}]}))
+    for n in (1, 2, 4):
+        feed(states, Kind.TELEMETRY, telemetry("dev-a", n, when=T0))
+    feed(states, Kind.STATUS, status("dev-b", "offline", 1, 0))
+    assert states.flush() == 2
+    assert states.flush() == 0  # nothing changed since
+
+    restarted = DeviceStates(sessions, clock=clock)
+    snap = restarted.get("dev-a")
+    assert snap is not None
+    assert (snap.online, snap.session, snap.last_seq, snap.seq_gaps) == (True, 4, 4, 1)
+    assert snap.inventory == {"cameras": [{"id": "cam0"}]}
+    assert snap.telemetry["sections"]["system"]["cpu_pct"] == 12.5
+    assert snap.telemetry_at == T0
+    assert snap.last_seen == T0
+    assert snap.interval == 15
+    assert [s.device_id for s in restarted.all()] == ["dev-a", "dev-b"]
+    # Seqs up to the flushed one count as seen; the next one is new.
+    assert not feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 4))
+    assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 5))
+
+
+def test_flush_keeps_a_newer_session_written_by_another_fleet_process(
+    sessions: SessionFactory,
+) -> None:
+    mine, other = DeviceStates(sessions), DeviceStates(sessions)
+    feed(other, Kind.STATUS, status("dev-a", "online", 9, 0))
+    other.flush()
+    feed(mine, Kind.STATUS, status("dev-a", "offline", 8, 0))
+    mine.flush()
+    with session_scope(sessions) as s:
+        row = s.get(DeviceState, "dev-a")
+        assert row is not None
+        assert (row.online, row.session) == (True, 9)
+
+
+def test_flush_skips_a_device_removed_from_the_inventory(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
+    feed(states, Kind.STATUS, status("dev-b", "online", 1, 0))
+    with session_scope(sessions) as s:
+        s.delete(s.get(Device, "dev-b"))
+    assert states.flush() == 1
+
+
+def test_stale_devices_are_online_ones_silent_for_three_intervals(
+    sessions: SessionFactory,
+) -> None:
+    clock = Clock()
+    states = DeviceStates(sessions, clock=clock)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0, interval=10))
+    feed(states, Kind.STATUS, status("dev-b", "offline", 1, 0))
+    assert states.stale(T0 + timedelta(seconds=30)) == []
+    assert states.stale(T0 + timedelta(seconds=31)) == ["dev-a"]
+    clock.now = T0 + timedelta(seconds=25)
+    states.admit("dev-a", Kind.EVENT, envelope("dev-a", 1) | {"type": "device_added"})
+    assert states.stale(T0 + timedelta(seconds=31)) == []
+    clock.now = T0 + timedelta(seconds=100)
+    samples = {s.name: s.value for s in states.samples()}
+    assert samples["syncclass_devices_online"] == 1
+    assert samples["syncclass_devices_offline"] == 1
+    assert samples["syncclass_devices_stale"] == 1

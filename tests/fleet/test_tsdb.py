@@ -1,0 +1,147 @@
+"""Telemetry into a real VictoriaMetrics through influxdb-client, and its outages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.contract import Kind, envelope
+from fleet.broker import Mosquitto
+from fleet.db.base import SessionFactory
+from fleet.ingest import IngestConfig, create_ingest
+from fleet.tsdb import TelemetryWriter, TsdbConfig
+from tests.fleet.ingest_helpers import DeviceClient, inventory_db, status, telemetry
+from tests.fleet.tsdb_server import VictoriaMetrics
+
+PLACE = {"county": "洞头区", "school": "鹿西小学", "pair": "洞头结对", "classroom": "三(2)班",
+         "device": "dev-b"}
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> SessionFactory:
+    return inventory_db(tmp_path)
+
+
+def writer(sessions: SessionFactory, url: str, **cfg: Any) -> TelemetryWriter:
+    return TelemetryWriter(sessions, TsdbConfig(enabled=True, url=url, timeout_s=2, **cfg))
+
+
+def test_telemetry_events_and_checks_land_with_inventory_tags(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    tsdb = writer(sessions, victoria.url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    tsdb.on_telemetry("dev-b", telemetry("dev-b", 1, when=now))
+    tsdb.on_event("dev-b", envelope("dev-b", 2, now) | {"type": "device_removed",
+                                                       "entity": "camera:cam0"})
+    tsdb.on_check("dev-b", envelope("dev-b", 3, now) | {"verdict": "fail", "probes": {},
+                                                       "findings": [{"code": "x"}]})
+    tsdb.on_status("dev-b", status("dev-b", "online", 2, 4))
+    assert tsdb.flush() == tsdb.written > 0
+    assert tsdb.buffered == 0
+
+    cpu = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert len(cpu) == 1
+    assert cpu[0]["metric"] == {"__name__": "syncclass_system_cpu_pct", **PLACE}
+    assert cpu[0]["values"] == [12.5]
+    assert cpu[0]["timestamps"] == [int(now.timestamp() * 1000)]
+
+    (rtt,) = victoria.export('{__name__="syncclass_network_rtt_ms"}')
+    assert rtt["metric"]["entity"] == "target:broker"
+    (level,) = victoria.export('{__name__="syncclass_microphone_level_dbfs"}')
+    assert level["metric"]["entity"] == "microphone:mic0"
+    assert level["values"] == [-90.0]
+    (mic_ok,) = victoria.export('{__name__="syncclass_microphone_ok",entity="microphone:mic0"}')
+    assert mic_ok["values"] == [0]  # booleans become 0/1
+    (synced,) = victoria.export('{__name__="syncclass_system_clock_synced"}')
+    assert synced["values"] == [1]
+    assert victoria.export('{__name__="syncclass_system_temp_c"}', timeout=0) == []  # null
+    (up,) = victoria.export('{__name__="syncclass_bandwidth_up_mbps"}')
+    assert up["values"] == [8.0]
+    (event,) = victoria.export('{__name__="syncclass_event_count"}')
+    assert event["metric"]["type"] == "device_removed"
+    assert event["metric"]["entity"] == "camera:cam0"
+    (check,) = victoria.export('{__name__="syncclass_check_verdict_code"}')
+    assert (check["metric"]["verdict"], check["values"]) == ("fail", [2])
+    (online,) = victoria.export('{__name__="syncclass_status_online"}')
+    assert online["values"] == [1]
+
+
+def test_database_down_keeps_points_and_delivers_them_after_restart(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    tsdb = writer(sessions, victoria.url, max_buffer=1000)
+    victoria.stop()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    for n in range(5):
+        tsdb.on_telemetry("dev-a", telemetry("dev-a", n, when=start + timedelta(seconds=15 * n)))
+    assert tsdb.flush() == 0  # nothing raised into the ingest: counted instead
+    assert tsdb.write_errors == 1
+    held = tsdb.buffered
+    assert held > 0
+    assert tsdb.dropped == 0
+
+    victoria.start()
+    assert tsdb.flush() == held
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert len(cpu["values"]) == 5
+
+
+def test_a_full_buffer_drops_the_oldest_points_and_counts_them(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    tsdb = writer(sessions, victoria.url, max_buffer=3, batch_size=2)
+    victoria.stop()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    for n in range(5):
+        tsdb.on_telemetry("dev-a", telemetry("dev-a", n, when=start + timedelta(seconds=n),
+                                             sections={"system": {"cpu_pct": float(n)}}))
+    assert (tsdb.buffered, tsdb.dropped) == (3, 2)
+    tsdb.flush()
+    assert (tsdb.buffered, tsdb.dropped, tsdb.write_errors) == (3, 2, 1)
+    samples = {s.name: s.value for s in tsdb.samples()}
+    assert samples["syncclass_tsdb_points_dropped_total"] == 2
+    assert samples["syncclass_tsdb_points_buffered"] == 3
+
+    victoria.start()
+    assert tsdb.flush() == 3
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert cpu["values"] == [2.0, 3.0, 4.0]  # the newest survived
+
+
+def test_the_background_thread_writes_and_close_flushes(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    tsdb = TelemetryWriter(sessions, TsdbConfig(enabled=True, url=victoria.url,
+                                                flush_interval_s=3600))
+    tsdb.start()
+    tsdb.on_telemetry("dev-a", telemetry("dev-a", 1, sections={"system": {"cpu_pct": 1.0}}))
+    tsdb.close()  # the final flush does not wait for the next interval
+    assert tsdb.written == 1
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert cpu["metric"]["school"] == "城关小学"
+
+
+def test_from_a_device_through_the_broker_into_victoria_metrics(
+    sessions: SessionFactory, victoria: VictoriaMetrics, broker: Mosquitto
+) -> None:
+    tsdb = TelemetryWriter(sessions, TsdbConfig(enabled=True, url=victoria.url,
+                                                flush_interval_s=0.1))
+    tsdb.start()
+    ingest = create_ingest(IngestConfig(url=broker.url), sessions, [tsdb])
+    ingest.start()
+    try:
+        assert ingest.wait_ready(10)
+        dev = DeviceClient(broker, "dev-b")
+        dev.send(Kind.TELEMETRY, telemetry("dev-b", 1))
+        dev.send(Kind.TELEMETRY, telemetry("dev-a", 2))  # spoofed: never reaches the TSDB
+        (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+        assert cpu["metric"] == {"__name__": "syncclass_system_cpu_pct", **PLACE}
+        assert ingest.dispatcher.validator.refused == {"device-mismatch": 1}
+        dev.close()
+    finally:
+        ingest.close()
+        tsdb.close()

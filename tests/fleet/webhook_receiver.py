@@ -1,0 +1,187 @@
+"""A real local HTTP server standing in for DingTalk, WeCom and a generic webhook.
+
+It answers like the services do: DingTalk checks ``timestamp``/``sign`` with the same
+:func:`fleet.notify.dingtalk.verify_signature` the fleet relies on and refuses a bad one
+with errcode 310000, refuses bodies over 20000 bytes (460101); WeCom refuses markdown
+content over 4096 bytes (40058); the generic webhook checks the HMAC header when given a
+secret (401 otherwise).  Tests can make it fail the next requests with an HTTP status or
+a robot errcode.  Paths: ``/dingtalk/robot/send``, ``/wecom/cgi-bin/webhook/send``,
+``/hook``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from fleet.broker import free_port
+from fleet.db.base import utcnow
+from fleet.notify import dingtalk, webhook, wecom
+
+__all__ = ["Request", "WebhookReceiver", "webhook_receiver"]
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    raw: bytes
+    accepted: bool
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int = 200
+    errcode: int = 0
+    errmsg: str = ""
+
+
+@dataclass
+class _State:
+    clock: Callable[[], datetime] = utcnow
+    dingtalk_secret: str | None = None
+    webhook_secret: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    faults: list[_Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with state.lock:
+            fault = next((f for f in state.faults if f.remaining > 0), None)
+            if fault is not None:
+                fault.remaining -= 1
+        answer: dict[str, Any]
+        if fault is not None and fault.status != 200:
+            status, answer = fault.status, {"error": "injected"}
+        elif fault is not None:
+            status, answer = 200, {"errcode": fault.errcode, "errmsg": fault.errmsg}
+        else:
+            status, answer = self._judge(parts.path, query, raw)
+        ok = status == 200 and answer.get("errcode", 0) == 0
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with state.lock:
+            state.requests.append(Request(parts.path, query, headers, raw, ok))
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _judge(self, path: str, query: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+        state = self.server.state
+        if path == "/dingtalk/robot/send":
+            if state.dingtalk_secret is not None:
+                try:
+                    dingtalk.verify_signature(
+                        state.dingtalk_secret,
+                        query.get("timestamp", ""),
+                        query.get("sign", ""),
+                        state.clock(),
+                    )
+                except dingtalk.SignatureError as exc:
+                    return 200, {"errcode": 310000, "errmsg": str(exc)}
+            if len(raw) > dingtalk.MAX_BODY_BYTES:
+                return 200, {"errcode": 460101, "errmsg": "message too long, exceed 20000 bytes"}
+            body = json.loads(raw)
+            if body.get("msgtype") != "markdown" or not body["markdown"].get("text"):
+                return 200, {"errcode": 40035, "errmsg": "缺少参数 markdown"}
+            return 200, {"errcode": 0, "errmsg": "ok"}
+        if path == "/wecom/cgi-bin/webhook/send":
+            if "key" not in query:
+                return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
+            body = json.loads(raw)
+            content = body.get("markdown", {}).get("content", "")
+            if len(content.encode("utf-8")) > wecom.MAX_CONTENT_BYTES:
+                return 200, {"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"}
+            return 200, {"errcode": 0, "errmsg": "ok"}
+        if path == "/hook":
+            if state.webhook_secret is not None and not webhook.verify_signature(
+                state.webhook_secret,
+                self.headers.get(webhook.TIMESTAMP_HEADER, ""),
+                raw,
+                self.headers.get(webhook.SIGNATURE_HEADER, ""),
+                state.clock(),
+            ):
+                return 401, {"error": "bad signature"}
+            return 200, {"ok": True}
+        return 404, {"error": "no such path"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+
+
+class WebhookReceiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        self._server.state = _State()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def state(self) -> _State:
+        return self._server.state
+
+    @property
+    def requests(self) -> list[Request]:
+        with self.state.lock:
+            return list(self.state.requests)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next ``count`` requests with HTTP ``status``."""
+        with self.state.lock:
+            self.state.faults.append(_Fault(count, status=status))
+
+    def errcode_next(self, count: int, errcode: int, errmsg: str = "injected") -> None:
+        """Answer the next ``count`` requests HTTP 200 with a robot ``errcode``."""
+        with self.state.lock:
+            self.state.faults.append(_Fault(count, errcode=errcode, errmsg=errmsg))
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
