@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.settings import ConfigError
+from fleet.config import FleetConfig, load_config, parse_config
+
+EXAMPLE = Path(__file__).parents[2] / "provisioning" / "fleet.example.toml"
+
+
+def test_documented_example_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.mqtt.url.startswith("mqtts://")
+    assert config.actions.limits[0].actions == ("reboot",)
+
+
+def test_empty_file_is_the_embedded_default() -> None:
+    assert parse_config({}) == FleetConfig().coherent()
+
+
+def test_shared_settings_come_from_one_place() -> None:
+    config = parse_config({"mqtt": {"prefix": "county/v1"}, "checks": {"lead_minutes": 20}})
+    assert config.actions.prefix == "county/v1"
+    assert config.actions.lead_minutes == 20
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [
+        ({"alerts": {"escalate_afer_s": 5}}, "alerts.escalate_afer_s"),
+        ({"checks": {"lead_minutes": "soon"}}, "checks.lead_minutes"),
+        ({"http": {"port": True}}, "http.port"),
+        ({"timezone": "Mars/Olympus"}, "FleetConfig"),
+    ],
+)
+def test_bad_keys_are_named(doc: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert err.value.key == key
