@@ -86,7 +86,7 @@ class Agent:
         self.nonces = NonceStore(state / "nonces.sqlite")
         self.verifier = CommandVerifier(config.device_id, config.commands, self.nonces, clock)
         self.runner = ProbeRunner(probe_context(config, self.hardware))
-        self._commands: queue.Queue[bytes | None] = queue.Queue(maxsize=100)
+        self._commands: queue.Queue[bytes] = queue.Queue(maxsize=100)
         self.link = Link(config.device_id, config.mqtt, self.spool,
                          on_command=self._receive_command, birth=self._birth)
         self._stop = threading.Event()
@@ -116,7 +116,6 @@ class Agent:
         finally:
             self.notifier.stopping()
             stop_watching()
-            self._commands.put(None)
             worker.join(timeout=5)
             self.link.stop()
             self.spool.close()
@@ -126,7 +125,8 @@ class Agent:
     # ------------------------------------------------------------------ producing
     def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
         def build(seq: int) -> dict[str, Any]:
-            return {**body, **envelope(self.device_id, seq, self.clock())}
+            env = envelope(self.device_id, seq, self.clock())
+            return {**env, **body, **env}  # envelope first to read, and it wins
 
         try:
             seq = self.spool.append(kind, build)
@@ -149,7 +149,7 @@ class Agent:
         collection = self.runner.collect()
         self._emit(Kind.TELEMETRY, {"interval": self.interval, "sections": collection.sections,
                                     "spool": self.spool.stats().to_json(),
-                                    "session": self.link.session})
+                                    "link": self.link.stats()})
         for event in collection.events:
             self._emit(Kind.EVENT, event)
         if self.link.connected:
@@ -179,7 +179,11 @@ class Agent:
             log.error("command queue full: dropping a command of %d bytes", len(data))
 
     def _command_worker(self) -> None:
-        while (data := self._commands.get()) is not None:
+        while not self._stop.is_set():
+            try:
+                data = self._commands.get(timeout=_SLICE_S)
+            except queue.Empty:
+                continue
             try:
                 self._handle(data)
             except Exception:

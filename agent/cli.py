@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"syncclass-agent: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except PermissionError as exc:  # the config or state_dir of another user: run as it
+        print(f"syncclass-agent: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EX_CONFIG
 
 
 if __name__ == "__main__":

@@ -112,11 +112,6 @@ class AgentConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
-    @property
-    def public_key_bytes(self) -> bytes | None:
-        key = self.commands.fleet_public_key
-        return None if key is None else unb64(key)
-
 
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -118,7 +117,6 @@ class RefusalReason(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
 class ContractError(ValueError):
     """A payload or topic that breaks the contract.
 
@@ -126,11 +124,10 @@ class ContractError(ValueError):
     ``message`` says what was wrong for a log line.
     """
 
-    reason: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}"
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
 
 
 def validate_device_id(device_id: str) -> str:

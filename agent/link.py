@@ -90,7 +90,7 @@ class Link:
         self._cursor = 0  # id of the last record handed to paho
         self._refused: ReasonCode | None = None
         self.session = 0
-        #: Counters for telemetry and tests.
+        #: Counters for telemetry (``stats``), logs and tests.
         self.connects = 0
         self.attempts = 0
         self.acked = 0
@@ -111,6 +111,7 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
@@ -141,6 +142,10 @@ class Link:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._online.wait(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """For telemetry: which connection this is, and publishes the broker refused."""
+        return {"session": self.session, "connects": self.connects, "rejected": self.rejected}
 
     def wake(self) -> None:
         """A record was appended: send it now rather than at the next poll."""
@@ -256,6 +261,8 @@ class Link:
         self.connects += 1
         self._backoff.reset()
         self.last_error = ""
+        # Subscribe before the birth: the broker handles both in order, so a fleet that
+        # reacts to "online" with a command finds the subscription in place.
         client.subscribe(self._cmd_topic, qos=1)
         try:
             extra = self._birth()
@@ -265,6 +272,13 @@ class Link:
         client.publish(self._status_topic, self._status("online", **extra), qos=1, retain=True)
         log.info("connected to %s as %s (session %d)", self.config.url, self.device_id,
                  self.session)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        # Online only once the cmd subscription stands: a command the fleet sends after
+        # seeing us online is then never lost.
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the subscription to %s: %s", self._cmd_topic, reasons)
         self._online.set()
         self._wake.set()
 

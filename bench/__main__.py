@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import footprint
+from bench import fleet_size, footprint, ingest, latency
 
-BENCHES = {"footprint": footprint.run}
+BENCHES = {
+    "footprint": footprint.run,
+    "ingest": ingest.run,
+    "fleet_size": fleet_size.run,
+    "latency": latency.run,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -63,3 +63,11 @@ def test_signing_bytes_ignore_sig_and_key_order() -> None:
 def test_encode_refuses_oversize() -> None:
     with pytest.raises(ContractError):
         contract.encode({"x": "a" * contract.MAX_PAYLOAD_BYTES})
+
+
+def test_contract_error_survives_a_with_block() -> None:
+    # Python sets __traceback__ on exceptions leaving a with block; a frozen exception
+    # type turned that into FrozenInstanceError.
+    with pytest.raises(ContractError) as err, open(__file__):
+        contract.topic("p", "+", Kind.CMD)
+    assert err.value.reason == "bad-device-id"

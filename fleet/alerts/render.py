@@ -118,6 +118,10 @@ def _line(item: AlertLine, tz: ZoneInfo, zh: bool) -> str:
     return out
 
 
+def _headline(summary_text: str, limit: int = 60) -> str:
+    return summary_text if len(summary_text) <= limit else summary_text[: limit - 1] + "…"
+
+
 def render(
     kind: str, where: str, items: Sequence[AlertLine], timezone: str, link: str = ""
 ) -> Message:
@@ -125,7 +129,8 @@ def render(
     kind_zh, kind_en = KINDS[kind]
     tz = ZoneInfo(timezone)
     if len(items) == 1:
-        head_zh, head_en = items[0].summary_zh, items[0].summary_en
+        # The subject is the headline; the agent's own explanation stays in the body.
+        head_zh, head_en = _headline(items[0].summary_zh), _headline(items[0].summary_en)
     else:
         head_zh, head_en = f"{len(items)} 项告警", f"{len(items)} alerts"
     subject = f"【{kind_zh}】{where}：{head_zh} / [{kind_en}] {where}: {head_en}"

@@ -118,8 +118,11 @@ def _number(value: Any) -> float | None:
 
 
 def _text(data: Mapping[str, Any], lang: str) -> str:
-    value = data.get(f"message_{lang}") or data.get("message") or ""
-    return str(value)
+    if own := data.get(f"message_{lang}"):
+        return str(own)
+    # The agent writes one bilingual ``message``: "中文 / English".
+    zh, sep, en = str(data.get("message") or "").partition(" / ")
+    return (zh if lang == "zh" else en or zh) if sep else zh
 
 
 def _fault(

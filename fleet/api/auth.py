@@ -171,6 +171,9 @@ def login(
     stored = person.password_hash if person is not None else ""
     if person is None or not person.active or not verify_password(stored, body.password):
         raise _unauthorized("用户名或密码错误 / wrong username or password")
+    if _hasher.check_needs_rehash(person.password_hash):
+        # Seeded or older hashes move to the current argon2 parameters on next login.
+        person.password_hash = hash_password(body.password)
     now = services.clock()
     session.execute(delete(ApiToken).where(ApiToken.expires_at <= now))
     token = secrets.token_urlsafe(32)

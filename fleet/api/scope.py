@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import HTTPException
-from sqlalchemy import ColumnElement, Select, exists, or_, select, true
+from sqlalchemy import ColumnElement, Select, exists, inspect, or_, select, true
 from sqlalchemy.orm import Session
 
 from fleet.db.models import (
@@ -126,15 +126,11 @@ class Scope:
     def get(self, session: Session, model: type[T], key: Any, what: str) -> T:
         """The object with primary key ``key`` if in scope, else 404."""
         predicate = _PREDICATES[model](self)
-        pk = model.__mapper__.primary_key[0]  # type: ignore[attr-defined]
+        pk = inspect(model).primary_key[0]
         obj = session.scalars(select(model).where(pk == key, predicate)).first()
         if obj is None:
             raise not_found(what)
         return obj
-
-    def has_school(self, session: Session, school_id: int) -> bool:
-        query = self.school_ids().where(School.id == school_id)
-        return session.scalars(query).first() is not None
 
 
 _PREDICATES: dict[type[Any], Any] = {

@@ -6,6 +6,9 @@ const API = "/api/v1";
 const REFRESH_MS = 30000;
 const TOKEN_KEY = "syncclass.token";
 let timer = null;
+// Each device's action message survives the periodic re-render, so a refusal's reason
+// stays on screen until the technician acts again.
+const deviceNotes = new Map();
 
 const SEVERITY = { critical: "严重 critical", warning: "警告 warning", info: "提示 info" };
 const STATE = { firing: "告警中 firing", acknowledged: "已确认 acknowledged", resolved: "已恢复 resolved" };
@@ -167,10 +170,14 @@ function renderDevices(devices) {
     const health = device.health;
     const state = !health ? badge("unknown", "未知 unknown")
       : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
-    const problems = health && health.problems.length
-      ? health.problems.map(p => el("div", {}, p.message || p.reason || p.section))
-      : [el("span", { class: "sub" }, health ? "正常 OK" : "—")];
-    const status = el("div");
+    let problems = [el("span", { class: "sub" }, "—")];
+    if (health && health.problems.length) {
+      problems = health.problems.map(p => el("div", {}, p.message || p.reason || p.section));
+    } else if (health && health.online && health.telemetry_at) {
+      problems = [el("span", { class: "sub" }, "正常 OK")];
+    }
+    if (!deviceNotes.has(device.id)) deviceNotes.set(device.id, el("div"));
+    const status = deviceNotes.get(device.id);
     const reboot = el("button", { class: "danger", onclick: () => {
       if (confirm("确定重启 " + device.id + "？ / Reboot " + device.id + "?")) {
         requestAction(device, "reboot", status);
@@ -228,6 +235,7 @@ async function showApp() {
 
 function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
+  deviceNotes.clear();
   clearInterval(timer);
   showLogin();
 }

@@ -131,10 +131,11 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
     restarted = tmp_path / "restarted"
     cfg = make_config(tmp_path, broker.url, agent={"interval": 3600}, commands={
         "fleet_public_key": public_key(KEY),
-        "allowed_units": ["pipewire.service"],
+        "allowed_units": ["pipewire.service", "broken.service"],
         "reboot_command": ["touch", str(rebooted)],
-        # $0 is the unit the agent appends.
-        "restart_command": ["sh", "-c", f'echo "$0" > {restarted}'],
+        # $0 is the unit the agent appends; broken.service fails like a missing unit.
+        "restart_command": ["sh", "-c", f'[ "$0" != broken.service ] && echo "$0" > {restarted}'
+                            ' || { echo "Unit $0 not found." >&2; exit 5; }'],
     })
     sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/#"])
     cmd_topic = f"{PREFIX}/dev/room-1/cmd"
@@ -173,6 +174,12 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
         assert _result(sub, restart["id"])["ok"] is True
         assert restarted.read_text().strip() == "pipewire.service"
 
+        broken = sign(KEY, "room-1", "restart-service", {"unit": "broken.service"})
+        sub.publish(cmd_topic, broken)
+        result = _result(sub, broken["id"])
+        assert (result["ok"], result["reason"]) == (False, RefusalReason.FAILED.value)
+        assert "exited with 5" in result["message"] and "not found" in result["message"]
+
         check = sign(KEY, "room-1", "run-check", {"lesson_id": 42, "uplink": False})
         sub.publish(cmd_topic, check)
         assert _result(sub, check["id"])["ok"] is True
@@ -184,4 +191,33 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
         sub.publish(cmd_topic, reboot)
         assert _result(sub, reboot["id"])["ok"] is True
     assert rebooted.exists(), "the reboot command ran after the ok was sent"
+    sub.close()
+
+
+def test_commands_signed_by_the_fleet_signer_are_accepted(tmp_path: Path) -> None:
+    """The two ends of the contract agree: fleet.actions.signer -> agent verifier."""
+    from fleet.actions.signer import Signer, build_command
+
+    signer = Signer.from_file(tmp_path / "fleet.key")
+    config = CommandsConfig(fleet_public_key=signer.public_key_b64)
+    verifier = CommandVerifier("room-1", config, NonceStore(tmp_path / "n.sqlite"),
+                               clock=lambda: NOW)
+    args = {"targets": {"peer": "10.0.0.2"}, "need_up_mbps": 4, "uplink": True,
+            "lesson_id": 7}
+    cmd = signer.sign(build_command("room-1", "run-check", args, timedelta(minutes=5), NOW))
+    accepted = verifier.verify(json.dumps(cmd, ensure_ascii=False).encode())
+    assert (accepted.id, accepted.name, accepted.args) == (cmd["id"], "run-check", args)
+
+
+def test_a_reboot_that_fails_is_reported_after_the_ok(broker: Mosquitto, tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, broker.url, agent={"interval": 3600}, commands={
+        "fleet_public_key": public_key(KEY), "reboot_command": ["false"]})
+    sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/cmd/result"])
+    with running_agent(cfg):
+        reboot = sign(KEY, "room-1", "reboot")
+        sub.publish(f"{PREFIX}/dev/room-1/cmd", reboot)
+        first, second = sub.wait_for(lambda m: m[1]["id"] == reboot["id"], count=2)
+    assert first[1]["ok"] is True
+    assert (second[1]["ok"], second[1]["reason"]) == (False, RefusalReason.FAILED.value)
+    assert second[1]["seq"] > first[1]["seq"]
     sub.close()

@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli import EX_CONFIG, main
 from agent.config import AgentConfig, load_config, parse_config
+from agent.contract import unb64
 from agent.settings import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "provisioning" / "agent.example.toml"
@@ -18,7 +19,7 @@ def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE)
     assert cfg.device_id == "zj-lishui-qy-xiaoxue-301"
     assert cfg.mqtt.tls and cfg.mqtt.port == 8883 and cfg.mqtt.host == "mqtt.syncclass.example.cn"
-    assert cfg.public_key_bytes is not None and len(cfg.public_key_bytes) == 32
+    assert cfg.commands.fleet_public_key and len(unb64(cfg.commands.fleet_public_key)) == 32
     assert cfg.network.targets["gateway"] == "192.168.1.1"
     assert cfg.thresholds.need_up_mbps == 3.0
     assert cfg.commands.allowed_units == ["pipewire.service", "syncclass-player.service"]

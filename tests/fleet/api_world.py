@@ -48,6 +48,7 @@ class World:
     sessions: SessionFactory
     clock: Clock
     alerts: AlertEngine
+    states: DeviceStates
     services: Services
     app: FastAPI
     client: TestClient
@@ -118,11 +119,13 @@ class World:
             )
 
     def status(self, device_id: str, state: str, session_no: int = 1) -> None:
-        payload = envelope(device_id, None, self.clock()) | {
+        """A retained status (birth or Last Will) reaching the device states and the engine."""
+        payload = envelope(device_id, 0, self.clock()) | {
             "state": state,
             "session": session_no,
             "agent_version": "0.1.0",
         }
+        self.states.on_status(device_id, payload)
         self.alerts.on_status(device_id, payload)
 
     def take_offline(self, device_id: str) -> int:
@@ -140,16 +143,18 @@ def open_world(sessions: SessionFactory) -> World:
     """The app over ``sessions`` (a database holding the pilot) with a fixed clock."""
     clock = Clock()
     alerts = AlertEngine(sessions, AlertConfig(), clock)
+    states = DeviceStates(sessions, clock)
     services = Services(
         sessions=sessions,
         config=ApiConfig(bandwidth_max_bytes=1_000_000),
         clock=clock,
-        states=DeviceStates(sessions, clock),
+        states=states,
         alerts=alerts,
         readiness=lessons_readiness,
+        metric_sources=[alerts, states],
     )
     app = create_api(services)
-    return World(sessions, clock, alerts, services, app, TestClient(app))
+    return World(sessions, clock, alerts, states, services, app, TestClient(app))
 
 
 @pytest.fixture

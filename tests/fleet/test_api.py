@@ -226,6 +226,7 @@ def test_healthz_and_metrics(world: World) -> None:
     assert world.client.get("/healthz").json() == {"status": "ok", "db": True, "mqtt": None}
     world.get("admin", "/api/v1/schools")
     text = world.client.get("/metrics").text
+    assert "# TYPE syncclass_devices_online gauge" in text  # a component's own samples
     assert (
         'syncclass_api_requests_total{method="GET",route="/api/v1/schools",status="200"} 1.0'
         in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fleet.state import DeviceStates
 from tests.fleet.api_world import NOW, World, world
 
 __all__ = ["world"]
@@ -142,8 +141,7 @@ def test_lessons_today_with_readiness_by_scope(world: World) -> None:
 
 
 def test_devices_show_latest_health(world: World) -> None:
-    states = world.services.states
-    assert isinstance(states, DeviceStates)
+    states = world.states
     base = {"ts": NOW.isoformat(), "seq": 0}
     states.on_status(
         "dongtou-luxi-sync1", base | {"state": "online", "session": 1, "agent_version": "0.1.0"}

@@ -42,10 +42,25 @@ def _httpx_kwargs(case: schemathesis.Case) -> dict[str, Any]:
     kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=ADMIN)
     kwargs.pop("timeout", None)
     kwargs.pop("allow_redirects", None)
+    if not kwargs.get("cookies"):
+        kwargs.pop("cookies", None)
     data = kwargs.get("data")
     if isinstance(data, bytes | str):
         kwargs["content"] = kwargs.pop("data")
+    if "files" in kwargs:
+        kwargs["files"] = [(name, _file(value)) for name, value in _items(kwargs["files"])]
     return kwargs
+
+
+def _items(files: Any) -> list[tuple[str, Any]]:
+    return list(files.items()) if isinstance(files, dict) else list(files)
+
+
+def _file(value: Any) -> Any:
+    """httpx wants bytes where requests accepts anything it can str()."""
+    if isinstance(value, tuple):
+        return (value[0], _file(value[1]), *value[2:])
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @pytest.mark.slow

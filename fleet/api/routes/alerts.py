@@ -113,17 +113,18 @@ def get_alert(alert_id: IdPath, session: DB, scope: CurrentScope) -> AlertDetail
     return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
 
 
-@router.post("/alerts/{alert_id}/ack", responses={409: {"description": "already resolved"}})
+@router.post(
+    "/alerts/{alert_id}/ack",
+    responses={409: {"description": "not firing: resolved, or still inside its up-delay"}},
+)
 def acknowledge(
     alert_id: IdPath, body: AckIn, session: DB, scope: CurrentScope, services: ServicesDep
 ) -> AlertDetailOut:
-    alert = scope.get(session, Alert, alert_id, "alert")
-    if alert.state is AlertState.RESOLVED:
-        raise HTTPException(409, "告警已恢复 / alert already resolved")
+    scope.get(session, Alert, alert_id, "alert")
     try:
         _engine(services).acknowledge(alert_id, scope.principal.username, body.comment)
     except AlertStateError as exc:
-        raise HTTPException(409, f"告警当前状态不能确认 / {exc}") from None
+        raise HTTPException(409, f"告警当前状态不能确认 / cannot acknowledge: {exc}") from None
     except AlertNotFound:
         raise not_found("alert") from None
     except ValueError as exc:

@@ -19,7 +19,7 @@ from fleet.api.routes.common import (
 )
 from fleet.db.models import Classroom, School
 
-__all__ = ["ClassroomOut", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/classrooms", tags=["inventory"])
 

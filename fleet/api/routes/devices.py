@@ -15,7 +15,7 @@ from fleet.api.deps import API_PREFIX, DB, LiveState, Services, get_services
 from fleet.api.routes.common import RefId, RefQuery, Text, apply_patch, flush_or_409, require_writer
 from fleet.db.models import Classroom, Device, DeviceState
 
-__all__ = ["DeviceOut", "HealthOut", "device_out", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 
@@ -44,7 +44,7 @@ class Problem(BaseModel):
     message: str
 
 
-class HealthOut(BaseModel):
+class DeviceHealthOut(BaseModel):
     online: bool
     last_seen: datetime | None
     agent_version: str
@@ -63,7 +63,7 @@ class DeviceOut(BaseModel):
     address: str
     enabled: bool
     note: str
-    health: HealthOut | None
+    health: DeviceHealthOut | None
 
 
 def _problems(sections: dict[str, Any]) -> list[Problem]:
@@ -81,12 +81,12 @@ def _problems(sections: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _health(state: LiveState | None) -> HealthOut | None:
+def _health(state: LiveState | None) -> DeviceHealthOut | None:
     if state is None:
         return None
     telemetry = dict(state.telemetry or {})
     sections = telemetry.get("sections", telemetry)
-    return HealthOut(
+    return DeviceHealthOut(
         online=state.online,
         last_seen=state.last_seen,
         agent_version=state.agent_version,

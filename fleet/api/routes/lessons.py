@@ -15,7 +15,7 @@ from fleet.api.deps import API_PREFIX, DB, Services, get_services
 from fleet.api.routes.common import DateFrom, DateTo, IdPath, RefQuery, day_range
 from fleet.db.models import Classroom, Lesson, LessonMode, LessonReceiver
 
-__all__ = ["LessonOut", "lesson_views", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/lessons", tags=["lessons"])
 ServicesDep = Annotated[Services, Depends(get_services)]

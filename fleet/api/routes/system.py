@@ -31,7 +31,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _CHUNK = os.urandom(64 * 1024)  # random: no proxy or link compression can flatter the result
 
 
-class HealthOut(BaseModel):
+class ServiceHealthOut(BaseModel):
     status: str  # ok / degraded
     db: bool
     mqtt: bool | None  # None: this process has no MQTT ingest to ask
@@ -43,7 +43,7 @@ class UploadOut(BaseModel):
     mbps: float
 
 
-@router.get("/healthz", responses={503: {"model": HealthOut}})
+@router.get("/healthz", responses={503: {"model": ServiceHealthOut}})
 def healthz(services: ServicesDep) -> JSONResponse:
     try:
         with services.sessions() as session:
@@ -53,7 +53,7 @@ def healthz(services: ServicesDep) -> JSONResponse:
         db_ok = False
     mqtt = services.mqtt_connected() if services.mqtt_connected is not None else None
     healthy = db_ok and mqtt is not False
-    body = HealthOut(status="ok" if healthy else "degraded", db=db_ok, mqtt=mqtt)
+    body = ServiceHealthOut(status="ok" if healthy else "degraded", db=db_ok, mqtt=mqtt)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
 

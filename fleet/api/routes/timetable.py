@@ -87,7 +87,7 @@ def _outside_scope(session: Session, scope: Scope, source: str) -> bool:
         403: {"description": "the file names classrooms outside your scope"},
     },
 )
-async def import_file(
+def import_file(
     session: DB,
     scope: CurrentScope,
     services: ServicesDep,
@@ -99,7 +99,8 @@ async def import_file(
 ) -> Any:
     """Import a semester timetable; every bad row is reported and nothing is applied."""
     require_writer(scope)
-    data = await file.read(services.config.upload_max_bytes + 1)
+    # A sync route: FastAPI runs it in the thread pool, so the import never blocks the loop.
+    data = file.file.read(services.config.upload_max_bytes + 1)
     if len(data) > services.config.upload_max_bytes:
         raise HTTPException(413, "文件过大 / file too large")
     filename = file.filename or "upload.csv"
