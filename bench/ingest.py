@@ -231,7 +231,8 @@ def run() -> None:
         bare, bare_pub = _bare(broker.port, ids)
         rows.append(("reference: bare paho MQTT 5 subscriber, json.loads", bare, bare_pub,
                      DEVICES * ROUNDS))
-        variants = [("fleet ingest + DeviceStates", ROUNDS, False, None)]
+        variants: list[tuple[str, int, bool, str | None]] = [
+            ("fleet ingest + DeviceStates", ROUNDS, False, None)]
         if tsdb is None:
             print("  victoria-metrics not installed: no time-series sink")
         else:

@@ -70,5 +70,5 @@ def test_restarted_fleet_keeps_alerts_and_schedule(world: World) -> None:
     assert sent == 2
     # Unacknowledged for 46 minutes it escalates, but the technician is not told of the
     # fault a second time.
-    world.wait_mail(DONGTOU_COUNTY, "escalation")
-    assert len(world.mail_to(LUXI_TECH, "firing")) == 1
+    world.wait_mail(DONGTOU_COUNTY, "escalation", alert.id)
+    assert len(world.mail_to(LUXI_TECH, "firing", alert.id)) == 1

@@ -271,15 +271,19 @@ class World:
             session.expunge_all()
             return events
 
-    def mail_to(self, address: str, kind: str) -> list[Received]:
-        """Messages of ``kind`` (firing, escalation...) the SMTP server got for ``address``."""
+    def mail_to(self, address: str, kind: str, alert_id: int | None = None) -> list[Received]:
+        """Messages of ``kind`` (firing, escalation...) the SMTP server got for ``address``,
+        about ``alert_id`` (the first of the message's alerts) if given."""
         return [m for m in list(self.smtp.messages)
-                if address in m.rcpt_tos and m.message["X-Syncclass-Kind"] == kind]
+                if address in m.rcpt_tos and m.message["X-Syncclass-Kind"] == kind
+                and (alert_id is None or m.message["X-Syncclass-Alert"] == str(alert_id))]
 
-    def wait_mail(self, address: str, kind: str, timeout: float = 15.0) -> Received:
+    def wait_mail(self, address: str, kind: str, alert_id: int | None = None,
+                  timeout: float = 15.0) -> Received:
         # Ticking here too: the fleet's own ticker runs only once a second.
         found = wait_until(f"a {kind} e-mail to {address}",
-                           lambda: self.mail_to(address, kind), timeout, between=self.tick)
+                           lambda: self.mail_to(address, kind, alert_id), timeout,
+                           between=self.tick)
         return found[0]
 
     # ------------------------------------------------------------ the classrooms
