@@ -35,6 +35,7 @@ from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContext, device_context
 from fleet.metrics import Sample
+from fleet.notify.outbox import enqueue as outbox_enqueue
 
 __all__ = ["AlertEngine", "AlertNotFound", "AlertStateError"]
 
@@ -49,12 +50,6 @@ class AlertNotFound(LookupError):
 
 class AlertStateError(ValueError):
     """The alert is not in a state that allows this (e.g. acknowledging a resolved one)."""
-
-
-def _outbox() -> Enqueue:
-    from fleet.notify.outbox import enqueue
-
-    return enqueue  # type: ignore[no-any-return]
 
 
 class AlertEngine:
@@ -295,7 +290,7 @@ class AlertEngine:
                 if alert.state in LIVE and reason is None:
                     self._timers(session, alert, now, lessons.get(alert.classroom_id or 0, []))
             flush_notices(
-                session, self.config, muters, self._enqueue or _outbox(), now,
+                session, self.config, muters, self._enqueue or outbox_enqueue, now,
                 self.notifications, lambda a, k, t: self._record(session, a, k, t, now),
             )
 

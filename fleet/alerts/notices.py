@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,22 +26,8 @@ from fleet.db.models import Alert, Classroom
 __all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
 
 
-class Enqueue(Protocol):
-    """``fleet.notify.outbox.enqueue``: one outbox row per recipient."""
-
-    def __call__(
-        self,
-        session: Session,
-        *,
-        alert_id: int | None,
-        channel: str,
-        target: str,
-        kind: str,
-        subject: str,
-        body: str,
-        payload: dict[str, Any] | None = None,
-        now: datetime,
-    ) -> Any: ...
+#: ``fleet.notify.outbox.enqueue`` or a stand-in with its signature.
+Enqueue = Callable[..., object]
 
 
 def set_notice(alert: Alert, kind: str, now: datetime) -> None:

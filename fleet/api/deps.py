@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
-from fleet.db.base import SessionFactory, utcnow
+from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Lesson
 from fleet.metrics import MetricSource
 
@@ -116,15 +116,8 @@ def get_services(request: Request) -> Services:
 
 def db_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
     """One unit of work per request, committed before the response is sent."""
-    session = services.sessions()
-    try:
+    with session_scope(services.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DB = Annotated[Session, Depends(db_session, scope="function")]

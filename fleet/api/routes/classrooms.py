@@ -13,8 +13,9 @@ from fleet.api.routes.common import (
     RefId,
     RefQuery,
     Text,
-    apply_patch,
+    delete_row,
     flush_or_409,
+    patch_row,
     require_writer,
 )
 from fleet.db.models import Classroom, School
@@ -70,14 +71,11 @@ def update_classroom(
     classroom_id: IdPath, body: ClassroomPatch, session: DB, scope: CurrentScope
 ) -> ClassroomOut:
     require_writer(scope)
-    room = scope.get(session, Classroom, classroom_id, "classroom")
-    apply_patch(room, body.model_dump(exclude_unset=True, exclude_none=True))
-    flush_or_409(session, "classroom")
+    room = patch_row(session, scope, Classroom, classroom_id, "classroom", body)
     return ClassroomOut.model_validate(room)
 
 
 @router.delete("/{classroom_id}", status_code=204)
 def delete_classroom(classroom_id: IdPath, session: DB, scope: CurrentScope) -> None:
     require_writer(scope)
-    session.delete(scope.get(session, Classroom, classroom_id, "classroom"))
-    flush_or_409(session, "classroom")
+    delete_row(session, scope, Classroom, classroom_id, "classroom")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException, Path, Query
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fleet.api.scope import Scope
 from fleet.db.models import Role
+
+RowT = TypeVar("RowT")
 
 __all__ = [
     "MAX_ID",
@@ -25,8 +27,10 @@ __all__ = [
     "Text",
     "apply_patch",
     "day_range",
+    "delete_row",
     "flush_or_409",
     "invalid",
+    "patch_row",
     "require_writer",
 ]
 
@@ -94,6 +98,22 @@ def flush_or_409(session: Session, what: str) -> None:
 def apply_patch(obj: object, changes: dict[str, Any]) -> None:
     for key, value in changes.items():
         setattr(obj, key, value)
+
+
+def patch_row(
+    session: Session, scope: Scope, model: type[RowT], row_id: object, what: str, body: BaseModel
+) -> RowT:
+    """Apply the fields a PATCH body sets to a row in scope; conflicts become 409."""
+    row = scope.get(session, model, row_id, what)
+    apply_patch(row, body.model_dump(exclude_unset=True, exclude_none=True))
+    flush_or_409(session, what)
+    return row
+
+
+def delete_row(session: Session, scope: Scope, model: type[Any], row_id: object, what: str) -> None:
+    """Delete a row in scope; a row still referenced is a 409, not a 500."""
+    session.delete(scope.get(session, model, row_id, what))
+    flush_or_409(session, what)
 
 
 def require_writer(scope: Scope) -> None:

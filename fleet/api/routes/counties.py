@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB
-from fleet.api.routes.common import IdPath, Text, apply_patch, flush_or_409
+from fleet.api.routes.common import IdPath, Text, delete_row, flush_or_409, patch_row
 from fleet.db.models import County
 
 __all__ = ["router"]
@@ -69,14 +69,11 @@ def update_county(
     county_id: IdPath, body: CountyPatch, session: DB, scope: CurrentScope
 ) -> CountyOut:
     _admin_only(scope)
-    county = scope.get(session, County, county_id, "county")
-    apply_patch(county, body.model_dump(exclude_unset=True, exclude_none=True))
-    flush_or_409(session, "county")
+    county = patch_row(session, scope, County, county_id, "county", body)
     return CountyOut.model_validate(county)
 
 
 @router.delete("/{county_id}", status_code=204)
 def delete_county(county_id: IdPath, session: DB, scope: CurrentScope) -> None:
     _admin_only(scope)
-    session.delete(scope.get(session, County, county_id, "county"))
-    flush_or_409(session, "county")
+    delete_row(session, scope, County, county_id, "county")

@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session
 
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB
-from fleet.api.routes.common import IdPath, RefId, Text, flush_or_409, invalid, require_writer
+from fleet.api.routes.common import (
+    IdPath,
+    RefId,
+    Text,
+    delete_row,
+    flush_or_409,
+    invalid,
+    require_writer,
+)
 from fleet.api.scope import Scope
 from fleet.db.models import Pair, PairMember, School, SchoolKind
 
@@ -101,5 +109,4 @@ def update_pair(pair_id: IdPath, body: PairPatch, session: DB, scope: CurrentSco
 @router.delete("/{pair_id}", status_code=204)
 def delete_pair(pair_id: IdPath, session: DB, scope: CurrentScope) -> None:
     require_writer(scope)
-    session.delete(scope.get(session, Pair, pair_id, "pair"))
-    flush_or_409(session, "pair")
+    delete_row(session, scope, Pair, pair_id, "pair")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 from sqlalchemy import Select, select
 
 from fleet.api.auth import CurrentScope
@@ -15,26 +13,12 @@ from fleet.api.deps import API_PREFIX, DB, Services, get_services
 from fleet.api.routes.common import MAX_ID, DateFrom, DateTo, day_range
 from fleet.api.scope import Scope
 from fleet.db.models import Classroom, County, Pair, School
-from fleet.reports import Level, build_report, report_csv
+from fleet.reports import Level, ReportRow, build_report, report_csv
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/reports", tags=["reports"])
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-class ReportRowOut(BaseModel):
-    level: str
-    unit_id: int
-    name: str
-    start: date
-    end: date
-    lessons_scheduled: int
-    lessons_ready: int
-    alerts: int
-    mtta_s: float | None
-    mttr_s: float | None
-    availability: float | None
 
 
 def _visible(session: DB, scope: Scope, level: Level) -> set[int]:
@@ -49,7 +33,7 @@ def _visible(session: DB, scope: Scope, level: Level) -> set[int]:
 
 @router.get(
     "/{level}",
-    response_model=list[ReportRowOut],
+    response_model=list[ReportRow],
     responses={200: {"content": {"text/csv": {}}, "description": "JSON rows, or CSV"}},
 )
 def report(
@@ -86,4 +70,4 @@ def report(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return [ReportRowOut.model_validate(row, from_attributes=True) for row in rows]
+    return rows

@@ -15,8 +15,9 @@ from fleet.api.routes.common import (
     RefId,
     RefQuery,
     Text,
-    apply_patch,
+    delete_row,
     flush_or_409,
+    patch_row,
     require_writer,
 )
 from fleet.api.scope import Scope, not_found
@@ -99,14 +100,11 @@ def update_school(
     school_id: IdPath, body: SchoolPatch, session: DB, scope: CurrentScope
 ) -> SchoolOut:
     require_writer(scope)
-    school = scope.get(session, School, school_id, "school")
-    apply_patch(school, body.model_dump(exclude_unset=True, exclude_none=True))
-    flush_or_409(session, "school")
+    school = patch_row(session, scope, School, school_id, "school", body)
     return SchoolOut.model_validate(school)
 
 
 @router.delete("/{school_id}", status_code=204)
 def delete_school(school_id: IdPath, session: DB, scope: CurrentScope) -> None:
     require_writer(scope)
-    session.delete(scope.get(session, School, school_id, "school"))
-    flush_or_409(session, "school")
+    delete_row(session, scope, School, school_id, "school")
