@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 FLUSH_EVERY_TICKS = 5
+# Four default reporting intervals: every agent has spoken since the fleet reconnected.
+STALE_GRACE = timedelta(seconds=60)
 
 
 class Fleet:
@@ -95,6 +97,7 @@ class Fleet:
                 mqtt_connected=lambda: self.mqtt.connected,
             )
         )
+        self._heard_since: datetime | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -135,8 +138,18 @@ class Fleet:
 
     def _stale_devices(self) -> None:
         # The Last Will covers a dead connection; this covers a live connection whose
-        # agent has stopped reporting (a wedged process behind a healthy socket).
-        for device_id in self.states.stale(self.clock()):
+        # agent has stopped reporting (a wedged process behind a healthy socket).  Silence
+        # is only the agents' fault while the fleet itself hears the broker, and for a
+        # while after it reconnects, until the agents' messages have come through again.
+        now = self.clock()
+        if not self.mqtt.connected:
+            self._heard_since = None
+            return
+        if self._heard_since is None:
+            self._heard_since = now
+        if now - self._heard_since < STALE_GRACE:
+            return
+        for device_id in self.states.stale(now):
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:

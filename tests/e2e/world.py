@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -35,6 +35,7 @@ from fleet.db.base import session_scope
 from fleet.db.models import Alert, AlertEvent, CheckRun, Classroom, Lesson, School
 from fleet.metrics import Sample
 from fleet.notify.config import EmailConfig
+from fleet.state import DeviceStatus
 from fleet.timetable.importer import Semester, import_timetable
 from tests.fleet.smtp import Received, SmtpServer
 
@@ -43,6 +44,7 @@ __all__ = [
     "FLEET_PASSWORD",
     "LUXI",
     "LUXI_TECH",
+    "MORNING",
     "PILOT_DEVICES",
     "SHIYAN",
     "SHIYAN_TECH",
@@ -54,6 +56,7 @@ __all__ = [
     "device_password",
     "e2e_config",
     "sample_value",
+    "timetable_csv",
     "wait_until",
 ]
 
@@ -107,10 +110,11 @@ def sample_value(samples: Iterable[Sample], name: str, **labels: str) -> float:
 
 
 class ManualClock:
-    """A stopped clock, moved only by the test; thread-safe (the fleet ticks on its own)."""
+    """A stopped clock in UTC, moved only by the test; thread-safe (the fleet ticks on
+    its own thread)."""
 
     def __init__(self, start: datetime) -> None:
-        self._now = start
+        self._now = start.astimezone(UTC)
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
@@ -124,7 +128,7 @@ class ManualClock:
 
     def set(self, when: datetime) -> None:
         with self._lock:
-            self._now = when
+            self._now = when.astimezone(UTC)
 
 
 def e2e_config(workdir: Path, mqtt_url: str, smtp_port: int) -> FleetConfig:
@@ -186,7 +190,6 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
 @dataclass
 class _RunningAgent:
     agent: Agent
-    hardware: SimulatedHardware
     thread: threading.Thread
 
 
@@ -310,7 +313,7 @@ class World:
         agent = Agent(config, hardware, clock=self.clock)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
-        self.agents[device_id] = _RunningAgent(agent, hardware, thread)
+        self.agents[device_id] = _RunningAgent(agent, thread)
         return hardware
 
     def wait_reporting(self, *device_ids: str) -> None:
@@ -322,12 +325,12 @@ class World:
 
             wait_until(f"{device_id} online and reporting", seen)
 
-    def wait_fresh_telemetry(self, device_id: str) -> Any:
+    def wait_fresh_telemetry(self, device_id: str) -> DeviceStatus:
         """Move the clock on one agent interval; wait until the fleet's state of the device
         holds telemetry stamped at that new instant (sent after everything before)."""
         now = self.clock.advance(seconds=1)
 
-        def fresh() -> Any:
+        def fresh() -> DeviceStatus | None:
             state = self.running.states.get(device_id)
             return state if state is not None and state.telemetry_at == now else None
 
