@@ -125,6 +125,7 @@ class Fleet:
 
     def tick(self) -> None:
         """Everything that happens because time passed; each part fails on its own."""
+        queued = self.alerts.notifications.total()
         for name, step in (
             ("checks", self.checks.tick),
             ("actions", self.actions.tick),
@@ -135,6 +136,8 @@ class Fleet:
                 step()
             except Exception:
                 log.exception("fleet tick: %s failed", name)
+        if self.alerts.notifications.total() != queued:
+            self.notifier.wake()
 
     def _stale_devices(self) -> None:
         # The Last Will covers a dead connection; this covers a live connection whose
@@ -175,6 +178,7 @@ class Fleet:
 
     def close(self) -> None:
         self._stop.set()
+        self.notifier.wake()
         for thread in self._threads:
             thread.join(timeout=10)
         self.mqtt.close()

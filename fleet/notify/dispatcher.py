@@ -44,6 +44,7 @@ class Dispatcher:
         self._config = config or NotifyConfig()
         self._clock = clock
         self._outcomes: Counter[tuple[str, str]] = Counter()  # (channel, sent|retry|failed)
+        self._wake = threading.Event()
 
     def run_due(self) -> int:
         """Attempt every notification due now (up to ``batch_size``); return how many."""
@@ -66,14 +67,20 @@ class Dispatcher:
                 attempted += 1
         return attempted
 
+    def wake(self) -> None:
+        """Notifications were just queued: deliver them now, not at the next poll."""
+        self._wake.set()
+
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set, polling every ``poll_interval_s``."""
+        """Deliver until ``stop`` is set (then call ``wake``), polling every
+        ``poll_interval_s`` for retries and for rows other processes queued."""
         while not stop.is_set():
+            self._wake.clear()
             try:
                 self.run_due()
             except Exception:  # the database may be briefly away; the rows wait for us
                 log.exception("notification dispatch pass failed")
-            stop.wait(self._config.poll_interval_s)
+            self._wake.wait(self._config.poll_interval_s)
 
     def _claim(self, row_id: int, seen_attempts: int) -> Outgoing | None:
         # Read the clock per row: a long batch must not start its later leases in the past.

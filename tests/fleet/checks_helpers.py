@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +43,7 @@ from fleet.db.models import (
     SchoolKind,
 )
 from fleet.sinks import MessageSink
+from tests.waiting import wait_until
 
 __all__ = [
     "MONDAY_0800",
@@ -60,15 +60,6 @@ __all__ = [
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: 08:00 on a Monday in Zhejiang: when every county's first lessons start.
 MONDAY_0800 = datetime(2026, 9, 7, 8, 0, tzinfo=SHANGHAI)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Clock:

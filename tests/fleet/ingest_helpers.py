@@ -4,8 +4,6 @@ clients that speak the wire contract, and a sink that records what it is given."
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from fleet.broker import Mosquitto
 from fleet.db.base import Base, SessionFactory, make_engine, session_scope
 from fleet.db.models import Classroom, County, Device, Pair, PairMember, School, SchoolKind
 from fleet.sinks import NullSink
+from tests.waiting import wait_until
 
 __all__ = [
     "DeviceClient",
@@ -76,15 +75,6 @@ def telemetry(device_id: str, seq: int, when: datetime | None = None,
               sections: dict[str, Any] | None = None) -> dict[str, Any]:
     return envelope(device_id, seq, when or datetime.now(UTC)) | {
         "interval": 15, "sections": SECTIONS if sections is None else sections}
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Recorder(NullSink):

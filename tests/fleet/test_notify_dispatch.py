@@ -24,6 +24,7 @@ from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
@@ -401,3 +402,25 @@ def test_run_loop_delivers_until_stopped(
         loop.join(5)
     assert not loop.is_alive()
     assert len(webhook_receiver.requests) == 1
+
+
+def test_wake_delivers_without_waiting_for_the_poll(
+    sessions: SessionFactory, clock: Clock, smtp_server: SmtpServer
+) -> None:
+    # With an hour's poll, only the first pass and a wake can deliver within this test.
+    d = dispatcher(sessions, clock, NotifyConfig(poll_interval_s=3600),
+                   host=smtp_server.host, port=smtp_server.port)
+    add(sessions, "email", "first@dmd.edu.cn", clock)
+    stop = threading.Event()
+    runner = threading.Thread(target=d.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert wait_until(lambda: len(smtp_server.messages) == 1), "first pass delivered"
+        add(sessions, "email", "second@dmd.edu.cn", clock)
+        d.wake()
+        assert wait_until(lambda: len(smtp_server.messages) == 2), "wake delivered"
+    finally:
+        stop.set()
+        d.wake()
+        runner.join(timeout=10)
+    assert not runner.is_alive(), "stop + wake must end the loop"
