@@ -8,6 +8,7 @@ password file, pattern ACL pinning each device to its own topics, TLS.
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
@@ -40,6 +41,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    # A private broker must not outlive the demo or test that started it, even one killed
+    # with SIGKILL: Linux's PR_SET_PDEATHSIG sends it SIGTERM when its parent dies.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
@@ -182,6 +189,7 @@ class Mosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             wait_for_port(self.port)

@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
@@ -62,7 +63,7 @@ _LESSONS = [
     (8, "文成县实验中学", ["文成县西坑初级中学"], "数学", "七年级", "刘建国", "直播"),
     (9, "乐清市城南实验小学", ["乐清市大荆镇山头小学", "乐清市龙西乡小学"], "英语", "四年级",
      "郑一鸣", "直播"),
-    (30, "乐清市城南实验小学", ["乐清市大荆镇山头小学", "乐清市龙西乡小学"], "科学", "五年级",
+    (60, "乐清市城南实验小学", ["乐清市大荆镇山头小学", "乐清市龙西乡小学"], "科学", "五年级",
      "郑一鸣", "录播"),
 ]
 
@@ -166,51 +167,53 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         http_port = free_port()
     device_ids = _demo_device_ids()
     users = {"fleet": FLEET_PASSWORD, **{d: f"{d}-pw" for d in device_ids}}
-    mailbox = _Mailbox()
-    mailbox.start()
-    broker = Mosquitto(workdir=workdir / "mqtt", users=users,
-                       acl=device_acl(FleetConfig().mqtt.prefix)).start()
-    config = demo_config(workdir, broker.url, mailbox.port, http_port)
-    fleet = Fleet(config)
-    now = fleet.clock()
-    with session_scope(fleet.sessions) as session:
-        load_inventory_file(session, DEMO_INVENTORY)
-        semester = Semester(date(now.year, 1, 1), date(now.year, 12, 31), name="演示学期")
-        import_timetable(session, demo_timetable(now), "demo-timetable.csv", semester=semester)
-    fleet.reload_inventory()
-    fleet.start()
+    # Whatever fails half-way, everything started so far is stopped again.
+    with ExitStack() as stack:
+        mailbox = _Mailbox()
+        mailbox.start()
+        stack.callback(mailbox.stop)
+        broker = stack.enter_context(
+            Mosquitto(workdir=workdir / "mqtt", users=users,
+                      acl=device_acl(FleetConfig().mqtt.prefix))
+        )
+        fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port))
+        stack.callback(fleet.close)
+        now = fleet.clock()
+        with session_scope(fleet.sessions) as session:
+            load_inventory_file(session, DEMO_INVENTORY)
+            semester = Semester(date(now.year, 1, 1), date(now.year, 12, 31), name="演示学期")
+            import_timetable(session, demo_timetable(now), "demo-timetable.csv",
+                             semester=semester)
+        fleet.reload_inventory()
+        fleet.start()
+        for device_id in device_ids:
+            scenario = replace(default_scenario(), fault=DEMO_FAULTS.get(device_id, []))
+            config = _agent_config(device_id, workdir, broker.url, fleet.signer.public_key_b64,
+                                   http_port)
+            _start_agent(stack, Agent(config, SimulatedHardware(scenario)))
+        stop = threading.Event()
+        stack.callback(stop.set)
+        threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
+        print(_banner(http_port, len(device_ids), workdir), flush=True)
+        try:
+            if duration_s is None:
+                fleet.serve()
+            else:
+                threading.Thread(target=fleet.serve, daemon=True).start()
+                time.sleep(duration_s)
+        except KeyboardInterrupt:
+            pass
 
-    agents: list[tuple[Agent, threading.Thread]] = []
-    for device_id in device_ids:
-        scenario = replace(default_scenario(), fault=DEMO_FAULTS.get(device_id, []))
-        hardware = SimulatedHardware(scenario)
-        agent = Agent(_agent_config(device_id, workdir, broker.url, fleet.signer.public_key_b64,
-                                    http_port), hardware)
-        thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
-        thread.start()
-        agents.append((agent, thread))
 
-    stop = threading.Event()
-    threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
-    print(_banner(http_port, len(agents), workdir), flush=True)
-    try:
-        if duration_s is None:
-            fleet.serve()
-        else:
-            server = threading.Thread(target=fleet.serve, daemon=True)
-            server.start()
-            time.sleep(duration_s)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        for agent, _ in agents:
-            agent.stop()
-        for _, thread in agents:
-            thread.join(timeout=10)
-        fleet.close()
-        broker.close()
-        mailbox.stop()
+def _start_agent(stack: ExitStack, agent: Agent) -> None:
+    thread = threading.Thread(target=agent.run, name=f"agent-{agent.device_id}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        agent.stop()
+        thread.join(timeout=10)
+
+    stack.callback(stop)
 
 
 def _demo_device_ids() -> list[str]:
