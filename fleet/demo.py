@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import shutil
+import socket
 import threading
 import time
 from contextlib import ExitStack
@@ -163,7 +164,7 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
     """Run the demo in the foreground until Ctrl-C (or for ``duration_s``)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    if http_port == 0:
+    if http_port == 0 or not _port_free(http_port):
         http_port = free_port()
     device_ids = _demo_device_ids()
     users = {"fleet": FLEET_PASSWORD, **{d: f"{d}-pw" for d in device_ids}}
@@ -214,6 +215,15 @@ def _start_agent(stack: ExitStack, agent: Agent) -> None:
         thread.join(timeout=10)
 
     stack.callback(stop)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _demo_device_ids() -> list[str]:

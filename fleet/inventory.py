@@ -10,6 +10,7 @@ since checks and alerts refer to it.  A document with errors changes nothing.
 from __future__ import annotations
 
 import json
+import threading
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from fleet.db.models import (
 __all__ = [
     "DEMO_INVENTORY",
     "DeviceContext",
+    "DeviceContextCache",
     "InventoryError",
     "LoadResult",
     "checked_classrooms",
@@ -365,6 +367,38 @@ def device_context(session: Session, device_id: str) -> DeviceContext | None:
         timezone=school.timezone, county_id=school.county_id, county=school.county.name,
         pair_ids=tuple(p.id for p in pairs), pairs=tuple(p.name for p in pairs),
     )
+
+
+class DeviceContextCache:
+    """:func:`device_context` remembered per device until :meth:`clear`.
+
+    The inventory changes rarely (an import, an edit through the API, each followed by
+    the fleet's ``reload_inventory``) while every telemetry message asks where its device
+    is; unknown devices are not remembered, so one added later is found without a reload.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, DeviceContext] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def get(self, session: Session, device_id: str) -> DeviceContext | None:
+        with self._lock:
+            place = self._known.get(device_id)
+            generation = self._generation
+        if place is not None:
+            return place
+        place = device_context(session, device_id)
+        with self._lock:
+            # A clear() while we read means the answer may predate the new inventory.
+            if place is not None and generation == self._generation:
+                self._known[device_id] = place
+        return place
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+            self._generation += 1
 
 
 def technicians_for_school(session: Session, school_id: int) -> list[Person]:

@@ -55,6 +55,9 @@ class AlertConfig:
     webhooks: list[str] = field(default_factory=list)
     # The web page's address, linked from texts when set, e.g. "https://fleet.example/".
     base_url: str = ""
+    # Seconds between re-reading which tickets are open, for those another fleet process
+    # (a second consumer of the shared subscription) opened or closed.
+    index_resync_s: float = 30.0
 
     def __post_init__(self) -> None:
         numbers = {
@@ -63,6 +66,7 @@ class AlertConfig:
             "reopen_window_s": self.reopen_window_s,
             "group_wait_s": self.group_wait_s,
             "context_horizon_h": self.context_horizon_h,
+            "index_resync_s": self.index_resync_s,
             **{f"up_delays.{k}": v for k, v in self.up_delays.items()},
             **{f"down_delays.{k}": v for k, v in self.down_delays.items()},
         }

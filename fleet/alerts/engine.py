@@ -11,6 +11,8 @@ anyway, because the lesson is then affected whoever is on it).  Every change is 
 AlertEvent row; notifications go through :mod:`fleet.alerts.notices`.
 
 The engine is a MessageSink for the ingest; ``tick()`` runs the timers every few seconds.
+A healthy device's all-clear touches no database: :mod:`fleet.alerts.index` knows which
+devices have anything open, and device places are cached until ``reload_inventory()``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,12 +31,13 @@ from sqlalchemy.orm import Session
 from fleet.alerts import mute, rules
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import device_labels, lessons_in_progress
+from fleet.alerts.index import OpenIndex, is_open, open_condition
 from fleet.alerts.mute import OPEN_STATES, load_muters, muted_by
 from fleet.alerts.notices import Enqueue, flush_notices, refresh_summary, set_notice
 from fleet.alerts.signal import Observation, Signal
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
-from fleet.inventory import DeviceContext, device_context
+from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
 
@@ -71,6 +75,32 @@ class AlertEngine:
         self.signals_observed: Counter[str] = Counter()
         self.notifications: Counter[tuple[str, str]] = Counter()
         self.malformed_sections = 0
+        self._places = DeviceContextCache()
+        self._index = OpenIndex(config.index_resync_s)
+        with session_scope(sessions) as session:
+            self._index.load(session, clock())
+
+    def reload_inventory(self) -> None:
+        """Devices were moved, added or renamed: forget the cached places."""
+        self._places.clear()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """One locked unit of work; after a rollback the index is reloaded, since the
+        changes it recorded may not have reached the database."""
+        with self._lock:
+            try:
+                with session_scope(self.sessions) as session:
+                    if not self._index.loaded:
+                        self._index.load(session, self.clock())
+                    yield session
+            except BaseException:
+                self._index.invalidate()
+                raise
+
+    def _track(self, session: Session, alert: Alert) -> None:
+        self._index.update(alert.device_id, alert.fingerprint, alert.rule,
+                           alert not in session.deleted and is_open(alert))
 
     # ------------------------------------------------------------ MessageSink
 
@@ -106,8 +136,10 @@ class AlertEngine:
         self.observe(rules.from_event(device_id, payload))
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
-        with self._lock, session_scope(self.sessions) as session:
-            self._observe(session, rules.from_check(session, device_id, payload), self.clock())
+        with self._writing() as session:
+            observation = rules.from_check(session, device_id, payload)
+            self._count(observation)
+            self._observe(session, observation, self.clock())
 
     def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
         pass
@@ -115,35 +147,61 @@ class AlertEngine:
     # ------------------------------------------------------------ observing
 
     def observe(self, *observations: Observation) -> None:
-        with self._lock, session_scope(self.sessions) as session:
-            now = self.clock()
+        with self._lock:
             for observation in observations:
-                self._observe(session, observation, now)
+                self._count(observation)
+            busy = [o for o in observations if self._may_change(o)]
+            if not busy:
+                return
+            with self._writing() as session:
+                now = self.clock()
+                for observation in busy:
+                    self._observe(session, observation, now)
+
+    def _count(self, obs: Observation) -> None:
+        self.signals_observed.update(signal.rule for signal in obs.signals)
+
+    def _may_change(self, obs: Observation) -> bool:
+        """False for the common all-clear of a device with nothing open: no DB needed."""
+        return (
+            not self._index.loaded
+            or bool(self._index.of(obs.device_id))
+            or any(signal.active for signal in obs.signals)
+        )
 
     def _observe(self, session: Session, obs: Observation, now: datetime) -> None:
-        place = device_context(session, obs.device_id)
         seen: set[str] = set()
         for signal in obs.signals:
-            self.signals_observed[signal.rule] += 1
             seen.add(signal.fingerprint)
+            if not signal.active and signal.fingerprint not in self._index.of(signal.device_id):
+                continue  # nothing open that a clear could change
             alert = self._latest(session, signal.fingerprint)
             if alert is not None and signal.at < alert.last_seen_at:
                 continue  # older news (a replayed spool) than what the ticket knows
             if signal.active:
-                self._fault(session, alert, signal, place, now)
-            elif alert is not None:
+                alert = self._fault(session, alert, signal, obs.device_id, now)
+            elif alert is None:  # another fleet process removed it since the last resync
+                self._index.update(signal.device_id, signal.fingerprint, signal.rule, False)
+                continue
+            else:
                 self._clear(session, alert, now)
-        if obs.covers:
+            self._track(session, alert)
+        unmentioned = self._index.unmentioned(obs.device_id, obs.covers, seen)
+        if unmentioned:
             stale = session.scalars(
                 select(Alert).where(
                     Alert.device_id == obs.device_id,
                     Alert.rule.in_(obs.covers),
-                    Alert.state.in_(OPEN_STATES) | Alert.pending_since.is_not(None),
+                    open_condition(),
                 )
             )
-            for alert in stale:
+            for alert in stale.all():
+                unmentioned.pop(alert.fingerprint, None)
                 if alert.fingerprint not in seen and obs.at >= alert.last_seen_at:
                     self._clear(session, alert, now)
+                    self._track(session, alert)
+            for fingerprint, rule in unmentioned.items():  # closed by another fleet process
+                self._index.update(obs.device_id, fingerprint, rule, False)
 
     def _latest(self, session: Session, fingerprint: str) -> Alert | None:
         return session.scalars(
@@ -151,14 +209,15 @@ class AlertEngine:
         ).first()
 
     def _fault(
-        self, session: Session, alert: Alert | None, signal: Signal, place: DeviceContext | None,
+        self, session: Session, alert: Alert | None, signal: Signal, device_id: str,
         now: datetime,
-    ) -> None:
+    ) -> Alert:
         window = timedelta(seconds=self.config.reopen_window_s)
         if alert is None or (
             alert.state is AlertState.RESOLVED
             and (alert.resolved_at is None or alert.resolved_at + window < now)
         ):
+            place = self._places.get(session, device_id)
             labels = device_labels(signal.device_id, place)
             labels |= {"rule": signal.rule, "severity": signal.level, "entity": signal.entity}
             alert = Alert(
@@ -197,6 +256,7 @@ class AlertEngine:
         if signal.lesson_id is not None:
             alert.lesson_id = signal.lesson_id
         self._maybe_fire(session, alert, now)
+        return alert
 
     @staticmethod
     def _describe(signal: Signal) -> str:
@@ -267,17 +327,22 @@ class AlertEngine:
 
     def tick(self) -> None:
         """Run the delays, mutes, escalations, reminders and the notification stage."""
-        with self._lock, session_scope(self.sessions) as session:
+        with self._writing() as session:
             now = self.clock()
             waiting = session.scalars(select(Alert).where(Alert.pending_since.is_not(None)))
             for alert in waiting.all():
                 self._maybe_fire(session, alert, now)
+                self._track(session, alert)
             clearing = session.scalars(
                 select(Alert).where(Alert.clear_since.is_not(None), Alert.state.in_(LIVE))
             )
             for alert in clearing.all():
                 self._maybe_resolve(session, alert, now)
+                self._track(session, alert)
             session.flush()
+            if self._index.due(now):
+                # Tickets another fleet process opened or closed since the last look.
+                self._index.load(session, now)
             muters = load_muters(session, now, self.config.timezone, self.config.mute_on_holidays)
             live = session.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES))).all()
             lessons = lessons_in_progress(session, now)
@@ -350,7 +415,7 @@ class AlertEngine:
         """Someone is on it: stops reminders and the timed escalation; others are told who."""
         if not comment.strip():
             raise ValueError("an acknowledgement needs a comment saying who is on it and how")
-        with self._lock, session_scope(self.sessions) as session:
+        with self._writing() as session:
             alert = self._get(session, alert_id)
             if alert.state not in LIVE:
                 raise AlertStateError(f"alert {alert_id} is {alert.state.value}, not firing")
@@ -361,16 +426,18 @@ class AlertEngine:
             alert.ack_comment = comment.strip()
             self._record(session, alert, "acknowledged", alert.ack_comment, now, actor)
             set_notice(alert, "acknowledged", now)
+            self._track(session, alert)
 
     def resolve_manually(self, alert_id: int, actor: str, comment: str) -> None:
         """Close a ticket by hand (a device taken away); a fault still present reopens it."""
         if not comment.strip():
             raise ValueError("a manual resolution needs a comment")
-        with self._lock, session_scope(self.sessions) as session:
+        with self._writing() as session:
             alert = self._get(session, alert_id)
             if alert.state is AlertState.RESOLVED:
                 raise AlertStateError(f"alert {alert_id} is already resolved")
             self._resolve(session, alert, self.clock(), actor, comment.strip())
+            self._track(session, alert)
 
     @staticmethod
     def _get(session: Session, alert_id: int) -> Alert:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -46,7 +47,7 @@ class _Family:
     fallback: str
     missing: str | None = None  # the rule of an absent item, one ticket per kind
 
-    @property
+    @cached_property  # asked for every section of every telemetry message
     def rules(self) -> frozenset[str]:
         names = {rule for _, rule in self.keywords} | {self.fallback}
         return frozenset(names | ({self.missing} if self.missing else set()))
