@@ -18,6 +18,7 @@ from fleet.api.routes import (
     counties,
     devices,
     lessons,
+    maintenance,
     pairs,
     people,
     reports,
@@ -40,6 +41,7 @@ _PEOPLE_ROUTERS = (
     timetable.router,
     lessons.router,
     alerts.router,
+    maintenance.router,
     actions.router,
     reports.router,
 )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
@@ -30,6 +30,7 @@ __all__ = [
     "ReadinessView",
     "Services",
     "StateSource",
+    "alert_service",
     "db_session",
     "get_services",
 ]
@@ -70,6 +71,16 @@ class AlertService(Protocol):
         comment: str,
     ) -> int: ...
     def delete_silence(self, silence_id: int) -> None: ...
+    def resolve_manually(self, alert_id: int, actor: str, comment: str) -> None: ...
+    def add_maintenance_window(
+        self,
+        name: str,
+        weekdays: Sequence[int],
+        start_time: str,
+        end_time: str,
+        matchers: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+    ) -> int: ...
 
 
 class ActionService(Protocol):
@@ -112,6 +123,12 @@ class Services:
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def alert_service(services: Services) -> AlertService:
+    if services.alerts is None:
+        raise HTTPException(503, "告警服务未运行 / alert engine not running")
+    return services.alerts
 
 
 def db_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:

@@ -1,4 +1,5 @@
-// The technicians' page: today's lessons with readiness, open alerts, devices.
+// The technicians' page: today's lessons with readiness, open alerts, devices, and the
+// maintenance windows that hold alerts' notifications back.
 // Plain DOM building (textContent only), so nothing from the server is parsed as HTML.
 "use strict";
 
@@ -6,6 +7,7 @@ const API = "/api/v1";
 const REFRESH_MS = 30000;
 const TOKEN_KEY = "syncclass.token";
 let timer = null;
+let me = null;
 // Each device's action message survives the periodic re-render, so a refusal's reason
 // stays on screen until the technician acts again.
 const deviceNotes = new Map();
@@ -94,17 +96,17 @@ function renderLessons(lessons) {
 
 // ------------------------------------------------------------------ alerts
 
-function ackForm(alert, cell) {
-  const input = el("input", { type: "text", placeholder: "处理说明 comment (who is on it)",
-                              "aria-label": "comment" });
+// Acknowledging and resolving both ask for a comment, so others know who did what.
+function commentForm(alert, cell, verb, label, placeholder) {
+  const input = el("input", { type: "text", placeholder, "aria-label": "comment" });
   const status = el("div");
   const form = el("form", { class: "inline-form" }, input,
-    el("button", { type: "submit", class: "primary" }, "确认 Acknowledge"), status);
+    el("button", { type: "submit", class: "primary" }, label), status);
   form.addEventListener("submit", async event => {
     event.preventDefault();
     if (!input.value.trim()) { status.replaceChildren(message("error", "请填写说明 / comment needed")); return; }
     try {
-      await api("POST", "/alerts/" + alert.id + "/ack", { comment: input.value.trim() });
+      await api("POST", "/alerts/" + alert.id + "/" + verb, { comment: input.value.trim() });
       await refresh();
     } catch (error) { status.replaceChildren(message("error", error.message)); }
   });
@@ -118,10 +120,13 @@ function renderAlerts(alerts) {
   const rows = alerts.map(alert => {
     const action = el("td", { class: "action" });
     if (alert.state === "firing") {
-      action.append(el("button", { onclick: () => ackForm(alert, action) }, "确认 Ack"));
+      action.append(el("button", { onclick: () => commentForm(alert, action, "ack",
+        "确认 Acknowledge", "处理说明 comment (who is on it)") }, "确认 Ack"));
     } else {
       action.append(el("div", {}, "由 " + alert.acknowledged_by + " 确认 / acked"),
-                    el("div", { class: "sub" }, alert.ack_comment || ""));
+                    el("div", { class: "sub" }, alert.ack_comment || ""),
+                    el("button", { onclick: () => commentForm(alert, action, "resolve",
+                      "标记已解决 Mark resolved", "解决说明 how it was fixed") }, "已解决 Resolve"));
     }
     return el("tr", { "data-alert": alert.id },
       el("td", {}, badge(alert.severity, SEVERITY[alert.severity] || alert.severity)),
@@ -197,16 +202,57 @@ function renderDevices(devices) {
     el("tbody", {}, rows)));
 }
 
+// ------------------------------------------------------------------ maintenance windows
+
+const WEEKDAYS = ["周一 Mon", "周二 Tue", "周三 Wed", "周四 Thu", "周五 Fri", "周六 Sat", "周日 Sun"];
+
+function matcherText(matchers) {
+  const pairs = Object.entries(matchers);
+  return pairs.length ? pairs.map(([k, v]) => k + "=" + v).join(", ") : "全部告警 all alerts";
+}
+
+function renderWindows(windows) {
+  const body = document.getElementById("maintenance-body");
+  if (!windows.length) { body.replaceChildren(empty("没有维护时段 / no maintenance windows")); return; }
+  // School technicians read; admins and county technicians tidy up.
+  const mayDelete = me && (me.role === "admin" || me.role === "county_tech");
+  const rows = windows.map(w => {
+    const status = el("div");
+    const remove = mayDelete ? el("button", { class: "danger", onclick: async () => {
+      if (!confirm("删除维护时段 " + w.name + "？ / Delete this window?")) return;
+      try {
+        await api("DELETE", "/maintenance-windows/" + w.id);
+        await refresh();
+      } catch (error) { status.replaceChildren(message("error", error.message)); }
+    } }, "删除 Delete") : null;
+    const span = w.start_time === w.end_time ? "全天 all day"
+      : w.start_time + "–" + w.end_time + (w.end_time < w.start_time ? " (次日 next day)" : "");
+    return el("tr", { "data-window": w.id },
+      el("td", {}, w.name),
+      el("td", {}, w.weekdays.map(d => WEEKDAYS[d]).join(" ")),
+      el("td", {}, span, el("div", { class: "sub" }, w.timezone)),
+      el("td", {}, matcherText(w.matchers)),
+      el("td", {}, remove, status));
+  });
+  body.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", {}, "名称 Name"), el("th", {}, "星期 Days"), el("th", {}, "时间 Time"),
+      el("th", {}, "范围 Applies to"), el("th", {}, ""))),
+    el("tbody", {}, rows)));
+}
+
 // ------------------------------------------------------------------ page
 
 async function refresh() {
   try {
-    const [lessons, alerts, devices] = await Promise.all([
+    const [lessons, alerts, devices, windows] = await Promise.all([
       api("GET", "/lessons"), api("GET", "/alerts"), api("GET", "/devices"),
+      api("GET", "/maintenance-windows"),
     ]);
     renderLessons(lessons);
     renderAlerts(alerts);
     renderDevices(devices);
+    renderWindows(windows);
     document.getElementById("updated").textContent =
       "更新于 updated " + dateTimeFmt.format(new Date());
   } catch (error) {
@@ -221,7 +267,7 @@ function showLogin() {
 }
 
 async function showApp() {
-  const me = await api("GET", "/me");
+  me = await api("GET", "/me");
   const who = document.getElementById("who");
   who.replaceChildren(me.name + " (" + me.username + ")",
     el("button", { onclick: logout }, "退出 Log out"));
@@ -235,6 +281,7 @@ async function showApp() {
 
 function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
   deviceNotes.clear();
   clearInterval(timer);
   showLogin();

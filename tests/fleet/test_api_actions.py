@@ -1,5 +1,6 @@
 """Remote actions through the API with the real action service, signer and Mosquitto:
-refused in a lesson's lead window with the reason shown, forced with a reason, audited."""
+refused in a lesson's lead window with the reason shown, forced with a reason, audited;
+the report interval changed during a lesson."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def test_audit_is_scoped(world: World, sniffer: Sniffer) -> None:
     assert world.get("dt-luxi-tech", "/api/v1/audit").json() == []
     assert world.get("dt-luxi-tech", f"/api/v1/audit/{done.json()['id']}").status_code == 404
     assert [a["action"] for a in world.get("yq-dianjiao", "/api/v1/audit").json()] == ["run-check"]
+
+
+def test_set_interval_in_a_lesson_is_sent_and_audited(world: World, sniffer: Sniffer) -> None:
+    world.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], NOW - timedelta(minutes=5))
+    path = f"/api/v1/devices/{LUXI}/actions/set-interval"
+    for body in ({"seconds": 4}, {"seconds": 3601}, {"seconds": "often"}, {}):
+        assert world.post("dt-luxi-tech", path, json=body).status_code == 422, body
+    foreign = "/api/v1/devices/yueqing-shantou-sync1/actions/set-interval"
+    assert world.post("dt-luxi-tech", foreign, json={"seconds": 30}).status_code == 404
+    # Not disruptive: allowed during the lesson, unforced.
+    done = world.post("dt-luxi-tech", path, json={"seconds": 30})
+    assert done.status_code == 202, done.text
+    entry = done.json()
+    assert (entry["action"], entry["args"], entry["outcome"], entry["forced"]) == (
+        "set-interval",
+        {"seconds": 30},
+        "accepted",
+        False,
+    )
+    assert wait_until(lambda: len(sniffer.payloads) == 1)
+    command = json.loads(sniffer.payloads[0])
+    assert (command["name"], command["args"], command["id"]) == (
+        "set-interval",
+        {"seconds": 30},
+        entry["command_id"],
+    )
+    audit = world.get("dt-luxi-tech", "/api/v1/audit").json()
+    assert [(a["id"], a["action"]) for a in audit] == [(entry["id"], "set-interval")]

@@ -1,9 +1,9 @@
-"""Alerts through the API: the real engine's alerts, acknowledged with a comment; silences;
-and lessons with readiness from the real check records."""
+"""Alerts through the API: the real engine's alerts, acknowledged and resolved by hand with
+a comment; silences; and lessons with readiness from the real check records."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tests.fleet.api_world import NOW, World, world
 
@@ -46,6 +46,31 @@ def test_resolved_alert_cannot_be_acked_and_is_listed_by_state(world: World) -> 
     assert [a["id"] for a in resolved] == [alert_id]
     late = world.post("admin", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "late"})
     assert late.status_code == 409
+
+
+def test_resolve_by_hand_needs_a_comment_and_happens_once(world: World) -> None:
+    alert_id = world.take_offline("dongtou-luxi-sync1")
+    path = f"/api/v1/alerts/{alert_id}/resolve"
+    acked = world.post("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "在修"})
+    assert acked.status_code == 200, acked.text
+    for comment in ("", "   "):
+        assert world.post("dt-luxi-tech", path, json={"comment": comment}).status_code == 422
+    assert world.post("yq-dianjiao", path, json={"comment": "x"}).status_code == 404
+    done = world.post("dt-luxi-tech", path, json={"comment": "设备已送修 sent for repair"})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["state"] == "resolved"
+    assert datetime.fromisoformat(body["resolved_at"]) == world.clock()
+    last = body["events"][-1]
+    assert (last["kind"], last["actor"], last["text"]) == (
+        "resolved",
+        "dt-luxi-tech",
+        "设备已送修 sent for repair",
+    )
+    again = world.post("dt-dianjiao", path, json={"comment": "again"})
+    assert again.status_code == 409
+    assert "cannot resolve" in again.json()["detail"]
+    assert world.get("dt-luxi-tech", "/api/v1/alerts").json() == []
 
 
 def test_foreign_alert_cannot_be_acked(world: World) -> None:
@@ -138,6 +163,8 @@ def test_lessons_today_with_readiness_by_scope(world: World) -> None:
         "admin", "/api/v1/lessons", params={"from": next_day, "to": NOW.date().isoformat()}
     )
     assert backwards.status_code == 422
+    far = world.get("admin", "/api/v1/lessons", params={"from": "9999-12-31"})
+    assert far.status_code == 422
 
 
 def test_devices_show_latest_health(world: World) -> None:

@@ -1,6 +1,7 @@
 """The technicians' page in real Chromium against the real app served by uvicorn:
 log in, see today's lesson with its readiness and an open alert, acknowledge it, try a
-reboot and read why it was refused."""
+reboot and read why it was refused; resolve an acknowledged alert and delete a
+maintenance window."""
 
 from __future__ import annotations
 
@@ -101,3 +102,52 @@ def test_technician_checks_the_morning_and_acknowledges(
     page.screenshot(path=str(shot), full_page=True)
     SHOT.write_bytes(shot.read_bytes())
     assert world.get("admin", f"/api/v1/alerts/{alert_id}").json()["state"] == "acknowledged"
+
+
+def test_county_technician_resolves_and_deletes_a_window(
+    world: World, served: str, browser: Browser
+) -> None:
+    alert_id = world.take_offline("dongtou-luxi-sync1")
+    acked = world.post(
+        "dt-luxi-tech", f"/api/v1/alerts/{alert_id}/ack", json={"comment": "叶老师在处理"}
+    )
+    assert acked.status_code == 200, acked.text
+    luxi_school = world.get("dt-luxi-tech", "/api/v1/me").json()["school_ids"][0]
+    made = world.post(
+        "dt-dianjiao",
+        "/api/v1/maintenance-windows",
+        json={
+            "name": "鹿西周末夜间",
+            "weekdays": [5, 6],
+            "start_time": "22:00",
+            "end_time": "06:00",
+            "matchers": {"school_id": str(luxi_school)},
+        },
+    )
+    assert made.status_code == 201, made.text
+    window_row = f"tr[data-window='{made.json()['id']}']"
+
+    # The school technician sees the window but does not get to delete it.
+    school_page = browser.new_page(locale="zh-CN")
+    _log_in(school_page, served, "dt-luxi-tech")
+    expect(school_page.locator(window_row)).to_contain_text("周六 Sat 周日 Sun")
+    expect(school_page.locator(window_row).get_by_role("button")).to_have_count(0)
+
+    page = browser.new_page(locale="zh-CN")
+    page.on("dialog", lambda dialog: dialog.accept())
+    _log_in(page, served, "dt-dianjiao")
+    window = page.locator(window_row)
+    expect(window).to_contain_text("22:00–06:00 (次日 next day)")
+    alert = page.locator(f"tr[data-alert='{alert_id}']")
+    alert.get_by_role("button", name="已解决 Resolve").click()
+    alert.get_by_role("button", name="标记已解决 Mark resolved").click()
+    expect(alert).to_contain_text("请填写说明")
+    alert.get_by_placeholder("解决说明 how it was fixed").fill("设备已送修 sent for repair")
+    alert.get_by_role("button", name="标记已解决 Mark resolved").click()
+    expect(page.locator("#alerts-body")).to_contain_text("没有未处理的告警")
+    window.get_by_role("button", name="删除 Delete").click()
+    expect(page.locator("#maintenance-body")).to_contain_text("没有维护时段")
+
+    resolved = world.get("admin", f"/api/v1/alerts/{alert_id}").json()
+    assert (resolved["state"], resolved["events"][-1]["actor"]) == ("resolved", "dt-dianjiao")
+    assert world.get("admin", "/api/v1/maintenance-windows").json() == []

@@ -1,4 +1,5 @@
-"""Remote actions on a device (reboot, restart a service, re-run the check) and the audit.
+"""Remote actions on a device (reboot, restart a service, re-run the check, change the
+report interval) and the audit.
 
 The safety rules live in ``fleet.actions``: a refusal comes back with its reason in both
 languages and the HTTP status it deserves (409 during a lesson or its lead window, 429
@@ -14,11 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fleet.actions.outcomes import ActionRefused
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, Services, get_services
 from fleet.api.routes.common import IdPath, Text
+from fleet.api.scope import Scope
 from fleet.db.models import AuditEntry, Device
 
 __all__ = ["router"]
@@ -34,6 +37,10 @@ class ActionIn(BaseModel):
     )
     force: bool = Field(False, description="override the lesson/lead-window refusal")
     reason: str = Text(500, default="")
+
+
+class IntervalIn(BaseModel):
+    seconds: int = Field(ge=5, le=3600, description="telemetry interval")
 
 
 class AuditOut(BaseModel):
@@ -71,31 +78,26 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/devices/{device_id}/actions/{name}",
-    status_code=202,
-    response_model=AuditOut,
-    responses=_REFUSALS,
-)
-def request_action(
-    device_id: Annotated[str, Path(max_length=64)],
-    name: ActionName,
-    body: ActionIn,
-    session: DB,
-    scope: CurrentScope,
-    services: ServicesDep,
+DeviceIdPath = Annotated[str, Path(max_length=64)]
+
+
+def _request(
+    session: Session,
+    scope: Scope,
+    services: Services,
+    device_id: str,
+    name: str,
+    args: dict[str, Any],
+    force: bool = False,
+    reason: str = "",
 ) -> Any:
+    """Hand the action to the service: the audit entry, or the refusal with its status."""
     scope.get(session, Device, device_id, "device")
     if services.actions is None:
         raise HTTPException(503, "远程操作服务未运行 / remote actions not running")
     try:
         entry = services.actions.request(
-            scope.principal.username,
-            device_id,
-            name,
-            body.args,
-            force=body.force,
-            reason=body.reason,
+            scope.principal.username, device_id, name, args, force=force, reason=reason
         )
     except ActionRefused as refusal:
         out = RefusalOut(
@@ -111,6 +113,41 @@ def request_action(
             headers["Retry-After"] = str(max(1, round(refusal.retry_after_s)))
         return JSONResponse(out.model_dump(), status_code=refusal.http_status, headers=headers)
     return AuditOut.model_validate(entry)
+
+
+# Declared before the generic route, which would otherwise take its path.
+@router.post(
+    "/devices/{device_id}/actions/set-interval",
+    status_code=202,
+    response_model=AuditOut,
+    responses=_REFUSALS,
+)
+def set_interval(
+    device_id: DeviceIdPath,
+    body: IntervalIn,
+    session: DB,
+    scope: CurrentScope,
+    services: ServicesDep,
+) -> Any:
+    """Change how often the agent reports (not disruptive: allowed during lessons)."""
+    return _request(session, scope, services, device_id, "set-interval", {"seconds": body.seconds})
+
+
+@router.post(
+    "/devices/{device_id}/actions/{name}",
+    status_code=202,
+    response_model=AuditOut,
+    responses=_REFUSALS,
+)
+def request_action(
+    device_id: DeviceIdPath,
+    name: ActionName,
+    body: ActionIn,
+    session: DB,
+    scope: CurrentScope,
+    services: ServicesDep,
+) -> Any:
+    return _request(session, scope, services, device_id, name, body.args, body.force, body.reason)
 
 
 @router.get("/audit")

@@ -1,27 +1,29 @@
-"""Alerts (current state queryable, acknowledge with a comment) and silences."""
+"""Alerts (current state queryable, acknowledged or resolved by hand with a comment) and
+silences."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.alerts.engine import AlertNotFound, AlertStateError
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, AlertService, Services, get_services
+from fleet.api.deps import API_PREFIX, DB, Services, alert_service, get_services
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
+from fleet.api.routes.matchers import MatcherKey, MatcherValue, matchers_in_scope, refuse_matchers
 from fleet.api.scope import Scope, not_found
-from fleet.db.models import Alert, AlertState, Classroom, Device, Role, School, Silence
+from fleet.db.models import Alert, AlertState, Silence
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
 ServicesDep = Annotated[Services, Depends(get_services)]
-MatcherKey = Literal["device_id", "classroom_id", "school_id", "county_id", "rule", "severity"]
 
 
 class AlertEventOut(BaseModel):
@@ -60,12 +62,12 @@ class AlertDetailOut(AlertOut):
     events: list[AlertEventOut]
 
 
-class AckIn(BaseModel):
+class CommentIn(BaseModel):
     comment: str = Text(1000, 1)
 
 
 class SilenceIn(BaseModel):
-    matchers: dict[MatcherKey, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    matchers: dict[MatcherKey, MatcherValue] = Field(
         min_length=1, description="label -> value; all must match (equality)"
     )
     starts_at: Instant
@@ -81,12 +83,6 @@ class SilenceOut(BaseModel):
     ends_at: datetime
     created_by: str
     comment: str
-
-
-def _engine(services: Services) -> AlertService:
-    if services.alerts is None:
-        raise HTTPException(503, "告警服务未运行 / alert engine not running")
-    return services.alerts
 
 
 @router.get("/alerts")
@@ -113,18 +109,15 @@ def get_alert(alert_id: IdPath, session: DB, scope: CurrentScope) -> AlertDetail
     return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
 
 
-@router.post(
-    "/alerts/{alert_id}/ack",
-    responses={409: {"description": "not firing: resolved, or still inside its up-delay"}},
-)
-def acknowledge(
-    alert_id: IdPath, body: AckIn, session: DB, scope: CurrentScope, services: ServicesDep
+def _change(
+    session: Session, scope: Scope, alert_id: int, change: Callable[[], None], refused: str
 ) -> AlertDetailOut:
+    """Apply an engine transition to an alert in scope and answer with its new state."""
     scope.get(session, Alert, alert_id, "alert")
     try:
-        _engine(services).acknowledge(alert_id, scope.principal.username, body.comment)
+        change()
     except AlertStateError as exc:
-        raise HTTPException(409, f"告警当前状态不能确认 / cannot acknowledge: {exc}") from None
+        raise HTTPException(409, f"{refused}: {exc}") from None
     except AlertNotFound:
         raise not_found("alert") from None
     except ValueError as exc:
@@ -133,33 +126,40 @@ def acknowledge(
     return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
 
 
+@router.post(
+    "/alerts/{alert_id}/ack",
+    responses={409: {"description": "not firing: resolved, or still inside its up-delay"}},
+)
+def acknowledge(
+    alert_id: IdPath, body: CommentIn, session: DB, scope: CurrentScope, services: ServicesDep
+) -> AlertDetailOut:
+    actor = scope.principal.username
+    return _change(
+        session,
+        scope,
+        alert_id,
+        lambda: alert_service(services).acknowledge(alert_id, actor, body.comment),
+        "告警当前状态不能确认 / cannot acknowledge",
+    )
+
+
+@router.post("/alerts/{alert_id}/resolve", responses={409: {"description": "already resolved"}})
+def resolve(
+    alert_id: IdPath, body: CommentIn, session: DB, scope: CurrentScope, services: ServicesDep
+) -> AlertDetailOut:
+    """Close a ticket by hand (say, the device was taken away for repair); a fault still
+    present opens it again."""
+    actor = scope.principal.username
+    return _change(
+        session,
+        scope,
+        alert_id,
+        lambda: alert_service(services).resolve_manually(alert_id, actor, body.comment),
+        "告警不能解决 / cannot resolve",
+    )
+
+
 # ---------------------------------------------------------------- silences
-
-
-def _place_in_scope(session: Session, scope: Scope, key: str, text: str) -> bool | None:
-    """Whether a place matcher names something in scope; None for other labels."""
-    number = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else -1
-    if key == "county_id":
-        p = scope.principal
-        return p.role is Role.COUNTY_TECH and number == p.county_id
-    if key == "device_id":
-        query: Select[Any] = scope.device_ids().where(Device.id == text)
-    elif key == "classroom_id":
-        query = scope.classroom_ids().where(Classroom.id == number)
-    elif key == "school_id":
-        query = scope.school_ids().where(School.id == number)
-    else:
-        return None
-    return session.execute(query).first() is not None
-
-
-def _silence_in_scope(session: Session, scope: Scope, matchers: dict[str, Any]) -> bool:
-    """A non-admin's silence must be pinned to places they look after, and only those."""
-    if scope.is_admin:
-        return True
-    verdicts = [_place_in_scope(session, scope, k, str(v)) for k, v in matchers.items()]
-    places = [v for v in verdicts if v is not None]
-    return bool(places) and all(places)
 
 
 @router.get("/silences")
@@ -169,7 +169,7 @@ def list_silences(
     query = select(Silence).order_by(Silence.starts_at)
     if not include_expired:
         query = query.where(Silence.ends_at > services.clock())
-    rows = [s for s in session.scalars(query) if _silence_in_scope(session, scope, s.matchers)]
+    rows = [s for s in session.scalars(query) if matchers_in_scope(session, scope, s.matchers)]
     return [SilenceOut.model_validate(s) for s in rows]
 
 
@@ -180,14 +180,10 @@ def create_silence(
     if body.ends_at <= body.starts_at:
         raise invalid("结束时间须晚于开始时间 / ends_at must be after starts_at", "body", "ends_at")
     matchers: dict[str, str] = {str(k): v for k, v in body.matchers.items()}
-    if not _silence_in_scope(session, scope, matchers):
-        raise HTTPException(
-            403,
-            "静默须限定在你负责的设备/教室/学校 / a silence must name a device, classroom or "
-            "school you look after",
-        )
+    if not matchers_in_scope(session, scope, matchers):
+        raise refuse_matchers("静默", "silence")
     try:
-        silence_id = _engine(services).add_silence(
+        silence_id = alert_service(services).add_silence(
             matchers, body.starts_at, body.ends_at, scope.principal.username, body.comment
         )
     except ValueError as exc:
@@ -200,9 +196,9 @@ def delete_silence(
     silence_id: IdPath, session: DB, scope: CurrentScope, services: ServicesDep
 ) -> None:
     silence = session.get(Silence, silence_id)
-    if silence is None or not _silence_in_scope(session, scope, silence.matchers):
+    if silence is None or not matchers_in_scope(session, scope, silence.matchers):
         raise not_found("silence")
     try:
-        _engine(services).delete_silence(silence_id)
+        alert_service(services).delete_silence(silence_id)
     except AlertNotFound:
         raise not_found("silence") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import HTTPException, Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
@@ -32,6 +32,7 @@ __all__ = [
     "invalid",
     "patch_row",
     "require_writer",
+    "zone_name",
 ]
 
 MAX_ID = 2**31 - 1
@@ -61,6 +62,16 @@ def Text(max_length: int, min_length: int = 0, default: Any = ...) -> Any:
     return Field(default, min_length=min_length, max_length=max_length)
 
 
+def zone_name(value: str | None) -> str | None:
+    """A field validator: an IANA zone the server knows ("Asia" is a directory, not a zone)."""
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
 def day_range(
     tz: str, today: datetime, start: date | None, end: date | None, max_days: int = 400
 ) -> tuple[date, date, datetime, datetime]:
@@ -68,6 +79,10 @@ def day_range(
     zone = ZoneInfo(tz)
     first = start or today.astimezone(zone).date()
     last = end or first
+    for name, day in (("from", first), ("to", last)):
+        # Also keeps the day after ``last`` inside what a date can hold.
+        if not _EARLIEST.date() <= day < _LATEST.date():
+            raise invalid("日期须在 2000–2199 年之间 / dates must be in 2000-2199", "query", name)
     if last < first:
         raise invalid("结束日期早于开始日期 / 'to' is before 'from'", "query", "to")
     if (last - first).days > max_days:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import select
@@ -19,6 +17,7 @@ from fleet.api.routes.common import (
     flush_or_409,
     patch_row,
     require_writer,
+    zone_name,
 )
 from fleet.api.scope import Scope, not_found
 from fleet.db.models import DEFAULT_TZ, County, School, SchoolKind
@@ -28,22 +27,13 @@ __all__ = ["router"]
 router = APIRouter(prefix=f"{API_PREFIX}/schools", tags=["inventory"])
 
 
-def _zone(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-    return value
-
-
 class SchoolIn(BaseModel):
     county_id: RefId
     name: str = Text(128, 1)
     kind: SchoolKind
     address: str = Text(256, default="")
     timezone: str = Text(64, 1, DEFAULT_TZ)
-    _tz = field_validator("timezone")(_zone)
+    _tz = field_validator("timezone")(zone_name)
 
 
 class SchoolPatch(BaseModel):
@@ -51,7 +41,7 @@ class SchoolPatch(BaseModel):
     kind: SchoolKind | None = None
     address: str | None = Text(256, default=None)
     timezone: str | None = Text(64, 1, None)
-    _tz = field_validator("timezone")(_zone)
+    _tz = field_validator("timezone")(zone_name)
 
 
 class SchoolOut(BaseModel):
