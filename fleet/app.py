@@ -42,7 +42,8 @@ __all__ = ["Fleet"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-FLUSH_EVERY_TICKS = 5
+# Device states are written on their own thread, so the ticker never waits for the database.
+STATE_FLUSH_S = 5.0
 # Four default reporting intervals: every agent has spoken since the fleet reconnected.
 STALE_GRACE = timedelta(seconds=60)
 
@@ -110,10 +111,12 @@ class Fleet:
         self.mqtt.reload_devices()
         if self.tsdb is not None:
             self.tsdb.reload_tags()
+        self.alerts.reload_inventory()
 
     def start(self) -> None:
         if self.tsdb is not None:
             self.tsdb.start()
+        self.states.start(STATE_FLUSH_S)
         self.mqtt.start()
         for name, target in (("ticker", self._tick_loop), ("notify", self._notify_loop)):
             thread = threading.Thread(target=target, name=f"fleet-{name}", daemon=True)
@@ -156,15 +159,8 @@ class Fleet:
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:
-        ticks = 0
         while not self._stop.wait(TICK_S):
             self.tick()
-            ticks += 1
-            if ticks % FLUSH_EVERY_TICKS == 0:
-                try:
-                    self.states.flush()
-                except Exception:
-                    log.exception("fleet: device state flush failed")
 
     def serve(self) -> None:
         """Run the API in the foreground until interrupted."""
@@ -185,7 +181,7 @@ class Fleet:
         if self.tsdb is not None:
             self.tsdb.close()
         try:
-            self.states.flush()
+            self.states.close()  # the final flush, after the ingest has drained
         finally:
             self.engine.dispose()
 

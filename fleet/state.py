@@ -17,26 +17,33 @@ birth whose seq is below the highest seen means the agent's counter restarted (a
 reinstalled device): tracking starts again from the next message.  Status messages are
 never dropped: retained ones are redelivered on every reconnect.
 
-The state lives in memory; ``flush()`` writes changed devices to ``DeviceState`` in one
-transaction and a new instance loads the table, so a restarted fleet knows the last state.
-With several fleet processes each flushes what it saw; the newer session and the newer
-telemetry win per device.  Sequence tracking assumes one process sees all of a device's
-messages: Mosquitto hands shared-subscription messages out round-robin, so with several
-processes on Mosquitto the per-process gap counts are not meaningful (EMQX's
-``hash_clientid`` / ``hash_topic`` shared-subscription strategy keeps a device on one
-process and makes them meaningful again).
+The state lives in memory; ``flush()`` writes changed devices to ``DeviceState`` and a new
+instance loads the table, so a restarted fleet knows the last state.  ``start()`` runs the
+periodic flush on its own thread (never on the fleet's ticker, whose alert timers and
+checks must not wait for the database) and ``close()`` stops it after a final flush.  A
+flush copies only the changed devices under the lock, and writes them with bulk INSERT
+and executemany UPDATE statements in transactions of ``_CHUNK`` devices, so SQLite's
+write lock is never held for long.  With several fleet processes each flushes what it
+saw; the newer session and the newer telemetry win per device.  Sequence tracking
+assumes one process sees all of a device's messages: Mosquitto hands shared-subscription
+messages out round-robin, so with several processes on Mosquitto the per-process gap
+counts are not meaningful (EMQX's ``hash_clientid`` / ``hash_topic`` shared-subscription
+strategy keeps a device on one process and makes them meaningful again).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
 
 from agent.contract import Kind, parse_ts
 from fleet.db.base import SessionFactory, session_scope, utcnow
@@ -46,9 +53,15 @@ from fleet.sinks import NullSink
 
 __all__ = ["DeviceStates", "DeviceStatus", "SeqTracker"]
 
+log = logging.getLogger(__name__)
+
 # How many skipped seqs per device are remembered for late filling; beyond it the oldest
 # are forgotten (and a late arrival of those counts as a duplicate).
 _MAX_MISSING = 10_000
+# Devices per flush transaction: short SQLite write locks for the other writers (alert
+# engine, checks) and IN lists far below any database's bound-parameter limit.
+_CHUNK = 1_000
+_TABLE: Table = DeviceState.__table__  # type: ignore[assignment]
 
 
 @dataclass
@@ -128,6 +141,9 @@ class DeviceStates(NullSink):
         self._lock = threading.Lock()
         self._devices: dict[str, _Device] = {}
         self._dirty: set[str] = set()
+        self._flush_lock = threading.Lock()  # one flush at a time: no older write wins
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.stale_status_ignored = 0
         self.seq_restarts = 0
         self.load()
@@ -159,33 +175,48 @@ class DeviceStates(NullSink):
 
     def flush(self) -> int:
         """Write every device changed since the last flush; returns how many."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, set()
-            snapshot = {d: self._snapshot(d, self._devices[d]) for d in dirty}
-        if not snapshot:
-            return 0
-        try:
-            with session_scope(self._sessions) as session:
-                known = set(session.scalars(select(Device.id).where(Device.id.in_(snapshot))))
-                rows = {
-                    row.device_id: row
-                    for row in session.scalars(
-                        select(DeviceState).where(DeviceState.device_id.in_(known))
-                    )
-                }
-                for device_id in known:
-                    row = rows.get(device_id)
-                    if row is None:
-                        row = DeviceState(
-                            device_id=device_id, session=0, last_seq=-1, inventory={}, telemetry={}
-                        )
-                        session.add(row)
-                    _merge(row, snapshot[device_id])
-        except Exception:
-            with self._lock:  # try again on the next flush
-                self._dirty |= dirty
-            raise
-        return len(known)
+        with self._flush_lock:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+                # Plain references, no deep copy: on_status and on_telemetry replace the
+                # inventory and telemetry dicts whole and nothing mutates them in place
+                # (the other sinks given the same payload only read it), so the dicts
+                # stay unchanged while they are written outside the lock.
+                rows = [_row(d, self._devices[d]) for d in dirty]
+            written = 0
+            for start in range(0, len(rows), _CHUNK):
+                try:
+                    with session_scope(self._sessions) as session:
+                        written += _write(session, rows[start:start + _CHUNK])
+                except Exception:
+                    with self._lock:  # try again on the next flush
+                        self._dirty.update(r["device_id"] for r in rows[start:])
+                    raise
+            return written
+
+    def start(self, interval_s: float = 5.0) -> None:
+        """Flush every ``interval_s`` seconds on a thread of its own until ``close()``."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, args=(interval_s,), name="device-state-flush", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the flusher thread, then write what changed since its last flush."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self.flush()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("device state flush failed; retried at the next one")
 
     # ------------------------------------------------------------ gate and sink
 
@@ -233,11 +264,13 @@ class DeviceStates(NullSink):
     def get(self, device_id: str) -> DeviceStatus | None:
         with self._lock:
             dev = self._devices.get(device_id)
-            return None if dev is None else self._snapshot(device_id, dev)
+            shared = None if dev is None else self._status(device_id, dev)
+        return None if shared is None else _private(shared)
 
     def all(self) -> list[DeviceStatus]:
         with self._lock:
-            return [self._snapshot(d, dev) for d, dev in sorted(self._devices.items())]
+            shared = [self._status(d, dev) for d, dev in self._devices.items()]
+        return sorted((_private(s) for s in shared), key=lambda s: s.device_id)
 
     def stale(self, now: datetime | None = None) -> list[str]:
         """Online devices silent for ``stale_intervals`` of their reporting interval."""
@@ -276,7 +309,8 @@ class DeviceStates(NullSink):
     def _interval(self, dev: _Device) -> float:
         return dev.interval or self._default_interval
 
-    def _snapshot(self, device_id: str, dev: _Device) -> DeviceStatus:
+    def _status(self, device_id: str, dev: _Device) -> DeviceStatus:
+        """The device's state sharing its dicts (see ``flush`` for why that is safe)."""
         return DeviceStatus(
             device_id=device_id,
             online=dev.online,
@@ -287,28 +321,85 @@ class DeviceStates(NullSink):
             seq_gaps=dev.seq.gaps,
             seq_duplicates=dev.seq.duplicates,
             interval=self._interval(dev),
-            inventory=copy.deepcopy(dev.inventory),
-            telemetry=copy.deepcopy(dev.telemetry),
+            inventory=dev.inventory,
+            telemetry=dev.telemetry,
             telemetry_at=dev.telemetry_at,
         )
 
 
-def _merge(row: DeviceState, snap: DeviceStatus) -> None:
-    if snap.session > row.session:
-        row.last_seq = snap.last_seq  # the agent's counter may have restarted
-    elif snap.session == row.session:
-        row.last_seq = max(row.last_seq, snap.last_seq)
-    if snap.session >= row.session:
-        row.session = snap.session
-        row.online = snap.online
-        row.agent_version = snap.agent_version
-        row.inventory = snap.inventory
-    if snap.last_seen is not None and (row.last_seen is None or snap.last_seen > row.last_seen):
-        row.last_seen = snap.last_seen
-    row.seq_gaps = snap.seq_gaps
-    row.seq_duplicates = snap.seq_duplicates
-    if snap.telemetry_at is not None and (
-        row.telemetry_at is None or snap.telemetry_at >= row.telemetry_at
+def _private(status: DeviceStatus) -> DeviceStatus:
+    """Copies of the dicts for callers, made outside the lock, so a caller that edits
+    them can never change the state."""
+    return dataclasses.replace(status, inventory=copy.deepcopy(status.inventory),
+                               telemetry=copy.deepcopy(status.telemetry))
+
+
+def _row(device_id: str, dev: _Device) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "online": dev.online,
+        "session": dev.session,
+        "agent_version": dev.agent_version,
+        "last_seen": dev.last_seen,
+        "last_seq": dev.seq.high,
+        "seq_gaps": dev.seq.gaps,
+        "seq_duplicates": dev.seq.duplicates,
+        "inventory": dev.inventory,
+        "telemetry": dev.telemetry,
+        "telemetry_at": dev.telemetry_at,
+    }
+
+
+def _write(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert the new rows and merge the existing ones of devices still in the inventory."""
+    t = _TABLE
+    stored = {
+        r.id: r
+        for r in session.execute(
+            # Not the large JSON columns: they are written when they win, never read.
+            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at)
+            .outerjoin(t, t.c.device_id == Device.id)
+            .where(Device.id.in_([r["device_id"] for r in rows]))
+        )
+    }
+    new: list[dict[str, Any]] = []
+    # executemany needs the same columns in every row: one statement per column set.
+    changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        old = stored.get(row["device_id"])
+        if old is None:
+            continue  # removed from the inventory
+        if old.session is None:  # the outer join found no state row
+            new.append(row)
+        else:
+            merged = _merge(old, row)
+            changed.setdefault(tuple(merged), []).append(merged)
+    if new:
+        session.execute(insert(t), new)
+    for group in changed.values():
+        session.execute(update(t).where(t.c.device_id == bindparam("b_device_id")), group)
+    return len(new) + sum(len(g) for g in changed.values())
+
+
+def _merge(old: Row[Any], snap: dict[str, Any]) -> dict[str, Any]:
+    """The UPDATE parameters of one stored row: the newer session and telemetry win."""
+    merged: dict[str, Any] = {
+        "b_device_id": snap["device_id"],
+        "seq_gaps": snap["seq_gaps"],
+        "seq_duplicates": snap["seq_duplicates"],
+        "last_seen": max(
+            (t for t in (old.last_seen, snap["last_seen"]) if t is not None), default=None
+        ),
+    }
+    if snap["session"] > old.session:
+        merged["last_seq"] = snap["last_seq"]  # the agent's counter may have restarted
+    elif snap["session"] == old.session:
+        merged["last_seq"] = max(old.last_seq, snap["last_seq"])
+    if snap["session"] >= old.session:
+        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory")}
+    if snap["telemetry_at"] is not None and (
+        old.telemetry_at is None or snap["telemetry_at"] >= old.telemetry_at
     ):
-        row.telemetry = snap.telemetry
-        row.telemetry_at = snap.telemetry_at
+        merged |= {"telemetry": snap["telemetry"], "telemetry_at": snap["telemetry_at"]}
+    return merged
+

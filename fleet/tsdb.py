@@ -1,8 +1,10 @@
 """Telemetry, events, checks and status into a time-series database.
 
 Written with ``influxdb-client`` (InfluxDB 2 line protocol over ``/api/v2/write``), which
-InfluxDB 2/3 and VictoriaMetrics accept.  Each telemetry section becomes a measurement
-(``syncclass_system``, ``syncclass_camera``, ``syncclass_microphone``, ``syncclass_speaker``,
+InfluxDB 2/3 and VictoriaMetrics accept; the lines are formatted here (the client's
+``Point`` objects cost more than all the rest of the ingest), the client does the HTTP and
+the authentication.  Each telemetry section becomes a measurement (``syncclass_system``,
+``syncclass_camera``, ``syncclass_microphone``, ``syncclass_speaker``,
 ``syncclass_display``, ``syncclass_network``, ``syncclass_bandwidth``): the section's own
 numbers and booleans make one point, and each item of its ``devices`` list or ``targets``
 table makes one point tagged ``entity`` (``camera:<id>``, ``target:<name>``).  Every point
@@ -17,15 +19,15 @@ ingest suffers from a dead time-series server.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write.point import Point
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
@@ -35,7 +37,14 @@ from fleet.inventory import device_context
 from fleet.metrics import Sample
 from fleet.sinks import NullSink
 
-__all__ = ["MEASUREMENTS", "TelemetryWriter", "TsdbConfig", "device_tags", "telemetry_points"]
+__all__ = [
+    "MEASUREMENTS",
+    "TelemetryWriter",
+    "TsdbConfig",
+    "device_tags",
+    "line",
+    "telemetry_lines",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,16 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "bandwidth": ("syncclass_bandwidth", ""),
 }
 _VERDICT_CODE = {"pass": 0, "warn": 1, "fail": 2}
+
+# Line-protocol escaping.  Commas and spaces end a measurement, and equals signs also end a
+# tag key, tag value or field key.  A backslash is doubled so that one at the end of a
+# value cannot escape the separator after it (InfluxDB 2 and VictoriaMetrics read "\\" as
+# one backslash).  A line cannot hold a line break: CR and LF, and TAB, which some parsers
+# take as a separator, become the two characters "\r", "\n", "\t", as influxdb-client
+# writes them.
+_CONTROL = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -84,53 +103,90 @@ def device_tags(sessions: SessionFactory, device_id: str) -> dict[str, str]:
     }
 
 
-def _fields(item: Mapping[str, Any]) -> dict[str, float | bool]:
-    return {
-        k: v
-        for k, v in item.items()
-        if isinstance(v, bool) or (isinstance(v, int | float) and v == v)  # NaN is not a value
-    }
+class _Escaper:
+    """``str.translate`` with a memory: it is slow, and the same names, places and entity
+    ids come back in every message."""
+
+    _MAX = 100_000  # distinct strings remembered before starting afresh
+
+    def __init__(self, specials: Mapping[str, str]) -> None:
+        self._table = str.maketrans({**specials, **_CONTROL})
+        self._done: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        done = self._done.get(text)
+        if done is None:
+            if len(self._done) >= self._MAX:
+                self._done.clear()
+            done = self._done[text] = text.translate(self._table)
+        return done
 
 
-def _point(
-    measurement: str, tags: Mapping[str, str], fields: Mapping[str, float | bool], at: datetime
-) -> Point:
-    point: Point = Point(measurement)  # type: ignore[no-untyped-call]
-    point.time(at, WritePrecision.MS)  # type: ignore[no-untyped-call]
-    for tag, text in tags.items():
-        if text:
-            point.tag(tag, text)  # type: ignore[no-untyped-call]
-    for name, value in fields.items():
-        # InfluxDB refuses a field that changes type (12 then 12.5): numbers are floats.
-        point.field(name, value if isinstance(value, bool) else float(value))  # type: ignore[no-untyped-call]
-    return point
+_measurement = _Escaper({",": "\\,", " ": "\\ "})
+_key = _Escaper({",": "\\,", " ": "\\ ", "=": "\\="})  # also tag values
 
 
-def telemetry_points(
+def _field_set(item: Mapping[str, Any]) -> str:
+    """The item's numbers and booleans as ``k=v,...``; "" if it has none.
+
+    Values are decoded JSON, so exact type checks suffice (and cost less than isinstance
+    on the hot path)."""
+    parts = []
+    for k, v in item.items():
+        kind = type(v)
+        if kind is bool:
+            parts.append(f"{_key(k)}={'true' if v else 'false'}")
+        # Numbers are floats: InfluxDB refuses a field that changes type (12 then 12.5).
+        # NaN and the infinities have no line-protocol form.
+        elif (kind is float or kind is int) and -math.inf < v < math.inf:
+            parts.append(f"{_key(k)}={float(v)!r}")
+    return ",".join(parts)
+
+
+def _tag_set(tags: Mapping[str, str]) -> str:
+    """``,k=v,...`` sorted by key (InfluxDB's preferred order); empty values left out."""
+    return "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if k and v)
+
+
+def _ms(at: datetime) -> int:
+    return (at - _EPOCH) // _MS
+
+
+def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any],
+         at: datetime) -> str:
+    """One point in InfluxDB line protocol, timestamp in milliseconds ("" without fields)."""
+    field_set = _field_set(fields)
+    if not field_set:
+        return ""
+    return f"{_measurement(measurement)}{_tag_set(tags)} {field_set} {_ms(at)}"
+
+
+def telemetry_lines(
     sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime
-) -> list[Point]:
-    """Every section of one telemetry payload as points (unknown sections included)."""
-    points: list[Point] = []
+) -> list[str]:
+    """Every section of one telemetry payload in line protocol (unknown sections too)."""
+    ms, own = _ms(at), _tag_set(tags)
+    # An item's tags are the device's with ``entity`` in its sorted place.
+    before = _tag_set({k: v for k, v in tags.items() if k < "entity"})
+    after = _tag_set({k: v for k, v in tags.items() if k > "entity"})
+    lines: list[str] = []
     for name, data in sections.items():
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             continue
         measurement, entity_kind = MEASUREMENTS.get(name, (f"syncclass_{name}", "item"))
-        own = _fields(data)
-        if own:
-            points.append(_point(measurement, tags, own, at))
-        items = data.get("devices")
-        if isinstance(items, list):
-            for item in items:
-                if isinstance(item, Mapping) and (fields := _fields(item)):
-                    entity = f"{entity_kind}:{item.get('id', '?')}"
-                    points.append(_point(measurement, {**tags, "entity": entity}, fields, at))
-        targets = data.get("targets")
-        if isinstance(targets, Mapping):
-            for target, item in targets.items():
-                if isinstance(item, Mapping) and (fields := _fields(item)):
-                    entity = f"target:{target}"
-                    points.append(_point(measurement, {**tags, "entity": entity}, fields, at))
-    return points
+        head = _measurement(measurement)
+        if field_set := _field_set(data):
+            lines.append(f"{head}{own} {field_set} {ms}")
+        entities: list[tuple[str, Any]] = []
+        if isinstance(items := data.get("devices"), list):
+            entities += [(f"{entity_kind}:{item.get('id', '?')}", item)
+                         for item in items if isinstance(item, dict)]
+        if isinstance(targets := data.get("targets"), dict):
+            entities += [(f"target:{target}", item) for target, item in targets.items()]
+        for entity, item in entities:
+            if isinstance(item, dict) and (field_set := _field_set(item)):
+                lines.append(f"{head}{before},entity={_key(entity)}{after} {field_set} {ms}")
+    return lines
 
 
 class TelemetryWriter(NullSink):
@@ -147,7 +203,7 @@ class TelemetryWriter(NullSink):
         self._clock = clock
         self._lookup = tags or (lambda device_id: device_tags(sessions, device_id))
         self._tags: dict[str, dict[str, str]] = {}
-        self._buffer: deque[Point] = deque()
+        self._buffer: deque[str] = deque()
         self._lock = threading.Lock()
         self._client = InfluxDBClient(
             url=config.url,
@@ -169,22 +225,22 @@ class TelemetryWriter(NullSink):
 
     def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
         fields = {"online": payload["state"] == "online", "session": payload["session"]}
-        self._add([_point("syncclass_status", self._tags_of(device_id), fields,
-                          parse_ts(payload["ts"]))])
+        self._add([line("syncclass_status", self._tags_of(device_id), fields,
+                        parse_ts(payload["ts"]))])
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
-        self._add(telemetry_points(payload["sections"], self._tags_of(device_id),
-                                   parse_ts(payload["ts"])))
+        self._add(telemetry_lines(payload["sections"], self._tags_of(device_id),
+                                  parse_ts(payload["ts"])))
 
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "type": payload["type"], "entity": payload["entity"]}
-        self._add([_point("syncclass_event", tags, {"count": 1}, parse_ts(payload["ts"]))])
+        self._add([line("syncclass_event", tags, {"count": 1}, parse_ts(payload["ts"]))])
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "verdict": payload["verdict"]}
         fields = {"verdict_code": _VERDICT_CODE[payload["verdict"]],
                   "findings": len(payload["findings"])}
-        self._add([_point("syncclass_check", tags, fields, parse_ts(payload["ts"]))])
+        self._add([line("syncclass_check", tags, fields, parse_ts(payload["ts"]))])
 
     def reload_tags(self) -> None:
         """Forget cached inventory tags (call after inventory changes)."""
@@ -200,9 +256,9 @@ class TelemetryWriter(NullSink):
                 self._tags[device_id] = cached
         return cached
 
-    def _add(self, points: list[Point]) -> None:
+    def _add(self, lines: list[str]) -> None:
         with self._lock:
-            self._buffer.extend(points)
+            self._buffer.extend(lines)
             excess = len(self._buffer) - self.config.max_buffer
             for _ in range(max(0, excess)):
                 self._buffer.popleft()
@@ -231,7 +287,10 @@ class TelemetryWriter(NullSink):
             if not batch:
                 break
             try:
-                self._write.write(bucket=self.config.bucket, org=self.config.org, record=batch)
+                self._write.write(bucket=self.config.bucket, org=self.config.org,
+                                  record="\n".join(batch),
+                                  # typed as the enum class, whose values are plain str
+                                  write_precision=WritePrecision.MS)  # type: ignore[arg-type]
             except Exception as exc:
                 self._requeue(batch)
                 self.write_errors += 1
@@ -244,7 +303,7 @@ class TelemetryWriter(NullSink):
             self.written += len(batch)
         return total
 
-    def _requeue(self, batch: list[Point]) -> None:
+    def _requeue(self, batch: list[str]) -> None:
         with self._lock:
             room = self.config.max_buffer - len(self._buffer)
             keep = batch[len(batch) - room:] if room < len(batch) else batch

@@ -1,5 +1,5 @@
 """Every panel and variable query of the Grafana dashboards runs on a real InfluxDB 1.6
-over points that the fleet's writer builds from a simulated classroom's telemetry."""
+over lines that the fleet's writer builds from a simulated classroom's telemetry."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from agent.hardware import open_backend
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.runner import ProbeRunner
 from agent.thresholds import Thresholds
-from fleet.tsdb import telemetry_points
+from fleet.tsdb import line, telemetry_lines
 from tests.influx1 import Influx1, influx1  # noqa: F401
 
 DASHBOARDS = sorted((Path(__file__).parent.parent / "dashboards").glob("*.json"))
@@ -43,17 +43,11 @@ def _load_classroom(server: Influx1) -> None:
     lines = []
     for minutes in (2, 1):
         sections = runner.collect().sections
-        points = telemetry_points(sections, tags, now - timedelta(minutes=minutes))
-        lines += [p.to_line_protocol() for p in points]
-    lines.append(f"syncclass_status,{_tagline(tags)} online=true,session=1 "
-                 f"{int(now.timestamp() * 1000)}")
-    lines.append(f"syncclass_check,{_tagline(tags)},verdict=pass verdict_code=0,findings=0 "
-                 f"{int(now.timestamp() * 1000)}")
+        lines += telemetry_lines(sections, tags, now - timedelta(minutes=minutes))
+    lines.append(line("syncclass_status", tags, {"online": True, "session": 1}, now))
+    lines.append(line("syncclass_check", {**tags, "verdict": "pass"},
+                      {"verdict_code": 0, "findings": 0}, now))
     server.write("\n".join(lines))
-
-
-def _tagline(tags: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in tags.items())
 
 
 def test_dashboards_exist() -> None:

@@ -41,9 +41,11 @@ SECTIONS: dict[str, Any] = {
 }
 
 
-def inventory_db(tmp_path: Path) -> SessionFactory:
-    """洞头区: town school 城关小学 (dev-a) paired with rural 鹿西小学 (dev-b); dev-off disabled."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+def inventory_db(tmp_path: Path, url: str | None = None) -> SessionFactory:
+    """洞头区: town school 城关小学 (dev-a) paired with rural 鹿西小学 (dev-b); dev-off disabled.
+
+    In a SQLite file under ``tmp_path`` unless an (empty) database ``url`` is given."""
+    engine = make_engine(url or f"sqlite:///{tmp_path / 'fleet.db'}")
     Base.metadata.create_all(engine)
     sessions = SessionFactory(bind=engine, expire_on_commit=False)
     with session_scope(sessions) as s:

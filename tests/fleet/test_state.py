@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from agent.contract import Kind, envelope
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
-from tests.fleet.ingest_helpers import inventory_db, status, telemetry
+from tests.fleet.ingest_helpers import inventory_db, status, telemetry, wait_until
+from tests.fleet.pg import fresh_database
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
@@ -27,6 +30,18 @@ class Clock:
 @pytest.fixture
 def sessions(tmp_path: Path) -> SessionFactory:
     return inventory_db(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionFactory]:
+    """The inventory on each database the flush writes to with its own bulk statements."""
+    url = None
+    if request.param == "postgresql":
+        url = fresh_database(request.getfixturevalue("postgres"), f"state_{uuid.uuid4().hex[:8]}")
+    factory = inventory_db(tmp_path, url)
+    yield factory
+    engine = factory.kw["bind"]
+    engine.dispose()
 
 
 def feed(states: DeviceStates, kind: Kind, payload: dict[str, object]) -> bool:
@@ -104,9 +119,9 @@ def test_replayed_older_telemetry_does_not_replace_the_latest(sessions: SessionF
     assert "cameras" in snap.telemetry["sections"]
 
 
-def test_flush_and_reload_keep_the_last_state(sessions: SessionFactory) -> None:
+def test_flush_and_reload_keep_the_last_state(stored: SessionFactory) -> None:
     clock = Clock()
-    states = DeviceStates(sessions, clock=clock)
+    states = DeviceStates(stored, clock=clock)
     feed(states, Kind.STATUS, status("dev-a", "online", 4, 0, interval=30,
                                      inventory={"cameras": [{"id": "cam0"}]}))
     for n in (1, 2, 4):
@@ -115,7 +130,7 @@ def test_flush_and_reload_keep_the_last_state(sessions: SessionFactory) -> None:
     assert states.flush() == 2
     assert states.flush() == 0  # nothing changed since
 
-    restarted = DeviceStates(sessions, clock=clock)
+    restarted = DeviceStates(stored, clock=clock)
     snap = restarted.get("dev-a")
     assert snap is not None
     assert (snap.online, snap.session, snap.last_seq, snap.seq_gaps) == (True, 4, 4, 1)
@@ -130,27 +145,90 @@ def test_flush_and_reload_keep_the_last_state(sessions: SessionFactory) -> None:
     assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 5))
 
 
-def test_flush_keeps_a_newer_session_written_by_another_fleet_process(
-    sessions: SessionFactory,
+def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
+    stored: SessionFactory,
 ) -> None:
-    mine, other = DeviceStates(sessions), DeviceStates(sessions)
+    clock = Clock()
+    mine, other = DeviceStates(stored, clock=clock), DeviceStates(stored, clock=clock)
+    feed(mine, Kind.STATUS, status("dev-a", "online", 1, 0,
+                                   inventory={"cameras": [{"id": "cam0"}]}))
+    feed(mine, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
+    assert mine.flush() == 1
+    clock.now = T0 + timedelta(minutes=1)
+    feed(mine, Kind.TELEMETRY, telemetry("dev-a", 3, when=clock.now,
+                                         sections={"system": {"cpu_pct": 99.0}}))
+    feed(mine, Kind.STATUS, status("dev-a", "online", 2, 4, inventory={"cameras": []}))
+    # Another process heard only an older telemetry of the device's previous session.
+    feed(other, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(seconds=30),
+                                          sections={"system": {"cpu_pct": 50.0}}))
+    assert mine.flush() == 1
+    assert other.flush() == 1
+
+    snap = DeviceStates(stored, clock=clock).get("dev-a")
+    assert snap is not None
+    assert (snap.online, snap.session, snap.last_seq) == (True, 2, 3)
+    assert snap.inventory == {"cameras": []}
+    assert snap.telemetry["sections"] == {"system": {"cpu_pct": 99.0}}
+    assert (snap.telemetry_at, snap.last_seen) == (clock.now, clock.now)
+
+
+def test_flush_keeps_a_newer_session_written_by_another_fleet_process(
+    stored: SessionFactory,
+) -> None:
+    mine, other = DeviceStates(stored), DeviceStates(stored)
     feed(other, Kind.STATUS, status("dev-a", "online", 9, 0))
     other.flush()
     feed(mine, Kind.STATUS, status("dev-a", "offline", 8, 0))
     mine.flush()
-    with session_scope(sessions) as s:
+    with session_scope(stored) as s:
         row = s.get(DeviceState, "dev-a")
         assert row is not None
         assert (row.online, row.session) == (True, 9)
 
 
-def test_flush_skips_a_device_removed_from_the_inventory(sessions: SessionFactory) -> None:
-    states = DeviceStates(sessions)
+def test_flush_skips_a_device_removed_from_the_inventory(stored: SessionFactory) -> None:
+    states = DeviceStates(stored)
     feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
     feed(states, Kind.STATUS, status("dev-b", "online", 1, 0))
-    with session_scope(sessions) as s:
+    with session_scope(stored) as s:
         s.delete(s.get(Device, "dev-b"))
     assert states.flush() == 1
+
+
+def test_the_flusher_thread_writes_periodically_and_close_writes_the_rest(
+    sessions: SessionFactory,
+) -> None:
+    def stored_session(device_id: str) -> int | None:
+        with session_scope(sessions) as s:
+            row = s.get(DeviceState, device_id)
+            return None if row is None else row.session
+
+    periodic = DeviceStates(sessions)
+    periodic.start(interval_s=0.05)
+    feed(periodic, Kind.STATUS, status("dev-a", "online", 3, 0))
+    assert wait_until(lambda: stored_session("dev-a") == 3)
+    periodic.close()
+
+    final = DeviceStates(sessions)
+    final.start(interval_s=3600)
+    feed(final, Kind.STATUS, status("dev-b", "online", 5, 0))
+    final.close()  # does not wait for the next interval
+    assert stored_session("dev-b") == 5
+
+
+def test_snapshots_are_copies_a_caller_cannot_change_the_state_through(
+    sessions: SessionFactory,
+) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0, inventory={"cameras": []}))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 1))
+    snap = states.get("dev-a")
+    assert snap is not None
+    snap.telemetry["sections"]["system"]["cpu_pct"] = -1.0
+    snap.inventory["cameras"].append({"id": "fake"})
+    (again,) = states.all()
+    assert again.telemetry["sections"]["system"]["cpu_pct"] == 12.5
+    assert again.inventory == {"cameras": []}
 
 
 def test_stale_devices_are_online_ones_silent_for_three_intervals(

@@ -70,6 +70,40 @@ def test_telemetry_events_and_checks_land_with_inventory_tags(
     assert online["values"] == [1]
 
 
+def test_names_with_spaces_commas_equals_and_backslashes_arrive_unchanged(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    place = {"county": "温州市 洞头区", "school": "鹿西小学,分校", "pair": "洞头结对=一组,二组",
+             "classroom": "三(2)班\\后排\\", "device": "dev-b"}
+    tsdb = TelemetryWriter(sessions, TsdbConfig(enabled=True, url=victoria.url, timeout_s=2),
+                           tags=lambda _device: place)
+    now = datetime.now(UTC).replace(microsecond=0)
+    sections = {
+        "cameras": {"devices": [{"id": "USB 摄像头,2=左", "fps": 25}]},
+        "network": {"targets": {"对端 学校,1=b": {"rtt_ms": 7.5}}},
+        "room sensor,1": {"co2 ppm=x,y": 800, "note": "not a number: left out"},
+        "system": {"cpu_pct": 3.0},
+    }
+    tsdb.on_telemetry("dev-b", telemetry("dev-b", 1, when=now, sections=sections))
+    tsdb.on_event("dev-b", envelope("dev-b", 2, now) | {"type": "device_added",
+                                                       "entity": "camera:a b\nc"})
+    assert tsdb.flush() == 5
+
+    (fps,) = victoria.export('{__name__="syncclass_camera_fps"}')
+    assert fps["metric"] == {"__name__": "syncclass_camera_fps", **place,
+                             "entity": "camera:USB 摄像头,2=左"}
+    assert fps["values"] == [25]
+    (rtt,) = victoria.export('{__name__="syncclass_network_rtt_ms"}')
+    assert (rtt["metric"]["entity"], rtt["values"]) == ("target:对端 学校,1=b", [7.5])
+    (co2,) = victoria.export('{__name__="syncclass_room sensor,1_co2 ppm=x,y"}')
+    assert (co2["metric"]["school"], co2["values"]) == ("鹿西小学,分校", [800])
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert cpu["metric"]["classroom"] == "三(2)班\\后排\\"
+    # A line break cannot be sent inside a line: it arrives as backslash + n.
+    (event,) = victoria.export('{__name__="syncclass_event_count"}')
+    assert event["metric"]["entity"] == "camera:a b\\nc"
+
+
 def test_database_down_keeps_points_and_delivers_them_after_restart(
     sessions: SessionFactory, victoria: VictoriaMetrics
 ) -> None:
