@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS_RUN := mosquitto mosquitto-clients openssl
 DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics influxdb \
-	prometheus-node-exporter fonts-wqy-microhei iputils-ping
+	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench deps-run deps-test venv clean
