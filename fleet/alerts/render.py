@@ -71,10 +71,12 @@ def summary(
     zh, en = info.title_zh, info.title_en
     if ":" in entity:  # "camera:usb-1": which one; a bare kind says nothing new
         zh, en = f"{zh}（{entity}）", f"{en} ({entity})"
+    # The agent's own words usually restate the title ("Student camera：摄像头未连接（…）"):
+    # then they replace it rather than follow it.
     if detail[0]:
-        zh += f"：{detail[0]}"
+        zh = detail[0] if info.title_zh in detail[0] else f"{zh}：{detail[0]}"
     if detail[1]:
-        en += f": {detail[1]}"
+        en = detail[1] if info.title_en.lower() in detail[1].lower() else f"{en}: {detail[1]}"
     if ctx is None:
         return zh, en
     lesson_zh, lesson_en = lesson_phrase(ctx)
