@@ -4,8 +4,8 @@ from fleet.alerts.render import summary
 
 
 def test_agent_words_that_restate_the_title_replace_it() -> None:
-    zh, en = summary("camera_missing", "camera", None,
-                     ("Student camera：摄像头未连接（USB 线松动）", "Student camera: camera missing"))
+    agent_words = ("Student camera：摄像头未连接（USB 线松动）", "Student camera: camera missing")
+    zh, en = summary("camera_missing", "camera", None, agent_words)
     assert zh == "Student camera：摄像头未连接（USB 线松动）"
     assert en == "Student camera: camera missing"
 
