@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.contract import ContractError, Kind, decode, parse_topic
 from fleet.db.base import SessionFactory, session_scope
@@ -49,12 +50,15 @@ class Validator:
         devices: Callable[[], Iterable[str]],
         log_every_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
+        refresh_s: float = 30.0,
     ) -> None:
         self._prefix = prefix
         self._load_devices = devices
-        self._known: frozenset[str] = frozenset(devices())
-        self._log_every = log_every_s
         self._monotonic = monotonic
+        self._refresh_s = refresh_s
+        self._known: frozenset[str] = frozenset(devices())
+        self._loaded_at = monotonic()
+        self._log_every = log_every_s
         self._last_log: dict[str, float] = {}
         self._lock = threading.Lock()
         self.refused: Counter[str] = Counter()
@@ -62,6 +66,21 @@ class Validator:
     def reload_devices(self) -> None:
         """Re-read the set of enabled devices (call after inventory changes)."""
         self._known = frozenset(self._load_devices())
+        self._loaded_at = self._monotonic()
+
+    def _enabled(self, device_id: str) -> bool:
+        # The inventory also changes behind this process (the API, the CLI, another fleet
+        # process): re-read it every refresh_s, so a device enrolled a minute ago is heard
+        # without a restart and a disabled one is refused, while a flood of spoofed ids
+        # costs no more queries than silence would.
+        if self._monotonic() - self._loaded_at >= self._refresh_s:
+            try:
+                self.reload_devices()
+            except SQLAlchemyError:
+                # The database is away: keep judging by the last known inventory.
+                self._loaded_at = self._monotonic()
+                log.warning("inventory reload failed; using the last known devices")
+        return device_id in self._known
 
     @property
     def known_devices(self) -> frozenset[str]:
@@ -74,7 +93,7 @@ class Validator:
             if kind not in _FROM_DEVICES:
                 raise ContractError("bad-topic", f"{kind.value} is not sent by devices")
             payload = decode(device_id, kind, data)
-            if device_id not in self._known:
+            if not self._enabled(device_id):
                 raise ContractError("unknown-device", f"{device_id!r} is not an enabled device")
         except ContractError as exc:
             self._refuse(topic, exc)

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, Kind, encode, envelope
 from fleet.broker import Mosquitto
-from fleet.db.base import SessionFactory
+from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.models import Classroom, County, Device, School, SchoolKind
 from fleet.ingest import IngestConfig, MqttIngest, create_ingest
+from fleet.ingest.validate import Validator, load_enabled_devices
 from fleet.sinks import MessageSink
 from fleet.state import DeviceStates
 from tests.fleet.ingest_helpers import (
@@ -277,3 +280,33 @@ def test_a_fixed_client_id_keeps_the_session_across_a_fleet_restart(
     ingest = make_ingest(broker, sessions, [again], client_id="fleet-1", share_group=share_group)
     assert wait_until(lambda: len(again.of("telemetry")) == 1)
     dev.close()
+
+
+def test_inventory_changes_behind_the_ingest_are_picked_up(tmp_path: Path) -> None:
+    # Devices enrolled or disabled through the API or another fleet process are heard
+    # (or refused) within refresh_s, without a reload call; a database that is away
+    # leaves the last known inventory in force.
+    engine = make_engine(f"sqlite:///{tmp_path / 'inv.db'}")
+    Base.metadata.create_all(engine)
+    sessions = sessionmaker(engine)
+    with session_scope(sessions) as s:
+        county = County(name="洞头区")
+        school = School(county=county, name="鹿西乡小学", kind=SchoolKind.RURAL)
+        s.add(Classroom(school=school, name="同步课堂教室"))
+    now = [0.0]
+    validator = Validator(DEFAULT_PREFIX, lambda: load_enabled_devices(sessions),
+                          monotonic=lambda: now[0], refresh_s=30)
+    topic = f"{DEFAULT_PREFIX}/dev/luxi-1/telemetry"
+    assert validator.check(topic, encode(telemetry("luxi-1", 1))) is None
+    with session_scope(sessions) as s:
+        s.add(Device(id="luxi-1", classroom_id=1))
+    now[0] = 29.0
+    assert validator.check(topic, encode(telemetry("luxi-1", 2))) is None, "too early"
+    now[0] = 30.0
+    assert validator.check(topic, encode(telemetry("luxi-1", 3))) is not None
+    engine.dispose()
+    (tmp_path / "inv.db").rename(tmp_path / "gone.db")
+    (tmp_path / "inv.db").mkdir()  # the database is now unreachable
+    now[0] = 61.0
+    assert validator.check(topic, encode(telemetry("luxi-1", 4))) is not None
+    assert validator.refused["unknown-device"] == 2
