@@ -214,11 +214,13 @@ function matcherText(matchers) {
 function renderWindows(windows) {
   const body = document.getElementById("maintenance-body");
   if (!windows.length) { body.replaceChildren(empty("没有维护时段 / no maintenance windows")); return; }
-  // School technicians read; admins and county technicians tidy up.
-  const mayDelete = me && (me.role === "admin" || me.role === "county_tech");
+  // School technicians read; admins and county technicians tidy up their own (a
+  // fleet-wide window is the admin's).
+  const mayDelete = w => me && (me.role === "admin" ||
+    (me.role === "county_tech" && Object.keys(w.matchers).length > 0));
   const rows = windows.map(w => {
     const status = el("div");
-    const remove = mayDelete ? el("button", { class: "danger", onclick: async () => {
+    const remove = mayDelete(w) ? el("button", { class: "danger", onclick: async () => {
       if (!confirm("删除维护时段 " + w.name + "？ / Delete this window?")) return;
       try {
         await api("DELETE", "/maintenance-windows/" + w.id);
@@ -239,6 +241,43 @@ function renderWindows(windows) {
       el("th", {}, "名称 Name"), el("th", {}, "星期 Days"), el("th", {}, "时间 Time"),
       el("th", {}, "范围 Applies to"), el("th", {}, ""))),
     el("tbody", {}, rows)));
+}
+
+// Admins add fleet-wide windows; a county technician's window covers their county.
+function renderWindowForm() {
+  const holder = document.getElementById("maintenance-form");
+  if (!me || !(me.role === "admin" || me.role === "county_tech")) {
+    holder.replaceChildren();
+    return;
+  }
+  const days = WEEKDAYS.map((label, i) => el("label", { class: "day" },
+    el("input", { type: "checkbox", name: "weekday", value: String(i) }), label));
+  const status = el("div");
+  const form = el("form", { id: "window-form", onsubmit: async event => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const body = {
+      name: data.get("name"),
+      weekdays: data.getAll("weekday").map(Number),
+      start_time: data.get("start_time"),
+      end_time: data.get("end_time"),
+      matchers: me.role === "county_tech" ? { county_id: String(me.county_id) } : {},
+    };
+    try {
+      await api("POST", "/maintenance-windows", body);
+      form.reset();
+      status.replaceChildren(message("note", "已添加 / added"));
+      await refresh();
+    } catch (error) { status.replaceChildren(message("error", error.message)); }
+  } },
+    el("input", { type: "text", name: "name", placeholder: "名称 name（如 夜间 nights）",
+                  required: "" }),
+    el("span", { class: "days" }, days),
+    el("input", { type: "time", name: "start_time", required: "" }),
+    el("input", { type: "time", name: "end_time", required: "" }),
+    el("button", { type: "submit", class: "primary" }, "添加维护时段 Add window"),
+    status);
+  holder.replaceChildren(form);
 }
 
 // ------------------------------------------------------------------ page
@@ -274,6 +313,7 @@ async function showApp() {
   who.classList.remove("hidden");
   document.getElementById("login").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
+  renderWindowForm();
   await refresh();
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);

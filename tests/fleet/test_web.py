@@ -151,3 +151,27 @@ def test_county_technician_resolves_and_deletes_a_window(
     resolved = world.get("admin", f"/api/v1/alerts/{alert_id}").json()
     assert (resolved["state"], resolved["events"][-1]["actor"]) == ("resolved", "dt-dianjiao")
     assert world.get("admin", "/api/v1/maintenance-windows").json() == []
+
+
+def test_county_technician_adds_a_window_for_the_county(
+    world: World, served: str, browser: Browser
+) -> None:
+    page = browser.new_page(locale="zh-CN")
+    _log_in(page, served, "dt-dianjiao")
+    form = page.locator("#window-form")
+    form.get_by_placeholder("名称 name（如 夜间 nights）").fill("洞头夜间")
+    form.get_by_label("周一 Mon").check()
+    form.get_by_label("周五 Fri").check()
+    form.locator("input[name=start_time]").fill("22:00")
+    form.locator("input[name=end_time]").fill("06:00")
+    form.get_by_role("button", name="添加维护时段 Add window").click()
+    expect(page.locator("#maintenance-body")).to_contain_text("洞头夜间")
+    [made] = world.get("dt-dianjiao", "/api/v1/maintenance-windows").json()
+    me = world.get("dt-dianjiao", "/api/v1/me").json()
+    assert (made["weekdays"], made["start_time"], made["end_time"]) == ([0, 4], "22:00", "06:00")
+    assert made["matchers"] == {"county_id": str(me["county_id"])}
+
+    school_page = browser.new_page(locale="zh-CN")
+    _log_in(school_page, served, "dt-luxi-tech")
+    expect(school_page.locator("#maintenance-body")).to_contain_text("洞头夜间")
+    expect(school_page.locator("#window-form")).to_have_count(0)

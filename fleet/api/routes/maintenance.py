@@ -18,7 +18,13 @@ from sqlalchemy import select
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, Services, alert_service, get_services
 from fleet.api.routes.common import DateFrom, IdPath, Text, invalid, zone_name
-from fleet.api.routes.matchers import MatcherKey, MatcherValue, matchers_in_scope, refuse_matchers
+from fleet.api.routes.matchers import (
+    MatcherKey,
+    MatcherValue,
+    matchers_in_scope,
+    matchers_touch_scope,
+    refuse_matchers,
+)
 from fleet.api.scope import not_found
 from fleet.db.models import DEFAULT_TZ, Holiday, MaintenanceWindow
 
@@ -72,7 +78,8 @@ class HolidayOut(BaseModel):
 def list_windows(session: DB, scope: CurrentScope) -> list[WindowOut]:
     rows = session.scalars(select(MaintenanceWindow).order_by(MaintenanceWindow.id))
     return [
-        WindowOut.model_validate(w) for w in rows if matchers_in_scope(session, scope, w.matchers)
+        WindowOut.model_validate(w) for w in rows
+        if matchers_touch_scope(session, scope, w.matchers)
     ]
 
 
@@ -95,8 +102,10 @@ def create_window(
 @router.delete("/maintenance-windows/{window_id}", status_code=204)
 def delete_window(window_id: IdPath, session: DB, scope: CurrentScope) -> None:
     window = session.get(MaintenanceWindow, window_id)
-    if window is None or not matchers_in_scope(session, scope, window.matchers):
+    if window is None or not matchers_touch_scope(session, scope, window.matchers):
         raise not_found("maintenance window")
+    if not matchers_in_scope(session, scope, window.matchers):  # seen, not theirs to remove
+        raise refuse_matchers("维护时段", "maintenance window")
     # The engine re-reads the windows on every tick, so the row is all there is to remove.
     session.delete(window)
 

@@ -17,15 +17,25 @@ from sqlalchemy.orm import Session
 from fleet.api.scope import Scope
 from fleet.db.models import Classroom, Device, Role, School
 
-__all__ = ["MatcherKey", "MatcherValue", "matchers_in_scope", "refuse_matchers"]
+__all__ = [
+    "MatcherKey",
+    "MatcherValue",
+    "matchers_in_scope",
+    "matchers_touch_scope",
+    "refuse_matchers",
+]
 
 MatcherKey = Literal["device_id", "classroom_id", "school_id", "county_id", "rule", "severity"]
 MatcherValue = Annotated[str, Field(min_length=1, max_length=128)]
 
 
+def _number(text: str) -> int:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else -1
+
+
 def _place_in_scope(session: Session, scope: Scope, key: str, text: str) -> bool | None:
     """Whether a place matcher names something in scope; None for other labels."""
-    number = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else -1
+    number = _number(text)
     if key == "county_id":
         p = scope.principal
         return p.role is Role.COUNTY_TECH and number == p.county_id
@@ -47,6 +57,21 @@ def matchers_in_scope(session: Session, scope: Scope, matchers: Mapping[str, Any
     verdicts = [_place_in_scope(session, scope, k, str(v)) for k, v in matchers.items()]
     places = [v for v in verdicts if v is not None]
     return bool(places) and all(places)
+
+
+def matchers_touch_scope(session: Session, scope: Scope, matchers: Mapping[str, Any]) -> bool:
+    """Whether a mute can affect a place the person looks after, so they should see it:
+    a fleet-wide window, their county's, or one naming a place of theirs."""
+    if scope.is_admin:
+        return True
+    county = matchers.get("county_id")
+    if county is not None:
+        in_county = scope.school_ids().where(School.county_id == _number(str(county)))
+        if session.execute(in_county).first() is None:
+            return False
+    places = {k: v for k, v in matchers.items() if k != "county_id"}
+    return all(_place_in_scope(session, scope, k, str(v)) is not False
+               for k, v in places.items())
 
 
 def refuse_matchers(what_zh: str, what_en: str) -> HTTPException:
