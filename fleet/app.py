@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from fleet.actions.service import Actions
@@ -182,6 +183,10 @@ class Fleet:
             self.tsdb.close()
         try:
             self.states.close()  # the final flush, after the ingest has drained
+        except SQLAlchemyError:
+            # Shutting down while the database is away: the newest device states are
+            # lost, the rows keep the last flushed ones, and the next start carries on.
+            log.exception("fleet: final device state flush failed")
         finally:
             self.engine.dispose()
 

@@ -2,10 +2,13 @@
 
 Each app builds its own ``CollectorRegistry`` so several apps (tests, several fleet
 processes in one interpreter) never share or collide in prometheus_client's global one.
+A component whose samples cannot be read (its database is away) is left out and
+flagged by ``syncclass_metric_source_failed{source=...}``, not the whole page.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -19,6 +22,8 @@ from starlette.responses import Response
 from fleet.metrics import MetricSource, Sample
 
 __all__ = ["RequestCounter", "SampleCollector", "build_registry"]
+
+log = logging.getLogger(__name__)
 
 
 def _template(request: Request) -> str:
@@ -61,7 +66,19 @@ class SampleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         by_name: dict[str, list[Sample]] = {}
         for source in self._sources:
-            for sample in source.samples():
+            name = type(source).__name__
+            try:
+                samples = list(source.samples())
+                failed = 0.0
+            except Exception:
+                # A source that reads the database must not take every other component's
+                # counters down with it while the database is away.
+                log.exception("metric source %s failed", name)
+                samples, failed = [], 1.0
+            samples.append(Sample("syncclass_metric_source_failed",
+                                  "1 when the component's metrics could not be read",
+                                  failed, "gauge", {"source": name}))
+            for sample in samples:
                 by_name.setdefault(sample.name, []).append(sample)
         for name, samples in sorted(by_name.items()):
             keys = sorted({k for s in samples for k in s.labels})

@@ -54,6 +54,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL and foreign keys so it behaves like a server."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+    else:
+        # After a database restart the pool holds dead connections; test each before use
+        # so the first query after an outage does not fail (and lose an alert signal).
+        kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

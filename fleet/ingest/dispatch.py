@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -30,6 +31,8 @@ from fleet.sinks import MessageSink
 __all__ = ["Dispatcher", "Gate"]
 
 log = logging.getLogger(__name__)
+
+SINK_LOG_EVERY_S = 60.0
 
 
 
@@ -67,6 +70,7 @@ class Dispatcher:
         self.duplicates = 0
         self.accepted: Counter[str] = Counter()
         self.sink_errors: Counter[str] = Counter()
+        self._last_sink_log: dict[str, float] = {}
 
     # ------------------------------------------------------------ network thread side
 
@@ -125,7 +129,13 @@ class Dispatcher:
             except Exception:
                 name = type(sink).__name__
                 self.sink_errors[name] += 1
-                log.exception("sink %s failed on %s from %s", name, msg.kind.value, msg.device_id)
+                # A database outage fails every message: one traceback per sink a minute
+                # tells the operator as much as thousands would.
+                now = time.monotonic()
+                if now - self._last_sink_log.get(name, -SINK_LOG_EVERY_S) >= SINK_LOG_EVERY_S:
+                    self._last_sink_log[name] = now
+                    log.exception("sink %s failed on %s from %s (%d failures so far)", name,
+                                  msg.kind.value, msg.device_id, self.sink_errors[name])
 
     def _admitted(self, msg: Accepted) -> bool:
         if self._gate is None:

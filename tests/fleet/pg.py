@@ -57,15 +57,8 @@ class PgCluster:
         # A port taken between free_port() and bind() is retried with another one.
         for _attempt in range(3):
             self.port = free_port()
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
             try:
-                self._run(
-                    str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l",
-                    str(self.root / "postgres.log"), "-o", options, "-w", "-t", "30", "start",
-                )
+                self.resume()
                 break
             except RuntimeError:
                 if _attempt == 2:
@@ -91,13 +84,31 @@ class PgCluster:
         conn.close()
 
     @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def halt(self) -> None:
+        """Crash the server (no shutdown checkpoint), keeping the cluster for ``resume``."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server on ``port`` (again, after ``halt``)."""
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l",
+            str(self.root / "postgres.log"), "-o", options, "-w", "-t", "30", "start",
+        )
+
+    @property
     def url(self) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{DB_NAME}"
 
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                      "stop")
+        if self.running:
+            self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
