@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.settings import ConfigError
 from fleet.config import FleetConfig, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["main"]
 
@@ -45,45 +49,45 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_inventory(args: argparse.Namespace) -> int:
+def _in_database(args: argparse.Namespace, job: Callable[[Session], object],
+                 refused: type[ValueError], what_zh: str, what_en: str) -> int:
+    """Run one all-or-nothing job on the configured database; a refusal changes nothing."""
     from sqlalchemy.orm import sessionmaker
 
     from fleet.db.base import make_engine, session_scope
     from fleet.db.migrate import upgrade
-    from fleet.inventory import InventoryError, load_inventory_file
 
     url = _config(args).database.url
     upgrade(url)
     try:
         with session_scope(sessionmaker(make_engine(url))) as session:
-            result = load_inventory_file(session, args.file)
-    except InventoryError as exc:
-        print(f"清单有误，未导入 / inventory refused, nothing applied:\n{exc}", file=sys.stderr)
+            result = job(session)
+    except refused as exc:
+        print(f"{what_zh}有误，未导入 / {what_en} refused, nothing applied:\n{exc}",
+              file=sys.stderr)
         return 1
     print(result)
     return 0
+
+
+def _load_inventory(args: argparse.Namespace) -> int:
+    from fleet.inventory import InventoryError, load_inventory_file
+
+    return _in_database(args, lambda session: load_inventory_file(session, args.file),
+                        InventoryError, "清单", "inventory")
 
 
 def _import_timetable(args: argparse.Namespace) -> int:
-    from sqlalchemy.orm import sessionmaker
-
-    from fleet.db.base import make_engine, session_scope
-    from fleet.db.migrate import upgrade
     from fleet.timetable.errors import TimetableError
     from fleet.timetable.importer import Semester, import_timetable
 
-    url = _config(args).database.url
-    upgrade(url)
     semester = Semester(args.start, args.end, tuple(args.holiday))
-    try:
-        with session_scope(sessionmaker(make_engine(url))) as session:
-            result = import_timetable(session, args.file.read_bytes(), args.file.name,
-                                      semester=semester)
-    except TimetableError as exc:
-        print(f"课表有误，未导入 / timetable refused, nothing applied:\n{exc}", file=sys.stderr)
-        return 1
-    print(result)
-    return 0
+    return _in_database(
+        args,
+        lambda session: import_timetable(session, args.file.read_bytes(), args.file.name,
+                                         semester=semester),
+        TimetableError, "课表", "timetable",
+    )
 
 
 def _public_key(args: argparse.Namespace) -> int:
