@@ -31,6 +31,7 @@ from fleet.config import FleetConfig
 from fleet.db.base import SessionFactory, make_engine, utcnow
 from fleet.db.migrate import upgrade
 from fleet.ingest.mqtt import create_ingest
+from fleet.inventory import DeviceContextCache
 from fleet.metrics import MetricSource
 from fleet.notify import build_channels
 from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
@@ -61,8 +62,12 @@ class Fleet:
 
         self.signer = Signer.from_file(config.actions.key_file)
         self.states = DeviceStates(self.sessions, clock)
+        # Where each device is (county … classroom), read by every message's tags and
+        # alert texts: one cache, cleared once when the inventory changes.
+        self.places = DeviceContextCache()
         self.tsdb = (
-            TelemetryWriter(self.sessions, config.tsdb, clock) if config.tsdb.enabled else None
+            TelemetryWriter(self.sessions, config.tsdb, clock, places=self.places)
+            if config.tsdb.enabled else None
         )
         # Actions publish through the MQTT connection, which is built after the sinks.
         # A manual "re-run check" gets the args of the device's current or next lesson.
@@ -70,7 +75,7 @@ class Fleet:
         self.actions = Actions(self.sessions, self, self.signer, config.actions, clock,
                                run_check_args=planner.args_for_device)
         self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock)
-        self.alerts = AlertEngine(self.sessions, config.alerts, clock)
+        self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places)
 
         sinks: list[MessageSink] = [self.states]
         if self.tsdb is not None:
@@ -100,6 +105,7 @@ class Fleet:
             )
         )
         self._heard_since: datetime | None = None
+        self._queued_seen = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -108,11 +114,10 @@ class Fleet:
         self.mqtt.publish(topic, payload, qos, retain)
 
     def reload_inventory(self) -> None:
-        """After devices were added or disabled: refresh who may publish."""
+        """After devices were added, moved or disabled: refresh who may publish and where
+        each device is."""
         self.mqtt.reload_devices()
-        if self.tsdb is not None:
-            self.tsdb.reload_tags()
-        self.alerts.reload_inventory()
+        self.places.clear()
 
     def start(self) -> None:
         if self.tsdb is not None:
@@ -129,7 +134,6 @@ class Fleet:
 
     def tick(self) -> None:
         """Everything that happens because time passed; each part fails on its own."""
-        queued = self.alerts.notifications.total()
         for name, step in (
             ("checks", self.checks.tick),
             ("actions", self.actions.tick),
@@ -140,7 +144,10 @@ class Fleet:
                 step()
             except Exception:
                 log.exception("fleet tick: %s failed", name)
-        if self.alerts.notifications.total() != queued:
+        # Alerts are queued both here and by the ingest thread between ticks.
+        queued = self.alerts.notifications.total()
+        if queued != self._queued_seen:
+            self._queued_seen = queued
             self.notifier.wake()
 
     def _stale_devices(self) -> None:

@@ -59,13 +59,16 @@ def _in_database(args: argparse.Namespace, job: Callable[[Session], object],
 
     url = _config(args).database.url
     upgrade(url)
+    engine = make_engine(url)
     try:
-        with session_scope(sessionmaker(make_engine(url))) as session:
+        with session_scope(sessionmaker(engine)) as session:
             result = job(session)
     except refused as exc:
         print(f"{what_zh}有误，未导入 / {what_en} refused, nothing applied:\n{exc}",
               file=sys.stderr)
         return 1
+    finally:
+        engine.dispose()  # SQLite checkpoints its WAL when the last connection closes
     print(result)
     return 0
 

@@ -33,7 +33,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 
 from agent.contract import parse_ts
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.inventory import device_context
+from fleet.inventory import DeviceContext, DeviceContextCache
 from fleet.metrics import Sample
 from fleet.sinks import NullSink
 
@@ -41,8 +41,8 @@ __all__ = [
     "MEASUREMENTS",
     "TelemetryWriter",
     "TsdbConfig",
-    "device_tags",
     "line",
+    "place_tags",
     "telemetry_lines",
 ]
 
@@ -89,9 +89,8 @@ class TsdbConfig:
             raise ValueError("batch_size and max_buffer must be >= 1")
 
 
-def device_tags(sessions: SessionFactory, device_id: str) -> dict[str, str]:
-    with session_scope(sessions) as session:
-        ctx = device_context(session, device_id)
+def place_tags(ctx: DeviceContext | None, device_id: str) -> dict[str, str]:
+    """The inventory tags of a device's points: where it is, as the dashboards filter."""
     if ctx is None:
         return {"device": device_id}
     return {
@@ -198,11 +197,14 @@ class TelemetryWriter(NullSink):
         config: TsdbConfig,
         clock: Callable[[], datetime] = utcnow,
         tags: Callable[[str], dict[str, str]] | None = None,
+        places: DeviceContextCache | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
-        self._lookup = tags or (lambda device_id: device_tags(sessions, device_id))
-        self._tags: dict[str, dict[str, str]] = {}
+        self._sessions = sessions
+        self._tags = tags
+        # Shared with the alert engine by the app, so one inventory reload clears both.
+        self._places = places or DeviceContextCache()
         self._buffer: deque[str] = deque()
         self._lock = threading.Lock()
         self._client = InfluxDBClient(
@@ -244,17 +246,13 @@ class TelemetryWriter(NullSink):
 
     def reload_tags(self) -> None:
         """Forget cached inventory tags (call after inventory changes)."""
-        with self._lock:
-            self._tags.clear()
+        self._places.clear()
 
     def _tags_of(self, device_id: str) -> dict[str, str]:
-        with self._lock:
-            cached = self._tags.get(device_id)
-        if cached is None:
-            cached = self._lookup(device_id)
-            with self._lock:
-                self._tags[device_id] = cached
-        return cached
+        if self._tags is not None:
+            return self._tags(device_id)
+        with session_scope(self._sessions) as session:
+            return place_tags(self._places.get(session, device_id), device_id)
 
     def _add(self, lines: list[str]) -> None:
         with self._lock:

@@ -63,6 +63,7 @@ class AlertEngine:
         config: AlertConfig,
         clock: Callable[[], datetime] = utcnow,
         enqueue: Enqueue | None = None,
+        places: DeviceContextCache | None = None,
     ) -> None:
         self.sessions = sessions
         self.config = config
@@ -75,7 +76,7 @@ class AlertEngine:
         self.signals_observed: Counter[str] = Counter()
         self.notifications: Counter[tuple[str, str]] = Counter()
         self.malformed_sections = 0
-        self._places = DeviceContextCache()
+        self._places = places or DeviceContextCache()
         self._index = OpenIndex(config.index_resync_s)
         with session_scope(sessions) as session:
             self._index.load(session, clock())

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from agent.contract import Kind
@@ -40,15 +40,13 @@ class Gate(Protocol):
     def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> bool: ...
 
 
-def _handler(sink: MessageSink, kind: Kind) -> Callable[[str, dict[str, Any]], None]:
-    handlers: dict[Kind, Callable[[str, dict[str, Any]], None]] = {
-        Kind.STATUS: sink.on_status,
-        Kind.TELEMETRY: sink.on_telemetry,
-        Kind.EVENT: sink.on_event,
-        Kind.CHECK: sink.on_check,
-        Kind.CMD_RESULT: sink.on_cmd_result,
-    }
-    return handlers[kind]
+_METHOD = {
+    Kind.STATUS: "on_status",
+    Kind.TELEMETRY: "on_telemetry",
+    Kind.EVENT: "on_event",
+    Kind.CHECK: "on_check",
+    Kind.CMD_RESULT: "on_cmd_result",
+}
 
 
 class Dispatcher:
@@ -125,7 +123,7 @@ class Dispatcher:
         self.accepted[msg.kind.value] += 1
         for sink in self._sinks:
             try:
-                _handler(sink, msg.kind)(msg.device_id, msg.payload)
+                getattr(sink, _METHOD[msg.kind])(msg.device_id, msg.payload)
             except Exception:
                 name = type(sink).__name__
                 self.sink_errors[name] += 1

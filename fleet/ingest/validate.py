@@ -82,10 +82,6 @@ class Validator:
                 log.warning("inventory reload failed; using the last known devices")
         return device_id in self._known
 
-    @property
-    def known_devices(self) -> frozenset[str]:
-        return self._known
-
     def check(self, topic: str, data: bytes) -> Accepted | None:
         """The validated message, or None after counting and logging the refusal."""
         try:
