@@ -15,7 +15,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -26,22 +26,14 @@ from fleet.notify.transport import HttpTransport, errcode_of
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "MAX_SKEW",
     "DingTalkChannel",
-    "SignatureError",
     "sign",
-    "verify_signature",
 ]
 
 MAX_BODY_BYTES = 20000
 MAX_TITLE_BYTES = 256  # the title is the chat-list preview; the text carries the rest
-MAX_SKEW = timedelta(hours=1)
 # 130101: send too fast (throttled for minutes); 410100: flow control; -1: system busy.
 _RETRYABLE = frozenset({-1, 130101, 410100})
-
-
-class SignatureError(ValueError):
-    """Why a signed robot request is refused (DingTalk answers errcode 310000)."""
 
 
 def sign(secret: str, timestamp_ms: int | str) -> str:
@@ -49,22 +41,6 @@ def sign(secret: str, timestamp_ms: int | str) -> str:
     to_sign = f"{timestamp_ms}\n{secret}".encode()
     digest = hmac.new(secret.encode("utf-8"), to_sign, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
-
-
-def verify_signature(secret: str, timestamp: str, signature: str, now: datetime) -> None:
-    """Check a received ``timestamp``/``sign`` pair the way DingTalk does.
-
-    ``signature`` is the URL-decoded query value.  Raises :class:`SignatureError`.
-    """
-    try:
-        millis = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"invalid timestamp {timestamp!r}") from None
-    skew = abs(now.timestamp() * 1000 - millis) / 1000
-    if skew > MAX_SKEW.total_seconds():
-        raise SignatureError(f"invalid timestamp: {skew:.0f}s away from now")
-    if not hmac.compare_digest(sign(secret, millis), signature):
-        raise SignatureError("sign not match")
 
 
 def _markdown(message: Outgoing, mobiles: list[str]) -> str:
