@@ -390,3 +390,16 @@ class ApiToken(Base):
 
 
 Index("ix_alert_open", Alert.state, Alert.classroom_id)
+# The ticker asks these every second of tables that only grow; partial indexes keep each
+# question to the handful of rows still waiting, however long the history.
+Index("ix_check_run_unanswered", CheckRun.requested_at,
+      sqlite_where=CheckRun.verdict.is_(None), postgresql_where=CheckRun.verdict.is_(None))
+Index("ix_audit_awaiting_answer", AuditEntry.at,
+      sqlite_where=AuditEntry.outcome == "accepted",
+      postgresql_where=AuditEntry.outcome == "accepted")
+Index("ix_alert_pending", Alert.pending_since,
+      sqlite_where=Alert.pending_since.is_not(None),
+      postgresql_where=Alert.pending_since.is_not(None))
+Index("ix_alert_notice", Alert.notice_since,
+      sqlite_where=Alert.notice_kind.is_not(None),
+      postgresql_where=Alert.notice_kind.is_not(None))

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 40b9b7b203e3
+Revision ID: ae01a7e1aba1
 Revises:
-Create Date: 2026-11-23 15:39:42.583104
+Create Date: 2026-11-23 17:00:31.747489
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "40b9b7b203e3"
+revision: str = "ae01a7e1aba1"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -40,6 +40,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_at"), ["at"], unique=False)
+        batch_op.create_index(
+            "ix_audit_awaiting_answer",
+            ["at"],
+            unique=False,
+            sqlite_where=sa.text("outcome = 'accepted'"),
+            postgresql_where=sa.text("outcome = 'accepted'"),
+        )
         batch_op.create_index(batch_op.f("ix_audit_device_id"), ["device_id"], unique=False)
 
     op.create_table(
@@ -299,7 +306,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_alert_classroom_id"), ["classroom_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_alert_device_id"), ["device_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_alert_fingerprint"), ["fingerprint"], unique=False)
+        batch_op.create_index(
+            "ix_alert_notice",
+            ["notice_since"],
+            unique=False,
+            sqlite_where=sa.text("notice_kind IS NOT NULL"),
+            postgresql_where=sa.text("notice_kind IS NOT NULL"),
+        )
         batch_op.create_index("ix_alert_open", ["state", "classroom_id"], unique=False)
+        batch_op.create_index(
+            "ix_alert_pending",
+            ["pending_since"],
+            unique=False,
+            sqlite_where=sa.text("pending_since IS NOT NULL"),
+            postgresql_where=sa.text("pending_since IS NOT NULL"),
+        )
         batch_op.create_index(batch_op.f("ix_alert_state"), ["state"], unique=False)
 
     op.create_table(
@@ -328,6 +349,13 @@ def upgrade() -> None:
     with op.batch_alter_table("check_run", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_check_run_device_id"), ["device_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_check_run_lesson_id"), ["lesson_id"], unique=False)
+        batch_op.create_index(
+            "ix_check_run_unanswered",
+            ["requested_at"],
+            unique=False,
+            sqlite_where=sa.text("verdict IS NULL"),
+            postgresql_where=sa.text("verdict IS NULL"),
+        )
 
     op.create_table(
         "device_state",
@@ -426,13 +454,28 @@ def downgrade() -> None:
     op.drop_table("lesson_receiver")
     op.drop_table("device_state")
     with op.batch_alter_table("check_run", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_check_run_unanswered",
+            sqlite_where=sa.text("verdict IS NULL"),
+            postgresql_where=sa.text("verdict IS NULL"),
+        )
         batch_op.drop_index(batch_op.f("ix_check_run_lesson_id"))
         batch_op.drop_index(batch_op.f("ix_check_run_device_id"))
 
     op.drop_table("check_run")
     with op.batch_alter_table("alert", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alert_state"))
+        batch_op.drop_index(
+            "ix_alert_pending",
+            sqlite_where=sa.text("pending_since IS NOT NULL"),
+            postgresql_where=sa.text("pending_since IS NOT NULL"),
+        )
         batch_op.drop_index("ix_alert_open")
+        batch_op.drop_index(
+            "ix_alert_notice",
+            sqlite_where=sa.text("notice_kind IS NOT NULL"),
+            postgresql_where=sa.text("notice_kind IS NOT NULL"),
+        )
         batch_op.drop_index(batch_op.f("ix_alert_fingerprint"))
         batch_op.drop_index(batch_op.f("ix_alert_device_id"))
         batch_op.drop_index(batch_op.f("ix_alert_classroom_id"))
@@ -472,6 +515,11 @@ def downgrade() -> None:
     op.drop_table("county")
     with op.batch_alter_table("audit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_device_id"))
+        batch_op.drop_index(
+            "ix_audit_awaiting_answer",
+            sqlite_where=sa.text("outcome = 'accepted'"),
+            postgresql_where=sa.text("outcome = 'accepted'"),
+        )
         batch_op.drop_index(batch_op.f("ix_audit_at"))
 
     op.drop_table("audit")
