@@ -40,6 +40,7 @@ from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
+from fleet.sinks import NullSink
 
 __all__ = ["AlertEngine", "AlertNotFound", "AlertStateError"]
 
@@ -56,7 +57,7 @@ class AlertStateError(ValueError):
     """The alert is not in a state that allows this (e.g. acknowledging a resolved one)."""
 
 
-class AlertEngine:
+class AlertEngine(NullSink):
     def __init__(
         self,
         sessions: SessionFactory,
@@ -141,9 +142,6 @@ class AlertEngine:
             observation = rules.from_check(session, device_id, payload)
             self._count(observation)
             self._observe(session, observation, self.clock())
-
-    def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
-        pass
 
     # ------------------------------------------------------------ observing
 
