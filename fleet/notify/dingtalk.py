@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from fleet.db.base import utcnow
-from fleet.notify.base import Channel, ChannelError, Outgoing, fit_json, truncate_utf8
+from fleet.notify.base import Channel, Outgoing, fit_json, truncate_utf8
 from fleet.notify.config import RobotConfig
-from fleet.notify.transport import HttpTransport, errcode_of
+from fleet.notify.transport import HttpTransport, check_errcode
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -81,9 +81,7 @@ class DingTalkChannel(Channel):
             millis = int(self._clock().timestamp() * 1000)
             sep = "&" if "?" in url else "?"
             url = f"{url}{sep}timestamp={millis}&sign={quote_plus(sign(str(secret), millis))}"
-        code, errmsg = errcode_of(self._http.post(url, body))
-        if code != 0:
-            raise ChannelError(f"DingTalk errcode {code}: {errmsg}", retryable=code in _RETRYABLE)
+        check_errcode(self._http.post(url, body), "DingTalk", _RETRYABLE)
 
     def close(self) -> None:
         self._http.close()

@@ -14,7 +14,7 @@ import httpx
 
 from fleet.notify.base import ChannelError, redact
 
-__all__ = ["HttpTransport", "errcode_of"]
+__all__ = ["HttpTransport", "check_errcode"]
 
 _RETRY_STATUS = frozenset({408, 425, 429})
 
@@ -53,11 +53,14 @@ class HttpTransport:
         self._client.close()
 
 
-def errcode_of(response: httpx.Response) -> tuple[int, str]:
-    """The robot's ``(errcode, errmsg)``; a reply that is not the documented JSON is retried."""
+def check_errcode(response: httpx.Response, robot: str, retryable: frozenset[int]) -> None:
+    """Raise unless the robot's JSON answer says ``errcode`` 0 (DingTalk and WeCom answer
+    HTTP 200 either way); a reply that is not the documented JSON is retried."""
     try:
         data: Any = response.json()
-        return int(data["errcode"]), str(data.get("errmsg", ""))
+        code, errmsg = int(data["errcode"]), str(data.get("errmsg", ""))
     except (ValueError, KeyError, TypeError):
         snippet = response.text[:200].replace("\n", " ")
-        raise ChannelError(f"unexpected robot reply: {snippet!r}", retryable=True) from None
+        raise ChannelError(f"unexpected {robot} reply: {snippet!r}", retryable=True) from None
+    if code != 0:
+        raise ChannelError(f"{robot} errcode {code}: {errmsg}", retryable=code in retryable)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from fleet.notify.base import Channel, ChannelError, Outgoing, truncate_utf8
+from fleet.notify.base import Channel, Outgoing, truncate_utf8
 from fleet.notify.config import RobotConfig
-from fleet.notify.transport import HttpTransport, errcode_of
+from fleet.notify.transport import HttpTransport, check_errcode
 
 __all__ = ["MAX_CONTENT_BYTES", "WeComChannel"]
 
@@ -30,9 +30,7 @@ class WeComChannel(Channel):
         content = truncate_utf8(f"### {message.subject}\n{message.body}", MAX_CONTENT_BYTES)
         body = {"msgtype": "markdown", "markdown": {"content": content}}
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        code, errmsg = errcode_of(self._http.post(message.target, raw))
-        if code != 0:
-            raise ChannelError(f"WeCom errcode {code}: {errmsg}", retryable=code in _RETRYABLE)
+        check_errcode(self._http.post(message.target, raw), "WeCom", _RETRYABLE)
 
     def close(self) -> None:
         self._http.close()

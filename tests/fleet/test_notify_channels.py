@@ -317,7 +317,7 @@ def test_unreachable_and_bad_urls(webhook_receiver: WebhookReceiver) -> None:
 
 
 def test_robot_reply_that_is_not_json_is_retried(webhook_receiver: WebhookReceiver) -> None:
-    with pytest.raises(ChannelError, match="unexpected robot reply") as err:
+    with pytest.raises(ChannelError, match="unexpected WeCom reply") as err:
         WeComChannel().send(message(webhook_receiver.url("/hook")))  # answers {"ok": true}
     assert err.value.retryable is True
 
