@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,7 +33,7 @@ from agent.hardware import open_backend
 from bench.fleet_size import birth, build_inventory, telemetry_sections
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.engine import AlertEngine
-from fleet.broker import Mosquitto, free_port, wait_for_port
+from fleet.broker import Mosquitto
 from fleet.db.base import make_engine
 from fleet.ingest.config import IngestConfig
 from fleet.ingest.dispatch import Dispatcher
@@ -42,6 +41,7 @@ from fleet.ingest.mqtt import create_ingest
 from fleet.sinks import MessageSink
 from fleet.state import DeviceStates
 from fleet.tsdb import TelemetryWriter, TsdbConfig
+from tests.fleet.tsdb_server import VictoriaMetrics
 
 __all__ = ["run"]
 
@@ -164,21 +164,14 @@ def _drain(d: Dispatcher, publisher: _Publisher, kind: Kind) -> tuple[float, int
 @contextmanager
 def _victoria(data: Path) -> Iterator[str | None]:
     """A private VictoriaMetrics for the time-series sink; None when not installed."""
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
+    if shutil.which("victoria-metrics") is None:
         yield None
         return
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
-         "-retentionPeriod=1d", "-loggerLevel=ERROR"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = VictoriaMetrics(data).start()
     try:
-        wait_for_port(port, timeout=15)
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(15)
+        server.stop()
 
 
 def _fleet(port: int, db: Path, ids: list[str], rounds: int, alerts: bool,

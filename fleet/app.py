@@ -102,6 +102,7 @@ class Fleet:
                 readiness=lessons_readiness,
                 metric_sources=sources,
                 mqtt_connected=lambda: self.mqtt.connected,
+                inventory_changed=self.reload_inventory,
             )
         )
         self._heard_since: datetime | None = None

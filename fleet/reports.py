@@ -37,7 +37,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from fleet.checks.readiness import ReadinessState, lessons_readiness
 from fleet.db.models import (
@@ -51,7 +51,7 @@ from fleet.db.models import (
     School,
 )
 
-__all__ = ["Level", "ReportRow", "build_report", "report_csv"]
+__all__ = ["Level", "ReportRow", "build_report", "local_day_bounds", "report_csv"]
 
 OFFLINE_RULE = "device_offline"
 READY_STATES = frozenset({ReadinessState.READY, ReadinessState.WARN})
@@ -95,13 +95,15 @@ def _units(session: Session, level: Level, ids: Collection[int] | None) -> list[
         by_school[school_id].add(room_id)
     units: list[_Unit] = []
     if level is Level.CLASSROOM:
-        for room in session.scalars(select(Classroom).order_by(Classroom.id)):
+        rooms_query = select(Classroom).order_by(Classroom.id).options(joinedload(Classroom.school))
+        for room in session.scalars(rooms_query):
             units.append(_Unit(room.id, f"{room.school.name} {room.name}", frozenset({room.id})))
     elif level is Level.SCHOOL:
         for school in session.scalars(select(School).order_by(School.id)):
             units.append(_Unit(school.id, school.name, frozenset(by_school[school.id])))
     elif level is Level.PAIR:
-        for pair in session.scalars(select(Pair).order_by(Pair.id)):
+        pairs_query = select(Pair).order_by(Pair.id).options(selectinload(Pair.members))
+        for pair in session.scalars(pairs_query):
             schools = {pair.town_school_id, *(m.school_id for m in pair.members)}
             members = frozenset(r for s in schools for r in by_school[s])
             units.append(_Unit(pair.id, pair.name, members))
@@ -192,6 +194,14 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def local_day_bounds(start: date, end: date, tz: str) -> tuple[datetime, datetime]:
+    """The UTC instants bounding the local dates ``start``..``end`` (inclusive)."""
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(start, datetime.min.time(), zone).astimezone(UTC)
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    return lo, hi
+
+
 def build_report(
     session: Session,
     level: Level | str,
@@ -204,18 +214,17 @@ def build_report(
 ) -> list[ReportRow]:
     """One row per unit of ``level`` (restricted to ``unit_ids`` if given)."""
     level = Level(level)
-    zone = ZoneInfo(tz)
-    lo = datetime.combine(start, datetime.min.time(), zone).astimezone(UTC)
-    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    lo, hi = local_day_bounds(start, end, tz)
     units = _units(session, level, unit_ids)
+    wanted = frozenset(room for unit in units for room in unit.classrooms)
 
-    lessons = list(
-        session.scalars(
-            select(Lesson)
-            .where(Lesson.starts_at >= lo, Lesson.starts_at < hi, Lesson.cancelled.is_(False))
-            .options(selectinload(Lesson.receivers), selectinload(Lesson.main_classroom))
-        )
+    query = (
+        select(Lesson)
+        .where(Lesson.starts_at >= lo, Lesson.starts_at < hi, Lesson.cancelled.is_(False))
+        .options(selectinload(Lesson.receivers))
     )
+    # Readiness is the costly part: only for the lessons of the units asked for.
+    lessons = [lesson for lesson in session.scalars(query) if _lesson_rooms(lesson) & wanted]
     ready = _ready_lessons(session, lessons)
     rooms_of = {lesson.id: _lesson_rooms(lesson) for lesson in lessons}
 

@@ -4,9 +4,15 @@ service endpoints (``/healthz``, ``/metrics``, the agents' bandwidth test)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
 from fleet.api import auth
 from fleet.api.deps import Services
@@ -30,6 +36,8 @@ from fleet.api.routes import (
 
 __all__ = ["create_api"]
 
+log = logging.getLogger(__name__)
+
 _PEOPLE_ROUTERS = (
     auth.router,
     counties.router,
@@ -45,6 +53,46 @@ _PEOPLE_ROUTERS = (
     actions.router,
     reports.router,
 )
+
+
+_INVENTORY_ROUTES = frozenset(
+    route.path
+    for router in (counties.router, schools.router, pairs.router, classrooms.router, devices.router)
+    for route in router.routes
+    if isinstance(route, APIRoute)
+)
+_WRITES = frozenset({"POST", "PATCH", "DELETE"})
+
+Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+
+
+def _inventory_hook(services: Services) -> Middleware:
+    """Tells the fleet about a successful inventory write, in one place for every route.
+
+    The request's unit of work (``deps.db_session``) has committed by the time the
+    response comes back here, so the fleet reloads what is really in the database.
+    """
+
+    async def hook(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        notify = services.inventory_changed
+        route = getattr(request.scope.get("route"), "path", None)
+        if (
+            notify is not None
+            and request.method in _WRITES
+            and response.status_code < 400
+            and route in _INVENTORY_ROUTES
+        ):
+            try:
+                await run_in_threadpool(notify)
+            except Exception:
+                # The write is committed: a 500 would only invite a duplicate retry.
+                log.exception("inventory refresh failed after %s %s", request.method, route)
+        return response
+
+    return hook
 
 
 def create_api(services: Services) -> FastAPI:
@@ -63,6 +111,7 @@ def create_api(services: Services) -> FastAPI:
     counter = RequestCounter()
     app.state.registry = build_registry([counter, *services.metric_sources])
     app.middleware("http")(counter)
+    app.middleware("http")(_inventory_hook(services))
     for router in _PEOPLE_ROUTERS:
         app.include_router(router)
     app.include_router(system.router)

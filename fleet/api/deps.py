@@ -29,6 +29,7 @@ __all__ = [
     "ReadinessFn",
     "ReadinessView",
     "Services",
+    "ServicesDep",
     "StateSource",
     "alert_service",
     "db_session",
@@ -118,11 +119,16 @@ class Services:
     metric_sources: list[MetricSource] = field(default_factory=list)
     # Reports whether the MQTT ingest is connected, for /healthz.
     mqtt_connected: Callable[[], bool] | None = None
+    # Called after an inventory write has committed, so the fleet refreshes its caches.
+    inventory_changed: Callable[[], None] | None = None
 
 
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def alert_service(services: Services) -> AlertService:
@@ -131,7 +137,7 @@ def alert_service(services: Services) -> AlertService:
     return services.alerts
 
 
-def db_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+def db_session(services: ServicesDep) -> Iterator[Session]:
     """One unit of work per request, committed before the response is sent."""
     with session_scope(services.sessions) as session:
         yield session

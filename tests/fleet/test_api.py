@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import event, select
 
 from fleet.db.base import session_scope
-from fleet.db.models import ApiToken, Device, School
-from tests.fleet.api_world import PASSWORD, World, world
+from fleet.db.models import (
+    ApiToken,
+    Classroom,
+    County,
+    Device,
+    DeviceState,
+    Person,
+    School,
+    SchoolKind,
+)
+from tests.fleet.api_world import NOW, PASSWORD, World, world
 
 __all__ = ["world"]
 
@@ -31,10 +42,14 @@ def test_login_gives_a_token_stored_only_as_its_hash(world: World) -> None:
     assert me["username"] == "dt-dianjiao" and me["role"] == "county_tech"
 
 
-def test_wrong_password_unknown_user_and_no_token_are_401(world: World) -> None:
+def test_wrong_password_unknown_or_disabled_user_and_no_token_are_401(world: World) -> None:
+    with session_scope(world.sessions) as session:
+        disabled = session.scalars(select(Person).where(Person.username == "yq-dianjiao")).one()
+        disabled.active = False
     for body in (
         {"username": "dt-dianjiao", "password": "wrong"},
         {"username": "nobody", "password": PASSWORD},
+        {"username": "yq-dianjiao", "password": PASSWORD},
     ):
         reply = world.client.post("/api/v1/auth/login", json=body)
         assert reply.status_code == 401
@@ -248,3 +263,77 @@ def test_bandwidth_endpoint_is_capped_and_needs_no_login(world: World) -> None:
     assert up.status_code == 200 and up.json()["bytes"] == 200_000
     too_big = world.client.post("/api/v1/bandwidth", content=b"x" * 1_000_001)
     assert too_big.status_code == 413
+
+
+def test_inventory_writes_tell_the_fleet_once_committed(world: World) -> None:
+    seen: list[bool] = []
+
+    def inventory_changed() -> None:
+        # A separate session: sees only what the request has committed.
+        with session_scope(world.sessions) as session:
+            device = session.get(Device, "dongtou-luxi-sync1")
+            assert device is not None
+            seen.append(device.enabled)
+
+    world.services.inventory_changed = inventory_changed
+    path = "/api/v1/devices/dongtou-luxi-sync1"
+    assert world.get("admin", path).status_code == 200
+    reader = world.client.patch(
+        path, headers=world.headers("dt-luxi-tech"), json={"enabled": False}
+    )
+    assert reader.status_code == 403
+    missing = world.client.patch(
+        "/api/v1/devices/no-such-device", headers=world.headers("admin"), json={"enabled": False}
+    )
+    assert missing.status_code == 404
+    assert seen == []
+    patched = world.client.patch(path, headers=world.headers("admin"), json={"enabled": False})
+    assert patched.status_code == 200
+    assert seen == [False]
+
+
+def _add_devices(world: World, n: int, start: int) -> None:
+    """``n`` devices, each in a classroom of its own school, with a flushed state row."""
+    with session_scope(world.sessions) as session:
+        county = session.scalars(select(County).order_by(County.id)).first()
+        assert county is not None
+        for i in range(start, start + n):
+            school = School(county_id=county.id, name=f"负载测试小学{i}", kind=SchoolKind.RURAL)
+            room = Classroom(school=school, name="同步课堂教室")
+            session.add(Device(id=f"load-{i}", classroom=room))
+        session.flush()  # device rows first: the state rows reference them
+        for i in range(start, start + n):
+            session.add(
+                DeviceState(
+                    device_id=f"load-{i}", online=True, agent_version="0.1.0", last_seen=NOW
+                )
+            )
+
+
+def _statements(world: World, path: str) -> tuple[int, Any]:
+    engine = world.sessions.kw["bind"]
+    count = 0
+
+    def before_cursor_execute(*_: object) -> None:
+        nonlocal count
+        count += 1
+
+    headers = world.headers("admin")
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        reply = world.client.get(path, headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", before_cursor_execute)
+    assert reply.status_code == 200
+    return count, reply.json()
+
+
+def test_device_list_queries_do_not_grow_with_the_devices(world: World) -> None:
+    _add_devices(world, 3, 0)
+    few, listed = _statements(world, "/api/v1/devices")
+    assert {d["school"] for d in listed} >= {f"负载测试小学{i}" for i in range(3)}
+    _add_devices(world, 9, 3)
+    many, listed = _statements(world, "/api/v1/devices")
+    loaded = [d for d in listed if d["id"].startswith("load-")]
+    assert len(loaded) == 12 and all(d["health"]["online"] for d in loaded)
+    assert many == few

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -19,15 +19,14 @@ from sqlalchemy.orm import Session
 
 from fleet.actions.outcomes import ActionRefused
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, get_services
-from fleet.api.routes.common import IdPath, Text
+from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
+from fleet.api.routes.common import DeviceIdPath, IdPath, Text
 from fleet.api.scope import Scope
 from fleet.db.models import AuditEntry, Device
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["actions"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 ActionName = Literal["reboot", "restart-service", "run-check"]
 
 
@@ -76,9 +75,6 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         (429, "refused: rate limited"),
     )
 }
-
-
-DeviceIdPath = Annotated[str, Path(max_length=64)]
 
 
 def _request(

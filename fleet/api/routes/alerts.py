@@ -7,14 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.alerts.engine import AlertNotFound, AlertStateError
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, alert_service, get_services
+from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
 from fleet.api.routes.matchers import MatcherKey, MatcherValue, matchers_in_scope, refuse_matchers
 from fleet.api.scope import Scope, not_found
@@ -23,7 +23,6 @@ from fleet.db.models import Alert, AlertState, Silence
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class AlertEventOut(BaseModel):

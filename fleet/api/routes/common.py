@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,8 +11,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from agent.contract import DEVICE_ID_RE
 from fleet.api.scope import Scope
 from fleet.db.models import Role
+from fleet.reports import local_day_bounds
 
 RowT = TypeVar("RowT")
 
@@ -20,6 +22,7 @@ __all__ = [
     "MAX_ID",
     "DateFrom",
     "DateTo",
+    "DeviceIdPath",
     "IdPath",
     "Instant",
     "RefId",
@@ -49,6 +52,7 @@ def _sane_instant(value: datetime) -> datetime:
 
 Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_RE.pattern)]
 RefId = Annotated[int, Field(ge=1, le=MAX_ID)]
 RefQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 DateFrom = Annotated[date | None, Query(alias="from", description="local date, default today")]
@@ -87,9 +91,7 @@ def day_range(
         raise invalid("结束日期早于开始日期 / 'to' is before 'from'", "query", "to")
     if (last - first).days > max_days:
         raise invalid(f"日期范围过长 / range longer than {max_days} days", "query", "to")
-    lo = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
-    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
-    return first, last, lo, hi
+    return first, last, *local_day_bounds(first, last, tz)
 
 
 def invalid(message: str, *loc: str | int) -> HTTPException:

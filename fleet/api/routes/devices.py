@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
+from agent.contract import DEVICE_ID_RE
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, LiveState, Services, get_services
-from fleet.api.routes.common import RefId, RefQuery, Text, apply_patch, flush_or_409, require_writer
+from fleet.api.deps import API_PREFIX, DB, LiveState, Services, ServicesDep
+from fleet.api.routes.common import (
+    DeviceIdPath,
+    RefId,
+    RefQuery,
+    Text,
+    apply_patch,
+    flush_or_409,
+    require_writer,
+)
 from fleet.db.models import Classroom, Device, DeviceState
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 
-DeviceIdPath = Annotated[str, Path(max_length=64)]
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # agent.contract.DEVICE_ID_RE
-
 
 class DeviceIn(BaseModel):
-    id: str = Field(pattern=_ID_PATTERN, description="the agent's MQTT identity")
+    id: str = Field(pattern=DEVICE_ID_RE.pattern, description="the agent's MQTT identity")
     classroom_id: RefId
     address: str = Text(256, default="")
     enabled: bool = True
@@ -96,23 +102,41 @@ def _health(state: LiveState | None) -> DeviceHealthOut | None:
     )
 
 
+def _states(session: Session, services: Services, ids: list[str]) -> dict[str, LiveState]:
+    """The ingest's live state of each device, else the last one flushed to the table."""
+    states: dict[str, LiveState] = {}
+    if services.states is not None:
+        for device_id in ids:
+            live = services.states.get(device_id)
+            if live is not None:
+                states[device_id] = live
+    missing = [i for i in ids if i not in states]
+    if missing:
+        query = select(DeviceState).where(DeviceState.device_id.in_(missing))
+        states.update((row.device_id, row) for row in session.scalars(query))
+    return states
+
+
+def devices_out(session: Session, services: Services, devices: list[Device]) -> list[DeviceOut]:
+    states = _states(session, services, [d.id for d in devices])
+    return [
+        DeviceOut(
+            id=device.id,
+            classroom_id=device.classroom_id,
+            classroom=device.classroom.name,
+            school_id=device.classroom.school_id,
+            school=device.classroom.school.name,
+            address=device.address,
+            enabled=device.enabled,
+            note=device.note,
+            health=_health(states.get(device.id)),
+        )
+        for device in devices
+    ]
+
+
 def device_out(session: Session, services: Services, device: Device) -> DeviceOut:
-    live = services.states.get(device.id) if services.states is not None else None
-    state: LiveState | None = live if live is not None else session.get(DeviceState, device.id)
-    return DeviceOut(
-        id=device.id,
-        classroom_id=device.classroom_id,
-        classroom=device.classroom.name,
-        school_id=device.classroom.school_id,
-        school=device.classroom.school.name,
-        address=device.address,
-        enabled=device.enabled,
-        note=device.note,
-        health=_health(state),
-    )
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
+    return devices_out(session, services, [device])[0]
 
 
 @router.get("")
@@ -123,12 +147,18 @@ def list_devices(
     classroom_id: RefQuery = None,
     school_id: RefQuery = None,
 ) -> list[DeviceOut]:
-    query = select(Device).join(Classroom).where(scope.device()).order_by(Device.id)
+    query = (
+        select(Device)
+        .join(Classroom)
+        .where(scope.device())
+        .order_by(Device.id)
+        .options(joinedload(Device.classroom).joinedload(Classroom.school))
+    )
     if classroom_id is not None:
         query = query.where(Device.classroom_id == classroom_id)
     if school_id is not None:
         query = query.where(Classroom.school_id == school_id)
-    return [device_out(session, services, d) for d in session.scalars(query)]
+    return devices_out(session, services, list(session.scalars(query)))
 
 
 @router.get("/{device_id}")

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
 from fleet.api.routes.common import DateFrom, DateTo, IdPath, RefQuery, day_range
 from fleet.db.models import Classroom, Lesson, LessonMode, LessonReceiver
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/lessons", tags=["lessons"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 # Before any readiness source is wired (or for a lesson it does not know).
 _PENDING: dict[str, Any] = {
@@ -103,7 +102,12 @@ def list_lessons(
     query = (
         select(Lesson)
         .where(scope.lesson(), Lesson.starts_at >= lo, Lesson.starts_at < hi)
-        .options(selectinload(Lesson.receivers), selectinload(Lesson.main_classroom))
+        .options(
+            selectinload(Lesson.receivers)
+            .selectinload(LessonReceiver.classroom)
+            .selectinload(Classroom.school),
+            selectinload(Lesson.main_classroom).selectinload(Classroom.school),
+        )
         .order_by(Lesson.starts_at, Lesson.id)
     )
     if not include_cancelled:

@@ -11,12 +11,12 @@ from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, alert_service, get_services
+from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import DateFrom, IdPath, Text, invalid, zone_name
 from fleet.api.routes.matchers import (
     MatcherKey,
@@ -31,7 +31,6 @@ from fleet.db.models import DEFAULT_TZ, Holiday, MaintenanceWindow
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 # ASCII digits only: a regex \d also takes other scripts' digits, which int() accepts.
 LocalTime = Annotated[
     str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local HH:MM")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB
@@ -75,7 +75,8 @@ def _set_schools(session: Session, scope: Scope, pair: Pair, town: int, members:
 
 @router.get("")
 def list_pairs(session: DB, scope: CurrentScope) -> list[PairOut]:
-    return [_out(p) for p in session.scalars(select(Pair).where(scope.pair()).order_by(Pair.id))]
+    query = select(Pair).where(scope.pair()).order_by(Pair.id).options(selectinload(Pair.members))
+    return [_out(p) for p in session.scalars(query)]
 
 
 @router.get("/{pair_id}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from fleet.api.auth import CurrentScope, hash_password
 from fleet.api.deps import API_PREFIX, DB
@@ -106,7 +106,12 @@ def _validate(
 
 @router.get("")
 def list_people(session: DB, scope: CurrentScope) -> list[PersonOut]:
-    query = select(Person).where(scope.person()).order_by(Person.id)
+    query = (
+        select(Person)
+        .where(scope.person())
+        .order_by(Person.id)
+        .options(selectinload(Person.schools))
+    )
     return [_out(p) for p in session.scalars(query)]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy import Select, select
 
 from fleet.api.auth import CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.deps import API_PREFIX, DB, ServicesDep
 from fleet.api.routes.common import MAX_ID, DateFrom, DateTo, day_range
 from fleet.api.scope import Scope
 from fleet.db.models import Classroom, County, Pair, School
@@ -18,7 +18,6 @@ from fleet.reports import Level, ReportRow, build_report, report_csv
 __all__ = ["router"]
 
 router = APIRouter(prefix=f"{API_PREFIX}/reports", tags=["reports"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def _visible(session: DB, scope: Scope, level: Level) -> set[int]:
@@ -50,7 +49,8 @@ def report(
 
     Dates are local (Asia/Shanghai unless configured); ``id`` restricts to some units.
     """
-    first, last, _, _ = day_range(services.config.timezone, services.clock(), date_from, date_to)
+    now = services.clock()
+    first, last, _, _ = day_range(services.config.timezone, now, date_from, date_to)
     ids = _visible(session, scope, level)
     if unit_id:
         ids &= set(unit_id)
@@ -59,7 +59,7 @@ def report(
         level,
         first,
         last,
-        now=services.clock(),
+        now=now,
         unit_ids=ids,
         tz=services.config.timezone,
     )

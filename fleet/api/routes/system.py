@@ -15,19 +15,18 @@ import time
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from fleet.api.deps import Services, get_services
+from fleet.api.deps import ServicesDep
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["service"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 _CHUNK = os.urandom(64 * 1024)  # random: no proxy or link compression can flatter the result
 
 

@@ -6,14 +6,14 @@ from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from fleet.api.auth import CalendarScope, CurrentScope
-from fleet.api.deps import API_PREFIX, DB, Services, get_services
+from fleet.api.deps import API_PREFIX, DB, ServicesDep
 from fleet.api.routes.common import IdPath, invalid, require_writer
 from fleet.api.scope import Scope
 from fleet.db.models import Classroom, Lesson, LessonReceiver, Person
@@ -29,7 +29,6 @@ from fleet.timetable import (
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["timetable"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 _ICS = "text/calendar; charset=utf-8"
 
 
