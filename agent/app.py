@@ -9,11 +9,13 @@ watcher.  They meet only in the spool, which is thread-safe.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agent.commands import (
@@ -25,15 +27,24 @@ from agent.commands import (
     run_command,
 )
 from agent.config import AgentConfig
-from agent.contract import ContractError, EventType, Kind, envelope
+from agent.contract import ContractError, EventType, Kind, RefusalReason, envelope, utcnow
 from agent.hardware import Hardware, open_backend
 from agent.link import Link
+from agent.probes import build
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.runner import CheckOutcome, ProbeRunner
 from agent.spool import Spool
 from agent.watchdog import Notifier
 
-__all__ = ["Agent", "check_payload", "open_hardware", "probe_context"]
+__all__ = [
+    "Agent",
+    "check_payload",
+    "load_interval",
+    "open_hardware",
+    "probe_context",
+    "probe_runner",
+    "save_interval",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +52,58 @@ log = logging.getLogger(__name__)
 # broker (its cmd/result above all) before pulling the plug.
 _REBOOT_FLUSH_S = 10.0
 _SLICE_S = 0.2
+# What the set-interval command accepts (agent.commands checks its args the same way).
+_INTERVAL_RANGE = (1.0, 3600.0)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def open_hardware(config: AgentConfig, clock: Callable[[], datetime] = utcnow) -> Hardware:
+    hw = config.hardware
+    return open_backend(hw.backend, scenario=hw.scenario, clock=clock,
+                        extra_cameras=hw.cameras, extra_microphones=hw.microphones)
 
 
-def open_hardware(config: AgentConfig) -> Hardware:
-    return open_backend(config.hardware.backend, scenario=config.hardware.scenario)
-
-
-def probe_context(config: AgentConfig, hardware: Hardware) -> ProbeContext:
+def probe_context(config: AgentConfig, hardware: Hardware,
+                  clock: Callable[[], datetime] = utcnow) -> ProbeContext:
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
-                        bandwidth_url=config.network.bandwidth_url)
+                        bandwidth_url=config.network.bandwidth_url, clock=clock)
+
+
+def probe_runner(config: AgentConfig, hardware: Hardware,
+                 clock: Callable[[], datetime] = utcnow) -> ProbeRunner:
+    """The runner with the probes the config's ``[probes]`` table leaves on."""
+    return ProbeRunner(probe_context(config, hardware, clock), build(config.probes))
+
+
+def save_interval(path: Path, seconds: float) -> None:
+    """Write atomically: a crash leaves the old value or the new one, never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as fh:
+        fh.write(f"{seconds!r}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_interval(path: Path, default: float) -> float:
+    """The interval a set-interval command left, or ``default`` (none, or unreadable)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        log.warning("ignoring %s: %s; interval stays %.0f s", path, exc, default)
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    low, high = _INTERVAL_RANGE
+    if not low <= seconds <= high:  # NaN fails too
+        log.warning("ignoring %s: %r is not %g..%g seconds; interval stays %.0f s",
+                    path, text.strip(), low, high, default)
+        return default
+    return seconds
 
 
 def check_payload(outcome: CheckOutcome, request_id: str | None,
@@ -72,23 +121,25 @@ class Agent:
         hardware: Hardware | None = None,
         *,
         notifier: Notifier | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.device_id = config.device_id
-        self.hardware = hardware or open_hardware(config)
+        self.hardware = hardware or open_hardware(config, clock)
         self.clock = clock
         self.notifier = notifier or Notifier()
-        self.interval = config.agent.interval
         state = config.agent.state_dir
+        # A set-interval command outlives restarts; the config's value is the default.
+        self._interval_file = state / "interval"
+        self.interval = load_interval(self._interval_file, config.agent.interval)
         self.spool = Spool(state / "spool.sqlite", config.agent.spool_max_records,
                            config.agent.spool_max_bytes)
         self.nonces = NonceStore(state / "nonces.sqlite")
         self.verifier = CommandVerifier(config.device_id, config.commands, self.nonces, clock)
-        self.runner = ProbeRunner(probe_context(config, self.hardware))
+        self.runner = probe_runner(config, self.hardware, clock)
         self._commands: queue.Queue[bytes] = queue.Queue(maxsize=100)
         self.link = Link(config.device_id, config.mqtt, self.spool,
-                         on_command=self._receive_command, birth=self._birth)
+                         on_command=self._receive_command, birth=self._birth, clock=clock)
         self._stop = threading.Event()
         self._next_tick = 0.0
 
@@ -123,13 +174,13 @@ class Agent:
             log.info("agent %s stopped", self.device_id)
 
     # ------------------------------------------------------------------ producing
-    def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
-        def build(seq: int) -> dict[str, Any]:
-            env = envelope(self.device_id, seq, self.clock())
-            return {**env, **body, **env}  # envelope first to read, and it wins
+    def _wrap(self, seq: int, body: dict[str, Any]) -> dict[str, Any]:
+        env = envelope(self.device_id, seq, self.clock())
+        return {**env, **body, **env}  # envelope first to read, and it wins
 
+    def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
         try:
-            seq = self.spool.append(kind, build)
+            seq = self.spool.append(kind, lambda seq: self._wrap(seq, body))
         except ContractError as exc:  # over the contract's size limit: a bug, never sent
             log.error("not sending a %s message: %s", kind.value, exc)
             return None
@@ -156,14 +207,13 @@ class Agent:
             self.spool.report_drops(self._drop_event)
 
     def _drop_event(self, seq: int, dropped: int, total: int) -> dict[str, Any]:
-        return {
-            **envelope(self.device_id, seq, self.clock()),
+        return self._wrap(seq, {
             "type": EventType.SPOOL_DROPPED.value,
             "entity": "agent:spool",
             "detail": {"dropped": dropped, "dropped_total": total},
             "message_zh": f"离线缓存已满，丢弃了 {dropped} 条最旧的记录",
             "message_en": f"offline spool full: dropped the {dropped} oldest record(s)",
-        }
+        })
 
     def _on_hotplug(self, event: dict[str, Any]) -> None:
         try:
@@ -213,6 +263,11 @@ class Agent:
         elif command.name == "set-interval":
             self.interval = float(command.args["seconds"])
             self._next_tick = min(self._next_tick, time.monotonic() + self.interval)
+            try:
+                save_interval(self._interval_file, self.interval)
+            except OSError as exc:  # in force until a restart: the fleet must know
+                raise CommandError(RefusalReason.FAILED,
+                                   f"interval set, but not saved: {exc}") from None
         self._emit(Kind.CMD_RESULT, result)
         if command.name == "run-check":
             self._run_check(command.id, check_params(command.args), command.args.get("lesson_id"))

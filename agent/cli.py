@@ -13,14 +13,14 @@ import signal
 import socket
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, HardwareConfig, load_config
-from agent.contract import CheckVerdict
+from agent.contract import CheckVerdict, utcnow
 from agent.probes.base import CheckParams
 from agent.settings import ConfigError
 
@@ -83,16 +83,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from agent.app import check_payload, open_hardware, probe_context
-    from agent.probes.runner import ProbeRunner
+    from agent.app import check_payload, open_hardware, probe_runner
 
     cfg = _config(args, required=False)
-    outcome = ProbeRunner(probe_context(cfg, open_hardware(cfg))).check(CheckParams())
+    outcome = probe_runner(cfg, open_hardware(cfg)).check(CheckParams())
     payload = check_payload(outcome, None, None)
     if args.json:
         print(json.dumps({"device_id": cfg.device_id, **payload}, ensure_ascii=False, indent=2))
     else:
-        print(render_check(cfg.device_id, payload, datetime.now(UTC)))
+        print(render_check(cfg.device_id, payload, utcnow()))
     return _EXIT[outcome.verdict]
 
 

@@ -18,7 +18,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from agent.contract import (
     command_signing_bytes,
     parse_ts,
     unb64,
+    utcnow,
 )
 from agent.probes.base import CheckParams
 
@@ -158,7 +159,7 @@ class CommandVerifier:
         device_id: str,
         config: CommandsConfig,
         nonces: NonceStore,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.device_id = device_id
         self.config = config

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, ContractError, unb64
 from agent.contract import validate_device_id as _validate_device_id
+from agent.hardware import BACKENDS
+from agent.probes import PROBES
 from agent.settings import ConfigError, load_toml, section
 from agent.thresholds import Thresholds
 
@@ -70,6 +72,10 @@ class MqttConfig:
 class HardwareConfig:
     backend: str = "linux"  # "linux" or "simulated"
     scenario: Path | None = None  # simulated backend: the scenario file
+    # linux backend: devices udev cannot see, id -> spec.  Cameras: an RTSP URL, a /dev
+    # node or "lavfi:..."; microphones: an ALSA PCM such as PipeWire's "default".
+    cameras: dict[str, str] = field(default_factory=dict)
+    microphones: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class AgentConfig:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    probes: dict[str, bool] = field(default_factory=dict)  # probe name -> on/off
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -141,8 +148,8 @@ def _validate(cfg: AgentConfig) -> None:
     _require(bool(cfg.mqtt.prefix) and not cfg.mqtt.prefix.endswith("/")
              and not set("+#") & set(cfg.mqtt.prefix), "mqtt.prefix",
              f"{cfg.mqtt.prefix!r} must be a topic prefix without wildcards or trailing /")
-    _require(cfg.hardware.backend in ("linux", "simulated"), "hardware.backend",
-             f"{cfg.hardware.backend!r} is not 'linux' or 'simulated'")
+    _require(cfg.hardware.backend in BACKENDS, "hardware.backend",
+             f"{cfg.hardware.backend!r} is not one of {', '.join(BACKENDS)}")
     _require(cfg.agent.interval >= 1, "agent.interval", "must be at least 1 second")
     _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
     _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
@@ -160,6 +167,13 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
     for name, host in cfg.network.targets.items():
         _require(bool(host.strip()), f"network.targets.{name}", "is empty")
+    for name in cfg.probes:
+        _require(name in PROBES, f"probes.{name}",
+                 f"no such probe (known: {', '.join(PROBES)})")
+    for kind, devices in (("cameras", cfg.hardware.cameras),
+                          ("microphones", cfg.hardware.microphones)):
+        for dev_id, spec in devices.items():
+            _require(bool(spec.strip()), f"hardware.{kind}.{dev_id}", "is empty")
 
 
 def parse_config(data: dict[str, Any]) -> AgentConfig:

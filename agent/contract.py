@@ -50,6 +50,7 @@ __all__ = [
     "subscription",
     "topic",
     "unb64",
+    "utcnow",
     "validate_device_id",
 ]
 
@@ -179,12 +180,17 @@ def parse_ts(text: str) -> datetime:
     return when
 
 
+def utcnow() -> datetime:
+    """The default clock of every time-based agent component: now, timezone-aware, UTC."""
+    return datetime.now(UTC)
+
+
 def envelope(device_id: str, seq: int | None, when: datetime | None = None) -> dict[str, Any]:
     """The fields every payload starts with."""
     env: dict[str, Any] = {
         "schema": SCHEMA,
         "device_id": device_id,
-        "ts": format_ts(when or datetime.now(UTC)),
+        "ts": format_ts(when or utcnow()),
     }
     if seq is not None:
         env["seq"] = seq

@@ -19,6 +19,7 @@ import random
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -29,7 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent import __version__
 from agent.config import MqttConfig
-from agent.contract import Kind, encode, envelope, topic
+from agent.contract import Kind, encode, envelope, topic, utcnow
 from agent.spool import Spool
 
 __all__ = ["AUTH_REFUSALS", "Backoff", "Link"]
@@ -71,6 +72,7 @@ class Link:
         on_command: Callable[[bytes], None],
         birth: Callable[[], dict[str, Any]] = dict,
         rng: random.Random | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.device_id = device_id
         self.config = config
@@ -78,6 +80,7 @@ class Link:
         self._on_command = on_command
         self._birth = birth
         self._rng = rng or random.Random()
+        self._clock = clock
         self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s, self._rng)
         self._status_topic = topic(config.prefix, device_id, Kind.STATUS)
         self._cmd_topic = topic(config.prefix, device_id, Kind.CMD)
@@ -161,7 +164,7 @@ class Link:
 
     # ------------------------------------------------------------------ the thread
     def _status(self, state: str, **extra: Any) -> bytes:
-        payload = envelope(self.device_id, self.spool.last_seq)
+        payload = envelope(self.device_id, self.spool.last_seq, self._clock())
         payload.update(state=state, agent_version=__version__, session=self.session, **extra)
         return encode(payload)
 

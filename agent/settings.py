@@ -7,6 +7,7 @@ typo in ``/etc/syncclass/*.toml`` stops start-up with the key's full name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tomllib
 import types
@@ -44,14 +45,11 @@ def _check(value: Any, hint: Any, key: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):
                 return _check(value, option, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
         raise ConfigError(key, f"expected {hint}, got {value!r}")
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(value, Mapping):

@@ -146,17 +146,21 @@ class Spool:
         """Inside a transaction: delete the oldest records until the bounds hold."""
         if self._count <= self.max_records and self._bytes <= self.max_bytes:
             return
+        # Oldest first, read only as far as needed (usually one row), never the newest:
+        # the record just written.
         rows = self._db.execute(
-            "SELECT id, LENGTH(payload) FROM records ORDER BY id LIMIT ?", (self._count,)
-        ).fetchall()
-        gone = 0
-        for row_id, length in rows[:-1]:  # never the newest (the record just written)
+            "SELECT id, LENGTH(payload) FROM records "
+            "WHERE id < (SELECT MAX(id) FROM records) ORDER BY id")
+        doomed: list[tuple[int]] = []
+        for row_id, length in rows:
             if self._count <= self.max_records and self._bytes <= self.max_bytes:
                 break
-            self._db.execute("DELETE FROM records WHERE id = ?", (row_id,))
+            doomed.append((row_id,))
             self._count -= 1
             self._bytes -= length
-            gone += 1
+        rows.close()
+        self._db.executemany("DELETE FROM records WHERE id = ?", doomed)
+        gone = len(doomed)
         for key in ("dropped_total", "dropped_unreported"):
             self._set_meta(key, self._meta(key) + gone)
         log.warning("spool full: dropped the %d oldest record(s)", gone)

@@ -44,9 +44,6 @@ class Notifier:
     def stopping(self) -> None:
         self.notify("STOPPING=1")
 
-    def status(self, text: str) -> None:
-        self.notify(f"STATUS={text}")
-
     def ping(self) -> None:
         """Tell the watchdog we are alive, at most every ``ping_interval`` seconds."""
         if self.ping_interval is None:

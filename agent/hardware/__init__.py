@@ -7,9 +7,10 @@ only when it is chosen.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from agent.contract import utcnow
 from agent.hardware.base import Hardware, HardwareError
 from agent.hardware.scenario import Fault, Scenario, load_scenario
 from agent.hardware.simulated import SimulatedHardware
@@ -27,16 +28,12 @@ __all__ = [
 BACKENDS = ("linux", "simulated")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def open_backend(
     kind: str,
     *,
     scenario: Path | None = None,
     sysfs_root: Path = Path("/sys"),
-    clock: Callable[[], datetime] = _now,
+    clock: Callable[[], datetime] = utcnow,
     extra_cameras: Mapping[str, str] | None = None,
     extra_microphones: Mapping[str, str] | None = None,
 ) -> Hardware:

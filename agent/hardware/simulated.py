@@ -12,9 +12,10 @@ import math
 import threading
 from array import array
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from agent.contract import utcnow
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
@@ -40,10 +41,6 @@ _RATE = 8000  # enough for level and clipping; keeps a simulated second small
 _SIM_PINGS = 100
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class SimulatedHardware(Hardware):
     kind: ClassVar[str] = "simulated"
 
@@ -51,7 +48,7 @@ class SimulatedHardware(Hardware):
         self,
         scenario: Scenario | None = None,
         *,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utcnow,
         poll_s: float = 0.5,
     ) -> None:
         self.scenario = scenario or default_scenario()

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict, format_ts
 from agent.hardware.base import HardwareError
-from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, grade, mark
+from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, graded, mark
 
 __all__ = ["BandwidthProbe"]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class BandwidthProbe(Probe):
@@ -31,12 +26,10 @@ class BandwidthProbe(Probe):
         nbytes: int = 16 * 1024 * 1024,
         seconds: float = 3.0,
         *,
-        clock: Callable[[], datetime] = _now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.nbytes = nbytes  # upper bound; a test also stops after ``seconds``
         self.seconds = seconds
-        self._clock = clock
         self._monotonic = monotonic
         self._last: dict[str, Any] = {"up_mbps": None, "down_mbps": None, "measured_at": None}
         self._counters: tuple[float, int, int] | None = None
@@ -83,15 +76,15 @@ class BandwidthProbe(Probe):
                     f"bandwidth:{direction}"))
                 continue
             result[f"{direction}_mbps"] = round(mbps, 2)
-            level = grade(mbps, need * th.headroom, need, low_is_bad=True)
-            if level is not CheckVerdict.PASS:
-                findings.append(Finding(
-                    level, f"bandwidth_{direction}_low",
-                    f"{zh_dir}带宽不足：{mbps:.1f} Mbit/s，本节课需要 {need:g} Mbit/s"
-                    "（检查校园网出口占用，暂停其他下载/更新）",
-                    f"{direction}link too slow: {mbps:.1f} Mbit/s, this lesson needs {need:g} "
-                    "(check the school uplink, pause other downloads/updates)",
-                    f"bandwidth:{direction}", round(mbps, 2),
-                    need if level is CheckVerdict.FAIL else need * th.headroom))
-        self._last = {**result, "measured_at": format_ts(self._clock())}
+            slow = graded(
+                round(mbps, 2), need * th.headroom, need, f"bandwidth_{direction}_low",
+                f"bandwidth:{direction}",
+                (f"{zh_dir}带宽不足：{mbps:.1f} Mbit/s，本节课需要 {need:g} Mbit/s"
+                 "（检查校园网出口占用，暂停其他下载/更新）",
+                 f"{direction}link too slow: {mbps:.1f} Mbit/s, this lesson needs {need:g} "
+                 "(check the school uplink, pause other downloads/updates)"),
+                low_is_bad=True)
+            if slow is not None:
+                findings.append(slow)
+        self._last = {**result, "measured_at": format_ts(ctx.clock())}
         return ProbeReport(mark({**self._last, **self._passive(ctx)}, findings), findings)

@@ -9,10 +9,12 @@ serialise (Telegraf's accumulator rule), and one failing probe never fails the o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from agent.contract import CheckVerdict
+from agent.contract import CheckVerdict, utcnow
 
 if TYPE_CHECKING:
     from agent.hardware.base import Hardware
@@ -25,6 +27,7 @@ __all__ = [
     "ProbeContext",
     "ProbeReport",
     "grade",
+    "graded",
     "mark",
 ]
 
@@ -77,6 +80,7 @@ class ProbeContext:
     thresholds: Thresholds
     targets: dict[str, str]  # name -> host or URL, from config
     bandwidth_url: str | None = None
+    clock: Callable[[], datetime] = utcnow  # for times probes report (``measured_at``)
 
 
 @dataclass
@@ -105,6 +109,23 @@ def grade(value: float, warn: float, fail: float, *, low_is_bad: bool = False) -
     if value > warn:
         return CheckVerdict.WARN
     return CheckVerdict.PASS
+
+
+def graded(
+    value: float, warn: float, fail: float, reason: str, entity: str,
+    texts: tuple[str, str], *, low_is_bad: bool = False,
+) -> Finding | None:
+    """A finding when ``value`` crosses ``warn`` or ``fail``; None when it passes.
+
+    ``texts`` are the Chinese and English messages; ``{threshold}`` in them becomes the
+    level crossed (replaced, not formatted: a device name may hold braces).
+    """
+    level = grade(value, warn, fail, low_is_bad=low_is_bad)
+    if level is CheckVerdict.PASS:
+        return None
+    threshold = fail if level is CheckVerdict.FAIL else warn
+    zh, en = (t.replace("{threshold}", str(threshold)) for t in texts)
+    return Finding(level, reason, zh, en, entity, value, threshold)
 
 
 def mark(item: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict
-from agent.hardware.base import Frame, HardwareError
+from agent.hardware.base import Frame, HardwareError, VideoDevice
 from agent.probes.base import Finding, ProbeContext
 from agent.probes.devices import PresenceProbe
 
@@ -45,35 +45,21 @@ def analyse_frames(frames: list[Frame], black_pixel_luma: float) -> FrameStats:
     )
 
 
-class CameraProbe(PresenceProbe):
+class CameraProbe(PresenceProbe[VideoDevice]):
     name: ClassVar[str] = "cameras"
     role: ClassVar[str] = "camera"
     minimum: ClassVar[str] = "min_cameras"
 
-    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
-        return {c.id: c.to_json() for c in ctx.hardware.cameras()}
+    def present(self, ctx: ProbeContext) -> list[VideoDevice]:
+        return ctx.hardware.cameras()
 
-    def inspect(self, ctx: ProbeContext, detail: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                          list[Finding]]:
-        cams = {c.id: c for c in ctx.hardware.cameras()}
-        entity, label = f"camera:{detail['id']}", detail.get("name") or detail["id"]
+    def inspect(self, ctx: ProbeContext, device: VideoDevice, label: str,
+                entity: str) -> tuple[dict[str, Any], list[Finding]]:
         th = ctx.thresholds
         try:
-            camera = cams[detail["id"]]
-            stats = analyse_frames(ctx.hardware.capture_frames(camera, 2), th.black_pixel_luma)
-        except (KeyError, HardwareError) as exc:
-            why = exc.message if isinstance(exc, HardwareError) else "gone during the check"
-            if isinstance(exc, HardwareError) and exc.reason == "camera_busy":
-                return {"busy": True}, [Finding(
-                    CheckVerdict.WARN, "camera_busy",
-                    f"{label}：摄像头正被课堂软件使用，无法抽帧检查画面（设备在线）",
-                    f"{label}: camera in use by the classroom software; picture not checked "
-                    f"(device is present)", entity)]
-            return {}, [Finding(
-                CheckVerdict.FAIL, "camera_capture_failed",
-                f"{label}：无法采集画面（设备被其他软件占用或故障，重新插拔后再试）：{why}",
-                f"{label}: cannot capture a picture (in use by other software or faulty; "
-                f"re-plug and retry): {why}", entity)]
+            stats = analyse_frames(ctx.hardware.capture_frames(device, 2), th.black_pixel_luma)
+        except HardwareError as exc:
+            return self.unusable(exc, label, entity)
         extra = {"mean_luma": round(stats.mean_luma, 4), "black_ratio": round(stats.black_ratio, 4),
                  "difference": None if stats.difference is None else round(stats.difference, 5)}
         findings = []

@@ -9,12 +9,23 @@ follow the port), and the old one is forgotten when the agent restarts.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from agent.contract import CheckVerdict
+from agent.hardware.base import HardwareError
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, mark
 
-__all__ = ["MISSING", "PresenceProbe"]
+__all__ = ["MISSING", "UNUSABLE", "PresenceProbe"]
+
+
+class _Device(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+D = TypeVar("D", bound=_Device)
 
 #: role -> (reason, Chinese, English) for a device that is not there.
 MISSING: Final[dict[str, tuple[str, str, str]]] = {
@@ -40,8 +51,25 @@ MISSING: Final[dict[str, tuple[str, str, str]]] = {
     ),
 }
 
+#: role -> (Chinese, English) for a device in use by other software (a warning: it is
+#: there, only not checked) and for one that cannot be read at all (a failure).
+UNUSABLE: Final[dict[str, tuple[tuple[str, str], tuple[str, str]]]] = {
+    "camera": (
+        ("摄像头正被课堂软件使用，无法抽帧检查画面（设备在线）",
+         "camera in use by the classroom software; picture not checked (device is present)"),
+        ("无法采集画面（设备被其他软件占用或故障，重新插拔后再试）",
+         "cannot capture a picture (in use by other software or faulty; re-plug and retry)"),
+    ),
+    "microphone": (
+        ("麦克风正被课堂软件使用，无法录音检查（设备在线）",
+         "microphone in use by the classroom software; level not checked (device is present)"),
+        ("无法录音（声卡被占用或故障，重新插拔后再试）",
+         "cannot record (sound card busy or faulty; re-plug and retry)"),
+    ),
+}
 
-class PresenceProbe(Probe):
+
+class PresenceProbe(Probe, Generic[D]):
     role: ClassVar[str]  # a key of MISSING
     minimum: ClassVar[str]  # the Thresholds field with the expected count
 
@@ -49,13 +77,28 @@ class PresenceProbe(Probe):
         self._known: dict[str, dict[str, Any]] = {}
 
     @abstractmethod
-    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
-        """Devices there now: id -> JSON detail (with ``id`` and ``name``)."""
+    def present(self, ctx: ProbeContext) -> list[D]:
+        """Devices there now."""
 
-    def inspect(self, ctx: ProbeContext, detail: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                          list[Finding]]:
+    def describe(self, device: D) -> dict[str, Any]:
+        """A device's JSON detail (with ``id`` and ``name``)."""
+        return device.to_json()
+
+    def inspect(self, ctx: ProbeContext, device: D, label: str,
+                entity: str) -> tuple[dict[str, Any], list[Finding]]:
         """A check's deeper look at one present device: extra fields and findings."""
         return {}, []
+
+    def unusable(self, error: HardwareError | str, label: str,
+                 entity: str) -> tuple[dict[str, Any], list[Finding]]:
+        """``inspect``'s answer when the device could not be read (``error``: why)."""
+        busy, failed = UNUSABLE[self.role]
+        if isinstance(error, HardwareError) and error.reason == f"{self.role}_busy":
+            return {"busy": True}, [Finding(CheckVerdict.WARN, error.reason, f"{label}：{busy[0]}",
+                                            f"{label}: {busy[1]}", entity)]
+        why = error.message if isinstance(error, HardwareError) else error
+        return {}, [Finding(CheckVerdict.FAIL, f"{self.role}_capture_failed",
+                            f"{label}：{failed[0]}：{why}", f"{label}: {failed[1]}: {why}", entity)]
 
     def collect(self, ctx: ProbeContext) -> ProbeReport:
         return self._survey(ctx, deep=False)
@@ -70,12 +113,16 @@ class PresenceProbe(Probe):
                        entity, value, threshold)
 
     def _survey(self, ctx: ProbeContext, *, deep: bool) -> ProbeReport:
-        now = self.present(ctx)
+        there = self.present(ctx)
+        now = {device.id: self.describe(device) for device in there}
         self._known = {**self._known, **now}  # replaced whole: collect and check may overlap
         devices: list[dict[str, Any]] = []
         findings: list[Finding] = []
-        for detail in now.values():
-            extra, found = self.inspect(ctx, detail) if deep else ({}, [])
+        for device in there:
+            detail = now[device.id]
+            label = detail.get("name") or device.id
+            extra, found = (self.inspect(ctx, device, label, f"{self.role}:{device.id}")
+                            if deep else ({}, []))
             devices.append(mark({**detail, **extra, "present": True}, found))
             findings += found
         for dev_id, detail in self._known.items():

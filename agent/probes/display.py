@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from agent.hardware.base import Display
 from agent.probes.base import ProbeContext
 from agent.probes.devices import PresenceProbe
 
 __all__ = ["DisplayProbe"]
 
 
-class DisplayProbe(PresenceProbe):
+class DisplayProbe(PresenceProbe[Display]):
     name: ClassVar[str] = "displays"
     role: ClassVar[str] = "display"
     minimum: ClassVar[str] = "min_displays"
 
-    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
-        return {
-            d.id: {**d.to_json(), "name": d.monitor or d.id}
-            for d in ctx.hardware.displays()
-            if d.connected
-        }
+    def present(self, ctx: ProbeContext) -> list[Display]:
+        return [d for d in ctx.hardware.displays() if d.connected]
+
+    def describe(self, device: Display) -> dict[str, Any]:
+        return {**device.to_json(), "name": device.monitor or device.id}

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict
-from agent.hardware.base import AudioClip, HardwareError
-from agent.probes.base import Finding, ProbeContext, grade
+from agent.hardware.base import AudioClip, AudioDevice, HardwareError
+from agent.probes.base import Finding, ProbeContext, graded
 from agent.probes.devices import PresenceProbe
 
 __all__ = ["AudioStats", "MicrophoneProbe", "analyse_audio"]
@@ -52,7 +52,7 @@ def analyse_audio(clip: AudioClip) -> AudioStats:
     return AudioStats(_dbfs(rms), _dbfs(peak), clipped / len(samples))
 
 
-class MicrophoneProbe(PresenceProbe):
+class MicrophoneProbe(PresenceProbe[AudioDevice]):
     name: ClassVar[str] = "microphones"
     role: ClassVar[str] = "microphone"
     minimum: ClassVar[str] = "min_microphones"
@@ -61,29 +61,18 @@ class MicrophoneProbe(PresenceProbe):
         super().__init__()
         self.seconds = seconds
 
-    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
-        return {m.id: m.to_json() for m in ctx.hardware.microphones()}
+    def present(self, ctx: ProbeContext) -> list[AudioDevice]:
+        return ctx.hardware.microphones()
 
-    def inspect(self, ctx: ProbeContext, detail: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                          list[Finding]]:
-        mics = {m.id: m for m in ctx.hardware.microphones()}
-        entity, label = f"microphone:{detail['id']}", detail.get("name") or detail["id"]
+    def inspect(self, ctx: ProbeContext, device: AudioDevice, label: str,
+                entity: str) -> tuple[dict[str, Any], list[Finding]]:
         th = ctx.thresholds
         try:
-            stats = analyse_audio(ctx.hardware.record(mics[detail["id"]], self.seconds))
-        except (KeyError, HardwareError, ValueError) as exc:
-            why = exc.message if isinstance(exc, HardwareError) else "no sound recorded"
-            if isinstance(exc, HardwareError) and exc.reason == "microphone_busy":
-                return {"busy": True}, [Finding(
-                    CheckVerdict.WARN, "microphone_busy",
-                    f"{label}：麦克风正被课堂软件使用，无法录音检查（设备在线）",
-                    f"{label}: microphone in use by the classroom software; level not checked "
-                    f"(device is present)", entity)]
-            return {}, [Finding(
-                CheckVerdict.FAIL, "microphone_capture_failed",
-                f"{label}：无法录音（声卡被占用或故障，重新插拔后再试）：{why}",
-                f"{label}: cannot record (sound card busy or faulty; re-plug and retry): {why}",
-                entity)]
+            stats = analyse_audio(ctx.hardware.record(device, self.seconds))
+        except HardwareError as exc:
+            return self.unusable(exc, label, entity)
+        except ValueError:
+            return self.unusable("no sound recorded", label, entity)
         findings = []
         if stats.silent:
             findings.append(Finding(
@@ -97,12 +86,11 @@ class MicrophoneProbe(PresenceProbe):
                 f"{label}：麦克风音量过低（{stats.rms_dbfs:.0f} dBFS；检查增益或麦克风位置）",
                 f"{label}: microphone level very low ({stats.rms_dbfs:.0f} dBFS; check gain "
                 f"or placement)", entity, round(stats.rms_dbfs, 1), th.quiet_dbfs))
-        clip = grade(stats.clipped_fraction, th.clip_warn_fraction, th.clip_fail_fraction)
-        if clip is not CheckVerdict.PASS:
-            findings.append(Finding(
-                clip, "microphone_clipping",
-                f"{label}：麦克风削波失真（输入增益过高，调低增益）",
-                f"{label}: microphone is clipping (input gain too high; turn it down)",
-                entity, round(stats.clipped_fraction, 5),
-                th.clip_fail_fraction if clip is CheckVerdict.FAIL else th.clip_warn_fraction))
+        clipping = graded(
+            round(stats.clipped_fraction, 5), th.clip_warn_fraction, th.clip_fail_fraction,
+            "microphone_clipping", entity,
+            (f"{label}：麦克风削波失真（输入增益过高，调低增益）",
+             f"{label}: microphone is clipping (input gain too high; turn it down)"))
+        if clipping is not None:
+            findings.append(clipping)
         return stats.to_json(), findings

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError
 from agent.hardware.targets import is_address, parse_target, ping_spec
-from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, grade, mark
+from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, graded, mark
 from agent.thresholds import Thresholds
 
 __all__ = ["NetworkProbe"]
@@ -61,14 +61,12 @@ class NetworkProbe(Probe):
                 dns_times.append(dns_ms)
         dns_ms = max(dns_times) if dns_times else None
         th = ctx.thresholds
-        if dns_ms is not None:
-            level = grade(dns_ms, th.dns_warn_ms, th.dns_fail_ms)
-            if level is not CheckVerdict.PASS:
-                findings.append(Finding(
-                    level, "dns_slow", f"域名解析缓慢：{dns_ms:.0f} ms（检查 DNS 服务器设置）",
-                    f"name resolution slow: {dns_ms:.0f} ms (check the DNS server setting)",
-                    "network", round(dns_ms, 1),
-                    th.dns_fail_ms if level is CheckVerdict.FAIL else th.dns_warn_ms))
+        slow = None if dns_ms is None else graded(
+            round(dns_ms, 1), th.dns_warn_ms, th.dns_fail_ms, "dns_slow", "network",
+            (f"域名解析缓慢：{dns_ms:.0f} ms（检查 DNS 服务器设置）",
+             f"name resolution slow: {dns_ms:.0f} ms (check the DNS server setting)"))
+        if slow is not None:
+            findings.append(slow)
         section = {"targets": results, "dns_ms": None if dns_ms is None else round(dns_ms, 2)}
         return ProbeReport(mark(section, findings), findings)
 
@@ -109,12 +107,10 @@ def _grade_link(item: dict[str, Any], name: str, entity: str, th: Thresholds) ->
         value = item[key]
         if value is None:
             continue
-        warn, fail = float(getattr(th, warn_field)), float(getattr(th, fail_field))
-        level = grade(value, warn, fail)
-        if level is not CheckVerdict.PASS:
-            threshold = fail if level is CheckVerdict.FAIL else warn
-            findings.append(Finding(
-                level, reason, f"{name}：{zh} {value}（阈值 {threshold}）{_ADVICE[0]}",
-                f"{name}: {en} {value} (limit {threshold}){_ADVICE[1]}",
-                entity, value, threshold))
+        found = graded(value, float(getattr(th, warn_field)), float(getattr(th, fail_field)),
+                       reason, entity,
+                       (f"{name}：{zh} {value}（阈值 {{threshold}}）{_ADVICE[0]}",
+                        f"{name}: {en} {value} (limit {{threshold}}){_ADVICE[1]}"))
+        if found is not None:
+            findings.append(found)
     return findings

@@ -3,7 +3,7 @@
 ``collect`` fills the periodic telemetry; ``check`` runs a pre-class check.  A probe that
 raises yields ``{"ok": false, "reason": "probe_error", "message": ...}`` for its section
 (and a failing finding in a check) and never stops the others, as node_exporter's scrape
-survives a broken collector.  Each probe's duration is recorded.  A check (seconds of
+survives a broken collector.  A check (seconds of
 capture and throughput) may run while telemetry is collected: each kind of call is
 serialised with itself, and the probes' state between runs (known devices, counters) is
 only ever replaced whole, never half-updated.
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 class Collection:
     sections: dict[str, Any]
     events: list[dict[str, Any]]  # contract "event" bodies: type, entity, detail, messages
-    durations: dict[str, float] = field(default_factory=dict)  # seconds per probe
 
 
 @dataclass
@@ -40,7 +38,6 @@ class CheckOutcome:
     verdict: CheckVerdict
     probes: dict[str, Any]
     findings: list[Finding]
-    durations: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``verdict``, ``probes`` and ``findings`` fields of a contract ``check``."""
@@ -66,20 +63,19 @@ class ProbeRunner:
 
     def collect(self) -> Collection:
         with self._collect_lock:
-            sections, durations, events = {}, {}, []
+            sections, events = {}, []
             for name, probe in self.probes.items():
-                report, error, durations[name] = self._run(name, partial(probe.collect, self.ctx))
+                report, error = self._run(name, partial(probe.collect, self.ctx))
                 sections[name] = report.section
                 events += self._probe_transition(name, error)
             events += self._target_transitions(sections.get("network"))
-            return Collection(sections, events, durations)
+            return Collection(sections, events)
 
     def check(self, params: CheckParams) -> CheckOutcome:
         with self._check_lock:
-            sections, durations, findings = {}, {}, []
+            sections, findings = {}, []
             for name, probe in self.probes.items():
-                report, error, durations[name] = self._run(
-                    name, partial(probe.check, self.ctx, params))
+                report, error = self._run(name, partial(probe.check, self.ctx, params))
                 sections[name] = report.section
                 findings += report.findings
                 if error is not None:
@@ -88,12 +84,9 @@ class ProbeRunner:
                         f"检测项 {name} 运行出错（请把此信息转给运维）：{error}",
                         f"probe {name} failed (pass this on to support): {error}",
                         f"probe:{name}"))
-            return CheckOutcome(_worst(findings), sections, findings, durations)
+            return CheckOutcome(_worst(findings), sections, findings)
 
-    def _run(
-        self, name: str, call: Callable[[], ProbeReport]
-    ) -> tuple[ProbeReport, str | None, float]:
-        started = time.perf_counter()
+    def _run(self, name: str, call: Callable[[], ProbeReport]) -> tuple[ProbeReport, str | None]:
         try:
             report = call()
             error = None
@@ -101,7 +94,7 @@ class ProbeRunner:
             log.exception("probe %s failed", name)
             error = f"{type(exc).__name__}: {exc}"
             report = ProbeReport({"ok": False, "reason": "probe_error", "message": error})
-        return report, error, round(time.perf_counter() - started, 4)
+        return report, error
 
     def _probe_transition(self, name: str, error: str | None) -> list[dict[str, Any]]:
         if error is not None and name not in self._broken:

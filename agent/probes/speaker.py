@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from agent.hardware.base import AudioDevice
 from agent.probes.base import ProbeContext
 from agent.probes.devices import PresenceProbe
 
 __all__ = ["SpeakerProbe"]
 
 
-class SpeakerProbe(PresenceProbe):
+class SpeakerProbe(PresenceProbe[AudioDevice]):
     name: ClassVar[str] = "speakers"
     role: ClassVar[str] = "speaker"
     minimum: ClassVar[str] = "min_speakers"
 
-    def present(self, ctx: ProbeContext) -> dict[str, dict[str, Any]]:
-        return {s.id: s.to_json() for s in ctx.hardware.speakers()}
+    def present(self, ctx: ProbeContext) -> list[AudioDevice]:
+        return ctx.hardware.speakers()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict, format_ts
-from agent.probes.base import Finding, Probe, ProbeContext, ProbeReport, grade, mark
+from agent.probes.base import Finding, Probe, ProbeContext, ProbeReport, graded, mark
 
 __all__ = ["SystemProbe"]
 
@@ -44,11 +44,10 @@ class SystemProbe(Probe):
                 continue
             warn = float(getattr(th, warn_field))
             fail = float(getattr(th, fail_field)) if fail_field else float("inf")
-            level = grade(value, warn, fail)
-            if level is not CheckVerdict.PASS:
-                threshold = fail if level is CheckVerdict.FAIL else warn
-                findings.append(Finding(level, reason, f"{zh}：{value}", f"{en}: {value}",
-                                        "system", value, threshold))
+            found = graded(value, warn, fail, reason, "system",
+                           (f"{zh}：{value}", f"{en}: {value}"))
+            if found is not None:
+                findings.append(found)
         if stats.clock_synced is False:
             findings.append(Finding(
                 CheckVerdict.WARN, "clock_unsynced",

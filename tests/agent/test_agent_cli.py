@@ -13,6 +13,10 @@ from agent.cli import main
 from agent.watchdog import Notifier
 from fleet.broker import Mosquitto
 from tests.agent.agentkit import make_config, running_agent
+from tests.agent.fixtures.speedtest import SpeedTest, speedtest
+from tests.waiting import wait_until
+
+__all__ = ["speedtest"]  # fixture used here
 
 UNPLUGGED = """
 name = "room-301"
@@ -31,12 +35,27 @@ device = "cam0"
 """
 
 
-def test_check_json_exit_code_follows_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["check", "--simulate", "--json"])
+def test_check_without_a_bandwidth_url_warns_with_exit_code_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('device_id = "room-1"\n')
+    code = main(["check", "--config", str(config), "--simulate", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == {"pass": 0, "warn": 1, "fail": 2}[report["verdict"]]
+    assert (report["verdict"], code) == ("warn", 1)
+    assert [(f["level"], f["reason"]) for f in report["findings"]] == [
+        ("warn", "bandwidth_untested")]
     assert {"system", "cameras", "network"} <= set(report["probes"])
     assert report["request_id"] is None
+
+
+def test_check_of_a_healthy_classroom_passes_with_exit_code_0(
+        tmp_path: Path, speedtest: SpeedTest, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'device_id = "room-1"\n[network]\nbandwidth_url = "{speedtest.url}"\n')
+    code = main(["check", "--config", str(config), "--simulate", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert (report["verdict"], code, report["findings"]) == ("pass", 0, [])
+    assert report["probes"]["bandwidth"]["down_mbps"] > 0
 
 
 def test_check_text_names_the_missing_camera_in_both_languages(
@@ -67,11 +86,25 @@ def _notify_socket(tmp_path: Path) -> socket.socket:
     return sock
 
 
-def test_notifier_is_silent_without_systemd() -> None:
-    notifier = Notifier(environ={})
-    assert not notifier.enabled and notifier.ping_interval is None
-    notifier.ready()
-    notifier.ping()
+def test_notifier_is_silent_without_systemd(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = _notify_socket(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000")
+    under_systemd = Notifier()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    by_hand = Notifier()
+    assert under_systemd.enabled and not by_hand.enabled
+    by_hand.ready("up")
+    by_hand.ping()
+    by_hand.stopping()
+    under_systemd.ready("up")
+    # Datagrams arrive in order: had the silent one sent anything, it would come first.
+    assert sock.recv(1024) == b"READY=1\nSTATUS=up"
+    sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        sock.recv(1024)
+    sock.close()
 
 
 def test_agent_tells_systemd_ready_and_pings_the_watchdog(broker: Mosquitto,
@@ -95,10 +128,8 @@ def test_agent_tells_systemd_ready_and_pings_the_watchdog(broker: Mosquitto,
     listener = threading.Thread(target=listen)
     listener.start()
     with running_agent(make_config(tmp_path, broker.url), notifier=notifier):
-        for _ in range(200):
-            if received.count("WATCHDOG=1") >= 2:
-                break
-            done.wait(0.05)
+        assert wait_until(lambda: received.count("WATCHDOG=1") >= 2, 10), \
+            f"fewer than two watchdog pings: {received}"
     listener.join(10)
     sock.close()
     assert received[0] == "READY=1"

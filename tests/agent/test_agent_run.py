@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.contract import EventType, Kind, decode, parse_topic
+from agent.contract import EventType, Kind, decode, format_ts, parse_topic
 from agent.hardware import Fault, SimulatedHardware
+from agent.probes.base import CheckParams
 from agent.spool import Spool
 from fleet.broker import Mosquitto
 from tests.agent.agentkit import PREFIX, Subscriber, make_config, running_agent
@@ -83,3 +85,20 @@ def test_spool_drops_are_counted_and_reported(broker: Mosquitto, tmp_path: Path)
 
 def _raw(payload: dict[str, object]) -> bytes:
     return json.dumps(payload).encode()
+
+
+def test_the_injected_clock_stamps_everything(broker: Mosquitto, tmp_path: Path) -> None:
+    when = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
+    cfg = make_config(tmp_path, broker.url, agent={"interval": 3600})
+    sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/#"])
+    with running_agent(cfg, clock=lambda: when) as agent:
+        (_, birth, _), = sub.wait_for(_is(Kind.STATUS, state="online"))
+        (_, telemetry, _), = sub.wait_for(_is(Kind.TELEMETRY))
+        check = agent.runner.check(CheckParams(bandwidth_url="http://fleet.example/bw"))
+        assert isinstance(agent.hardware, SimulatedHardware)
+        assert agent.hardware.elapsed() == 0, "the hardware runs on the agent's clock"
+    (_, offline, _), = sub.wait_for(_is(Kind.STATUS, state="offline"))
+    stamp = format_ts(when)
+    assert [birth["ts"], telemetry["ts"], offline["ts"]] == [stamp] * 3
+    assert check.probes["bandwidth"]["measured_at"] == stamp
+    sub.close()

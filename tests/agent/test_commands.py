@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.app import load_interval, save_interval
 from agent.commands import CommandError, CommandVerifier, NonceStore
 from agent.config import CommandsConfig
 from agent.contract import Kind, RefusalReason, decode
@@ -139,10 +141,10 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
     })
     sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/#"])
     cmd_topic = f"{PREFIX}/dev/room-1/cmd"
-    with running_agent(cfg) as agent:
+    with running_agent(cfg):
         unsigned = sign(KEY, "room-1", "reboot")
         del unsigned["sig"]
-        replayed = sign(KEY, "room-1", "set-interval", {"seconds": 7})
+        replayed = sign(KEY, "room-1", "set-interval", {"seconds": 1})
         refused = [
             (unsigned, RefusalReason.UNSIGNED),
             (sign(Ed25519PrivateKey.generate(), "room-1", "reboot"),
@@ -163,8 +165,11 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
             assert result["message"]
 
         sub.publish(cmd_topic, replayed)
-        assert _result(sub, replayed["id"])["ok"] is True
-        assert agent.interval == 7
+        answer = _result(sub, replayed["id"])
+        assert answer["ok"] is True
+        (_, telemetry, _), = sub.wait_for(
+            lambda m: m[0].endswith("/telemetry") and m[1]["seq"] > answer["seq"])
+        assert telemetry["interval"] == 1, "the next telemetry runs on the new interval"
         sub.messages.clear()
         sub.publish(cmd_topic, replayed)
         assert _result(sub, replayed["id"])["reason"] == RefusalReason.REPLAYED.value
@@ -221,3 +226,39 @@ def test_a_reboot_that_fails_is_reported_after_the_ok(broker: Mosquitto, tmp_pat
     assert (second[1]["ok"], second[1]["reason"]) == (False, RefusalReason.FAILED.value)
     assert second[1]["seq"] > first[1]["seq"]
     sub.close()
+
+
+def test_set_interval_survives_a_restart(broker: Mosquitto, tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, broker.url, agent={"interval": 3600},
+                      commands={"fleet_public_key": public_key(KEY)})
+    sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/#"])
+    with running_agent(cfg):
+        command = sign(KEY, "room-1", "set-interval", {"seconds": 42})
+        sub.publish(f"{PREFIX}/dev/room-1/cmd", command)
+        assert _result(sub, command["id"])["ok"] is True
+    sub.messages.clear()
+    with running_agent(cfg) as agent:
+        (_, birth, _), = sub.wait_for(
+            lambda m: m[0].endswith("/status") and m[1]["state"] == "online")
+        (_, telemetry, _), = sub.wait_for(lambda m: m[0].endswith("/telemetry"))
+        assert birth["session"] == agent.link.session
+    assert (birth["interval"], telemetry["interval"]) == (42, 42)
+    sub.close()
+
+
+@pytest.mark.parametrize("saved", ["0\n", "3601", "nan", "fast", ""])
+def test_a_bad_saved_interval_is_ignored_and_said(tmp_path: Path, saved: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "interval"
+    path.write_text(saved)
+    with caplog.at_level(logging.WARNING, logger="agent.app"):
+        assert load_interval(path, 15.0) == 15.0
+    assert f"ignoring {path}" in caplog.text
+
+
+def test_a_saved_interval_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "interval"
+    assert load_interval(path, 15.0) == 15.0  # nothing saved yet
+    save_interval(path, 2.5)
+    assert load_interval(path, 15.0) == 2.5
+    assert [p.name for p in tmp_path.iterdir()] == ["interval"], "no temporary file left"

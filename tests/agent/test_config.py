@@ -23,6 +23,9 @@ def test_example_config_loads() -> None:
     assert cfg.network.targets["gateway"] == "192.168.1.1"
     assert cfg.thresholds.need_up_mbps == 3.0
     assert cfg.commands.allowed_units == ["pipewire.service", "syncclass-player.service"]
+    assert cfg.hardware.cameras["podium"].startswith("rtsp://")
+    assert cfg.hardware.microphones == {"room": "default"}
+    assert cfg.probes == {"displays": False}
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
@@ -58,6 +61,11 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     ({"device_id": "r1", "network": {"targets": {"gw": 1}}}, "network.targets.gw"),
     ({"device_id": "r1", "thresholds": {"rtt_warn_ms": "fast"}}, "thresholds.rtt_warn_ms"),
     ({"device_id": "r1", "intervall": 5}, "intervall"),
+    ({"device_id": "r1", "probes": {"camera": False}}, "probes.camera"),
+    ({"device_id": "r1", "probes": {"cameras": "off"}}, "probes.cameras"),
+    ({"device_id": "r1", "hardware": {"cameras": {"door": " "}}}, "hardware.cameras.door"),
+    ({"device_id": "r1", "hardware": {"microphones": {"room": 1}}},
+     "hardware.microphones.room"),
 ])
 def test_malformed_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -77,3 +85,19 @@ def test_cli_reports_the_bad_key_and_exits_ex_config(tmp_path: Path,
     assert "not valid TOML" in capsys.readouterr().err
     assert main(["inventory", "--config", str(tmp_path / "missing.toml")]) == EX_CONFIG
     assert "file not found" in capsys.readouterr().err
+
+
+def test_configured_devices_and_probes_reach_the_agent() -> None:
+    from agent.app import open_hardware, probe_runner
+
+    cfg = parse_config({
+        "device_id": "r1",
+        "hardware": {"backend": "linux", "cameras": {"podium": "rtsp://192.168.1.64/1"},
+                     "microphones": {"room": "default"}},
+        "probes": {"displays": False, "bandwidth": False},
+    })
+    hardware = open_hardware(cfg)
+    assert [(c.id, c.node) for c in hardware.cameras()] == [("podium", "rtsp://192.168.1.64/1")]
+    assert [(m.id, m.pcm) for m in hardware.microphones()] == [("room", "default")]
+    assert set(probe_runner(cfg, hardware).probes) == {
+        "system", "cameras", "microphones", "speakers", "network"}

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from agent.app import Agent
@@ -17,6 +16,7 @@ from agent.link import Backoff, Link
 from agent.spool import Spool
 from fleet.broker import Mosquitto
 from tests.agent.agentkit import PREFIX, Message, Subscriber, make_config, running_agent
+from tests.waiting import wait_until
 
 
 def _status(state: str) -> object:
@@ -84,8 +84,8 @@ def test_broker_restart_loses_no_message(broker: Mosquitto, tmp_path: Path) -> N
         sub.wait_for(lambda m: True, count=2)
         broker.stop()
         spooled_before = agent.spool.last_seq
-        while agent.spool.last_seq < spooled_before + 2:  # telemetry piles up on disk
-            time.sleep(0.05)
+        assert wait_until(lambda: agent.spool.last_seq >= spooled_before + 2, 10), \
+            f"telemetry did not pile up on disk: last seq {agent.spool.last_seq}"
         assert not agent.link.connected
         broker.start()
         assert agent.link.wait_connected(10)
@@ -105,8 +105,8 @@ def test_wrong_password_stops_hammering(tmp_path: Path) -> None:
         link = Link("room-1", cfg.mqtt, spool, on_command=lambda data: None)
         link.start()
         try:
-            while not link.next_delay:
-                time.sleep(0.05)
+            assert wait_until(lambda: bool(link.next_delay), 10), \
+                f"the link never scheduled a retry: {link.last_error!r}"
             assert "refused" in link.last_error and "Not authorized" in link.last_error
             assert link.next_delay >= 150, "bad credentials wait long, not the short backoff"
             assert (link.attempts, link.connects) == (1, 0)
@@ -124,8 +124,8 @@ def test_unreachable_broker_backs_off_and_spools(broker: Mosquitto, tmp_path: Pa
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
-        while agent.link.attempts < 3 or agent.spool.last_seq < 2:
-            time.sleep(0.05)
+        assert wait_until(lambda: agent.link.attempts >= 3 and agent.spool.last_seq >= 2, 10), \
+            f"{agent.link.attempts} attempts, last seq {agent.spool.last_seq}"
         assert "cannot reach" in agent.link.last_error
         assert 0 < agent.link.next_delay <= 0.5, "short backoff (test config caps it at 0.5 s)"
         broker.start()

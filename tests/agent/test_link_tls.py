@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from fleet.broker import Mosquitto, TlsFiles, device_acl, free_port, make_test_ca, wait_for_port
 from tests.agent.agentkit import PREFIX, Subscriber, make_config, running_agent
+from tests.waiting import wait_until
 
 PROVISIONING = Path(__file__).resolve().parents[2] / "provisioning" / "mosquitto"
 USERS = {"room-a": "pw-a", "room-b": "pw-b", "fleet": "pw-fleet"}
@@ -55,8 +55,8 @@ def test_acl_stops_a_device_publishing_as_another(secure_broker: Mosquitto, tmp_
     cfg = make_config(tmp_path, secure_broker.tls_url, device_id="room-b", mqtt={
         "username": "room-a", "password": "pw-a", "ca_file": str(tls_files.ca_file)})
     with running_agent(cfg) as agent:
-        while agent.link.rejected < 2:
-            time.sleep(0.05)
+        assert wait_until(lambda: agent.link.rejected >= 2, 10), \
+            f"the broker rejected {agent.link.rejected} publishes, expected 2"
     # MQTT 5: the broker says so (under 3.1.1 it would ack and drop silently).
     assert "Not authorized" in agent.link.last_rejection
     # Nothing of it reached the fleet: a marker published after the rejections is the first
@@ -78,8 +78,8 @@ def test_tls_refuses_an_unknown_ca(secure_broker: Mosquitto, tmp_path: Path) -> 
     link = Link("room-a", cfg.mqtt, spool, on_command=lambda data: None)
     link.start()
     try:
-        while link.attempts < 2:
-            time.sleep(0.05)
+        assert wait_until(lambda: link.attempts >= 2, 10), \
+            f"{link.attempts} connection attempts: {link.last_error!r}"
         assert "CERTIFICATE_VERIFY_FAILED" in link.last_error
         assert link.connects == 0
     finally:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.contract import CheckVerdict
 from agent.hardware import Fault, SimulatedHardware, open_backend
-from agent.hardware.base import Hardware
+from agent.hardware.base import Hardware, HardwareError
 from agent.hardware.scenario import Scenario, SimAudio, default_scenario
 from agent.probes.base import CheckParams, ProbeContext, ProbeReport
 from agent.probes.camera import CameraProbe
+from agent.probes.devices import PresenceProbe
 from agent.probes.display import DisplayProbe
 from agent.probes.microphone import MicrophoneProbe
 from agent.probes.speaker import SpeakerProbe
@@ -119,3 +121,20 @@ def test_projector_unplugged_during_the_day() -> None:
     report = probe.check(ctx(hw), CheckParams())
     assert reasons(report) == {"display:card0-HDMI-A-1": "display_disconnected"}
     assert "投影仪" in report.findings[0].message_zh
+
+
+@pytest.mark.parametrize(("probe", "role"), [(CameraProbe(), "camera"),
+                                             (MicrophoneProbe(), "microphone")])
+def test_a_busy_device_is_a_warning_a_broken_one_a_failure(probe: PresenceProbe[Any],
+                                                            role: str) -> None:
+    entity = f"{role}:x"
+    extra, (busy,) = probe.unusable(HardwareError(f"{role}_busy", "in use"), "Podium", entity)
+    assert extra == {"busy": True}
+    assert (busy.level, busy.reason, busy.entity) == (CheckVerdict.WARN, f"{role}_busy", entity)
+    assert busy.message_zh.startswith("Podium：") and "in use by" in busy.message_en
+    extra, (broken,) = probe.unusable(HardwareError("io", "ffmpeg exited 1"), "Podium", entity)
+    assert (extra, broken.level, broken.reason) == ({}, CheckVerdict.FAIL,
+                                                    f"{role}_capture_failed")
+    assert broken.message_en.endswith(": ffmpeg exited 1") and "重新插拔" in broken.message_zh
+    _, (empty,) = probe.unusable("no sound recorded", "Podium", entity)
+    assert empty.message_en.endswith(": no sound recorded")

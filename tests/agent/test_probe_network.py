@@ -12,7 +12,7 @@ import pytest
 from agent.contract import CheckVerdict
 from agent.hardware import Fault, SimulatedHardware, open_backend
 from agent.probes.bandwidth import BandwidthProbe
-from agent.probes.base import CheckParams, ProbeContext, ProbeReport
+from agent.probes.base import CheckParams, ProbeContext, ProbeReport, graded
 from agent.probes.network import NetworkProbe
 from agent.probes.system import SystemProbe
 from agent.settings import ConfigError, section
@@ -91,8 +91,8 @@ def test_network_thresholds(fault: Fault, expected: tuple[str, str]) -> None:
 
 def test_active_bandwidth_test_against_real_http(speedtest: SpeedTest) -> None:
     hw = open_backend("linux")
-    ctx = ProbeContext(hw, Thresholds(), {}, bandwidth_url=speedtest.url)
-    probe = BandwidthProbe(nbytes=500_000, seconds=5, clock=lambda: WHEN)
+    ctx = ProbeContext(hw, Thresholds(), {}, bandwidth_url=speedtest.url, clock=lambda: WHEN)
+    probe = BandwidthProbe(nbytes=500_000, seconds=5)
     before = probe.collect(ctx).section
     assert before["up_mbps"] is None and before["measured_at"] is None
     report = probe.check(ctx, CheckParams())
@@ -182,3 +182,14 @@ def test_thresholds_from_a_config_table() -> None:
     assert err.value.key == "thresholds.rtt_warn"
     with pytest.raises(ConfigError, match="disk_warn_pct"):
         section(Thresholds, {"disk_warn_pct": 99}, "thresholds")
+
+
+def test_graded_names_the_level_crossed() -> None:
+    texts = ("{a}：延迟（阈值 {threshold}）", "{a}: rtt (limit {threshold})")
+    assert graded(50, 100, 300, "rtt", "target:x", texts) is None
+    warn = graded(150, 100, 300, "rtt", "target:x", texts)
+    assert warn is not None and (warn.level, warn.value, warn.threshold) == (
+        CheckVerdict.WARN, 150, 100)
+    assert (warn.message_zh, warn.message_en) == ("{a}：延迟（阈值 100）", "{a}: rtt (limit 100)")
+    fail = graded(1.0, 4.0, 2.0, "slow", "bandwidth:up", texts, low_is_bad=True)
+    assert fail is not None and (fail.level, fail.threshold) == (CheckVerdict.FAIL, 2.0)

@@ -40,8 +40,6 @@ def test_a_raising_probe_never_breaks_the_others() -> None:
     assert first.sections["flaky"] == {"ok": False, "reason": "probe_error",
                                        "message": "RuntimeError: sensor fell off"}
     assert first.sections["system"]["ok"] is True
-    assert set(first.durations) == {"flaky", "system"}
-    assert all(d >= 0 for d in first.durations.values())
     assert [(e["type"], e["entity"]) for e in first.events] == [("probe_failed", "probe:flaky")]
     assert runner.collect().events == []  # still broken: said once
     flaky.broken = False

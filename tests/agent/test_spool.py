@@ -134,3 +134,12 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
     seqs = [r.seq for r in after.after(0, 1_000_000)]
     assert seqs == list(range(1, len(seqs) + 1)), "every committed record, in order, no gap"
     assert after.append(Kind.TELEMETRY, _body) == len(seqs) + 1
+
+
+def test_the_newest_record_stays_even_when_it_alone_is_over_the_bound(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_records=1000, max_bytes=500)
+    for _ in range(3):
+        spool.append(Kind.TELEMETRY, _body)
+    spool.append(Kind.TELEMETRY, lambda seq: _body(seq, pad="x" * 900))
+    assert [r.seq for r in spool.after(0, 10)] == [4]
+    assert (spool.stats().bytes > 500, spool.stats().dropped_total) == (True, 3)
