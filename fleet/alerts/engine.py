@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from fleet.alerts import mute, rules
@@ -42,7 +42,7 @@ from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
 from fleet.sinks import NullSink
 
-__all__ = ["AlertEngine", "AlertNotFound", "AlertStateError"]
+__all__ = ["AlertEngine", "AlertNotFound", "AlertStateError", "select_alerts"]
 
 log = logging.getLogger(__name__)
 
@@ -480,28 +480,9 @@ class AlertEngine(NullSink):
     # ------------------------------------------------------------ reading
 
     @staticmethod
-    def query(
-        session: Session,
-        state: AlertState | None = None,
-        classroom_ids: Iterable[int] | None = None,
-        device_id: str | None = None,
-        rule: str | None = None,
-        include_pending: bool = False,
-        limit: int = 500,
-    ) -> list[Alert]:
-        """Alerts, newest first; pending ones (inside their up-delay) only when asked."""
-        query = select(Alert).order_by(Alert.started_at.desc(), Alert.id.desc()).limit(limit)
-        if state is not None:
-            query = query.where(Alert.state == state)
-        elif not include_pending:
-            query = query.where(Alert.state != AlertState.PENDING)
-        if classroom_ids is not None:
-            query = query.where(Alert.classroom_id.in_(list(classroom_ids)))
-        if device_id is not None:
-            query = query.where(Alert.device_id == device_id)
-        if rule is not None:
-            query = query.where(Alert.rule == rule)
-        return list(session.scalars(query))
+    def query(session: Session, **filters: Any) -> list[Alert]:
+        """The current alerts (see :func:`select_alerts` for the filters)."""
+        return list(session.scalars(select_alerts(**filters)))
 
     def samples(self) -> Iterable[Sample]:
         with session_scope(self.sessions) as session:
@@ -518,3 +499,29 @@ class AlertEngine(NullSink):
                          float(n), labels={"kind": kind, "channel": channel})
         yield Sample("syncclass_alert_malformed_sections_total",
                      "Telemetry sections skipped as malformed", float(self.malformed_sections))
+
+
+def select_alerts(
+    state: AlertState | Iterable[AlertState] | None = None,
+    classroom_ids: Iterable[int] | None = None,
+    device_id: str | None = None,
+    rule: str | None = None,
+    include_pending: bool = False,
+    limit: int = 500,
+) -> Select[Alert]:
+    """Alerts, newest first; pending ones (inside their up-delay) only when asked.  The
+    API narrows the same statement to what a person may see."""
+    query = select(Alert).order_by(Alert.started_at.desc(), Alert.id.desc()).limit(limit)
+    if isinstance(state, AlertState):
+        query = query.where(Alert.state == state)
+    elif state is not None:
+        query = query.where(Alert.state.in_(list(state)))
+    elif not include_pending:
+        query = query.where(Alert.state != AlertState.PENDING)
+    if classroom_ids is not None:
+        query = query.where(Alert.classroom_id.in_(list(classroom_ids)))
+    if device_id is not None:
+        query = query.where(Alert.device_id == device_id)
+    if rule is not None:
+        query = query.where(Alert.rule == rule)
+    return query

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.alerts.engine import AlertNotFound, AlertStateError
+from fleet.alerts.engine import AlertNotFound, AlertStateError, select_alerts
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
@@ -93,13 +93,12 @@ def list_alerts(
     device_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
-    states = state or [AlertState.FIRING, AlertState.ACKNOWLEDGED]
-    query = select(Alert).where(scope.alert(), Alert.state.in_(states))
-    if classroom_id is not None:
-        query = query.where(Alert.classroom_id == classroom_id)
-    if device_id is not None:
-        query = query.where(Alert.device_id == device_id)
-    query = query.order_by(Alert.started_at.desc(), Alert.id.desc()).limit(limit)
+    query = select_alerts(
+        state or [AlertState.FIRING, AlertState.ACKNOWLEDGED],
+        classroom_ids=None if classroom_id is None else [classroom_id],
+        device_id=device_id,
+        limit=limit,
+    ).where(scope.alert())
     return [AlertOut.model_validate(a) for a in session.scalars(query)]
 
 
