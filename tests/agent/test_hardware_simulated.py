@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +13,19 @@ from agent.hardware import Fault, SimulatedHardware, open_backend
 from agent.hardware.base import HardwareError
 from agent.hardware.scenario import load_scenario
 from agent.settings import ConfigError
+from tests.clock import ManualClock
 
 DEMO = Path(__file__).parents[2] / "agent" / "hardware" / "scenarios" / "demo.toml"
 TEACHER = "usb-0000:00:14.0-1"
 MIC = "usb-0000:00:14.0-3"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 2, 0, 30, tzinfo=UTC))
 
 
-def test_demo_scenario_faults_start_at_and_end_at_until(clock: Clock) -> None:
+def test_demo_scenario_faults_start_at_and_end_at_until(clock: ManualClock) -> None:
     hw = open_backend("simulated", scenario=DEMO, clock=clock)
     assert isinstance(hw, SimulatedHardware)
     assert {c.id for c in hw.cameras()} == {TEACHER, "usb-0000:00:14.0-2"}
@@ -47,7 +37,7 @@ def test_demo_scenario_faults_start_at_and_end_at_until(clock: Clock) -> None:
     assert len(hw.cameras()) == 2
 
 
-def test_packet_loss_fault_shows_in_pings(clock: Clock) -> None:
+def test_packet_loss_fault_shows_in_pings(clock: ManualClock) -> None:
     hw = open_backend("simulated", scenario=DEMO, clock=clock)
     healthy = hw.ping("peer.example")
     assert healthy.loss_pct == 0 and healthy.rtt_ms == pytest.approx(18)
@@ -57,7 +47,7 @@ def test_packet_loss_fault_shows_in_pings(clock: Clock) -> None:
     assert hw.ping("broker.example:1883").loss_pct == pytest.approx(8)  # empty device: all
 
 
-def test_silent_and_clipping_microphone(clock: Clock) -> None:
+def test_silent_and_clipping_microphone(clock: ManualClock) -> None:
     hw = SimulatedHardware(load_scenario(DEMO), clock=clock)
     mic = hw.microphones()[0]
     assert any(hw.record(mic, 0.1).samples)
@@ -69,7 +59,7 @@ def test_silent_and_clipping_microphone(clock: Clock) -> None:
     assert max(hw.record(mic, 0.1).samples) == 32767
 
 
-def test_camera_faults_change_frames(clock: Clock) -> None:
+def test_camera_faults_change_frames(clock: ManualClock) -> None:
     hw = SimulatedHardware(clock=clock)
     cam = hw.cameras()[0]
     live = hw.capture_frames(cam)
@@ -85,7 +75,7 @@ def test_camera_faults_change_frames(clock: Clock) -> None:
     assert err.value.reason == "camera_missing"
 
 
-def test_system_network_faults(clock: Clock) -> None:
+def test_system_network_faults(clock: ManualClock) -> None:
     hw = SimulatedHardware(clock=clock)
     assert hw.system().clock_synced is True
     for fault in (Fault("disk_full"), Fault("overheat", value=97), Fault("clock_unsynced"),
@@ -101,7 +91,7 @@ def test_system_network_faults(clock: Clock) -> None:
     assert hw.system().uptime_s == pytest.approx(3610)
 
 
-def test_watch_hears_unplug_and_replug_at_once(clock: Clock) -> None:
+def test_watch_hears_unplug_and_replug_at_once(clock: ManualClock) -> None:
     hw = SimulatedHardware(clock=clock)
     events: list[dict[str, Any]] = []
     stop = hw.watch(events.append)
@@ -123,7 +113,7 @@ def test_watch_hears_unplug_and_replug_at_once(clock: Clock) -> None:
     assert len(events) == 3  # no longer watching
 
 
-def test_timed_fault_reaches_watchers_through_poll(clock: Clock) -> None:
+def test_timed_fault_reaches_watchers_through_poll(clock: ManualClock) -> None:
     hw = open_backend("simulated", scenario=DEMO, clock=clock)
     assert isinstance(hw, SimulatedHardware)
     assert hw.poll() == []
@@ -151,7 +141,7 @@ def test_bad_scenarios_name_the_key(tmp_path: Path) -> None:
         open_backend("windows")
 
 
-def test_watch_thread_notices_a_timed_fault(clock: Clock) -> None:
+def test_watch_thread_notices_a_timed_fault(clock: ManualClock) -> None:
     hw = SimulatedHardware(load_scenario(DEMO), clock=clock, poll_s=0.01)
     heard = threading.Event()
     events: list[dict[str, Any]] = []

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from fleet.metrics import Sample
 from fleet.notify.config import EmailConfig
 from fleet.state import DeviceStatus
 from fleet.timetable.importer import Semester, import_timetable
+from tests.clock import ManualClock
 from tests.fleet.smtp import Received, SmtpServer
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "STUDENT_CAMERA",
     "TZ",
     "LessonRow",
-    "ManualClock",
     "World",
     "device_password",
     "e2e_config",
@@ -107,28 +107,6 @@ def sample_value(samples: Iterable[Sample], name: str, **labels: str) -> float:
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
             return float(sample.value)
     return 0.0
-
-
-class ManualClock:
-    """A stopped clock in UTC, moved only by the test; thread-safe (the fleet ticks on
-    its own thread)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start.astimezone(UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, **delta: float) -> datetime:
-        with self._lock:
-            self._now += timedelta(**delta)
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = when.astimezone(UTC)
 
 
 def e2e_config(workdir: Path, mqtt_url: str, smtp_port: int) -> FleetConfig:

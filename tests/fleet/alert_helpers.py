@@ -1,7 +1,7 @@
 """A small county for the alert tests: two paired schools, technicians, a lesson.
 
-Everything is real rows in a tmp SQLite database; time comes from :class:`Clock`, which
-the tests move by hand instead of sleeping.  Payloads go through the wire contract's
+Everything is real rows in a tmp SQLite database; time comes from a ``ManualClock``,
+which the tests move by hand instead of sleeping.  Payloads go through the wire contract's
 encode/decode so the engine sees exactly what the ingest would hand it.
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from agent import contract
 from agent.contract import Kind
 from fleet.alerts import AlertConfig, AlertEngine
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import (
     Classroom,
     County,
@@ -35,29 +35,19 @@ from fleet.db.models import (
     School,
     SchoolKind,
 )
+from tests.clock import ManualClock
+from tests.fleet.db import fresh_db
 
-__all__ = ["Clock", "World", "build_world", "payload"]
+__all__ = ["START", "World", "build_world", "payload"]
 
 # Monday 23 November 2026, 09:00 in Wenzhou.
 START = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
 @dataclass
 class World:
     sessions: SessionFactory
-    clock: Clock
+    clock: ManualClock
     engine: AlertEngine
     town_room: int
     rural_room: int
@@ -68,7 +58,7 @@ class World:
     def send(self, kind: Kind, device_id: str, **fields: Any) -> None:
         """Deliver one payload of ``kind`` to the engine, stamped with the clock's time."""
         self.seq += 1
-        body = payload(kind, device_id, self.clock.now, self.seq, **fields)
+        body = payload(kind, device_id, self.clock(), self.seq, **fields)
         getattr(self.engine, f"on_{kind.value.replace('/', '_')}")(device_id, body)
 
     def tick_after(self, seconds: float) -> None:
@@ -95,10 +85,8 @@ def payload(kind: Kind, device_id: str, when: datetime, seq: int, **fields: Any)
 
 def build_world(tmp_path: Path, config: AlertConfig | None = None, url: str = "") -> World:
     """The county in a fresh database: SQLite under ``tmp_path`` unless ``url`` is given."""
-    engine = make_engine(url or f"sqlite:///{tmp_path / 'fleet.db'}")
-    Base.metadata.create_all(engine)
-    sessions = SessionFactory(bind=engine)
-    clock = Clock()
+    sessions = fresh_db(tmp_path, url or None)
+    clock = ManualClock(START)
     with session_scope(sessions) as s:
         county = County(name="洞头区", city="温州市", wecom_webhook="http://127.0.0.1:9/county-wecom")
         town = School(county=county, name="洞头区实验小学", kind=SchoolKind.TOWN)

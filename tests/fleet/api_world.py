@@ -25,28 +25,18 @@ from fleet.checks.readiness import lessons_readiness
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Alert, CheckRun, Classroom, Lesson, LessonMode, LessonReceiver, School
 from fleet.state import DeviceStates
+from tests.clock import ManualClock
 
-__all__ = ["NOW", "PASSWORD", "Clock", "World", "open_world", "world"]
+__all__ = ["NOW", "PASSWORD", "World", "open_world", "world"]
 
 NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)  # Monday 09:30 Asia/Shanghai
 PASSWORD = "syncclass-demo"  # every demo person's password
 
 
 @dataclass
-class Clock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-@dataclass
 class World:
     sessions: SessionFactory
-    clock: Clock
+    clock: ManualClock
     alerts: AlertEngine
     states: DeviceStates
     services: Services
@@ -141,7 +131,7 @@ class World:
 
 def open_world(sessions: SessionFactory) -> World:
     """The app over ``sessions`` (a database holding the pilot) with a fixed clock."""
-    clock = Clock()
+    clock = ManualClock(NOW)
     alerts = AlertEngine(sessions, AlertConfig(), clock)
     states = DeviceStates(sessions, clock)
     services = Services(

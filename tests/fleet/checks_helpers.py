@@ -1,12 +1,12 @@
-"""Shared pieces of the checks and actions tests: a timetable world in SQLite, an
-injected clock, and real MQTT parts (the fleet's publisher, classroom devices that
-verify signed commands, and a bridge that hands answers to the fleet's sinks)."""
+"""Shared pieces of the checks and actions tests: a timetable world in SQLite and real
+MQTT parts: the fleet's own ingest (publisher of commands, and the path of the devices'
+answers to the fleet's sinks) and classroom devices that verify commands as an agent does."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,24 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.contract import (
-    DEFAULT_PREFIX,
-    Kind,
-    command_signing_bytes,
-    decode,
-    encode,
-    envelope,
-    parse_topic,
-    subscription,
-    topic,
-    unb64,
-)
+from agent.commands import CommandError, CommandVerifier, NonceStore
+from agent.config import CommandsConfig
+from agent.contract import DEFAULT_PREFIX, Kind, decode, encode, envelope, topic
 from fleet.broker import Mosquitto
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import (
     Classroom,
     County,
@@ -42,41 +31,28 @@ from fleet.db.models import (
     School,
     SchoolKind,
 )
-from fleet.sinks import MessageSink
+from fleet.ingest import IngestConfig, MqttIngest, create_ingest
+from fleet.ingest.dispatch import Dispatcher
+from fleet.ingest.validate import Validator
+from fleet.sinks import MessageSink, NullSink
+from tests.fleet.db import fresh_db
 from tests.waiting import wait_until
 
 __all__ = [
     "MONDAY_0800",
-    "Bridge",
-    "Clock",
     "FleetPublisher",
     "MqttDevice",
+    "Relay",
     "Sniffer",
     "World",
     "check_payload",
+    "fleet_ingest",
     "wait_until",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: 08:00 on a Monday in Zhejiang: when every county's first lessons start.
 MONDAY_0800 = datetime(2026, 9, 7, 8, 0, tzinfo=SHANGHAI)
-
-
-class Clock:
-    """The injected clock: time moves only when the test says so."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, when: datetime) -> Clock:
-        self.now = when
-        return self
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -89,9 +65,7 @@ class World:
     @classmethod
     def create(cls, tmp_path: Path, url: str | None = None) -> World:
         """On SQLite in ``tmp_path``, or on the empty database at ``url``."""
-        engine = make_engine(url or f"sqlite:///{tmp_path / 'fleet.db'}")
-        Base.metadata.create_all(engine)
-        world = cls(SessionFactory(bind=engine))
+        world = cls(fresh_db(tmp_path, url))
         with session_scope(world.sessions) as s:
             county = County(name="洞头区", city="温州市")
             s.add_all([
@@ -164,44 +138,80 @@ class Sniffer:
         self.client.loop_stop()
 
 
-class FleetPublisher:
-    """The fleet's side of the broker for commands (the ingest's connection in production)."""
+class Relay(NullSink):
+    """The ingest's sink that passes checks and command results on to ``sinks``.
 
-    def __init__(self, broker: Mosquitto) -> None:
-        self.client = _client(broker, "fleet-test-publisher")
+    The fleet's components need the ingest (their publisher) before the ingest can be
+    given them as sinks, and a test may swap them ("a restarted fleet") mid-way."""
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"publish refused: {mqtt.error_string(info.rc)}")
-        info.wait_for_publish(5)
+    def __init__(self) -> None:
+        self.sinks: list[MessageSink] = []
 
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.on_check(device_id, payload)
+
+    def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.on_cmd_result(device_id, payload)
+
+
+def _started(ingest: MqttIngest) -> MqttIngest:
+    ingest.start()
+    assert ingest.wait_ready(10), "the fleet's ingest did not subscribe"
+    return ingest
+
+
+def _config(broker: Mosquitto) -> IngestConfig:
+    # One fleet process: a plain subscription, no shared-subscription delivery rules.
+    return IngestConfig(url=broker.url, share_group="", reconnect_min_s=0.05,
+                        reconnect_max_s=0.5)
+
+
+def fleet_ingest(broker: Mosquitto, sessions: SessionFactory,
+                 sinks: Sequence[MessageSink]) -> MqttIngest:
+    """The fleet's real ingest, started: publisher of the commands, and the path of the
+    answers of the inventory's enabled devices to ``sinks``."""
+    return _started(create_ingest(_config(broker), sessions, sinks))
+
+
+def FleetPublisher(broker: Mosquitto) -> MqttIngest:
+    """The fleet's real ingest hearing no device: only a publisher of commands.
+
+    Kept for test_api_actions.py and test_web.py, whose tests need no answers."""
+    deaf = Validator(DEFAULT_PREFIX, lambda: ())
+    return _started(MqttIngest(_config(broker), Dispatcher(deaf, [])))
 
 
 class MqttDevice:
-    """A classroom device: receives commands, verifies their Ed25519 signature, answers."""
+    """A classroom device: receives commands, verifies them with the agent's own verifier
+    (signature, schema, device id, expiry on ``clock``, nonce replay), answers.
 
-    def __init__(self, broker: Mosquitto, device_id: str, public_key_b64: str) -> None:
+    A command the agent would refuse lands in ``forged`` instead of ``commands``."""
+
+    def __init__(self, broker: Mosquitto, device_id: str, public_key_b64: str,
+                 clock: Callable[[], datetime], state_dir: Path,
+                 allowed_units: Iterable[str] = ()) -> None:
         self.device_id = device_id
-        self.key = Ed25519PublicKey.from_public_bytes(unb64(public_key_b64))
+        self.nonces = NonceStore(state_dir / f"{device_id}-nonces.db")
+        config = CommandsConfig(fleet_public_key=public_key_b64,
+                                allowed_units=list(allowed_units))
+        self.verifier = CommandVerifier(device_id, config, self.nonces, clock)
         self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.forged: list[dict[str, Any]] = []  # commands whose signature did not verify
+        self.forged: list[tuple[bytes, CommandError]] = []
         self.seq = 0
         self.client = _client(broker, f"agent-{device_id}")
         self.client.on_message = self._on_message
         _subscribe(self.client, topic(DEFAULT_PREFIX, device_id, Kind.CMD))
 
     def _on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        command = decode(self.device_id, Kind.CMD, bytes(msg.payload))
+        data = bytes(msg.payload)
         try:
-            self.key.verify(unb64(command["sig"]), command_signing_bytes(command))
-        except InvalidSignature:
-            self.forged.append(command)
+            self.verifier.verify(data)
+        except CommandError as refused:
+            self.forged.append((data, refused))
             return
-        self.commands.put(command)
+        self.commands.put(decode(self.device_id, Kind.CMD, data))
 
     def next_command(self, timeout: float = 5.0) -> dict[str, Any]:
         return self.commands.get(timeout=timeout)
@@ -223,6 +233,7 @@ class MqttDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self.nonces.close()
 
 
 def check_payload(command: dict[str, Any], verdict: str,
@@ -231,29 +242,3 @@ def check_payload(command: dict[str, Any], verdict: str,
     return {"seq": 1, "verdict": verdict, "probes": {"network": {"ok": verdict == "pass"}},
             "findings": findings or [], "request_id": command["id"],
             "lesson_id": command["args"].get("lesson_id")}
-
-
-class Bridge:
-    """Hands validated check and cmd/result payloads to sinks, as the ingest does."""
-
-    def __init__(self, broker: Mosquitto, sinks: Iterable[MessageSink]) -> None:
-        self.sinks = list(sinks)
-        self.handled = 0
-        self.client = _client(broker, "fleet-test-bridge")
-        self.client.on_message = self._on_message
-        _subscribe(self.client, subscription(DEFAULT_PREFIX, Kind.CHECK),
-                   subscription(DEFAULT_PREFIX, Kind.CMD_RESULT))
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        device_id, kind = parse_topic(DEFAULT_PREFIX, msg.topic)
-        payload = decode(device_id, kind, bytes(msg.payload))
-        for sink in self.sinks:
-            if kind is Kind.CHECK:
-                sink.on_check(device_id, payload)
-            else:
-                sink.on_cmd_result(device_id, payload)
-        self.handled += 1
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()

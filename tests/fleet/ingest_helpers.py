@@ -13,9 +13,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contract import DEFAULT_PREFIX, Kind, encode, envelope, topic
 from fleet.broker import Mosquitto
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Classroom, County, Device, Pair, PairMember, School, SchoolKind
 from fleet.sinks import NullSink
+from tests.fleet.db import fresh_db
 from tests.waiting import wait_until
 
 __all__ = [
@@ -45,9 +46,7 @@ def inventory_db(tmp_path: Path, url: str | None = None) -> SessionFactory:
     """洞头区: town school 城关小学 (dev-a) paired with rural 鹿西小学 (dev-b); dev-off disabled.
 
     In a SQLite file under ``tmp_path`` unless an (empty) database ``url`` is given."""
-    engine = make_engine(url or f"sqlite:///{tmp_path / 'fleet.db'}")
-    Base.metadata.create_all(engine)
-    sessions = SessionFactory(bind=engine, expire_on_commit=False)
+    sessions = fresh_db(tmp_path, url)
     with session_scope(sessions) as s:
         county = County(name="洞头区", city="温州市")
         town = School(county=county, name="城关小学", kind=SchoolKind.TOWN)

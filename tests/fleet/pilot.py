@@ -14,8 +14,9 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy.orm import sessionmaker
 
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, make_engine, session_scope
 from fleet.inventory import DEMO_INVENTORY, load_inventory_file
+from tests.fleet.db import fresh_db
 
 __all__ = ["FAST_HASHER", "load_pilot", "pilot", "pilot_template"]
 
@@ -29,12 +30,11 @@ def load_pilot(factory: SessionFactory) -> None:
 
 @pytest.fixture(scope="session")
 def pilot_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pilot") / "pilot.db"
-    engine = make_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
-    load_pilot(sessionmaker(engine))
-    engine.dispose()  # the last connection checkpoints the WAL into the file
-    return path
+    directory = tmp_path_factory.mktemp("pilot")
+    sessions = fresh_db(directory)
+    load_pilot(sessions)
+    sessions.kw["bind"].dispose()  # the last connection checkpoints the WAL into the file
+    return directory / "fleet.db"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from agent.contract import DEFAULT_PREFIX, Kind, topic
 from agent.settings import ConfigError, section
 from fleet.actions.config import ActionConfig, RateLimit
 from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
@@ -19,29 +20,33 @@ from fleet.actions.signer import Signer
 from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
 from fleet.db.models import AuditEntry
+from fleet.ingest import MqttIngest
+from tests.clock import ManualClock
 from tests.fleet.checks_helpers import (
     MONDAY_0800,
-    Bridge,
-    Clock,
-    FleetPublisher,
     MqttDevice,
+    Relay,
     World,
+    fleet_ingest,
     wait_until,
 )
 
 IN_LESSON = MONDAY_0800 + timedelta(minutes=10)
 IN_LEAD = MONDAY_0800 - timedelta(minutes=20)
 OUTSIDE = MONDAY_0800 - timedelta(hours=2)
+UNITS = ("syncclass-agent", "pulseaudio")  # restartable, on the fleet and on the device
 
 
 @dataclass
 class Setup:
     world: World
-    clock: Clock
+    clock: ManualClock
     actions: Actions
     signer: Signer
-    publisher: FleetPublisher
+    publisher: MqttIngest
+    relay: Relay
     broker: Mosquitto
+    tmp_path: Path
 
     def audit(self) -> list[AuditEntry]:
         with session_scope(self.world.sessions) as s:
@@ -60,18 +65,20 @@ def setup(broker: Mosquitto, tmp_path: Path) -> Iterator[Setup]:
     world = World.create(tmp_path)
     world.pair(MONDAY_0800)
     world.classroom("recv-9", ["r-off"], enabled=False)
-    clock = Clock(OUTSIDE)
+    clock = ManualClock(OUTSIDE)
     signer = Signer.from_file(tmp_path / "fleet.key")
-    publisher = FleetPublisher(broker)
+    relay = Relay()
+    publisher = fleet_ingest(broker, world.sessions, [relay])
     actions = Actions(world.sessions, publisher, signer,
-                      ActionConfig(allowed_units=("syncclass-agent", "pulseaudio")), clock)
-    yield Setup(world, clock, actions, signer, publisher, broker)
+                      ActionConfig(allowed_units=UNITS), clock)
+    yield Setup(world, clock, actions, signer, publisher, relay, broker, tmp_path)
     publisher.close()
 
 
 @pytest.fixture
 def device(setup: Setup) -> Iterator[MqttDevice]:
-    dev = MqttDevice(setup.broker, "r-1", setup.signer.public_key_b64)
+    dev = MqttDevice(setup.broker, "r-1", setup.signer.public_key_b64, setup.clock,
+                     setup.tmp_path, allowed_units=UNITS)
     yield dev
     assert dev.forged == []
     dev.close()
@@ -80,7 +87,7 @@ def device(setup: Setup) -> Iterator[MqttDevice]:
 def test_reboot_outside_lessons_is_executed_and_audited_with_the_answer(
     setup: Setup, device: MqttDevice
 ) -> None:
-    bridge = Bridge(setup.broker, [setup.actions])
+    setup.relay.sinks.append(setup.actions)  # the device's answer reaches the actions
     entry = setup.actions.request("tech-zhang", "r-1", "reboot")
     assert (entry.outcome, entry.actor, entry.action, entry.forced) == (
         "accepted", "tech-zhang", "reboot", False)
@@ -93,13 +100,12 @@ def test_reboot_outside_lessons_is_executed_and_audited_with_the_answer(
     [row] = setup.audit()
     assert row.reply is not None and row.reply["output"] == "rebooting"
     assert row.answered_at == OUTSIDE + timedelta(seconds=20)
-    bridge.close()
 
 
 def test_reboot_during_a_lesson_is_refused_and_never_sent(
     setup: Setup, device: MqttDevice
 ) -> None:
-    setup.clock.at(IN_LESSON)
+    setup.clock.set(IN_LESSON)
     refusal = setup.refused("tech-zhang", "r-1", "reboot")
     assert refusal.code is RefusalCode.IN_LESSON and refusal.http_status == 409
     assert "二年级数学（08:00–08:40）" in refusal.message_zh
@@ -114,13 +120,13 @@ def test_reboot_during_a_lesson_is_refused_and_never_sent(
 
 
 def test_restart_inside_the_lead_window_is_refused_at_both_ends(setup: Setup) -> None:
-    setup.clock.at(IN_LEAD)
+    setup.clock.set(IN_LEAD)
     for device_id in ("m-1", "r-1"):
         refusal = setup.refused("tech-li", device_id, "restart-service",
                                 {"unit": "syncclass-agent"})
         assert refusal.code is RefusalCode.LEAD_WINDOW
         assert "08:00开始" in refusal.message_zh and "30 min" in refusal.message_en
-    setup.clock.at(MONDAY_0800 + timedelta(minutes=40))  # the lesson has ended
+    setup.clock.set(MONDAY_0800 + timedelta(minutes=40))  # the lesson has ended
     assert setup.actions.request("tech-li", "r-1", "restart-service",
                                  {"unit": "syncclass-agent"}).outcome == "accepted"
 
@@ -128,7 +134,7 @@ def test_restart_inside_the_lead_window_is_refused_at_both_ends(setup: Setup) ->
 def test_forced_with_a_reason_is_accepted_and_audited_as_forced(
     setup: Setup, device: MqttDevice
 ) -> None:
-    setup.clock.at(IN_LESSON)
+    setup.clock.set(IN_LESSON)
     refusal = setup.refused("tech-zhang", "r-1", "reboot", force=True, reason="  ")
     assert refusal.code is RefusalCode.REASON_REQUIRED
     entry = setup.actions.request("tech-zhang", "r-1", "reboot", force=True,
@@ -216,14 +222,19 @@ def test_agent_refusal_and_silence_are_audited(setup: Setup, device: MqttDevice)
 
 
 def test_a_command_the_broker_connection_refuses_is_audited_as_failed(setup: Setup) -> None:
+    # Disconnected, the ingest queues commands until its bounded queue is full; then the
+    # connection refuses them.
     setup.publisher.close()
+    with pytest.raises(ConnectionError):
+        for _ in range(100_000):
+            setup.publisher.publish(topic(DEFAULT_PREFIX, "r-1", Kind.CMD), b"{}")
     entry = setup.actions.request("tech-zhang", "r-1", "reboot")
     assert entry.outcome == Outcome.FAILED and "not sent" in entry.detail
     assert setup.audit()[0].outcome == "failed"
 
 
 def test_refusals_are_counted(setup: Setup) -> None:
-    setup.clock.at(IN_LESSON)
+    setup.clock.set(IN_LESSON)
     setup.refused("tech-zhang", "r-1", "reboot")
     setup.refused("tech-zhang", "ghost", "reboot")
     samples = {(s.name, s.labels["code"]): s.value for s in setup.actions.samples()}

@@ -21,7 +21,8 @@ from fleet.app import Fleet
 from fleet.config import DatabaseConfig, FleetConfig
 from fleet.db.base import session_scope
 from fleet.db.models import Alert, AlertState, Device
-from tests.fleet.alert_helpers import Clock, World, build_world, payload
+from tests.clock import ManualClock
+from tests.fleet.alert_helpers import START, World, build_world, payload
 
 HEALTHY = {
     "cameras": {"ok": True, "devices": [{"id": "c0", "name": "Teacher camera", "ok": True}]},
@@ -137,7 +138,7 @@ def test_a_ticket_closed_by_another_process_stops_costing_queries(world: World) 
     telemetry(world, BLACK)
     world.tick_after(1)
     with session_scope(world.sessions) as s:  # another process resolved it behind our back
-        s.execute(update(Alert).values(state=AlertState.RESOLVED, resolved_at=world.clock.now))
+        s.execute(update(Alert).values(state=AlertState.RESOLVED, resolved_at=world.clock()))
     telemetry(world, HEALTHY)  # reads the ticket, finds it closed, forgets it
     with Statements(db(world)) as sql:
         telemetry(world, HEALTHY)
@@ -152,7 +153,7 @@ def test_resync_interval_is_configurable_and_validated() -> None:
 
 def _body(world: World, sections: dict[str, Any]) -> dict[str, Any]:
     world.seq += 1
-    return payload(Kind.TELEMETRY, "rural-1", world.clock.now, world.seq, interval=15,
+    return payload(Kind.TELEMETRY, "rural-1", world.clock(), world.seq, interval=15,
                    sections=sections)
 
 
@@ -184,7 +185,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         database=DatabaseConfig(url=f"sqlite:///{tmp_path / 'fleet.db'}"),
         actions=ActionConfig(key_file=tmp_path / "fleet.key"),
     )
-    built = Fleet(config, clock=Clock())  # not started: reloading needs no broker
+    built = Fleet(config, clock=ManualClock(START))  # not started: reloading needs no broker
     try:
         yield built
     finally:

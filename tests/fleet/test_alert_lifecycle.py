@@ -225,7 +225,7 @@ def test_late_last_will_of_an_old_session_is_ignored(world: World) -> None:
 def test_replayed_old_telemetry_does_not_reopen(world: World) -> None:
     bad = {"cameras": {"ok": False, "reason": "camera_missing", "devices": []}}
     good = {"cameras": {"ok": True, "devices": [{"id": "cam0", "ok": True}]}}
-    old_time = world.clock.now
+    old_time = world.clock()
     world.clock.advance(60)
     world.send(Kind.TELEMETRY, "rural-1", interval=30, sections=bad)
     world.tick_after(1)
@@ -242,7 +242,7 @@ def test_replayed_old_telemetry_does_not_reopen(world: World) -> None:
 def test_life_cycle_on_postgresql(tmp_path: Path, postgres: str) -> None:
     """The same tickets, timers and mutes on the county/province database."""
     world = build_world(tmp_path, url=fresh_database(postgres, "alerts_lifecycle"))
-    now = world.clock.now
+    now = world.clock()
     world.engine.add_silence({"device_id": "town-1"}, now, now + timedelta(hours=1), "zhao")
     status(world, "rural-1", "offline")
     status(world, "town-1", "offline")

@@ -59,7 +59,7 @@ def test_offline_device_inhibits_its_camera_alert_but_not_its_recovery(world: Wo
 
 
 def test_silence_mutes_with_its_reason_and_ends(world: World) -> None:
-    now = world.clock.now
+    now = world.clock()
     sid = world.engine.add_silence(
         {"device_id": "rural-1"}, now, now + timedelta(hours=1), "lin", "换摄像头 / swapping"
     )
@@ -81,7 +81,7 @@ def test_silence_mutes_with_its_reason_and_ends(world: World) -> None:
 
 
 def test_silence_that_does_not_match_mutes_nothing(world: World) -> None:
-    now = world.clock.now
+    now = world.clock()
     world.engine.add_silence({"device_id": "town-1"}, now, now + timedelta(hours=1), "x")
     camera(world, "device_removed")
     world.tick_after(31)
@@ -91,7 +91,7 @@ def test_silence_that_does_not_match_mutes_nothing(world: World) -> None:
 
 
 def test_bad_silences_are_refused(world: World) -> None:
-    now = world.clock.now
+    now = world.clock()
     later = now + timedelta(hours=1)
     with pytest.raises(ValueError, match="unknown matcher"):
         world.engine.add_silence({"room": "1"}, now, later, "x")
@@ -124,7 +124,7 @@ def test_maintenance_window_mutes_with_its_name(world: World) -> None:
 
 def test_holiday_mutes(world: World) -> None:
     with session_scope(world.sessions) as s:
-        s.add(Holiday(day=world.clock.now.astimezone(ZONE).date(), name="校庆"))
+        s.add(Holiday(day=world.clock().astimezone(ZONE).date(), name="校庆"))
     camera(world, "device_removed")
     world.tick_after(31)
     world.tick_after(31)

@@ -126,7 +126,7 @@ def test_telemetry_without_a_section_leaves_its_alerts_alone(world: World) -> No
 def test_failed_check_links_to_its_lesson_through_the_check_run(world: World) -> None:
     with session_scope(world.sessions) as s:
         s.add(CheckRun(request_id="cmd-1", lesson_id=world.lesson_id, device_id="rural-1",
-                       phase="first", requested_at=world.clock.now))
+                       phase="first", requested_at=world.clock()))
     finding = {"level": "fail", "reason": "camera_missing", "message_zh": "未检测到摄像头",
                "message_en": "no camera found", "entity": ""}
     world.send(Kind.CHECK, "rural-1", verdict="fail", probes={}, findings=[finding],

@@ -24,14 +24,15 @@ from fleet.checks.readiness import Readiness, ReadinessState, lesson_readiness
 from fleet.checks.scheduler import CheckScheduler
 from fleet.db.base import SessionFactory, make_engine, session_scope
 from fleet.db.models import CheckRun, Lesson, LessonMode
+from fleet.ingest import MqttIngest
+from tests.clock import ManualClock
 from tests.fleet.checks_helpers import (
     MONDAY_0800,
-    Bridge,
-    Clock,
-    FleetPublisher,
     MqttDevice,
+    Relay,
     Sniffer,
     World,
+    fleet_ingest,
     wait_until,
 )
 
@@ -43,9 +44,10 @@ CAMERA_MISSING = {"level": "fail", "reason": "camera_missing", "message_zh": "æ‘
 class Fleet:
     broker: Mosquitto
     world: World
-    clock: Clock
+    clock: ManualClock
     key_file: Path
-    publisher: FleetPublisher
+    publisher: MqttIngest
+    relay: Relay
     actions: Actions
     scheduler: CheckScheduler
 
@@ -58,11 +60,14 @@ class Fleet:
                                         self.clock)
 
     def device(self, device_id: str) -> MqttDevice:
-        return MqttDevice(self.broker, device_id, Signer.from_file(self.key_file).public_key_b64)
+        # The device has just been enrolled: the ingest takes its answers from now on.
+        self.publisher.reload_devices()
+        return MqttDevice(self.broker, device_id, Signer.from_file(self.key_file).public_key_b64,
+                          self.clock, self.key_file.parent)
 
     def at(self, minutes_before: float, seconds: float = 0) -> int:
         """Tick at 08:00 minus the given time; return how many checks were sent."""
-        self.clock.at(MONDAY_0800 - timedelta(minutes=minutes_before, seconds=seconds))
+        self.clock.set(MONDAY_0800 - timedelta(minutes=minutes_before, seconds=seconds))
         return self.scheduler.tick()
 
     def readiness(self, lesson_id: int) -> Readiness:
@@ -79,29 +84,30 @@ class Fleet:
 @pytest.fixture
 def fleet(broker: Mosquitto, tmp_path: Path) -> Iterator[Fleet]:
     world = World.create(tmp_path)
-    clock = Clock(MONDAY_0800 - timedelta(hours=1))
+    clock = ManualClock(MONDAY_0800 - timedelta(hours=1))
     key_file = tmp_path / "fleet.key"
-    publisher = FleetPublisher(broker)
+    relay = Relay()
+    publisher = fleet_ingest(broker, world.sessions, [relay])
     actions = Actions(world.sessions, publisher, Signer.from_file(key_file), ActionConfig(), clock)
     scheduler = CheckScheduler(world.sessions, actions,
                                CheckConfig(bandwidth_url="http://fleet.lan/api/v1/bandwidth"),
                                clock)
-    yield Fleet(broker, world, clock, key_file, publisher, actions, scheduler)
+    yield Fleet(broker, world, clock, key_file, publisher, relay, actions, scheduler)
     publisher.close()
 
 
 @pytest.fixture
-def bridge(fleet: Fleet) -> Iterator[Bridge]:
-    bridge = Bridge(fleet.broker, [fleet.scheduler, fleet.actions])
-    yield bridge
-    bridge.close()
+def bridge(fleet: Fleet) -> Relay:
+    """The devices' answers reach the fleet's scheduler and actions (without it, nothing)."""
+    fleet.relay.sinks[:] = [fleet.scheduler, fleet.actions]
+    return fleet.relay
 
 
 def end_states(readiness: Readiness) -> dict[str | None, ReadinessState]:
     return {end.device_id: end.state for end in readiness.ends}
 
 
-def test_healthy_lesson_becomes_ready(fleet: Fleet, bridge: Bridge) -> None:
+def test_healthy_lesson_becomes_ready(fleet: Fleet, bridge: Relay) -> None:
     lesson = fleet.world.pair(MONDAY_0800)
     main, recv = fleet.device("m-1"), fleet.device("r-1")
     assert fleet.readiness(lesson).state is ReadinessState.PENDING
@@ -132,7 +138,7 @@ def test_healthy_lesson_becomes_ready(fleet: Fleet, bridge: Bridge) -> None:
 
 
 def test_failing_end_is_not_ready_and_rechecked_at_ten_minutes(
-    fleet: Fleet, bridge: Bridge
+    fleet: Fleet, bridge: Relay
 ) -> None:
     lesson = fleet.world.pair(MONDAY_0800)
     main, recv = fleet.device("m-1"), fleet.device("r-1")
@@ -286,7 +292,7 @@ def test_restarted_fleet_sends_the_due_recheck_and_takes_late_answers(fleet: Fle
     assert fleet.readiness(lesson).state is ReadinessState.CHECKING
 
 
-def test_a_refused_run_check_fails_the_end(fleet: Fleet, bridge: Bridge) -> None:
+def test_a_refused_run_check_fails_the_end(fleet: Fleet, bridge: Relay) -> None:
     lesson = fleet.world.pair(MONDAY_0800)
     recv = fleet.device("r-1")
     fleet.at(25)
@@ -320,7 +326,7 @@ def test_manual_check_in_a_lesson_uses_its_args_and_counts_for_readiness(
                             run_check_args=fleet.scheduler.planner.args_for_device)
     lesson = fleet.world.pair(MONDAY_0800)
     recv = fleet.device("r-1")
-    fleet.clock.at(MONDAY_0800 + timedelta(minutes=5))
+    fleet.clock.set(MONDAY_0800 + timedelta(minutes=5))
     entry = fleet.actions.request("tech-zhang", "r-1", "run-check")
     command = recv.next_command()
     assert command["id"] == entry.command_id

@@ -19,7 +19,8 @@ from fleet.checks.readiness import ReadinessState, lesson_readiness
 from fleet.checks.scheduler import CheckScheduler
 from fleet.db.base import SessionFactory, make_engine, session_scope
 from fleet.db.models import AuditEntry, CheckRun, Lesson
-from tests.fleet.checks_helpers import MONDAY_0800, Clock, FleetPublisher, World
+from tests.clock import ManualClock
+from tests.fleet.checks_helpers import MONDAY_0800, World, fleet_ingest
 from tests.fleet.pg import fresh_database
 
 
@@ -27,8 +28,8 @@ def test_checks_and_actions_on_postgres(postgres: str, broker: Mosquitto, tmp_pa
     url = fresh_database(postgres, f"checks_{uuid.uuid4().hex[:8]}")
     world = World.create(tmp_path, url)
     lesson = world.pair(MONDAY_0800)
-    clock = Clock(MONDAY_0800 - timedelta(minutes=25))
-    publisher = FleetPublisher(broker)
+    clock = ManualClock(MONDAY_0800 - timedelta(minutes=25))
+    publisher = fleet_ingest(broker, world.sessions, [])
     actions = Actions(world.sessions, publisher, Signer.from_file(tmp_path / "k"),
                       ActionConfig(), clock)
     mine = CheckScheduler(world.sessions, actions, clock=clock)
@@ -54,7 +55,7 @@ def test_checks_and_actions_on_postgres(postgres: str, broker: Mosquitto, tmp_pa
     with session_scope(world.sessions) as s:
         state = lesson_readiness(s, s.get_one(Lesson, lesson), clock())
     assert state.state is ReadinessState.NOT_READY
-    clock.at(MONDAY_0800 - timedelta(minutes=7))
+    clock.set(MONDAY_0800 - timedelta(minutes=7))
     assert mine.tick() == 1, "the silent end is rechecked"
 
     with pytest.raises(ActionRefused) as err:

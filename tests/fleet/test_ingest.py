@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import sessionmaker
 
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, Kind, encode, envelope
 from fleet.broker import Mosquitto
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Classroom, County, Device, School, SchoolKind
 from fleet.ingest import IngestConfig, MqttIngest, create_ingest
 from fleet.ingest.validate import Validator, load_enabled_devices
 from fleet.sinks import MessageSink
 from fleet.state import DeviceStates
+from tests.fleet.db import fresh_db
 from tests.fleet.ingest_helpers import (
     DeviceClient,
     Recorder,
@@ -286,9 +286,7 @@ def test_inventory_changes_behind_the_ingest_are_picked_up(tmp_path: Path) -> No
     # Devices enrolled or disabled through the API or another fleet process are heard
     # (or refused) within refresh_s, without a reload call; a database that is away
     # leaves the last known inventory in force.
-    engine = make_engine(f"sqlite:///{tmp_path / 'inv.db'}")
-    Base.metadata.create_all(engine)
-    sessions = sessionmaker(engine)
+    sessions = fresh_db(tmp_path)
     with session_scope(sessions) as s:
         county = County(name="洞头区")
         school = School(county=county, name="鹿西乡小学", kind=SchoolKind.RURAL)
@@ -304,9 +302,9 @@ def test_inventory_changes_behind_the_ingest_are_picked_up(tmp_path: Path) -> No
     assert validator.check(topic, encode(telemetry("luxi-1", 2))) is None, "too early"
     now[0] = 30.0
     assert validator.check(topic, encode(telemetry("luxi-1", 3))) is not None
-    engine.dispose()
-    (tmp_path / "inv.db").rename(tmp_path / "gone.db")
-    (tmp_path / "inv.db").mkdir()  # the database is now unreachable
+    sessions.kw["bind"].dispose()
+    (tmp_path / "fleet.db").rename(tmp_path / "gone.db")
+    (tmp_path / "fleet.db").mkdir()  # the database is now unreachable
     now[0] = 61.0
     assert validator.check(topic, encode(telemetry("luxi-1", 4))) is not None
     assert validator.refused["unknown-device"] == 2

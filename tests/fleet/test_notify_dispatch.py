@@ -11,10 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import delete
 
-from fleet.db.base import Base, SessionFactory, make_engine, session_scope
+from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Notification, NotificationStatus
 from fleet.metrics import Sample
 from fleet.notify import Dispatcher, NotifyConfig, build_channels, enqueue
@@ -22,6 +21,8 @@ from fleet.notify.base import Channel, Outgoing
 from fleet.notify.config import EmailConfig
 from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
+from tests.clock import ManualClock as Clock
+from tests.fleet.db import fresh_db
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 from tests.waiting import wait_until
@@ -29,33 +30,16 @@ from tests.waiting import wait_until
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
-    Base.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> SessionFactory:
-    return sessionmaker(engine, expire_on_commit=False)
+def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
+    factory = fresh_db(tmp_path)
+    yield factory
+    factory.kw["bind"].dispose()
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 def add(sessions: SessionFactory, channel: str, target: str, clock: Clock, **extra: object) -> int:
@@ -356,9 +340,7 @@ def test_two_dispatchers_in_parallel_deliver_each_message_once(
         if backend == "sqlite"
         else request.getfixturevalue("postgres")
     )
-    engines = [make_engine(url), make_engine(url)]  # two processes' worth of connections
-    Base.metadata.create_all(engines[0])
-    factories = [sessionmaker(e, expire_on_commit=False) for e in engines]
+    factories = [fresh_db(tmp_path, url) for _ in range(2)]  # two processes' connections
     clock = Clock(datetime.now(UTC))
     with session_scope(factories[0]) as session:
         session.execute(delete(Notification))
@@ -380,8 +362,8 @@ def test_two_dispatchers_in_parallel_deliver_each_message_once(
     finally:
         with session_scope(factories[0]) as session:
             session.execute(delete(Notification))
-        for e in engines:
-            e.dispose()
+        for f in factories:
+            f.kw["bind"].dispose()
 
 
 def test_run_loop_delivers_until_stopped(
@@ -393,10 +375,7 @@ def test_run_loop_delivers_until_stopped(
     loop = threading.Thread(target=d.run, args=(stop,))
     loop.start()
     try:
-        for _ in range(200):
-            if webhook_receiver.requests:
-                break
-            threading.Event().wait(0.02)
+        assert wait_until(lambda: bool(webhook_receiver.requests)), "the loop delivered"
     finally:
         stop.set()
         loop.join(5)

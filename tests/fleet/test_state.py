@@ -13,18 +13,11 @@ from agent.contract import Kind, envelope
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
+from tests.clock import ManualClock
 from tests.fleet.ingest_helpers import inventory_db, status, telemetry, wait_until
 from tests.fleet.pg import fresh_database
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -120,7 +113,7 @@ def test_replayed_older_telemetry_does_not_replace_the_latest(sessions: SessionF
 
 
 def test_flush_and_reload_keep_the_last_state(stored: SessionFactory) -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     states = DeviceStates(stored, clock=clock)
     feed(states, Kind.STATUS, status("dev-a", "online", 4, 0, interval=30,
                                      inventory={"cameras": [{"id": "cam0"}]}))
@@ -148,14 +141,14 @@ def test_flush_and_reload_keep_the_last_state(stored: SessionFactory) -> None:
 def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
     stored: SessionFactory,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     mine, other = DeviceStates(stored, clock=clock), DeviceStates(stored, clock=clock)
     feed(mine, Kind.STATUS, status("dev-a", "online", 1, 0,
                                    inventory={"cameras": [{"id": "cam0"}]}))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
     assert mine.flush() == 1
-    clock.now = T0 + timedelta(minutes=1)
-    feed(mine, Kind.TELEMETRY, telemetry("dev-a", 3, when=clock.now,
+    clock.set(T0 + timedelta(minutes=1))
+    feed(mine, Kind.TELEMETRY, telemetry("dev-a", 3, when=clock(),
                                          sections={"system": {"cpu_pct": 99.0}}))
     feed(mine, Kind.STATUS, status("dev-a", "online", 2, 4, inventory={"cameras": []}))
     # Another process heard only an older telemetry of the device's previous session.
@@ -169,7 +162,7 @@ def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
     assert (snap.online, snap.session, snap.last_seq) == (True, 2, 3)
     assert snap.inventory == {"cameras": []}
     assert snap.telemetry["sections"] == {"system": {"cpu_pct": 99.0}}
-    assert (snap.telemetry_at, snap.last_seen) == (clock.now, clock.now)
+    assert (snap.telemetry_at, snap.last_seen) == (clock(), clock())
 
 
 def test_flush_keeps_a_newer_session_written_by_another_fleet_process(
@@ -234,16 +227,16 @@ def test_snapshots_are_copies_a_caller_cannot_change_the_state_through(
 def test_stale_devices_are_online_ones_silent_for_three_intervals(
     sessions: SessionFactory,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     states = DeviceStates(sessions, clock=clock)
     feed(states, Kind.STATUS, status("dev-a", "online", 1, 0, interval=10))
     feed(states, Kind.STATUS, status("dev-b", "offline", 1, 0))
     assert states.stale(T0 + timedelta(seconds=30)) == []
     assert states.stale(T0 + timedelta(seconds=31)) == ["dev-a"]
-    clock.now = T0 + timedelta(seconds=25)
+    clock.set(T0 + timedelta(seconds=25))
     states.admit("dev-a", Kind.EVENT, envelope("dev-a", 1) | {"type": "device_added"})
     assert states.stale(T0 + timedelta(seconds=31)) == []
-    clock.now = T0 + timedelta(seconds=100)
+    clock.set(T0 + timedelta(seconds=100))
     samples = {s.name: s.value for s in states.samples()}
     assert samples["syncclass_devices_online"] == 1
     assert samples["syncclass_devices_offline"] == 1

@@ -1,4 +1,4 @@
-"""A real VictoriaMetrics for the time-series tests (fixture ``victoria``)."""
+"""A real VictoriaMetrics for the time-series tests (fixture ``victoria``) and benchmarks."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ class VictoriaMetrics:
 
     def start(self) -> VictoriaMetrics:
         binary = shutil.which("victoria-metrics")
-        if binary is None:
-            pytest.skip("victoria-metrics is not installed (Debian: victoria-metrics)")
+        if binary is None:  # `make test` installs it: a missing server is a failure
+            raise FileNotFoundError("victoria-metrics is not installed (Debian: victoria-metrics)")
         self._proc = subprocess.Popen(
             [binary, f"-storageDataPath={self.data_dir}",
              f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=1d",
