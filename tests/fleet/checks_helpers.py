@@ -32,15 +32,12 @@ from fleet.db.models import (
     SchoolKind,
 )
 from fleet.ingest import IngestConfig, MqttIngest, create_ingest
-from fleet.ingest.dispatch import Dispatcher
-from fleet.ingest.validate import Validator
 from fleet.sinks import MessageSink, NullSink
 from tests.fleet.db import fresh_db
 from tests.waiting import wait_until
 
 __all__ = [
     "MONDAY_0800",
-    "FleetPublisher",
     "MqttDevice",
     "Relay",
     "Sniffer",
@@ -173,14 +170,6 @@ def fleet_ingest(broker: Mosquitto, sessions: SessionFactory,
     """The fleet's real ingest, started: publisher of the commands, and the path of the
     answers of the inventory's enabled devices to ``sinks``."""
     return _started(create_ingest(_config(broker), sessions, sinks))
-
-
-def FleetPublisher(broker: Mosquitto) -> MqttIngest:
-    """The fleet's real ingest hearing no device: only a publisher of commands.
-
-    Kept for test_api_actions.py and test_web.py, whose tests need no answers."""
-    deaf = Validator(DEFAULT_PREFIX, lambda: ())
-    return _started(MqttIngest(_config(broker), Dispatcher(deaf, [])))
 
 
 class MqttDevice:

@@ -16,7 +16,7 @@ from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
 from fleet.broker import Mosquitto
 from tests.fleet.api_world import NOW, World, world
-from tests.fleet.checks_helpers import FleetPublisher, Sniffer, wait_until
+from tests.fleet.checks_helpers import Sniffer, fleet_ingest, wait_until
 
 __all__ = ["world"]
 
@@ -26,7 +26,7 @@ LUXI = "dongtou-luxi-sync1"
 @pytest.fixture
 def sniffer(world: World, broker: Mosquitto, tmp_path: Path) -> Iterator[Sniffer]:
     """Wires the real action service into the app; yields what reaches the broker."""
-    publisher = FleetPublisher(broker)
+    publisher = fleet_ingest(broker, world.sessions, [])
     world.services.actions = Actions(
         world.sessions, publisher, Signer.from_file(tmp_path / "fleet.key"), clock=world.clock
     )

@@ -19,7 +19,7 @@ from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
 from fleet.broker import Mosquitto, free_port, wait_for_port
 from tests.fleet.api_world import NOW, PASSWORD, World, world
-from tests.fleet.checks_helpers import FleetPublisher
+from tests.fleet.checks_helpers import fleet_ingest
 
 __all__ = ["world"]
 
@@ -31,7 +31,7 @@ SHOT = Path(os.environ.get("SYNCCLASS_WEB_SHOT", "/tmp/syncclass-web.png"))
 
 @pytest.fixture
 def served(world: World, broker: Mosquitto, tmp_path: Path) -> Iterator[str]:
-    publisher = FleetPublisher(broker)
+    publisher = fleet_ingest(broker, world.sessions, [])
     world.services.actions = Actions(
         world.sessions, publisher, Signer.from_file(tmp_path / "fleet.key"), clock=world.clock
     )
