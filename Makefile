@@ -11,7 +11,7 @@ DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics 
 	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo test fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ typecheck: venv
 
 test: deps-test venv lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# A larger budget for the fuzz tests than the suite gives them (FUZZ_EXAMPLES per test).
+FUZZ_EXAMPLES ?= 2000
+fuzz: deps-test venv
+	SYNCCLASS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -m fuzz tests
 
 bench: deps-test venv
 	$(BIN)/python -m bench
