@@ -10,6 +10,7 @@ provisioning manages are read-only through the API; they are reported and left a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ _STATUS = {"created": "已创建", "updated": "已更新", "unchanged": "未变"
            "left": "未改动（由配置文件管理）"}
 _KIND = {"data source": "数据源", "folder": "文件夹", "dashboard": "仪表盘"}
 _MESSAGE = "syncclass-fleet grafana push"
+_KEPT = ("isDefault", "basicAuth", "basicAuthUser", "user", "database", "withCredentials")
 
 
 class GrafanaPushError(Exception):
@@ -65,6 +67,13 @@ def _one_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
+def _reason(exc: BaseException) -> str:
+    """The operating system's reason inside the HTTP library's nested retry message."""
+    text = _one_line(exc)
+    errno = re.search(r"\[Errno [^\]]*\][^'\")]*", text)
+    return errno.group(0).strip() if errno else text
+
+
 def _refusal(exc: Any, url: str) -> GrafanaPushError:
     status = getattr(exc, "status_code", 0)
     response = getattr(exc, "response", None)
@@ -77,9 +86,9 @@ def _refusal(exc: Any, url: str) -> GrafanaPushError:
         return GrafanaPushError(
             f"令牌权限不足（403：{message}），请用 Admin 角色的服务账号令牌 / the token may not "
             f"do this (403: {message}): use a service-account token with the Admin role")
-    if status == 0:
+    if status == 0:  # a timeout or a broken connection, wrapped by grafana-client
         return GrafanaPushError(f"无法连接 Grafana {url} / cannot reach Grafana at {url}: "
-                                f"{message}")
+                                f"{_reason(exc)}")
     return GrafanaPushError(f"Grafana 拒绝了请求（{status}：{message}） / Grafana refused the "
                             f"request ({status}: {message})")
 
@@ -121,7 +130,10 @@ def _datasource(api: Any, source: InfluxSource) -> tuple[Outcome, str]:
         return Outcome("data source", str(existing["name"]), uid, "left", note), uid
     if same and not source.token:
         return Outcome("data source", source.name, uid, "unchanged"), uid
-    body = {**model, "uid": uid, "jsonData": json_data, "version": existing.get("version")}
+    # An update replaces the whole data source: what we do not set is sent back as it is.
+    kept = {k: existing[k] for k in _KEPT if k in existing}
+    body = {**kept, **model, "uid": uid, "jsonData": json_data,
+            "version": existing.get("version")}
     ds.update_datasource_by_uid(uid, body)
     # Grafana never returns a stored secret, so a given token is always written.
     note = "" if not same else "令牌已重新写入 / token written again"
@@ -198,5 +210,5 @@ def push(url: str, token: str, source: InfluxSource, dashboards: list[dict[str, 
         raise _refusal(exc, url) from None
     except RequestException as exc:
         raise GrafanaPushError(f"无法连接 Grafana {url} / cannot reach Grafana at {url}: "
-                               f"{_one_line(exc)}") from None
+                               f"{_reason(exc)}") from None
     return outcomes

@@ -107,6 +107,7 @@ def test_unreachable_grafana_is_one_clear_line(capsys: pytest.CaptureFixture[str
     [line] = capsys.readouterr().err.splitlines()
     assert code == 1
     assert f"无法连接 Grafana {url}" in line and f"cannot reach Grafana at {url}" in line
+    assert line.endswith("Connection refused")
 
 
 class _WebPage(BaseHTTPRequestHandler):
@@ -142,7 +143,7 @@ def test_datasource_of_the_same_name_is_updated_not_duplicated(
         grafana: StandinGrafana, capsys: pytest.CaptureFixture[str]) -> None:
     # A county admin had made "syncclass" by hand: Grafana gave it a uid of its own.
     grafana.seed_datasource("syncclass", uid="handmade01", url="http://old:8086",
-                            jsonData={"dbName": "old", "keepMe": 1})
+                            jsonData={"dbName": "old", "keepMe": 1}, isDefault=True)
     grafana.seed_datasource("other", uid="other01", url="http://other:8086")
     code, lines, _ = _push(grafana, capsys, "--influx-url", "http://influx:8086")
     assert code == 0
@@ -150,6 +151,7 @@ def test_datasource_of_the_same_name_is_updated_not_duplicated(
     mine = [ds for ds in grafana.state.datasources.values() if ds["name"] == "syncclass"]
     assert [ds["uid"] for ds in mine] == ["handmade01"]
     assert mine[0]["url"] == "http://influx:8086"
+    assert mine[0]["isDefault"] is True  # what the push does not manage stays
     assert mine[0]["jsonData"] == {"dbName": "syncclass", "httpMode": "GET",
                                    "timeInterval": "15s", "keepMe": 1}
     assert grafana.state.datasources["other01"]["url"] == "http://other:8086"
