@@ -71,7 +71,8 @@ def load_dashboards(directory: Path) -> list[dict[str, Any]]:
     """Every ``*.json`` dashboard in a directory, each with its uid and title."""
     paths = sorted(directory.glob("*.json"))
     if not paths:
-        raise DashboardError(f"{directory} 中没有仪表盘 JSON / no dashboard JSON in {directory}")
+        raise DashboardError(f"{directory} 中没有仪表盘 JSON / no dashboard JSON in {directory}: "
+                             "give --dashboards DIR")
     dashboards = []
     for path in paths:
         try:
