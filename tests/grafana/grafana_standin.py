@@ -118,6 +118,15 @@ class StandinGrafana:
         with self._lock:
             return self._add_folder({"title": title, "uid": uid or self._uid()})
 
+    def seed_dashboard(self, dashboard: dict[str, Any], folder_uid: str = "",
+                       provisioned: bool = False) -> None:
+        """A dashboard saved by hand, or loaded by Grafana's file provisioning."""
+        with self._lock:
+            ident = next(self._ids)
+            self.state.dashboards[dashboard["uid"]] = {
+                "id": ident, "dashboard": {**dashboard, "id": ident, "version": 1},
+                "folderUid": folder_uid, "version": 1, "provisioned": provisioned}
+
     def edit_dashboard(self, uid: str, **changes: Any) -> None:
         """Someone saves the dashboard in Grafana's editor: a new version."""
         with self._lock:

@@ -215,3 +215,25 @@ def test_unreadable_dashboard_stops_before_anything_is_written(
     code, _, err = _push(grafana, capsys, "--dashboards", str(tmp_path))
     assert code == 1 and "broken.json" in err and len(err.splitlines()) == 1
     assert grafana.state.calls == []
+
+
+def test_renamed_folder_gets_its_title_back(grafana: StandinGrafana,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    grafana.seed_folder("renamed by hand", uid="syncclass")
+    code, lines, _ = _push(grafana, capsys)
+    assert code == 0 and "已更新 updated" in lines[1]
+    assert grafana.state.folders["syncclass"]["title"] == "同步课堂 syncclass"
+    assert len(grafana.state.folders) == 1
+
+
+def test_provisioned_dashboard_is_left_alone(grafana: StandinGrafana,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    uid, dashboard = next(iter(DASHBOARDS.items()))
+    grafana.seed_folder("同步课堂 syncclass", uid="syncclass")
+    grafana.seed_dashboard({**dashboard, "refresh": "5m"}, "syncclass", provisioned=True)
+    code, lines, _ = _push(grafana, capsys)
+    assert code == 0
+    assert any(uid in line and "provisioned file" in line for line in lines), lines
+    assert grafana.state.dashboards[uid]["dashboard"]["refresh"] == "5m"
+    assert not [c for c in grafana.writes() if c.path == "/api/dashboards/db"
+                and c.body["dashboard"]["uid"] == uid]
