@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent.settings import ConfigError
 from fleet.config import FleetConfig, load_config
+from fleet.grafana.cli import add_grafana_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -130,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
     tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
     command("public-key", "print the fleet's command-signing public key for agents", _public_key)
+    add_grafana_commands(sub)
     return parser
 
 
