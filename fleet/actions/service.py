@@ -27,6 +27,7 @@ from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
 from fleet.actions.ratelimit import first_exceeded
 from fleet.actions.safety import busy_lesson, busy_refusal
 from fleet.actions.signer import Signer, build_command
+from fleet.bandwidth import BandwidthAccess
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditAnswer, AuditEntry, CheckRun, Device, Lesson
 from fleet.metrics import Sample
@@ -51,6 +52,7 @@ class Actions(NullSink):
         clock: Callable[[], datetime] = utcnow,
         *,
         run_check_args: RunCheckArgs | None = None,
+        bandwidth: BandwidthAccess | None = None,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
@@ -58,6 +60,7 @@ class Actions(NullSink):
         self.config = config or ActionConfig()
         self._clock = clock
         self._run_check_args = run_check_args
+        self._bandwidth = bandwidth
         # Serialises vetting and recording so two requests of one process cannot both
         # squeeze under a rate limit.
         self._lock = threading.Lock()
@@ -74,9 +77,15 @@ class Actions(NullSink):
         command_id: str | None = None,
         ttl: timedelta | None = None,
     ) -> dict[str, Any]:
-        """A signed command, not yet sent."""
+        """A signed command, not yet sent; a run-check's ``bandwidth_url`` gets the
+        device's token for the fleet's endpoint (not in ``args``: the audit keeps no token).
+        """
         ttl = ttl or timedelta(seconds=self.config.command_ttl_s)
-        command = build_command(device_id, name, args, ttl, self._clock(), command_id=command_id)
+        now = self._clock()
+        if name == "run-check" and self._bandwidth is not None and args.get("bandwidth_url"):
+            url = self._bandwidth.presign(args["bandwidth_url"], device_id, now + ttl)
+            args = {**args, "bandwidth_url": url}
+        command = build_command(device_id, name, args, ttl, now, command_id=command_id)
         return self._signer.sign(command)
 
     def publish(self, command: dict[str, Any]) -> None:
