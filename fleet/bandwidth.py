@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -27,6 +28,12 @@ __all__ = ["SECRET_PURPOSE", "BandwidthAccess", "QuotaExceeded", "TokenRefused"]
 
 #: The HKDF purpose the secret is derived for (``fleet.actions.signer.Signer``).
 SECRET_PURPOSE = "syncclass bandwidth token v1"
+# ASCII digits of a sane length only: int() of thousands of digits or of "²", and a
+# datetime past the year 9999, raise; compare_digest wants ASCII.
+_TOKEN_RE = re.compile(
+    rf"(?P<device>{DEVICE_ID_RE.pattern.strip('^$')})\.(?P<expires>[0-9]{{1,11}})"
+    r"\.(?P<mac>[A-Za-z0-9_-]{43})"
+)
 
 
 class TokenRefused(Exception):
@@ -102,7 +109,8 @@ class BandwidthAccess:
         try:
             device_id = self._verify(token)
         except TokenRefused as refused:
-            self._counts[refused.reason] += 1
+            with self._lock:
+                self._counts[refused.reason] += 1
             raise
         now = self._clock()
         since = now - self.window
@@ -115,7 +123,7 @@ class BandwidthAccess:
                 retry = (used[0] - since).total_seconds()
                 raise QuotaExceeded(device_id, max(retry, 1.0))
             used.append(now)
-        self._counts["admitted"] += 1
+            self._counts["admitted"] += 1
         return device_id
 
     def _verify(self, token: str | None) -> str:
@@ -123,12 +131,11 @@ class BandwidthAccess:
             raise TokenRefused("missing", "缺少测速令牌：测速接口只供车队课前检查命令使用",
                                "no token: the bandwidth test is only for checks the fleet "
                                "sends")
-        device_id, _, rest = token.rpartition(".")
-        device_id, _, expires_text = device_id.rpartition(".")
-        mac = rest
-        if not (DEVICE_ID_RE.match(device_id) and expires_text.isdigit() and mac):
+        found = _TOKEN_RE.fullmatch(token)
+        if found is None:
             raise TokenRefused("malformed", "测速令牌格式错误", "malformed token")
-        expires = int(expires_text)
+        device_id, expires = found["device"], int(found["expires"])
+        mac = found["mac"]
         if not hmac.compare_digest(mac, _mac(self._secret, device_id, expires)):
             raise TokenRefused("bad_signature", "测速令牌不是本车队签发的",
                                "token not issued by this fleet")
@@ -138,7 +145,9 @@ class BandwidthAccess:
         return device_id
 
     def samples(self) -> Iterable[Sample]:
-        for result, value in sorted(self._counts.items()):
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for result, value in counts:
             yield Sample("syncclass_bandwidth_requests_total",
                          "Bandwidth test requests: admitted, or why refused.",
                          value, labels={"result": result})
