@@ -223,19 +223,25 @@ def test_dingtalk_wrong_secret_fails_at_once(
     assert load(sessions, good).status is NotificationStatus.SENT
 
 
-def test_robot_rate_limit_retried(
+def test_wecom_refusal_for_speed_waits_out_the_throttle_for_every_row_to_the_robot(
     sessions: SessionFactory, clock: Clock, webhook_receiver: WebhookReceiver
 ) -> None:
     webhook_receiver.errcode_next(1, 45009, "api freq out of limit")
-    row_id = add(
-        sessions, "wecom", webhook_receiver.url("/wecom/cgi-bin/webhook/send?key=k"), clock
-    )
+    url = webhook_receiver.url("/wecom/cgi-bin/webhook/send?key=k")
+    row_id = add(sessions, "wecom", url, clock)
     d = dispatcher(sessions, clock)
     d.run_due()
-    assert load(sessions, row_id).status is NotificationStatus.PENDING
+    row = load(sessions, row_id)
+    assert row.status is NotificationStatus.PENDING
+    # WeCom's throttle (a minute), not the 30 s backoff of an ordinary failure.
+    assert row.next_attempt_at == T0 + timedelta(seconds=60)
+    later = add(sessions, "wecom", url, clock)  # queued meanwhile: it waits too
     clock.advance(30)
-    d.run_due()
-    assert load(sessions, row_id).status is NotificationStatus.SENT
+    assert d.run_due() == 0
+    clock.advance(30)
+    assert d.run_due() == 2
+    assert {load(sessions, i).status for i in (row_id, later)} == {NotificationStatus.SENT}
+    assert [r.accepted for r in webhook_receiver.requests] == [False, True, True]
 
 
 def test_unconfigured_channel_fails_visibly(sessions: SessionFactory, clock: Clock) -> None:
