@@ -1,9 +1,9 @@
 """A notice its target keeps refusing goes to the other channels of the same people.
 
 The routes come with the notice (``payload["fallback"]``, chosen by the alert engine's
-recipients).  A route that already carries the same message (same alert and kind, queued
-with or after the refused one, not failed) is not sent twice; every other route gets a
-copy of the message, with no further fallback, so nothing loops.
+recipients).  A route that already carries the same message (same alert, kind, subject
+and body, queued with or after the refused one, not failed) is not sent twice; every
+other route gets a copy of the message, with no further fallback, so nothing loops.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def fall_back(session: Session, row: Notification, now: datetime) -> list[str]:
             .where(
                 Notification.alert_id == row.alert_id,
                 Notification.kind == row.kind,
+                Notification.subject == row.subject,
+                Notification.body == row.body,
                 Notification.channel == channel,
                 Notification.target == target,
                 Notification.created_at >= row.created_at,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,44 +22,10 @@ from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
 from tests.clock import ManualClock as Clock
 from tests.fleet.db import fresh_db
+from tests.fleet.notify_helpers import T0, add, load
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 from tests.waiting import wait_until
-
-T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    factory = fresh_db(tmp_path)
-    yield factory
-    factory.kw["bind"].dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-def add(sessions: SessionFactory, channel: str, target: str, clock: Clock, **extra: object) -> int:
-    with session_scope(sessions) as session:
-        row = enqueue(
-            session,
-            alert_id=None,
-            channel=channel,
-            target=target,
-            kind=str(extra.pop("kind", "firing")),
-            subject="【告警】三(2)班 摄像头缺失 camera missing",
-            body="二年级数学 10:00 · 大门岛小学\n摄像头缺失 camera missing",
-            payload=extra.pop("payload", None),  # type: ignore[arg-type]
-            now=clock(),
-        )
-        return row.id
-
-
-def load(sessions: SessionFactory, row_id: int) -> Notification:
-    with session_scope(sessions) as session:
-        return session.get_one(Notification, row_id)
 
 
 def sample(samples: list[Sample], name: str, **labels: str) -> float:

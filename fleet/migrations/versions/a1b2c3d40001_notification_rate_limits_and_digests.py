@@ -45,7 +45,9 @@ def upgrade() -> None:
     with op.batch_alter_table("notification", schema=None) as batch_op:
         batch_op.add_column(sa.Column("digest_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_notification_digest_id"), ["digest_id"], unique=False)
-        batch_op.create_foreign_key("fk_notification_digest_id", "notification", ["digest_id"], ["id"])
+        batch_op.create_foreign_key(
+            "fk_notification_digest_id", "notification", ["digest_id"], ["id"]
+        )
 
     # ### end Alembic commands ###
 
