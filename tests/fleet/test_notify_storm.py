@@ -1,0 +1,174 @@
+"""A Monday-morning storm on one county-wide DingTalk robot: 40 classrooms' cameras fail
+within a minute and every one is told, in digests, none lost, none later than DingTalk's
+10-minute throttle, and the robot (the receiver that enforces the documented limits)
+never has to refuse.
+
+The faults come as a real agent raises them: each classroom's simulated hardware loses
+its student camera, the agent's hot-plug tracker turns that into the contract's event,
+and it travels through a real Mosquitto into the fleet's real ingest and alert engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from agent.contract import Kind, envelope
+from agent.hardware.scenario import Fault, default_scenario
+from agent.hardware.simulated import SimulatedHardware
+from fleet.alerts import AlertConfig, AlertEngine
+from fleet.broker import Mosquitto
+from fleet.db.base import SessionFactory, session_scope
+from fleet.db.models import (
+    Alert,
+    Classroom,
+    County,
+    Device,
+    Notification,
+    NotificationStatus,
+    School,
+    SchoolKind,
+)
+from fleet.notify import Dispatcher, NotifyConfig, build_channels
+from tests.clock import ManualClock
+from tests.fleet.alert_helpers import START
+from tests.fleet.checks_helpers import fleet_ingest
+from tests.fleet.db import fresh_db
+from tests.fleet.ingest_helpers import DeviceClient
+from tests.fleet.webhook_receiver import WebhookReceiver
+from tests.waiting import wait_until
+
+SCHOOLS, ROOMS = 10, 4  # 40 classrooms
+STUDENT_CAMERA = "usb-0000:00:14.0-2"  # of default_scenario()
+SECRET = "SECcounty"
+THROTTLE = timedelta(minutes=10)  # DingTalk's, after a robot passed 20 a minute
+
+
+@dataclass
+class Room:
+    """One classroom's agent side: simulated hardware, its hot-plug events sent as the
+    agent sends them (the envelope around the tracker's event, a growing seq)."""
+
+    device_id: str
+    hardware: SimulatedHardware
+    client: DeviceClient
+    clock: ManualClock
+    seq: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hotplug(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.seq += 1
+            env = envelope(self.device_id, self.seq, self.clock())
+        self.client.send(Kind.EVENT, {**env, **event, **env})
+
+
+def county(sessions: SessionFactory, robot: str) -> list[tuple[str, str]]:
+    """洞头区 with the county's one robot set on every school; (device, "学校 教室")."""
+    places = []
+    with session_scope(sessions) as s:
+        dongtou = County(name="洞头区", city="温州市", dingtalk_webhook=robot,
+                         dingtalk_secret=SECRET)
+        s.add(dongtou)
+        for n in range(SCHOOLS):
+            school = School(county=dongtou, name=f"洞头第{n + 1}小学", kind=SchoolKind.RURAL,
+                            dingtalk_webhook=robot, dingtalk_secret=SECRET)
+            for r in range(ROOMS):
+                room = Classroom(school=school, name=f"{r + 1}号同步教室")
+                s.add(room)
+                s.flush()
+                device_id = f"dongtou-{n + 1:02d}-{r + 1}"
+                s.add(Device(id=device_id, classroom_id=room.id))
+                places.append((device_id, f"{school.name} {room.name}"))
+    return places
+
+
+@pytest.fixture
+def rooms(
+    tmp_path: Path, broker: Mosquitto, webhook_receiver: WebhookReceiver
+) -> Iterator[tuple[SessionFactory, ManualClock, list[Room], list[str]]]:
+    sessions = fresh_db(tmp_path)
+    clock = ManualClock(START)
+    webhook_receiver.state.clock = clock
+    webhook_receiver.state.dingtalk_secret = SECRET
+    places = county(sessions, webhook_receiver.url("/dingtalk/robot/send?access_token=dt"))
+    agents = []
+    for device_id, _ in places:
+        hardware = SimulatedHardware(default_scenario(), clock=clock, poll_s=3600)
+        agent = Room(device_id, hardware, DeviceClient(broker, device_id), clock)
+        hardware.watch(agent.hotplug)
+        agents.append(agent)
+    try:
+        yield sessions, clock, agents, [where for _, where in places]
+    finally:
+        for agent in agents:
+            agent.client.close()
+        sessions.kw["bind"].dispose()
+
+
+def alerts_open(sessions: SessionFactory) -> int:
+    with session_scope(sessions) as s:
+        return int(s.scalar(select(func.count()).select_from(Alert)) or 0)
+
+
+def test_forty_classrooms_failing_in_a_minute_reach_one_robot_all_told_none_refused(
+    rooms: tuple[SessionFactory, ManualClock, list[Room], list[str]],
+    broker: Mosquitto,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    sessions, clock, agents, places = rooms
+    engine = AlertEngine(
+        sessions,
+        AlertConfig(group_wait_s=30, escalate_after_s=900, reminder_interval_s=1800,
+                    base_url="https://fleet.dongtou.example.cn"),
+        clock=clock,
+    )
+    config = NotifyConfig()  # DingTalk's documented limit: 20 a minute per robot
+    dispatcher = Dispatcher(sessions, build_channels(config, clock), config, clock)
+    ingest = fleet_ingest(broker, sessions, [engine])
+
+    def step(seconds: float) -> None:  # the fleet's tick and its outbox poll (5 s)
+        clock.advance(seconds)
+        engine.tick()
+        dispatcher.run_due()
+
+    try:
+        for n, agent in enumerate(agents):  # 40 cameras in 50 s
+            agent.hardware.apply(Fault("camera_unplugged", STUDENT_CAMERA))
+            assert wait_until(lambda n=n: alerts_open(sessions) == n + 1, 10), (
+                f"the fault of {agent.device_id} did not become an alert")
+            if n % 4 == 3:
+                step(5)
+        for _ in range(12 * 50):  # 50 minutes: escalations at 15, reminders 30 later
+            step(5)
+    finally:
+        ingest.close()
+
+    requests = webhook_receiver.requests
+    assert requests and all(r.accepted for r in requests), "the robot had to refuse"
+    with session_scope(sessions) as s:
+        notices = list(s.scalars(select(Notification).where(Notification.kind != "digest")))
+        kinds = {n.kind for n in notices}
+        late = [n for n in notices if n.sent_at is None or n.sent_at - n.created_at > THROTTLE]
+        statuses = {n.status for n in notices}
+        firing = {i for n in notices if n.kind == "firing" for i in n.payload["alert_ids"]}
+        alert_ids = set(s.scalars(select(Alert.id)))
+        delays = sorted((n.sent_at - n.created_at).total_seconds() for n in notices if n.sent_at)
+    assert statuses == {NotificationStatus.SENT}, "every notice delivered, none lost"
+    assert late == []
+    assert firing == alert_ids and len(alert_ids) == 40
+    assert {"firing", "escalation", "reminder"} <= kinds
+    told = "\n".join(r.json["markdown"]["text"] for r in requests)
+    missing = [where for where in places if where not in told]
+    assert missing == [], "every classroom named in a message the robot accepted"
+    assert len(requests) < len(notices), "the storm went out in digests"
+    assert any("间教室告警 / [Digest]" in r.json["markdown"]["text"] for r in requests)
+    print(f"storm: {len(notices)} notices in {len(requests)} robot messages; "
+          f"delay median {delays[len(delays) // 2]:.0f}s, max {delays[-1]:.0f}s")
