@@ -68,6 +68,8 @@ class Dispatcher:
         self._clock = clock
         self._limiter = Limiter(sessions)
         self._outcomes: Counter[tuple[str, str]] = Counter()  # (channel, sent|retry|failed)
+        self._digests: Counter[str] = Counter()  # by channel
+        self._fallbacks: Counter[str] = Counter()  # notices sent on by the refused channel
         self._wake = threading.Event()
 
     def run_due(self) -> int:
@@ -145,6 +147,7 @@ class Dispatcher:
                     return []
                 if len(rows) > gate.free:
                     claimed = [merge(session, rows, now)]
+                    self._digests[channel] += 1
                     log.warning(
                         "%d notifications owed to %s, %d slot(s) free: sent as digest #%d",
                         len(rows), redact(target), gate.free, claimed[0].id,
@@ -275,6 +278,7 @@ class Dispatcher:
             for row in failed:
                 notes = fall_back(session, row, now)
                 if notes:
+                    self._fallbacks[row.channel] += 1
                     row.last_error = f"{row.last_error} → 改发 fell back to: {'; '.join(notes)}"[
                         :_MAX_ERROR
                     ]
@@ -347,4 +351,18 @@ class Dispatcher:
                 "Delivery attempts by channel and outcome since start",
                 float(n),
                 labels={"channel": channel, "outcome": outcome},
+            )
+        for channel, n in sorted(self._digests.items()):
+            yield Sample(
+                "syncclass_notification_digests_total",
+                "Digests made because more was owed to a target than its rate limit allowed",
+                float(n),
+                labels={"channel": channel},
+            )
+        for channel, n in sorted(self._fallbacks.items()):
+            yield Sample(
+                "syncclass_notification_fallbacks_total",
+                "Notices the channel refused for good, sent on by the people's other channels",
+                float(n),
+                labels={"channel": channel},
             )

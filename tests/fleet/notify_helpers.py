@@ -11,11 +11,12 @@ import pytest
 
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Notification
+from fleet.metrics import Sample
 from fleet.notify import enqueue
 from tests.clock import ManualClock
 from tests.fleet.db import fresh_db
 
-__all__ = ["T0", "add", "clock", "load", "sessions"]
+__all__ = ["T0", "add", "clock", "load", "sample", "sessions"]
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)  # a Monday, 09:30 in Zhejiang
 
@@ -53,3 +54,8 @@ def add(
 def load(sessions: SessionFactory, row_id: int) -> Notification:
     with session_scope(sessions) as session:
         return session.get_one(Notification, row_id)
+
+
+def sample(samples: list[Sample], name: str, **labels: str) -> float:
+    [value] = [s.value for s in samples if s.name == name and s.labels == labels]
+    return value

@@ -14,7 +14,6 @@ from sqlalchemy import delete
 
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Notification, NotificationStatus
-from fleet.metrics import Sample
 from fleet.notify import Dispatcher, NotifyConfig, build_channels, enqueue
 from fleet.notify.base import Channel, Outgoing
 from fleet.notify.config import EmailConfig
@@ -22,15 +21,10 @@ from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
 from tests.clock import ManualClock as Clock
 from tests.fleet.db import fresh_db
-from tests.fleet.notify_helpers import T0, add, load
+from tests.fleet.notify_helpers import T0, add, load, sample
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 from tests.waiting import wait_until
-
-
-def sample(samples: list[Sample], name: str, **labels: str) -> float:
-    [value] = [s.value for s in samples if s.name == name and s.labels == labels]
-    return value
 
 
 def dispatcher(

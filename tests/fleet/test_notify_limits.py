@@ -23,7 +23,7 @@ from fleet.notify.email import EmailChannel
 from fleet.notify.outbox import failed_notifications
 from tests.clock import ManualClock
 from tests.fleet.db import fresh_db
-from tests.fleet.notify_helpers import T0, add, load
+from tests.fleet.notify_helpers import T0, add, load, sample
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 
@@ -279,6 +279,11 @@ def test_a_robot_refused_for_good_falls_back_to_the_peoples_email_nothing_droppe
     copies = [r for r in rows(sessions) if r.channel == "email" and r.kind != "digest"]
     assert sorted(c.payload["fallback_of"] for c in copies) == ids
     assert {c.status for c in copies} == {NotificationStatus.SENT}
+    samples = list(d.samples())
+    assert sample(samples, "syncclass_notifications", channel="dingtalk", status="failed") == 26
+    assert sample(samples, "syncclass_notification_fallbacks_total", channel="dingtalk") == 25
+    assert sample(samples, "syncclass_notification_digests_total", channel="dingtalk") == 1
+    assert sample(samples, "syncclass_notification_digests_total", channel="email") == 1
 
 
 def test_a_robot_that_stays_throttled_falls_back_after_three_refusals(
