@@ -69,7 +69,12 @@ class Limiter:
             .values(channel=channel)
             .execution_options(synchronize_session=False)
         )
-        return session.get_one(NotifyTarget, key)
+        row = session.get(NotifyTarget, key)
+        if row is None:  # deleted since we saw it: create it under this transaction
+            row = NotifyTarget(key=key, channel=channel, blocked_reason="")
+            session.add(row)
+            session.flush()
+        return row
 
     @staticmethod
     def gate(

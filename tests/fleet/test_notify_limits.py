@@ -20,7 +20,7 @@ from fleet.notify import Dispatcher, NotifyConfig, build_channels
 from fleet.notify.base import Channel, Outgoing
 from fleet.notify.config import EmailConfig, RateLimit
 from fleet.notify.email import EmailChannel
-from fleet.notify.outbox import failed_notifications
+from fleet.notify.outbox import failed_notifications, requeue
 from tests.clock import ManualClock
 from tests.fleet.db import fresh_db
 from tests.fleet.notify_helpers import T0, add, load, sample
@@ -284,6 +284,14 @@ def test_a_robot_refused_for_good_falls_back_to_the_peoples_email_nothing_droppe
     assert sample(samples, "syncclass_notification_fallbacks_total", channel="dingtalk") == 25
     assert sample(samples, "syncclass_notification_digests_total", channel="dingtalk") == 1
     assert sample(samples, "syncclass_notification_digests_total", channel="email") == 1
+    # Once the robot is fixed, a person requeues the notices, not the digest that carried them.
+    [carrier] = [r for r in rows(sessions) if r.channel == "dingtalk" and r.kind == "digest"]
+    with pytest.raises(ValueError, match="is a digest"), session_scope(sessions) as session:
+        requeue(session, carrier.id, clock())
+    with session_scope(sessions) as session:
+        requeue(session, ids[0], clock())
+    assert (load(sessions, ids[0]).status, load(sessions, ids[0]).digest_id) == (
+        NotificationStatus.PENDING, None)
 
 
 def test_a_robot_that_stays_throttled_falls_back_after_three_refusals(
