@@ -28,8 +28,8 @@ class RateLimit:
     throttle_s: float = 600.0
 
     def __post_init__(self) -> None:
-        if self.per_window < 1 or self.window_s <= 0 or self.throttle_s < 0:
-            raise ValueError("a rate limit needs per_window >= 1, window_s > 0, throttle_s >= 0")
+        if self.per_window < 1 or self.window_s <= 0 or self.throttle_s <= 0:
+            raise ValueError("a rate limit needs per_window >= 1, window_s > 0, throttle_s > 0")
 
 
 def _dingtalk_limit() -> RateLimit:

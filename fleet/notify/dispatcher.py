@@ -73,8 +73,8 @@ class Dispatcher:
         self._wake = threading.Event()
 
     def run_due(self) -> int:
-        """Attempt what is due now, target by target (up to ``batch_size`` rows each);
-        return how many messages (a digest counts once) were attempted."""
+        """Attempt what is due now, target by target (up to ``batch_size`` messages
+        each); return how many messages (a digest counts once) were attempted."""
         now = self._clock()
         with session_scope(self._sessions) as session:
             targets = session.execute(
@@ -88,8 +88,11 @@ class Dispatcher:
             ).all()
         attempted = 0
         for channel, target in targets:
-            for message, attempt in self._claim(channel, target):
-                self._deliver(message, attempt)
+            for _ in range(self._config.batch_size):
+                claimed = self._claim(channel, target)
+                if claimed is None:
+                    break
+                self._deliver(*claimed)
                 attempted += 1
         return attempted
 
@@ -108,9 +111,11 @@ class Dispatcher:
                 log.exception("notification dispatch pass failed")
             self._wake.wait(self._config.poll_interval_s)
 
-    def _claim(self, channel: str, target: str) -> list[tuple[Outgoing, int]]:
-        """Claim what ``target`` may take now: each due row in a slot of its own, or all
-        of them in one digest when they outnumber the free slots."""
+    def _claim(self, channel: str, target: str) -> tuple[Outgoing, int, datetime] | None:
+        """Claim the next message ``target`` may take now: the oldest due row in a slot of
+        its own, or all the due rows in one digest when they outnumber the free slots.
+
+        One message per claim, so that its lease covers one attempt only."""
         limit = self._config.channel(channel).limit
         with session_scope(self._sessions) as session:
             locked = self._limiter.lock(session, channel, target)
@@ -130,48 +135,46 @@ class Dispatcher:
                 )
             )
             if not rows:
-                return []  # another dispatcher got them first
-            if channel not in self._channels:
-                claimed = rows  # fails at once, visibly: no request, no slot
-            else:
-                margin = self._config.channel(channel).timeout_s
-                gate = self._limiter.gate(session, locked, limit, margin, now)
+                return None  # all sent, or another dispatcher got them first
+            row = rows[0]
+            if channel in self._channels:
+                gate = self._limiter.gate(session, locked, limit, now)
                 if gate.free == 0:
                     assert gate.reopens is not None
-                    for row in rows:  # no attempt counted: nothing was sent
-                        row.next_attempt_at = gate.reopens
+                    for waiting in rows:  # no attempt counted: nothing was sent
+                        waiting.next_attempt_at = gate.reopens
                     log.info(
                         "%d notification(s) to %s wait until %s: %s",
                         len(rows), redact(target), gate.reopens.isoformat(), gate.reason,
                     )
-                    return []
+                    return None
                 if len(rows) > gate.free:
-                    claimed = [merge(session, rows, now)]
+                    row = merge(session, rows, now)
                     self._digests[channel] += 1
                     log.warning(
                         "%d notifications owed to %s, %d slot(s) free: sent as digest #%d",
-                        len(rows), redact(target), gate.free, claimed[0].id,
+                        len(rows), redact(target), gate.free, row.id,
                     )
-                else:
-                    claimed = rows
-            out = []
-            for row in claimed:
-                row.attempts += 1
-                row.next_attempt_at = now + timedelta(seconds=self._config.lease_s)
-                session.flush()
-                if channel in self._channels:
-                    self._limiter.take(session, locked, row.id, now)
-                out.append((_outgoing(row), row.attempts))
-            return out
+            # else: it fails at once, visibly; no request is made, so no slot is taken.
+            row.attempts += 1
+            row.next_attempt_at = now + timedelta(seconds=self._config.lease_s)
+            session.flush()
+            if channel in self._channels:
+                self._limiter.take(session, locked, row.id, now)
+            return _outgoing(row), row.attempts, now
 
-    def _deliver(self, message: Outgoing, attempt: int) -> None:
+    def _deliver(self, message: Outgoing, attempt: int, claimed_at: datetime) -> None:
         channel = self._channels.get(message.channel)
         try:
             if channel is None:
                 raise ChannelError(
                     f"channel {message.channel!r} is not configured on this fleet", retryable=False
                 )
-            channel.send(message)
+            try:
+                channel.send(message)
+            finally:
+                # The service counts the request when it arrives, at the latest now.
+                self._limiter.stamp(message.id, claimed_at, self._clock())
         except ChannelError as exc:
             self._record_failure(message, attempt, exc)
         except Exception as exc:  # a channel bug must not lose the message or stop the pass

@@ -9,8 +9,9 @@ lock, until the commit, so a second process counting for the same target waits a
 sees the first one's slots.  The throttle a refusal for speed imposes is kept on the
 same row, so every process waits it out.
 
-The window is widened by the channel's timeout: a request may reach the service up to
-that much later than its slot was taken, and the service counts arrivals.
+The service counts a request when it arrives, which is after its slot was taken: once
+the answer (or the timeout) is in, the slot is stamped again with that instant, by which
+the request has surely arrived, so our window never ends before the service's does.
 """
 
 from __future__ import annotations
@@ -77,13 +78,11 @@ class Limiter:
         return row
 
     @staticmethod
-    def gate(
-        session: Session, row: NotifyTarget, limit: RateLimit, margin_s: float, now: datetime
-    ) -> Gate:
+    def gate(session: Session, row: NotifyTarget, limit: RateLimit, now: datetime) -> Gate:
         """Slots free on the locked target ``row`` at ``now``."""
         if row.blocked_until is not None and row.blocked_until > now:
             return Gate(0, row.blocked_until, row.blocked_reason)
-        window = timedelta(seconds=limit.window_s + margin_s)
+        window = timedelta(seconds=limit.window_s)
         session.execute(
             delete(NotifySlot)
             .where(NotifySlot.target_key == row.key, NotifySlot.at < now - window)
@@ -104,6 +103,17 @@ class Limiter:
     @staticmethod
     def take(session: Session, row: NotifyTarget, notification_id: int, now: datetime) -> None:
         session.add(NotifySlot(target_key=row.key, at=now, notification_id=notification_id))
+
+    def stamp(self, notification_id: int, taken_at: datetime, done_at: datetime) -> None:
+        """The request of the slot taken at ``taken_at`` was answered (or gave up) at
+        ``done_at``: the slot counts from then."""
+        with session_scope(self._sessions) as session:
+            session.execute(
+                update(NotifySlot)
+                .where(NotifySlot.notification_id == notification_id, NotifySlot.at == taken_at)
+                .values(at=done_at)
+                .execution_options(synchronize_session=False)
+            )
 
     def throttle(self, channel: str, target: str, until: datetime, reason: str) -> None:
         """The target refused for speed: nothing goes to it before ``until``."""

@@ -139,8 +139,7 @@ def test_with_no_slot_left_a_notice_waits_for_the_first_to_leave_the_window(
     clock.advance(30)
     late = add(sessions, "dingtalk", url, clock)
     assert d.run_due() == 0
-    # The window, widened by the channel's timeout (a request may arrive that much later).
-    reopens = T0 + timedelta(seconds=60 + 10, milliseconds=1)
+    reopens = T0 + timedelta(seconds=60, milliseconds=1)  # the first slot has left the window
     assert load(sessions, late).next_attempt_at == reopens
     assert (load(sessions, late).attempts, len(webhook_receiver.requests)) == (0, 20)
     clock.set(reopens)
@@ -149,23 +148,51 @@ def test_with_no_slot_left_a_notice_waits_for_the_first_to_leave_the_window(
     assert all(r.accepted for r in webhook_receiver.requests)
 
 
-def test_notices_that_do_not_fit_a_wecom_message_wait_for_the_next_one(
+def test_notices_that_do_not_fit_a_wecom_message_go_in_the_next_one_never_cut(
     sessions: SessionFactory, clock: ManualClock, webhook_receiver: WebhookReceiver
 ) -> None:
     url = robot(webhook_receiver, clock, WECOM)
     long_subject = "【告警】鹿西乡小学 三(1)班：摄像头未连接 / [Firing] camera missing " * 2
     ids = [add(sessions, "wecom", url, clock, subject=f"{n} {long_subject}") for n in range(60)]
-    d = dispatcher(sessions, clock)
-    assert d.run_due() == 1
-    first = webhook_receiver.requests[0].json["markdown"]["content"]
-    assert "truncated" not in first  # never cut: what does not fit stays owed
-    carried = [i for i in ids if load(sessions, i).status is NotificationStatus.SENT]
-    assert 0 < len(carried) < 60
-    assert d.run_due() >= 1
-    clock.advance(1)
-    while d.run_due():
-        clock.advance(1)
+    messages = dispatcher(sessions, clock).run_due()
+    contents = [r.json["markdown"]["content"] for r in webhook_receiver.requests]
+    assert 1 < messages == len(contents) < 60
+    assert not any("truncated" in c for c in contents)  # 4096 bytes are never exceeded
     assert {load(sessions, i).status for i in ids} == {NotificationStatus.SENT}
+    assert all(r.accepted for r in webhook_receiver.requests)
+    told = "\n".join(contents)
+    assert all(f"{n} {long_subject}" in told for n in range(60))
+
+
+class SlowFirst(Channel):
+    """The first request hangs for 50 s on the network before it reaches the robot."""
+
+    def __init__(self, inner: Channel, clock: ManualClock) -> None:
+        self.inner, self.clock, self.calls = inner, clock, 0
+
+    def send(self, message: Outgoing) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.clock.advance(50)
+        self.inner.send(message)
+
+
+def test_a_slot_counts_from_when_the_robot_got_the_request(
+    sessions: SessionFactory, clock: ManualClock, webhook_receiver: WebhookReceiver
+) -> None:
+    url = robot(webhook_receiver, clock)
+    for _ in range(20):
+        add(sessions, "dingtalk", url, clock)
+    config = NotifyConfig()
+    slow = SlowFirst(build_channels(config, clock)["dingtalk"], clock)
+    d = Dispatcher(sessions, {"dingtalk": slow}, config, clock)
+    assert d.run_due() == 20  # the first arrived at T0 + 50 s, the others after it
+    clock.set(T0 + timedelta(seconds=61))  # a minute after the first was *claimed*
+    late = add(sessions, "dingtalk", url, clock)
+    assert d.run_due() == 0  # the robot still counts 20 in its minute
+    clock.set(T0 + timedelta(seconds=110, milliseconds=1))
+    assert d.run_due() == 1
+    assert load(sessions, late).status is NotificationStatus.SENT
     assert all(r.accepted for r in webhook_receiver.requests)
 
 
@@ -369,7 +396,6 @@ def test_limits_are_configurable_for_scaled_time(
     webhook_receiver.state.robot_limit, webhook_receiver.state.robot_window_s = 3, 6.0
     config = NotifyConfig()
     config.dingtalk.limit = RateLimit(per_window=3, window_s=6.0, throttle_s=60.0)
-    config.dingtalk.timeout_s = 1.0
     d = dispatcher(sessions, clock, config=config)
     for _ in range(10):
         add(sessions, "dingtalk", url, clock)
