@@ -22,15 +22,13 @@ from fleet.alerts.mute import Inhibition, Muter, muted_by
 from fleet.alerts.recipients import recipients
 from fleet.alerts.render import AlertLine, render, summary
 from fleet.db.models import Alert, Classroom
+from fleet.notify.digest import SEVERITY_RANK
 
 __all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
 
 
 #: ``fleet.notify.outbox.enqueue`` or a stand-in with its signature.
 Enqueue = Callable[..., object]
-
-# Most urgent first: a digest lists its notices in this order (then by lesson time).
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def set_notice(alert: Alert, kind: str, now: datetime) -> None:
@@ -144,7 +142,7 @@ def _send(
     about: dict[str, object] = {
         "alert_ids": ids,
         "classroom_id": classroom_id,
-        "severity": min((a.severity for a in alerts), key=lambda s: _SEVERITY_RANK.get(s, 9)),
+        "severity": min((a.severity for a in alerts), key=lambda s: SEVERITY_RANK.get(s, 9)),
         "lesson_at": min(c.starts_at for c in lessons).isoformat() if lessons else None,
     }
     if config.base_url:

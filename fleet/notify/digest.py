@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 from fleet.db.models import Notification, NotificationStatus
 from fleet.notify import dingtalk, wecom
 
-__all__ = ["DIGEST", "merge"]
+__all__ = ["DIGEST", "SEVERITY_RANK", "merge"]
 
 DIGEST = "digest"
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+#: Most urgent first: the order of a digest's notices (then by lesson time).
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _KIND_RANK = {"escalation": 0, "firing": 1, "reminder": 2, "resolved": 3}
 # What a digest's text may take on each channel: the channel's own cap less its frame
 # (markdown title, mentions, JSON escaping of DingTalk's doubled line breaks).
@@ -33,13 +34,12 @@ _TEXT_BYTES = {
     "email": 200_000,
     "webhook": 200_000,
 }
-_PRIVATE = ("secret", "at_mobiles")
 
 
 def _order(row: Notification) -> tuple[int, int, str, datetime, int]:
     payload = row.payload or {}
     return (
-        _SEVERITY_RANK.get(str(payload.get("severity", "")), 9),
+        SEVERITY_RANK.get(str(payload.get("severity", "")), 9),
         _KIND_RANK.get(row.kind, 9),
         str(payload.get("lesson_at") or "9999"),  # ISO instants in UTC sort as text
         row.created_at,
@@ -66,20 +66,23 @@ def _headline(notices: list[Notification]) -> tuple[str, str]:
     zh, en = [], []
     if rooms:
         zh.append(f"{len(rooms)} 间教室告警")
-        en.append(f"{len(rooms)} classrooms alerting")
+        en.append(f"{_classrooms(len(rooms))} alerting")
     if fixed:
         zh.append(f"{len(fixed)} 间教室恢复")
-        en.append(f"{len(fixed)} classrooms recovered")
+        en.append(f"{_classrooms(len(fixed))} recovered")
     return "，".join(zh), ", ".join(en)
+
+
+def _classrooms(n: int) -> str:
+    return f"{n} classroom" if n == 1 else f"{n} classrooms"
 
 
 def _text(notices: list[Notification], link: str) -> tuple[str, str]:
     zh, en = _headline(notices)
-    subject = f"【汇总】{zh} / [Digest] {en}"
-    lines = [f"{i}. {n.subject}" for i, n in enumerate(notices, 1)]
-    tail = [f"全部告警 / all alerts: {link}"] if link else []
-    body = "\n".join([f"{zh}：", *lines, "", *tail]) if tail else "\n".join([f"{zh}：", *lines])
-    return subject, body
+    lines = [f"{zh} / {en}：", *(f"{i}. {n.subject}" for i, n in enumerate(notices, 1))]
+    if link:
+        lines += ["", f"全部告警 / all alerts: {link}"]
+    return f"【汇总】{zh} / [Digest] {en}", "\n".join(lines)
 
 
 def merge(session: Session, rows: list[Notification], now: datetime) -> Notification:

@@ -164,6 +164,34 @@ def test_notices_that_do_not_fit_a_wecom_message_go_in_the_next_one_never_cut(
     assert all(f"{n} {long_subject}" in told for n in range(60))
 
 
+def test_a_digest_that_waits_is_merged_into_the_next_with_its_notices(
+    sessions: SessionFactory, clock: ManualClock, webhook_receiver: WebhookReceiver
+) -> None:
+    url = robot(webhook_receiver, clock)
+    webhook_receiver.state.robot_limit = 2
+    config = NotifyConfig()
+    config.dingtalk.limit = RateLimit(per_window=2, window_s=60.0, throttle_s=600.0)
+    d = dispatcher(sessions, clock, config=config)
+    first = [add(sessions, "dingtalk", url, clock, subject=f"【告警】{n}班") for n in (1, 2, 3)]
+    webhook_receiver.fail_next(1, 503)
+    assert d.run_due() == 1  # three owed, two free: a digest, which the robot drops
+    [waiting] = [r for r in rows(sessions) if r.kind == "digest"]
+    assert waiting.status is NotificationStatus.PENDING
+    clock.set(T0 + timedelta(seconds=30))  # its retry is due, with two more owed
+    later = [add(sessions, "dingtalk", url, clock, subject=f"【告警】{n}班") for n in (4, 5)]
+    assert d.run_due() == 1  # one slot free (the dropped attempt took the other)
+    carriers = [r for r in rows(sessions) if r.kind == "digest"]
+    final = carriers[-1]
+    assert (final.status, load(sessions, waiting.id).digest_id) == (
+        NotificationStatus.SENT, final.id)
+    for row_id in first + later:
+        assert (load(sessions, row_id).status, load(sessions, row_id).digest_id) == (
+            NotificationStatus.SENT, final.id)
+    text = texts(webhook_receiver)[-1]
+    assert all(f"【告警】{n}班" in text for n in range(1, 6))
+    assert "5 间教室告警" in text
+
+
 class SlowFirst(Channel):
     """The first request hangs for 50 s on the network before it reaches the robot."""
 
