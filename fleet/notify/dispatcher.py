@@ -165,23 +165,23 @@ class Dispatcher:
 
     def _deliver(self, message: Outgoing, attempt: int, claimed_at: datetime) -> None:
         channel = self._channels.get(message.channel)
+        failure: ChannelError | None = None
         try:
             if channel is None:
                 raise ChannelError(
                     f"channel {message.channel!r} is not configured on this fleet", retryable=False
                 )
-            try:
-                channel.send(message)
-            finally:
-                # The service counts the request when it arrives, at the latest now.
-                self._limiter.stamp(message.id, claimed_at, self._clock())
+            channel.send(message)
         except ChannelError as exc:
-            self._record_failure(message, attempt, exc)
+            failure = exc
         except Exception as exc:  # a channel bug must not lose the message or stop the pass
             log.exception("channel %s crashed on notification %d", message.channel, message.id)
-            self._record_failure(
-                message, attempt, ChannelError(f"{type(exc).__name__}: {exc}", retryable=True)
-            )
+            failure = ChannelError(f"{type(exc).__name__}: {exc}", retryable=True)
+        if channel is not None:
+            # The service counts the request when it arrives: at the latest, now.
+            self._limiter.stamp(message.id, claimed_at, self._clock())
+        if failure is not None:
+            self._record_failure(message, attempt, failure)
         else:
             self._finish(message, attempt, NotificationStatus.SENT, None)
             self._outcomes[(message.channel, "sent")] += 1
