@@ -17,11 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.alerts.config import AlertConfig
-from fleet.alerts.context import lesson_context
+from fleet.alerts.context import LessonContext, lesson_context
 from fleet.alerts.mute import Inhibition, Muter, muted_by
 from fleet.alerts.recipients import recipients
 from fleet.alerts.render import AlertLine, render, summary
 from fleet.db.models import Alert, Classroom
+from fleet.notify.digest import SEVERITY_RANK
 
 __all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
 
@@ -41,8 +42,10 @@ def set_notice(alert: Alert, kind: str, now: datetime) -> None:
     alert.notice_kind = kind
 
 
-def refresh_summary(session: Session, alert: Alert, config: AlertConfig, now: datetime) -> None:
-    """Rewrite the ticket's one-line texts with the lesson now at stake."""
+def refresh_summary(
+    session: Session, alert: Alert, config: AlertConfig, now: datetime
+) -> LessonContext | None:
+    """Rewrite the ticket's one-line texts with the lesson now at stake; that lesson."""
     ctx = None
     if alert.classroom_id is not None:
         tz = alert.labels.get("timezone", config.timezone)
@@ -50,6 +53,7 @@ def refresh_summary(session: Session, alert: Alert, config: AlertConfig, now: da
         ctx = lesson_context(session, alert.classroom_id, now, horizon, tz)
     detail = (str(alert.details.get("message_zh", "")), str(alert.details.get("message_en", "")))
     alert.summary_zh, alert.summary_en = summary(alert.rule, alert.entity, ctx, detail)
+    return ctx
 
 
 def _where(session: Session, classroom_id: int | None, device_id: str | None) -> str:
@@ -124,8 +128,7 @@ def _send(
     kind: str,
     alerts: list[Alert],
 ) -> None:
-    for alert in alerts:
-        refresh_summary(session, alert, config, now)
+    lessons = [c for a in alerts if (c := refresh_summary(session, a, config, now)) is not None]
     first = alerts[0]
     school = first.labels.get("school_id")
     level = max(a.escalation_level for a in alerts)
@@ -135,6 +138,15 @@ def _send(
                      [_line(a) for a in alerts], tz, link)
     to = recipients(session, int(school) if school else None, level, config.webhooks)
     ids = [a.id for a in alerts]
+    # What a digest needs to order and link this notice among others to the same target.
+    about: dict[str, object] = {
+        "alert_ids": ids,
+        "classroom_id": classroom_id,
+        "severity": min((a.severity for a in alerts), key=lambda s: SEVERITY_RANK.get(s, 9)),
+        "lesson_at": min(c.starts_at for c in lessons).isoformat() if lessons else None,
+    }
+    if config.base_url:
+        about["alerts_url"] = f"{config.base_url.rstrip('/')}/#alerts"
     for r in to:
         enqueue(
             session,
@@ -144,7 +156,7 @@ def _send(
             kind=kind,
             subject=message.subject,
             body=message.body,
-            payload={**r.payload, "alert_ids": ids},
+            payload={**r.payload, **about, "fallback": [f.route() for f in r.fallback]},
             now=now,
         )
         sent[(kind, r.channel)] += 1

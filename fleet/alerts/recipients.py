@@ -1,8 +1,13 @@
-"""Who hears about a classroom's alerts, by escalation level.
+"""Who hears about a classroom's alerts, by escalation level, and by which other way.
 
 Level 0: the school's appointed technicians (e-mail) and the school's group robots.
 Level 1 (escalated): also the county 电教 contacts and the county's group robots.
 Config-level generic webhooks hear everything.  Duplicates collapse to one delivery.
+
+Each route names its fallback: the other channels of the same people, used when the
+route stays refused.  A group robot's people are the technicians (or 电教 contacts) it
+serves, reached by e-mail; a person's e-mail falls back to their group's robots, which
+@-mention them by phone on DingTalk.  A generic webhook has no people behind it.
 """
 
 from __future__ import annotations
@@ -24,13 +29,20 @@ class Recipient:
     channel: str  # email / dingtalk / wecom / webhook
     target: str  # address or webhook URL
     payload: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    fallback: tuple[Recipient, ...] = field(default=(), compare=False, hash=False)
+
+    def route(self) -> dict[str, Any]:
+        """The route as the outbox keeps it in a notification's payload."""
+        return {"channel": self.channel, "target": self.target, "payload": dict(self.payload)}
 
 
-def _robots(owner: School | County) -> list[Recipient]:
+def _robots(owner: School | County, people: Sequence[Person] = ()) -> list[Recipient]:
     out = []
     if owner.dingtalk_webhook:
         secret = {"secret": owner.dingtalk_secret} if owner.dingtalk_secret else {}
-        out.append(Recipient("dingtalk", owner.dingtalk_webhook, secret))
+        mobiles = [p.phone for p in people if p.phone]
+        mention = {"at_mobiles": mobiles} if mobiles else {}
+        out.append(Recipient("dingtalk", owner.dingtalk_webhook, secret | mention))
     if owner.wecom_webhook:
         out.append(Recipient("wecom", owner.wecom_webhook))
     return out
@@ -40,14 +52,27 @@ def _emails(people: Sequence[Person]) -> list[Recipient]:
     return [Recipient("email", p.email) for p in people if p.email]
 
 
+def _group(owner: School | County, people: Sequence[Person]) -> list[Recipient]:
+    """One group's routes: each person's e-mail and the group's robots, each the other's
+    fallback."""
+    robots = _robots(owner)
+    found = [
+        Recipient("email", p.email, fallback=tuple(_robots(owner, [p])))
+        for p in people
+        if p.email
+    ]
+    found += [Recipient(r.channel, r.target, r.payload, tuple(_emails(people))) for r in robots]
+    return found
+
+
 def recipients(
     session: Session, school_id: int | None, level: int, webhooks: Sequence[str] = ()
 ) -> list[Recipient]:
     found: list[Recipient] = []
     school = session.get(School, school_id) if school_id is not None else None
     if school is not None:
-        found += _emails(technicians_for_school(session, school.id)) + _robots(school)
+        found += _group(school, technicians_for_school(session, school.id))
         if level >= 1:
-            found += _emails(county_contacts(session, school.county_id)) + _robots(school.county)
+            found += _group(school.county, county_contacts(session, school.county_id))
     found += [Recipient("webhook", url) for url in webhooks]
     return list(dict.fromkeys(found))

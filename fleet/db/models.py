@@ -87,6 +87,8 @@ class NotificationStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # gave up after retries: shown on the page and in /metrics
+    # Carried inside a digest (``digest_id``); becomes sent or failed with the digest.
+    MERGED = "merged"
 
 
 # ---------------------------------------------------------------- inventory
@@ -359,6 +361,32 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # The digest that carried (or carries) this notice, when its target had no slot free.
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"), index=True)
+
+
+class NotifyTarget(Base):
+    """One channel target (a robot, a mailbox, a webhook) as the rate limiter sees it.
+
+    Its row is the lock every fleet process takes before counting and taking a send slot,
+    and it holds the throttle a refusal for speed imposed, shared by all processes."""
+
+    __tablename__ = "notify_target"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of channel+target
+    channel: Mapped[str] = mapped_column(String(32))
+    blocked_until: Mapped[datetime | None]
+    blocked_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class NotifySlot(Base):
+    """One request made to a target: the limiter counts these within the window."""
+
+    __tablename__ = "notify_slot"
+    __table_args__ = (Index("ix_notify_slot_target_at", "target_key", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    notification_id: Mapped[int] = mapped_column(Integer)  # no FK: slots outlive pruned rows
 
 
 # ---------------------------------------------------------------- actions and people API

@@ -12,6 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,11 +29,13 @@ TRUNCATED = "\n…（内容过长已截断 truncated）"
 
 
 class ChannelError(Exception):
-    """One delivery attempt failed; ``retryable`` says whether trying later may help."""
+    """One delivery attempt failed; ``retryable`` says whether trying later may help,
+    ``throttled`` that the target refused for speed (wait out its documented throttle)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, throttled: bool = False) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or throttled
+        self.throttled = throttled
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Outgoing:
     body: str
     alert_id: int | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None  # of the outbox row: stable across attempts
 
 
 class Channel(ABC):

@@ -5,8 +5,8 @@ Signed robots ("加签") expect ``&timestamp=<ms>&sign=<s>`` on the webhook URL,
 DingTalk refuses a timestamp more than an hour away from its clock.  The reply is HTTP
 200 with ``{"errcode": 0}`` on success; ``310000`` (sign not match / invalid timestamp /
 keyword / IP list) and an unknown token are configuration faults and are not retried,
-``130101`` (over 20 messages a minute) is.  A request body over 20000 bytes is refused
-(``460101``), so the text is cut to fit.
+``130101`` (over 20 messages a minute, then throttled for 10 minutes) waits that out.
+A request body over 20000 bytes is refused (``460101``), so the text is cut to fit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import quote_plus
 
 from fleet.db.base import utcnow
 from fleet.notify.base import Channel, Outgoing, fit_json, truncate_utf8
-from fleet.notify.config import RobotConfig
+from fleet.notify.config import DingTalkConfig, RobotConfig
 from fleet.notify.transport import HttpTransport, check_errcode
 
 __all__ = [
@@ -34,6 +34,7 @@ MAX_BODY_BYTES = 20000
 MAX_TITLE_BYTES = 256  # the title is the chat-list preview; the text carries the rest
 # 130101: send too fast (throttled for minutes); 410100: flow control; -1: system busy.
 _RETRYABLE = frozenset({-1, 130101, 410100})
+_THROTTLED = frozenset({130101, 410100})
 
 
 def sign(secret: str, timestamp_ms: int | str) -> str:
@@ -58,7 +59,7 @@ class DingTalkChannel(Channel):
     def __init__(
         self, config: RobotConfig | None = None, clock: Callable[[], datetime] = utcnow
     ) -> None:
-        self._config = config or RobotConfig()
+        self._config = config or DingTalkConfig()
         self._clock = clock
         self._http = HttpTransport(self._config.timeout_s)
 
@@ -81,7 +82,7 @@ class DingTalkChannel(Channel):
             millis = int(self._clock().timestamp() * 1000)
             sep = "&" if "?" in url else "?"
             url = f"{url}{sep}timestamp={millis}&sign={quote_plus(sign(str(secret), millis))}"
-        check_errcode(self._http.post(url, body), "DingTalk", _RETRYABLE)
+        check_errcode(self._http.post(url, body), "DingTalk", _RETRYABLE, _THROTTLED)
 
     def close(self) -> None:
         self._http.close()

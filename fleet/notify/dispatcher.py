@@ -1,11 +1,16 @@
-"""Delivers due notifications from the outbox, retries with backoff, fails visibly.
+"""Delivers due notifications from the outbox within each target's rate limit, retries
+with backoff, waits out throttles, falls back to other channels, fails visibly.
 
-Several dispatchers may run against one database (several fleet processes): each row is
-*claimed* by a conditional UPDATE that counts the attempt and pushes ``next_attempt_at``
-one lease ahead, and only the process whose UPDATE matched sends it.  No transaction is
+Several dispatchers may run against one database (several fleet processes).  Rows are
+claimed per target, inside the transaction that holds the target's lock
+(:mod:`fleet.notify.limits`): it counts the slots the target has left in its window,
+takes one per request, and claims the rows by a conditional UPDATE that counts the
+attempt and pushes ``next_attempt_at`` one lease ahead.  When more is owed to the target
+than it has slots, the owed rows are merged into one digest (:mod:`fleet.notify.digest`)
+sent in one slot; with no slot left they wait for the first to free.  No transaction is
 held open while a channel talks to the network.  Should a process die between claim and
 result, the lease runs out and the row is attempted again: delivery is at least once,
-never silently none.
+never silently none (an e-mail keeps its Message-ID across such a resend).
 """
 
 from __future__ import annotations
@@ -17,18 +22,36 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Notification, NotificationStatus
 from fleet.metrics import Sample
 from fleet.notify.base import Channel, ChannelError, Outgoing, redact
 from fleet.notify.config import NotifyConfig
+from fleet.notify.digest import DIGEST, merge
+from fleet.notify.fallback import fall_back
+from fleet.notify.limits import Limiter
 
 __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 _MAX_ERROR = 2000
+
+
+def _outgoing(row: Notification) -> Outgoing:
+    return Outgoing(
+        id=row.id,
+        channel=row.channel,
+        target=row.target,
+        kind=row.kind,
+        subject=row.subject,
+        body=row.body,
+        alert_id=row.alert_id,
+        payload=dict(row.payload or {}),
+        created_at=row.created_at,
+    )
 
 
 class Dispatcher:
@@ -43,27 +66,33 @@ class Dispatcher:
         self._channels = dict(channels)
         self._config = config or NotifyConfig()
         self._clock = clock
+        self._limiter = Limiter(sessions)
         self._outcomes: Counter[tuple[str, str]] = Counter()  # (channel, sent|retry|failed)
+        self._digests: Counter[str] = Counter()  # by channel
+        self._fallbacks: Counter[str] = Counter()  # notices sent on by the refused channel
         self._wake = threading.Event()
 
     def run_due(self) -> int:
-        """Attempt every notification due now (up to ``batch_size``); return how many."""
+        """Attempt what is due now, target by target (up to ``batch_size`` messages
+        each); return how many messages (a digest counts once) were attempted."""
         now = self._clock()
         with session_scope(self._sessions) as session:
-            due = session.execute(
-                select(Notification.id, Notification.attempts)
+            targets = session.execute(
+                select(Notification.channel, Notification.target)
                 .where(
                     Notification.status == NotificationStatus.PENDING,
                     Notification.next_attempt_at <= now,
                 )
-                .order_by(Notification.next_attempt_at, Notification.id)
-                .limit(self._config.batch_size)
+                .group_by(Notification.channel, Notification.target)
+                .order_by(func.min(Notification.next_attempt_at))
             ).all()
         attempted = 0
-        for row_id, attempts in due:
-            message = self._claim(row_id, attempts)
-            if message is not None:
-                self._deliver(message, attempts + 1)
+        for channel, target in targets:
+            for _ in range(self._config.batch_size):
+                claimed = self._claim(channel, target)
+                if claimed is None:
+                    break
+                self._deliver(*claimed)
                 attempted += 1
         return attempted
 
@@ -82,38 +111,61 @@ class Dispatcher:
                 log.exception("notification dispatch pass failed")
             self._wake.wait(self._config.poll_interval_s)
 
-    def _claim(self, row_id: int, seen_attempts: int) -> Outgoing | None:
-        # Read the clock per row: a long batch must not start its later leases in the past.
-        now = self._clock()
-        lease_end = now + timedelta(seconds=self._config.lease_s)
-        with session_scope(self._sessions) as session:
-            claimed = session.execute(
-                update(Notification)
-                .where(
-                    Notification.id == row_id,
-                    Notification.status == NotificationStatus.PENDING,
-                    Notification.attempts == seen_attempts,
-                    Notification.next_attempt_at <= now,
-                )
-                .values(attempts=seen_attempts + 1, next_attempt_at=lease_end)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None  # another dispatcher got it first
-            row = session.get_one(Notification, row_id)
-            return Outgoing(
-                id=row.id,
-                channel=row.channel,
-                target=row.target,
-                kind=row.kind,
-                subject=row.subject,
-                body=row.body,
-                alert_id=row.alert_id,
-                payload=dict(row.payload or {}),
-            )
+    def _claim(self, channel: str, target: str) -> tuple[Outgoing, int, datetime] | None:
+        """Claim the next message ``target`` may take now: the oldest due row in a slot of
+        its own, or all the due rows in one digest when they outnumber the free slots.
 
-    def _deliver(self, message: Outgoing, attempt: int) -> None:
+        One message per claim, so that its lease covers one attempt only."""
+        limit = self._config.channel(channel).limit
+        with session_scope(self._sessions) as session:
+            locked = self._limiter.lock(session, channel, target)
+            # Read the clock under the lock: a slot is stamped when it is taken.
+            now = self._clock()
+            rows = list(
+                session.scalars(
+                    select(Notification)
+                    .where(
+                        Notification.channel == channel,
+                        Notification.target == target,
+                        Notification.status == NotificationStatus.PENDING,
+                        Notification.next_attempt_at <= now,
+                    )
+                    .order_by(Notification.next_attempt_at, Notification.id)
+                    .limit(self._config.batch_size)
+                )
+            )
+            if not rows:
+                return None  # all sent, or another dispatcher got them first
+            row = rows[0]
+            if channel in self._channels:
+                gate = self._limiter.gate(session, locked, limit, now)
+                if gate.free == 0:
+                    assert gate.reopens is not None
+                    for waiting in rows:  # no attempt counted: nothing was sent
+                        waiting.next_attempt_at = gate.reopens
+                    log.info(
+                        "%d notification(s) to %s wait until %s: %s",
+                        len(rows), redact(target), gate.reopens.isoformat(), gate.reason,
+                    )
+                    return None
+                if len(rows) > gate.free:
+                    row = merge(session, rows, now)
+                    self._digests[channel] += 1
+                    log.warning(
+                        "%d notifications owed to %s, %d slot(s) free: sent as digest #%d",
+                        len(rows), redact(target), gate.free, row.id,
+                    )
+            # else: it fails at once, visibly; no request is made, so no slot is taken.
+            row.attempts += 1
+            row.next_attempt_at = now + timedelta(seconds=self._config.lease_s)
+            session.flush()
+            if channel in self._channels:
+                self._limiter.take(session, locked, row.id, now)
+            return _outgoing(row), row.attempts, now
+
+    def _deliver(self, message: Outgoing, attempt: int, claimed_at: datetime) -> None:
         channel = self._channels.get(message.channel)
+        failure: ChannelError | None = None
         try:
             if channel is None:
                 raise ChannelError(
@@ -121,18 +173,34 @@ class Dispatcher:
                 )
             channel.send(message)
         except ChannelError as exc:
-            self._record_failure(message, attempt, str(exc), exc.retryable)
+            failure = exc
         except Exception as exc:  # a channel bug must not lose the message or stop the pass
             log.exception("channel %s crashed on notification %d", message.channel, message.id)
-            self._record_failure(message, attempt, f"{type(exc).__name__}: {exc}", True)
+            failure = ChannelError(f"{type(exc).__name__}: {exc}", retryable=True)
+        if channel is not None:
+            # The service counts the request when it arrives: at the latest, now.
+            self._limiter.stamp(message.id, claimed_at, self._clock())
+        if failure is not None:
+            self._record_failure(message, attempt, failure)
         else:
-            self._record(message, attempt, status=NotificationStatus.SENT, sent_at=self._clock())
+            self._finish(message, attempt, NotificationStatus.SENT, None)
             self._outcomes[(message.channel, "sent")] += 1
 
-    def _record_failure(self, message: Outgoing, attempt: int, error: str, retryable: bool) -> None:
+    def _record_failure(self, message: Outgoing, attempt: int, exc: ChannelError) -> None:
         now = self._clock()
-        if retryable and attempt < self._config.max_attempts:
-            delay = self._config.backoff(attempt)
+        error = str(exc)
+        limit = self._config.channel(message.channel).limit
+        routes = self._has_fallback(message)
+        refused_long = routes and attempt >= self._config.fallback_after
+        if exc.retryable and attempt < self._config.max_attempts and not refused_long:
+            if exc.throttled:
+                # The service said "too fast": it refuses everything for its throttle
+                # period, so this row and every other one to the target wait that out.
+                delay = limit.throttle_s
+                until = now + timedelta(seconds=delay)
+                self._limiter.throttle(message.channel, message.target, until, error[:200])
+            else:
+                delay = self._config.backoff(attempt)
             self._record(
                 message,
                 attempt,
@@ -150,11 +218,14 @@ class Dispatcher:
                 error,
             )
             return
-        self._record(
-            message, attempt, status=NotificationStatus.FAILED, last_error=error[:_MAX_ERROR]
-        )
+        if exc.throttled:
+            self._limiter.throttle(
+                message.channel, message.target,
+                now + timedelta(seconds=limit.throttle_s), error[:200],
+            )
+        self._finish(message, attempt, NotificationStatus.FAILED, error)
         self._outcomes[(message.channel, "failed")] += 1
-        why = "permanent error" if not retryable else f"{attempt} attempts"
+        why = "permanent error" if not exc.retryable else f"{attempt} attempts"
         log.error(
             "notification %d (alert %s) via %s to %s FAILED after %s: %s",
             message.id,
@@ -164,6 +235,74 @@ class Dispatcher:
             why,
             error,
         )
+
+    def _has_fallback(self, message: Outgoing) -> bool:
+        if message.kind != DIGEST:
+            return bool(message.payload.get("fallback"))
+        with session_scope(self._sessions) as session:
+            return any(
+                n.payload.get("fallback")
+                for n in session.scalars(
+                    select(Notification).where(Notification.digest_id == message.id)
+                )
+            )
+
+    def _finish(
+        self, message: Outgoing, attempt: int, status: NotificationStatus, error: str | None
+    ) -> None:
+        """Record the final fate of the row and of the notices it carries; a failed notice
+        goes to its fallback routes in the same transaction."""
+        now = self._clock()
+        with session_scope(self._sessions) as session:
+            values: dict[str, object] = {"status": status}
+            if status is NotificationStatus.SENT:
+                values["sent_at"] = now
+            else:
+                values["last_error"] = (error or "")[:_MAX_ERROR]
+            result = session.execute(
+                update(Notification)
+                .where(Notification.id == message.id, Notification.attempts == attempt)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                # Our lease ran out and another dispatcher took the row: its word stands.
+                log.warning("notification %d was re-claimed before its result was kept", message.id)
+                return
+            failed = [] if status is NotificationStatus.SENT else [session.get_one(
+                Notification, message.id)]
+            for notice in self._carried(session, message.id):
+                notice.status = status
+                if status is NotificationStatus.SENT:
+                    notice.sent_at = now
+                else:
+                    notice.last_error = f"digest #{message.id}: {error}"[:_MAX_ERROR]
+                    failed.append(notice)
+            for row in failed:
+                notes = fall_back(session, row, now)
+                if notes:
+                    self._fallbacks[row.channel] += 1
+                    row.last_error = f"{row.last_error} → 改发 fell back to: {'; '.join(notes)}"[
+                        :_MAX_ERROR
+                    ]
+                    log.warning("notification %d fell back to %s", row.id, "; ".join(notes))
+
+    @staticmethod
+    def _carried(session: Session, digest_id: int) -> list[Notification]:
+        """The notices a digest carries, through digests merged into it."""
+        out: list[Notification] = []
+        queue = [digest_id]
+        while queue:
+            rows = session.scalars(
+                select(Notification).where(
+                    Notification.digest_id == queue.pop(),
+                    Notification.status == NotificationStatus.MERGED,
+                )
+            ).all()
+            out += [r for r in rows if r.kind != DIGEST]
+            queue += [r.id for r in rows if r.kind == DIGEST]
+            out += [r for r in rows if r.kind == DIGEST]
+        return out
 
     def _record(self, message: Outgoing, attempt: int, **values: object) -> None:
         with session_scope(self._sessions) as session:
@@ -215,4 +354,18 @@ class Dispatcher:
                 "Delivery attempts by channel and outcome since start",
                 float(n),
                 labels={"channel": channel, "outcome": outcome},
+            )
+        for channel, n in sorted(self._digests.items()):
+            yield Sample(
+                "syncclass_notification_digests_total",
+                "Digests made because more was owed to a target than its rate limit allowed",
+                float(n),
+                labels={"channel": channel},
+            )
+        for channel, n in sorted(self._fallbacks.items()):
+            yield Sample(
+                "syncclass_notification_fallbacks_total",
+                "Notices the channel refused for good, sent on by the people's other channels",
+                float(n),
+                labels={"channel": channel},
             )

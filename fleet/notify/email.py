@@ -4,6 +4,10 @@ Subjects and names in 简体中文 travel as RFC 2047 encoded words, the body as
 UTF-8, so any relay passes them unchanged.  SMTP says itself whether a refusal is
 temporary (4xx: retried) or permanent (5xx: failed at once, e.g. an unknown mailbox);
 a server that cannot be reached is retried.
+
+Each notification keeps one Message-ID, derived from its outbox row, so a message sent
+again after a crash between the relay's "250" and our record of it is recognisably the
+same one (mail clients and archives collapse it).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from datetime import datetime
 from email.header import Header
 from email.message import Message
 from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 
 from fleet.db.base import utcnow
 from fleet.notify.base import Channel, ChannelError, Outgoing
 from fleet.notify.config import EmailConfig
 
-__all__ = ["EmailChannel", "build_message"]
+__all__ = ["EmailChannel", "build_message", "message_id"]
 
 
 def _address(value: str) -> str:
@@ -29,6 +33,14 @@ def _address(value: str) -> str:
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ChannelError(f"not an e-mail address: {value!r}", retryable=False)
     return formataddr(pairs[0], charset="utf-8")
+
+
+def message_id(message: Outgoing, sender: str) -> str:
+    """The notification's own Message-ID: its row id and creation instant (two fleets'
+    databases may reuse an id, not with the same instant) at the sender's domain."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "syncclass"
+    created = message.created_at.timestamp() if message.created_at is not None else 0
+    return f"<syncclass.notification.{message.id}.{round(created * 1000)}@{domain}>"
 
 
 def build_message(message: Outgoing, sender: str, now: datetime) -> Message:
@@ -45,7 +57,7 @@ def build_message(message: Outgoing, sender: str, now: datetime) -> Message:
     subject = Header(" ".join(message.subject.splitlines()), "utf-8")
     mail["Subject"] = subject  # type: ignore[assignment]  # compat32 takes a Header
     mail["Date"] = format_datetime(now)
-    mail["Message-ID"] = make_msgid(idstring=f"syncclass.{message.id}", domain="syncclass")
+    mail["Message-ID"] = message_id(message, sender)
     mail["X-Syncclass-Notification"] = str(message.id)
     mail["X-Syncclass-Kind"] = message.kind
     if message.alert_id is not None:

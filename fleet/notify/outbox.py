@@ -70,13 +70,21 @@ def failed_notifications(
 
 
 def requeue(session: Session, notification_id: int, now: datetime) -> Notification:
-    """Give a failed notification a fresh set of attempts (after fixing a webhook, say)."""
+    """Give a failed notification a fresh set of attempts (after fixing a webhook, say).
+
+    A failed digest is not requeued itself: its notices failed with it and are requeued
+    one by one (they may travel in a new digest)."""
     row = session.get(Notification, notification_id)
     if row is None:
         raise LookupError(f"no notification {notification_id}")
     if row.status != NotificationStatus.FAILED:
         raise ValueError(f"notification {notification_id} is {row.status.value}, not failed")
+    if row.kind == "digest":
+        raise ValueError(
+            f"notification {notification_id} is a digest: requeue the notices it carried"
+        )
     row.status = NotificationStatus.PENDING
     row.attempts = 0
     row.next_attempt_at = now
+    row.digest_id = None
     return row

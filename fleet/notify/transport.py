@@ -17,6 +17,7 @@ from fleet.notify.base import ChannelError, redact
 __all__ = ["HttpTransport", "check_errcode"]
 
 _RETRY_STATUS = frozenset({408, 425, 429})
+_TOO_FAST = 429
 
 
 class HttpTransport:
@@ -47,15 +48,25 @@ class HttpTransport:
             return response
         retryable = status >= 500 or status in _RETRY_STATUS
         snippet = response.text[:200].replace("\n", " ")
-        raise ChannelError(f"HTTP {status} from {redact(url)}: {snippet}", retryable=retryable)
+        raise ChannelError(
+            f"HTTP {status} from {redact(url)}: {snippet}",
+            retryable=retryable,
+            throttled=status == _TOO_FAST,
+        )
 
     def close(self) -> None:
         self._client.close()
 
 
-def check_errcode(response: httpx.Response, robot: str, retryable: frozenset[int]) -> None:
+def check_errcode(
+    response: httpx.Response,
+    robot: str,
+    retryable: frozenset[int],
+    throttled: frozenset[int] = frozenset(),
+) -> None:
     """Raise unless the robot's JSON answer says ``errcode`` 0 (DingTalk and WeCom answer
-    HTTP 200 either way); a reply that is not the documented JSON is retried."""
+    HTTP 200 either way); a reply that is not the documented JSON is retried, a code in
+    ``throttled`` (a refusal for speed) waits out the robot's throttle."""
     try:
         data: Any = response.json()
         code, errmsg = int(data["errcode"]), str(data.get("errmsg", ""))
@@ -63,4 +74,8 @@ def check_errcode(response: httpx.Response, robot: str, retryable: frozenset[int
         snippet = response.text[:200].replace("\n", " ")
         raise ChannelError(f"unexpected {robot} reply: {snippet!r}", retryable=True) from None
     if code != 0:
-        raise ChannelError(f"{robot} errcode {code}: {errmsg}", retryable=code in retryable)
+        raise ChannelError(
+            f"{robot} errcode {code}: {errmsg}",
+            retryable=code in retryable,
+            throttled=code in throttled,
+        )

@@ -30,8 +30,9 @@ __all__ = [
 
 SIGNATURE_HEADER = "X-Syncclass-Signature"
 TIMESTAMP_HEADER = "X-Syncclass-Timestamp"
-# Keys of a notification's payload that steer a channel and are nobody else's business.
-_PRIVATE_KEYS = frozenset({"secret"})
+# Keys of a notification's payload that steer a channel and are nobody else's business
+# (a robot's secret, people's phone numbers, the routes of other channels).
+_PRIVATE_KEYS = frozenset({"secret", "at_mobiles", "fallback"})
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from tests.fleet.notify_helpers import clock, sessions
 from tests.fleet.pg import postgres
 from tests.fleet.pilot import pilot, pilot_template
 from tests.fleet.smtp import smtp_server
 from tests.fleet.tsdb_server import victoria
 from tests.fleet.webhook_receiver import webhook_receiver
 
-__all__ = ["pilot", "pilot_template", "postgres", "smtp_server", "victoria", "webhook_receiver"]
+__all__ = [
+    "clock",
+    "pilot",
+    "pilot_template",
+    "postgres",
+    "sessions",
+    "smtp_server",
+    "victoria",
+    "webhook_receiver",
+]

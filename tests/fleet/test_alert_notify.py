@@ -110,3 +110,25 @@ def _alerts(world: World) -> list[Alert]:
         rows = AlertEngine.query(s)
         s.expunge_all()
         return rows
+
+
+def test_each_route_names_the_same_peoples_other_channels(world: World) -> None:
+    with session_scope(world.sessions) as s:
+        lin = s.query(Person).filter_by(username="lin").one()
+        lin.phone = "13800000001"
+    unplug(world, "rural-1", "camera:cam0")
+    world.tick_after(31)
+    sent = {n.channel: n for n in world.notifications("firing")}
+    robot, mail = sent["dingtalk"], sent["email"]
+    assert robot.payload["fallback"] == [
+        {"channel": "email", "target": "lin@luxi.example.cn", "payload": {}}
+    ]
+    assert mail.payload["fallback"] == [{
+        "channel": "dingtalk", "target": "http://127.0.0.1:9/rural-dingtalk",
+        "payload": {"secret": "SECxyz", "at_mobiles": ["13800000001"]},
+    }]
+    # What a digest orders by: the most severe of the group, the lesson at stake.
+    [alert] = _alerts(world)
+    assert robot.payload["severity"] == alert.severity
+    assert robot.payload["lesson_at"] == "2026-11-23T02:00:00+00:00"  # 10:00 in Wenzhou
+    assert robot.payload["classroom_id"] == world.rural_room

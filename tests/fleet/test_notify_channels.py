@@ -81,6 +81,20 @@ def test_email_headers_on_the_wire_are_pure_ascii_encoded_words(smtp_server: Smt
     assert decoded == SUBJECT
 
 
+def test_email_message_id_is_the_notifications_own_on_every_attempt(
+    smtp_server: SmtpServer,
+) -> None:
+    channel = email_channel(smtp_server)
+    created = NOW - timedelta(minutes=2)
+    channel.send(message("wang@dmd.edu.cn", created_at=created))
+    channel.send(message("wang@dmd.edu.cn", created_at=created))  # a resend of row 7
+    channel.send(message("wang@dmd.edu.cn", id=8, created_at=created))
+    first, again, other = (m.message["Message-ID"] for m in smtp_server.messages)
+    assert first == again
+    assert first.startswith("<syncclass.notification.7.") and first.endswith("@dongtou.edu.cn>")
+    assert other != first
+
+
 def test_email_unknown_mailbox_is_a_permanent_error(smtp_server: SmtpServer) -> None:
     smtp_server.refuse("gone@dmd.edu.cn")
     with pytest.raises(ChannelError, match="550") as err:
@@ -211,12 +225,12 @@ def test_dingtalk_fleet_clock_off_by_hours_refused(webhook_receiver: WebhookRece
         late.send(message(url, payload={"secret": "SECgroup"}))
 
 
-def test_dingtalk_rate_limit_is_retryable(webhook_receiver: WebhookReceiver) -> None:
+def test_dingtalk_rate_limit_is_a_throttle(webhook_receiver: WebhookReceiver) -> None:
     webhook_receiver.errcode_next(1, 130101, "send too fast, exceed 20 times per minute")
     url = webhook_receiver.url("/dingtalk/robot/send?access_token=t")
     with pytest.raises(ChannelError, match="130101") as err:
         DingTalkChannel().send(message(url))
-    assert err.value.retryable is True
+    assert (err.value.retryable, err.value.throttled) == (True, True)
 
 
 def test_dingtalk_long_body_truncated_to_20000_bytes(webhook_receiver: WebhookReceiver) -> None:
@@ -252,15 +266,18 @@ def test_wecom_long_content_truncated_to_4096_bytes(webhook_receiver: WebhookRec
     assert content.endswith("truncated）")
 
 
-@pytest.mark.parametrize(("errcode", "retryable"), [(45009, True), (-1, True), (93000, False)])
+@pytest.mark.parametrize(
+    ("errcode", "retryable", "throttled"),
+    [(45009, True, True), (-1, True, False), (93000, False, False)],
+)
 def test_wecom_errcodes_classified(
-    webhook_receiver: WebhookReceiver, errcode: int, retryable: bool
+    webhook_receiver: WebhookReceiver, errcode: int, retryable: bool, throttled: bool
 ) -> None:
     webhook_receiver.errcode_next(1, errcode)
     url = webhook_receiver.url("/wecom/cgi-bin/webhook/send?key=k")
     with pytest.raises(ChannelError, match=str(errcode)) as err:
         WeComChannel().send(message(url))
-    assert err.value.retryable is retryable
+    assert (err.value.retryable, err.value.throttled) == (retryable, throttled)
 
 
 # ---------------------------------------------------------------- generic webhook and HTTP
@@ -273,7 +290,15 @@ def test_webhook_posts_signed_json_without_private_payload(
     webhook_receiver.state.clock = lambda: NOW
     channel = WebhookChannel(WebhookConfig(secret="shared"), clock=lambda: NOW)
     channel.send(
-        message(webhook_receiver.url("/hook"), payload={"rule": "camera_missing", "secret": "x"})
+        message(
+            webhook_receiver.url("/hook"),
+            payload={
+                "rule": "camera_missing",
+                "secret": "x",
+                "at_mobiles": ["13800000000"],
+                "fallback": [{"channel": "dingtalk", "target": "https://x", "payload": {}}],
+            },
+        )
     )
     [req] = webhook_receiver.requests
     assert req.accepted
@@ -297,14 +322,17 @@ def test_webhook_wrong_secret_is_a_permanent_401(webhook_receiver: WebhookReceiv
     assert err.value.retryable is False
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(503, True), (429, True), (404, False)])
+@pytest.mark.parametrize(
+    ("status", "retryable", "throttled"),
+    [(503, True, False), (429, True, True), (404, False, False)],
+)
 def test_http_status_classified(
-    webhook_receiver: WebhookReceiver, status: int, retryable: bool
+    webhook_receiver: WebhookReceiver, status: int, retryable: bool, throttled: bool
 ) -> None:
     webhook_receiver.fail_next(1, status)
     with pytest.raises(ChannelError, match=f"HTTP {status}") as err:
         WebhookChannel().send(message(webhook_receiver.url("/hook")))
-    assert err.value.retryable is retryable
+    assert (err.value.retryable, err.value.throttled) == (retryable, throttled)
 
 
 def test_unreachable_and_bad_urls(webhook_receiver: WebhookReceiver) -> None:
@@ -347,6 +375,19 @@ def test_notify_config_checks() -> None:
         NotifyConfig(lease_s=60.0)
     with pytest.raises(ValueError, match="max_attempts"):
         NotifyConfig(max_attempts=0)
+
+
+def test_rate_limits_default_to_the_documented_ones_and_are_configurable() -> None:
+    config = NotifyConfig()
+    assert (config.dingtalk.limit.per_window, config.dingtalk.limit.window_s) == (20, 60.0)
+    assert config.dingtalk.limit.throttle_s == 600.0  # DingTalk: 10 minutes after passing it
+    assert (config.wecom.limit.per_window, config.wecom.limit.window_s) == (20, 60.0)
+    table = {"dingtalk": {"limit": {"per_window": 5, "window_s": 6, "throttle_s": 60}}}
+    scaled = section(NotifyConfig, table, "notify")
+    assert (scaled.dingtalk.limit.per_window, scaled.dingtalk.limit.throttle_s) == (5, 60.0)
+    assert scaled.wecom.limit.per_window == 20
+    with pytest.raises(ConfigError, match="per_window"):
+        section(NotifyConfig, {"wecom": {"limit": {"per_window": 0}}}, "notify")
 
 
 def test_notify_config_from_toml_table_names_bad_keys() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from sqlalchemy import delete
 
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Notification, NotificationStatus
-from fleet.metrics import Sample
 from fleet.notify import Dispatcher, NotifyConfig, build_channels, enqueue
 from fleet.notify.base import Channel, Outgoing
 from fleet.notify.config import EmailConfig
@@ -23,49 +21,10 @@ from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
 from tests.clock import ManualClock as Clock
 from tests.fleet.db import fresh_db
+from tests.fleet.notify_helpers import T0, add, load, sample
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 from tests.waiting import wait_until
-
-T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
-    factory = fresh_db(tmp_path)
-    yield factory
-    factory.kw["bind"].dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-def add(sessions: SessionFactory, channel: str, target: str, clock: Clock, **extra: object) -> int:
-    with session_scope(sessions) as session:
-        row = enqueue(
-            session,
-            alert_id=None,
-            channel=channel,
-            target=target,
-            kind=str(extra.pop("kind", "firing")),
-            subject="【告警】三(2)班 摄像头缺失 camera missing",
-            body="二年级数学 10:00 · 大门岛小学\n摄像头缺失 camera missing",
-            payload=extra.pop("payload", None),  # type: ignore[arg-type]
-            now=clock(),
-        )
-        return row.id
-
-
-def load(sessions: SessionFactory, row_id: int) -> Notification:
-    with session_scope(sessions) as session:
-        return session.get_one(Notification, row_id)
-
-
-def sample(samples: list[Sample], name: str, **labels: str) -> float:
-    [value] = [s.value for s in samples if s.name == name and s.labels == labels]
-    return value
 
 
 def dispatcher(
@@ -223,19 +182,25 @@ def test_dingtalk_wrong_secret_fails_at_once(
     assert load(sessions, good).status is NotificationStatus.SENT
 
 
-def test_robot_rate_limit_retried(
+def test_wecom_refusal_for_speed_waits_out_the_throttle_for_every_row_to_the_robot(
     sessions: SessionFactory, clock: Clock, webhook_receiver: WebhookReceiver
 ) -> None:
     webhook_receiver.errcode_next(1, 45009, "api freq out of limit")
-    row_id = add(
-        sessions, "wecom", webhook_receiver.url("/wecom/cgi-bin/webhook/send?key=k"), clock
-    )
+    url = webhook_receiver.url("/wecom/cgi-bin/webhook/send?key=k")
+    row_id = add(sessions, "wecom", url, clock)
     d = dispatcher(sessions, clock)
     d.run_due()
-    assert load(sessions, row_id).status is NotificationStatus.PENDING
+    row = load(sessions, row_id)
+    assert row.status is NotificationStatus.PENDING
+    # WeCom's throttle (a minute), not the 30 s backoff of an ordinary failure.
+    assert row.next_attempt_at == T0 + timedelta(seconds=60)
+    later = add(sessions, "wecom", url, clock)  # queued meanwhile: it waits too
     clock.advance(30)
-    d.run_due()
-    assert load(sessions, row_id).status is NotificationStatus.SENT
+    assert d.run_due() == 0
+    clock.advance(30)
+    assert d.run_due() == 2
+    assert {load(sessions, i).status for i in (row_id, later)} == {NotificationStatus.SENT}
+    assert [r.accepted for r in webhook_receiver.requests] == [False, True, True]
 
 
 def test_unconfigured_channel_fails_visibly(sessions: SessionFactory, clock: Clock) -> None:

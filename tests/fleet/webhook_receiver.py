@@ -1,9 +1,14 @@
 """A real local HTTP server standing in for DingTalk, WeCom and a generic webhook.
 
-It answers like the services do.  DingTalk checks ``timestamp``/``sign`` by its documented
-recipe (written here from the documentation, not borrowed from the fleet, so a fleet that
-signs wrongly fails), refuses a bad one with errcode 310000 and bodies over 20000 bytes
-with 460101.  WeCom refuses markdown content over 4096 bytes (40058).  The generic webhook
+It answers like the services do, written from their documentation and independent of the
+fleet's code (so a fleet that reads the documentation wrongly fails).  DingTalk checks
+``timestamp``/``sign`` by its documented recipe, refuses a bad one with errcode 310000 and
+bodies over 20000 bytes with 460101.  WeCom refuses markdown content over 4096 bytes
+(40058).  Both robots keep their documented rate limit, each robot (access token or key)
+on its own: 20 messages in any minute.  DingTalk then refuses everything with 130101 for
+10 minutes ("每个机器人每分钟最多发送20条消息到群里，如果超过20条，会限流10分钟"); WeCom
+refuses with 45009 while the minute is full.  The window and the throttle are fields of
+the state and the time is its ``clock``, so tests can scale both.  The generic webhook
 checks the HMAC header when given a secret (401 otherwise).  Tests can make it fail the
 next requests with an HTTP status or a robot errcode.  Paths: ``/dingtalk/robot/send``,
 ``/wecom/cgi-bin/webhook/send``, ``/hook``.
@@ -18,7 +23,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,11 +31,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from fleet.broker import free_port
-from fleet.db.base import utcnow
-from fleet.notify import dingtalk, webhook, wecom
 
 __all__ = ["Request", "WebhookReceiver", "webhook_receiver"]
 
+DINGTALK_MAX_BODY = 20000  # bytes of the request body
+WECOM_MAX_CONTENT = 4096  # bytes of markdown.content
+SIGNATURE_HEADER = "X-Syncclass-Signature"  # the README's webhook recipe
+TIMESTAMP_HEADER = "X-Syncclass-Timestamp"
 
 
 def dingtalk_refusal(secret: str, timestamp: str, sign: str, now: datetime) -> str | None:
@@ -81,13 +88,43 @@ class _Fault:
 
 
 @dataclass
+class _Robot:
+    accepted: list[datetime] = field(default_factory=list)
+    throttled_until: datetime | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class _State:
-    clock: Callable[[], datetime] = utcnow
+    clock: Callable[[], datetime] = _now
     dingtalk_secret: str | None = None
     webhook_secret: str | None = None
+    robot_limit: int = 20  # messages per robot in any window
+    robot_window_s: float = 60.0
+    dingtalk_throttle_s: float = 600.0  # refusing everything after the limit was passed
     requests: list[Request] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
+    robots: dict[str, _Robot] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def over_limit(self, robot: str, dingtalk: bool) -> dict[str, Any] | None:
+        """The refusal for speed, else None with the message counted (call under lock)."""
+        now = self.clock()
+        state = self.robots.setdefault(robot, _Robot())
+        if dingtalk and state.throttled_until is not None and now < state.throttled_until:
+            return {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+        window = timedelta(seconds=self.robot_window_s)
+        state.accepted = [t for t in state.accepted if t > now - window]
+        if len(state.accepted) >= self.robot_limit:
+            if dingtalk:
+                state.throttled_until = now + timedelta(seconds=self.dingtalk_throttle_s)
+                return {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+            return {"errcode": 45009, "errmsg": "api freq out of limit"}
+        state.accepted.append(now)
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -131,31 +168,37 @@ class _Handler(BaseHTTPRequestHandler):
                                            query.get("sign", ""), state.clock())
                 if refusal:
                     return 200, {"errcode": 310000, "errmsg": refusal}
-            if len(raw) > dingtalk.MAX_BODY_BYTES:
+            if len(raw) > DINGTALK_MAX_BODY:
                 return 200, {"errcode": 460101, "errmsg": "message too long, exceed 20000 bytes"}
             body = json.loads(raw)
             if body.get("msgtype") != "markdown" or not body["markdown"].get("text"):
                 return 200, {"errcode": 40035, "errmsg": "缺少参数 markdown"}
-            return 200, {"errcode": 0, "errmsg": "ok"}
+            return self._rate(f"dingtalk:{query.get('access_token', '')}", dingtalk=True)
         if path == "/wecom/cgi-bin/webhook/send":
             if "key" not in query:
                 return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
             body = json.loads(raw)
             content = body.get("markdown", {}).get("content", "")
-            if len(content.encode("utf-8")) > wecom.MAX_CONTENT_BYTES:
+            if len(content.encode("utf-8")) > WECOM_MAX_CONTENT:
                 return 200, {"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"}
-            return 200, {"errcode": 0, "errmsg": "ok"}
+            return self._rate(f"wecom:{query['key']}", dingtalk=False)
         if path == "/hook":
             if state.webhook_secret is not None and not webhook_signed(
                 state.webhook_secret,
-                self.headers.get(webhook.TIMESTAMP_HEADER, ""),
+                self.headers.get(TIMESTAMP_HEADER, ""),
                 raw,
-                self.headers.get(webhook.SIGNATURE_HEADER, ""),
+                self.headers.get(SIGNATURE_HEADER, ""),
                 state.clock(),
             ):
                 return 401, {"error": "bad signature"}
             return 200, {"ok": True}
         return 404, {"error": "no such path"}
+
+    def _rate(self, robot: str, dingtalk: bool) -> tuple[int, dict[str, Any]]:
+        state = self.server.state
+        with state.lock:
+            refusal = state.over_limit(robot, dingtalk)
+        return 200, refusal or {"errcode": 0, "errmsg": "ok"}
 
 
 class _Server(ThreadingHTTPServer):
