@@ -165,7 +165,8 @@ class DynsecAdmin:
             client.connect(url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883),
                            keepalive=30)
         except OSError as exc:
-            raise DynsecError(f"代理不可达 / broker unreachable at {self.login.url}: {exc}") from exc
+            raise DynsecError(
+                f"代理不可达 / broker unreachable at {self.login.url}: {exc}") from exc
         client.loop_start()
         try:
             if not done.wait(self.timeout_s):
@@ -198,7 +199,8 @@ class DynsecAdmin:
         """
         role = device_role(device_id)
         self.call([
-            {"command": "createRole", "rolename": role, "acls": device_role_acls(prefix, device_id)},
+            {"command": "createRole", "rolename": role,
+             "acls": device_role_acls(prefix, device_id)},
             {"command": "createClient", "username": device_id, "password": password,
              "roles": [{"rolename": role}]},
         ], tolerate=_EXISTS)

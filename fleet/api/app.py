@@ -23,6 +23,7 @@ from fleet.api.routes import (
     classrooms,
     counties,
     devices,
+    enrolment,
     lessons,
     maintenance,
     pairs,
@@ -45,6 +46,7 @@ _PEOPLE_ROUTERS = (
     pairs.router,
     classrooms.router,
     devices.router,
+    enrolment.router,
     people.router,
     timetable.router,
     lessons.router,
@@ -57,7 +59,8 @@ _PEOPLE_ROUTERS = (
 
 _INVENTORY_ROUTES = frozenset(
     route.path
-    for router in (counties.router, schools.router, pairs.router, classrooms.router, devices.router)
+    for router in (counties.router, schools.router, pairs.router, classrooms.router, devices.router,
+                   enrolment.router)
     for route in router.routes
     if isinstance(route, APIRoute)
 )

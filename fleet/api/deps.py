@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import AuditEntry, Lesson
+from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
+from fleet.enrolment import Enrolled
 from fleet.metrics import MetricSource
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DB",
     "ActionService",
     "AlertService",
+    "EnrolService",
     "LiveState",
     "ReadinessFn",
     "ReadinessView",
@@ -97,6 +99,19 @@ class ActionService(Protocol):
     ) -> AuditEntry: ...
 
 
+class EnrolService(Protocol):
+    """``fleet.enrolment.Enrolment``: raises EnrolRefused, and DynsecError when the broker
+    refuses or does not answer."""
+
+    def create_code(self, session: Session, classroom: Classroom, actor: str, *,
+                    replaces: Device | None = None, ttl_hours: float | None = None
+                    ) -> tuple[str, EnrolCode]: ...
+    def enrol(self, session: Session, code: str, password: str, hostname: str = ""
+              ) -> Enrolled: ...
+    def revoke(self, session: Session, device: Device, actor: str, reason: str = ""
+               ) -> AuditEntry: ...
+
+
 class ReadinessView(Protocol):
     """``fleet.checks.readiness.Readiness``: state, labels and each end's latest check."""
 
@@ -114,6 +129,8 @@ class Services:
     states: StateSource | None = None
     alerts: AlertService | None = None
     actions: ActionService | None = None
+    # Enrolment codes and broker credentials; None when [enrol] is not configured.
+    enrolment: EnrolService | None = None
     # ``fleet.checks.readiness.lessons_readiness``; None shows every lesson as pending.
     readiness: ReadinessFn | None = None
     metric_sources: list[MetricSource] = field(default_factory=list)
