@@ -14,7 +14,9 @@ needs: its id, the broker's URL and CA, and the fleet's command key.
   new credentials (the old machine's connection is dropped by the broker).  Everything
   the fleet knows is keyed by the device id (device state, checks, alerts, audit), so the
   classroom's history simply continues; a new id would have to inherit every one of those
-  rows.  Rotating a device's credentials is the same code: the fleet never sends a
+  rows.  The new machine numbers its connections above the old one's (``session_floor``),
+  so the fleet takes its birth for the device's newest connection and restarts the
+  sequence tracking.  Rotating a device's credentials is the same code: the fleet never sends a
   password over MQTT, the agent makes the new one when it re-enrols.
 - Revoking disables the broker client (the plugin kicks the live connection and refuses
   the next) and the device, and writes an audit entry.
@@ -34,7 +36,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from fleet.db.base import utcnow
-from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode
+from fleet.db.models import AuditEntry, Classroom, Device, DeviceState, EnrolCode
 
 __all__ = [
     "CODE_ALPHABET",
@@ -51,6 +53,9 @@ __all__ = [
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # 31 symbols: no 0/O, 1/I/L
 CODE_LENGTH = 8
+# A replacing machine numbers its connections above the old machine's last known one;
+# the margin covers reconnects of the old machine since the state was last flushed.
+SESSION_MARGIN = 100
 # The agent's own broker password: long enough that guessing it is hopeless.
 PASSWORD_MIN, PASSWORD_MAX = 24, 128
 
@@ -69,6 +74,9 @@ class EnrolConfig:
     # system's CAs (or plain mqtt://).
     ca_file: Path | None = None
     code_ttl_hours: float = 72.0
+    # The fleet's URL as mini-PCs reach it, for the command the CLI prints with a code;
+    # "" = http://[http] host:port.
+    fleet_url: str = ""
 
     def __post_init__(self) -> None:
         if self.code_ttl_hours <= 0:
@@ -132,6 +140,8 @@ class Enrolled:
     mqtt_prefix: str
     ca_pem: str | None
     fleet_public_key: str
+    # The replacing machine's connections count from here (agent.spool.continue_sessions).
+    session_floor: int = 0
 
 
 class Enrolment:
@@ -194,7 +204,11 @@ class Enrolment:
             raise EnrolRefused("device-moved", "被替换的设备已删除或移到别的教室",
                                f"device {row.device_id} was deleted or moved: make a new code",
                                status=409)
-        if device is None:
+        floor = 0
+        if device is not None:
+            known = session.get(DeviceState, device.id)
+            floor = (known.session if known is not None else 0) + SESSION_MARGIN
+        else:
             device = Device(id=self._new_device_id(session, classroom), classroom_id=classroom.id,
                             note=f"enrolled from {hostname}"[:256] if hostname else "")
             session.add(device)
@@ -213,7 +227,7 @@ class Enrolment:
             device_id=device.id, classroom_id=classroom.id, classroom=classroom.name,
             school=classroom.school.name, replaced=row.device_id is not None,
             mqtt_url=self.mqtt_url, mqtt_username=device.id, mqtt_prefix=self.prefix,
-            ca_pem=ca_pem, fleet_public_key=self.fleet_public_key,
+            ca_pem=ca_pem, fleet_public_key=self.fleet_public_key, session_floor=floor,
         )
 
     def revoke(self, session: Session, device: Device, actor: str, reason: str = ""

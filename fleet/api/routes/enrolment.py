@@ -60,6 +60,8 @@ class EnrolOut(BaseModel):
     replaced: bool
     mqtt: MqttOut
     fleet_public_key: str
+    session_floor: int = Field(description="a replacing machine numbers its MQTT sessions "
+                               "above this, so its birth is the device's newest")
 
 
 class RevokeIn(BaseModel):
@@ -145,5 +147,5 @@ def enrol(body: EnrolIn, session: DB, services: ServicesDep) -> EnrolOut:
         school=done.school, replaced=done.replaced,
         mqtt=MqttOut(url=done.mqtt_url, username=done.mqtt_username, prefix=done.mqtt_prefix,
                      ca_pem=done.ca_pem),
-        fleet_public_key=done.fleet_public_key,
+        fleet_public_key=done.fleet_public_key, session_floor=done.session_floor,
     )
