@@ -128,7 +128,8 @@ def _cmd_enrol(args: argparse.Namespace) -> int:
     config_path: Path = args.config or DEFAULT_CONFIG_PATH
     try:
         code, fleet = split_code_url(args.code, args.fleet)
-        done = enrol(code, fleet, config_path, args.state_dir, fleet_ca=args.fleet_ca)
+        done = enrol(code, fleet, config_path, args.state_dir, fleet_ca=args.fleet_ca,
+                     service_user=args.user)
     except EnrolError as exc:
         print(f"syncclass-agent: {exc}", file=sys.stderr)
         return 1 if exc.refused else EX_UNAVAILABLE
@@ -164,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"spool and state (default {DEFAULT_STATE_DIR})")
     enrol.add_argument("--fleet-ca", type=Path, default=None,
                        help="CA of the fleet's HTTPS certificate (default: the system's)")
+    enrol.add_argument("--user", default="syncclass",
+                       help="run as root: the account the agent runs as gets the config and "
+                            "state (default syncclass, if it exists)")
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import socket
 import ssl
@@ -102,27 +103,29 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 
 
 def write_enrolment(answer: dict[str, Any], password: str, config_path: Path,
-                    state_dir: Path) -> None:
-    """The fleet's answer into the config (0600), its CA beside it, the state dir (0700)."""
+                    state_dir: Path, owner: str | None = None) -> None:
+    """The fleet's answer into the config (0600), its CA beside it, the state dir (0700).
+
+    Run as root, the config and state go to ``owner`` (the unit's ``User=``), the only
+    account that needs to read the password.
+    """
     config_path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = load_toml(config_path) if config_path.exists() else {}
     mqtt = answer["mqtt"]
-    ca_file: str | None = None
-    if mqtt.get("ca_pem"):
-        ca_path = config_path.parent / CA_FILE_NAME
-        _write_private(ca_path, mqtt["ca_pem"], 0o644)
-        ca_file = str(ca_path.resolve())
+    ca_path = config_path.parent / CA_FILE_NAME
     doc["device_id"] = answer["device_id"]
     section = {k: v for k, v in doc.get("mqtt", {}).items() if k != "ca_file"}
     section.update(url=mqtt["url"], username=mqtt["username"], password=password,
                    prefix=mqtt["prefix"])
-    if ca_file:
-        section["ca_file"] = ca_file
+    if mqtt.get("ca_pem"):
+        section["ca_file"] = str(ca_path.resolve())
     doc["mqtt"] = section
     doc["agent"] = {**doc.get("agent", {}), "state_dir": str(state_dir.resolve())}
     doc["commands"] = {**doc.get("commands", {}),
                        "fleet_public_key": answer["fleet_public_key"]}
     config = parse_config(doc)  # what we write must load; a ConfigError names the key
+    if mqtt.get("ca_pem"):
+        _write_private(ca_path, mqtt["ca_pem"], 0o644)
     _write_private(config_path, dump_toml(doc), 0o600)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
@@ -132,16 +135,32 @@ def write_enrolment(answer: dict[str, Any], password: str, config_path: Path,
         spool.continue_sessions(int(answer.get("session_floor", 0)))
     finally:
         spool.close()
+    if owner is not None and os.geteuid() == 0:
+        account = pwd.getpwnam(owner)
+        for path in (config_path, state_dir, *state_dir.iterdir()):
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _service_user(name: str) -> str | None:
+    """``name`` if this machine has it and we may hand files to it, else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return name
 
 
 def enrol(code: str, fleet: str, config_path: Path, state_dir: Path, *,
-          fleet_ca: Path | None = None, timeout_s: float = 30.0) -> Enrolment:
+          fleet_ca: Path | None = None, service_user: str = "syncclass",
+          timeout_s: float = 30.0) -> Enrolment:
     if config_path.exists() and not os.access(config_path, os.W_OK):
         raise ConfigError(str(config_path), "not writable: run enrol as root")
     password = secrets.token_urlsafe(32)
     answer = _post(fleet, {"code": code, "password": password, "hostname": socket.gethostname(),
                            "agent_version": __version__}, fleet_ca, timeout_s)
-    write_enrolment(answer, password, config_path, state_dir)
+    write_enrolment(answer, password, config_path, state_dir, _service_user(service_user))
     return Enrolment(device_id=answer["device_id"], classroom=answer["classroom"],
                      school=answer["school"], replaced=bool(answer["replaced"]),
                      config_path=config_path)

@@ -70,7 +70,9 @@ class RevokeIn(BaseModel):
 
 def _service(services: Services) -> EnrolService:
     if services.enrolment is None:
-        raise HTTPException(503, "未配置设备注册（[enrol]）/ enrolment is not configured")
+        # A fleet without [enrol] has no such feature, as if the route were not there.
+        raise HTTPException(404, "本中心未启用设备注册（[enrol]）/ enrolment is not enabled "
+                                 "on this fleet")
     return services.enrolment
 
 
