@@ -129,7 +129,7 @@ def _cmd_enrol(args: argparse.Namespace) -> int:
     try:
         code, fleet = split_code_url(args.code, args.fleet)
         done = enrol(code, fleet, config_path, args.state_dir, fleet_ca=args.fleet_ca,
-                     service_user=args.user)
+                     service_user=args.user, allow_http=args.allow_http)
     except EnrolError as exc:
         print(f"syncclass-agent: {exc}", file=sys.stderr)
         return 1 if exc.refused else EX_UNAVAILABLE
@@ -168,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     enrol.add_argument("--user", default="syncclass",
                        help="run as root: the account the agent runs as gets the config and "
                             "state (default syncclass, if it exists)")
+    enrol.add_argument("--allow-http", action="store_true",
+                       help="allow a plain http:// fleet beyond loopback (trusted LAN only)")
     return parser
 
 

@@ -27,7 +27,14 @@ from agent.config import parse_config
 from agent.settings import ConfigError, dump_toml, load_toml
 from agent.spool import Spool
 
-__all__ = ["EnrolError", "Enrolment", "enrol", "split_code_url", "write_enrolment"]
+__all__ = [
+    "EnrolError",
+    "Enrolment",
+    "check_fleet_url",
+    "enrol",
+    "split_code_url",
+    "write_enrolment",
+]
 
 CA_FILE_NAME = "broker-ca.pem"
 
@@ -60,6 +67,21 @@ def split_code_url(code: str, fleet: str | None) -> tuple[str, str]:
     if not fleet:
         raise EnrolError("需要 --fleet https://… / --fleet URL is required", refused=True)
     return code, fleet
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_fleet_url(fleet: str, allow_http: bool) -> None:
+    """The password travels in the request: plain HTTP only on loopback or when asked."""
+    url = urlsplit(fleet)
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise EnrolError(f"{fleet}: 应为 https://… / the fleet's URL must be https://…",
+                         refused=True)
+    if url.scheme == "http" and url.hostname not in _LOOPBACK and not allow_http:
+        raise EnrolError(f"{fleet}: 明文 HTTP 会泄露密码，请用 https:// / plain HTTP would "
+                         "expose the new broker password: use https:// (or --allow-http on "
+                         "a trusted network)", refused=True)
 
 
 def _post(fleet: str, body: dict[str, Any], fleet_ca: Path | None,
@@ -154,7 +176,8 @@ def _service_user(name: str) -> str | None:
 
 def enrol(code: str, fleet: str, config_path: Path, state_dir: Path, *,
           fleet_ca: Path | None = None, service_user: str = "syncclass",
-          timeout_s: float = 30.0) -> Enrolment:
+          allow_http: bool = False, timeout_s: float = 30.0) -> Enrolment:
+    check_fleet_url(fleet, allow_http)
     if config_path.exists() and not os.access(config_path, os.W_OK):
         raise ConfigError(str(config_path), "not writable: run enrol as root")
     password = secrets.token_urlsafe(32)

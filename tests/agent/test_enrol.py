@@ -15,7 +15,7 @@ import pytest
 
 from agent.cli import EX_UNAVAILABLE, main
 from agent.config import load_config
-from agent.enrol import EnrolError, split_code_url, write_enrolment
+from agent.enrol import EnrolError, check_fleet_url, split_code_url, write_enrolment
 from agent.settings import ConfigError, dump_toml, load_toml
 from agent.spool import Spool
 
@@ -105,6 +105,20 @@ def test_code_and_fleet_from_the_qr_code_url() -> None:
         split_code_url("ABCD-EFGH", None)
     with pytest.raises(EnrolError, match="code="):
         split_code_url("https://fleet.example.cn/enrol", None)
+
+
+def test_plain_http_is_refused_beyond_loopback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = tmp_path / "agent.toml"
+    code = main(["enrol", "ABCD-EFGH", "--fleet", "http://fleet.example.cn",
+                 "--config", str(config_path), "--state-dir", str(tmp_path / "state")])
+    assert code == 1
+    assert "use https://" in capsys.readouterr().err
+    assert not config_path.exists()
+    check_fleet_url("http://fleet.example.cn", allow_http=True)
+    check_fleet_url("http://127.0.0.1:8080", allow_http=False)
+    with pytest.raises(EnrolError, match="https"):
+        check_fleet_url("ftp://fleet.example.cn", allow_http=True)
 
 
 def test_an_unreachable_fleet_exits_unavailable_and_writes_nothing(
