@@ -136,8 +136,9 @@ def _cmd_enrol(args: argparse.Namespace) -> int:
     what = "替换原设备 replaces the previous machine" if done.replaced else "新设备 new device"
     print(f"已注册 Enrolled: {done.device_id} · {done.school} {done.classroom} ({what})\n"
           f"配置 Config: {done.config_path} (0600)\n"
-          f"启动 Start: systemctl restart syncclass-agent  (or: syncclass-agent run "
-          f"--config {done.config_path})")
+          f"启动 Start: systemctl restart syncclass-agent  (a running agent must restart to "
+          f"use the new credentials; without systemd: syncclass-agent run --config "
+          f"{done.config_path})")
     return 0
 
 

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fleet.db.base import utcnow
@@ -197,7 +197,7 @@ class Enrolment:
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise self._why_refused(session, digest, now)
-        row = session.query(EnrolCode).filter_by(code_hash=digest).one()
+        row = session.scalars(select(EnrolCode).where(EnrolCode.code_hash == digest)).one()
         classroom = session.get_one(Classroom, row.classroom_id)
         device = session.get(Device, row.device_id) if row.device_id else None
         if row.device_id and (device is None or device.classroom_id != classroom.id):
@@ -244,7 +244,8 @@ class Enrolment:
 
     @staticmethod
     def _why_refused(session: Session, digest: str, now: datetime) -> EnrolRefused:
-        row = session.query(EnrolCode).filter_by(code_hash=digest).one_or_none()
+        row = session.scalars(
+            select(EnrolCode).where(EnrolCode.code_hash == digest)).one_or_none()
         if row is None:
             return EnrolRefused("unknown-code", "注册码无效", "unknown enrolment code")
         if row.used_at is not None:
