@@ -10,8 +10,11 @@ DEBS_RUN := mosquitto mosquitto-clients openssl
 DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics influxdb \
 	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd
 STAMP := $(VENV)/.installed
+# grafana-client's urllib3-future would replace urllib3 in .venv: its tests get a venv of their own.
+GVENV := .venv-grafana
+GSTAMP := $(GVENV)/.installed
 
-.PHONY: demo test fuzz lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo test test-grafana fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +23,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(GSTAMP): pyproject.toml
+	$(PY) -m venv $(GVENV)
+	$(GVENV)/bin/pip install -q --upgrade pip
+	$(GVENV)/bin/pip install -q -e '.[grafana]' 'pytest>=8' 'pytest-timeout>=2.3'
+	touch $(GSTAMP)
 
 deps-run:
 	@missing=""; for p in $(DEBS_RUN); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,8 +49,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: deps-test venv lint typecheck
+test: deps-test venv lint typecheck test-grafana
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# `grafana push` against a stand-in Grafana, in the venv that has grafana-client.
+test-grafana: $(GSTAMP)
+	$(GVENV)/bin/pytest -q -p no:cacheprovider tests/grafana
 
 # A larger budget for the fuzz tests than the suite gives them (FUZZ_EXAMPLES per test).
 FUZZ_EXAMPLES ?= 2000
@@ -52,4 +65,4 @@ bench: deps-test venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GVENV) .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from agent.settings import ConfigError
 from fleet.config import FleetConfig, load_config
+from fleet.grafana.cli import add_grafana_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -267,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = device_command("revoke", "disable DEVICE and drop its broker connection", _revoke)
     revoke.add_argument("device")
     revoke.add_argument("--reason", default="")
+    add_grafana_commands(sub)
     return parser
 
 
