@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fleet.db.base import utcnow
@@ -56,6 +56,8 @@ CODE_LENGTH = 8
 # A replacing machine numbers its connections above the old machine's last known one;
 # the margin covers reconnects of the old machine since the state was last flushed.
 SESSION_MARGIN = 100
+# The audit outcome of a refused enrolment; they count against max_failures_per_hour.
+FAILED = "refused"
 # The agent's own broker password: long enough that guessing it is hopeless.
 PASSWORD_MIN, PASSWORD_MAX = 24, 128
 
@@ -77,10 +79,16 @@ class EnrolConfig:
     # The fleet's URL as mini-PCs reach it, for the command the CLI prints with a code;
     # "" = http://[http] host:port.
     fleet_url: str = ""
+    # Wrong codes tried in the last hour, fleet-wide, before the enrol endpoint refuses
+    # every attempt for a while: guessing one of 2^39.6 codes then takes centuries, at the
+    # price of a technician waiting while someone is guessing.
+    max_failures_per_hour: int = 60
 
     def __post_init__(self) -> None:
         if self.code_ttl_hours <= 0:
             raise ValueError("enrol.code_ttl_hours must be > 0")
+        if self.max_failures_per_hour < 1:
+            raise ValueError("enrol.max_failures_per_hour must be >= 1")
         if self.broker_url and not self.broker_url.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"enrol.broker_url {self.broker_url!r} must be mqtt:// or mqtts://")
 
@@ -189,6 +197,7 @@ class Enrolment:
                                "printable ASCII characters", status=400)
         digest = code_hash(code)
         now = self.clock()
+        self._check_failures(session, now)
         claimed = session.execute(
             update(EnrolCode)
             .where(EnrolCode.code_hash == digest, EnrolCode.used_at.is_(None),
@@ -241,6 +250,21 @@ class Enrolment:
         session.flush()
         self.broker.disable_device(device.id)
         return entry
+
+    def record_failure(self, session: Session, refusal: EnrolRefused, client: str) -> None:
+        """Audit a refused enrolment (in its own transaction: the attempt's rolled back)."""
+        session.add(AuditEntry(at=self.clock(), actor=f"enrol:{client}"[:64], action="enrol",
+                               outcome=FAILED, detail=refusal.code))
+
+    def _check_failures(self, session: Session, now: datetime) -> None:
+        since = now - timedelta(hours=1)
+        failures = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.action == "enrol", AuditEntry.outcome == FAILED,
+                AuditEntry.at > since)) or 0
+        if failures >= self.config.max_failures_per_hour:
+            raise EnrolRefused("too-many-attempts", "错误注册码尝试过多，请稍后再试",
+                               "too many wrong codes were tried: try again later", status=429)
 
     @staticmethod
     def _why_refused(session: Session, digest: str, now: datetime) -> EnrolRefused:

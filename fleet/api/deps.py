@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from fleet.api.config import ApiConfig
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
-from fleet.enrolment import Enrolled
+from fleet.enrolment import Enrolled, EnrolRefused
 from fleet.metrics import MetricSource
 
 __all__ = [
@@ -108,6 +108,7 @@ class EnrolService(Protocol):
                     ) -> tuple[str, EnrolCode]: ...
     def enrol(self, session: Session, code: str, password: str, hostname: str = ""
               ) -> Enrolled: ...
+    def record_failure(self, session: Session, refusal: EnrolRefused, client: str) -> None: ...
     def revoke(self, session: Session, device: Device, actor: str, reason: str = ""
                ) -> AuditEntry: ...
 

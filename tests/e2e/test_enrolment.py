@@ -154,7 +154,7 @@ def site(tmp_path: Path, pilot_db: Path, smtp_server: SmtpServer) -> Iterator[Si
         config = replace(e2e_config(tmp_path, broker.url, smtp_server.port),
                          enrol=EnrolConfig(admin_username="admin",
                                            admin_password=broker.admin_password,
-                                           code_ttl_hours=24))
+                                           code_ttl_hours=24, max_failures_per_hour=5))
         # Real time (the agents are processes on the real clock), stopped so that a test
         # can let a code expire by moving it.
         clock = ManualClock(utcnow())
@@ -239,6 +239,26 @@ def test_a_used_code_and_an_expired_code_are_refused(site: Site) -> None:
     other_county = site.classroom_id("乐清市城南实验小学")
     assert site.api("POST", f"/api/v1/classrooms/{other_county}/enrol-codes",
                     body={}).status_code == 404
+
+
+def test_guessing_codes_is_throttled(site: Site) -> None:
+    code = site.new_code(site.classroom_id())
+    guesses = ["2345-6789", "ABCD-EFGH", "WXYZ-2345", "not a code", "HJKM-NPQR"]
+    answers = [httpx.post(f"{site.url}/api/v1/enrol", timeout=30,
+                          json={"code": guess, "password": "x" * 43}).status_code
+               for guess in guesses]
+    assert answers == [403, 403, 403, 400, 403]
+
+    throttled = site.enrol(code, "during-the-attack")  # even the right code, for now
+    assert throttled.returncode == 1
+    assert "429" in throttled.stderr and "too many wrong codes" in throttled.stderr
+    audit = site.api("GET", "/api/v1/audit", user="admin").json()
+    refused = [(e["actor"], e["detail"]) for e in audit if e["outcome"] == "refused"]
+    assert sorted(refused) == sorted(
+        [("enrol:127.0.0.1", "unknown-code")] * 4 + [("enrol:127.0.0.1", "bad-code")])
+
+    site.clock.advance(hours=1, seconds=1)  # the wrong guesses leave the window
+    assert site.enrol(code, "after-the-attack").returncode == 0
 
 
 def test_revoke_drops_the_connection_and_refuses_the_next(site: Site) -> None:

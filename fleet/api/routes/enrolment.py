@@ -15,6 +15,7 @@ from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, EnrolService, Services, ServicesDep
 from fleet.api.routes.actions import AuditOut
 from fleet.api.routes.common import DeviceIdPath, IdPath, Text, require_writer
+from fleet.db.base import session_scope
 from fleet.db.models import Classroom, Device
 from fleet.dynsec import DynsecError
 from fleet.enrolment import EnrolRefused
@@ -136,11 +137,17 @@ def revoke_device(device_id: DeviceIdPath, body: RevokeIn, session: DB, scope: C
     return AuditOut.model_validate(entry)
 
 
-@router.post("/enrol", responses={403: {"description": "code unknown, used or expired"}})
-def enrol(body: EnrolIn, session: DB, services: ServicesDep) -> EnrolOut:
+@router.post("/enrol", responses={403: {"description": "code unknown, used or expired"},
+                                   429: {"description": "too many wrong codes lately"}})
+def enrol(body: EnrolIn, session: DB, services: ServicesDep, request: Request) -> EnrolOut:
+    service = _service(services)
     try:
-        done = _service(services).enrol(session, body.code, body.password, body.hostname)
+        done = service.enrol(session, body.code, body.password, body.hostname)
     except EnrolRefused as exc:
+        if exc.status in (400, 403):  # a wrong guess counts; a throttled one does not
+            session.rollback()  # the failed claim's write lock (SQLite) goes first
+            with session_scope(services.sessions) as audit:
+                service.record_failure(audit, exc, request.client.host if request.client else "")
         raise _refused(exc) from None
     except DynsecError as exc:
         raise _broker_failed(exc) from None
