@@ -25,8 +25,10 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
+    "BANDWIDTH_TOKEN_PARAM",
     "COMMAND_NAMES",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
@@ -40,6 +42,7 @@ __all__ = [
     "Kind",
     "RefusalReason",
     "b64",
+    "bandwidth_token",
     "command_signing_bytes",
     "decode",
     "encode",
@@ -52,6 +55,7 @@ __all__ = [
     "unb64",
     "utcnow",
     "validate_device_id",
+    "with_bandwidth_token",
 ]
 
 SCHEMA: Final = 1
@@ -102,6 +106,33 @@ class CheckVerdict(StrEnum):
 
 
 COMMAND_NAMES: Final = frozenset({"run-check", "reboot", "restart-service", "set-interval"})
+
+
+#: The query parameter of a run-check's ``bandwidth_url`` that carries the device's
+#: short-lived token for the fleet's bandwidth test endpoint (a pre-signed URL).  It is
+#: in the URL, not a run-check arg of its own, because an agent refuses a run-check with
+#: an arg it does not know: v1 agents send the URL as given and so carry the token.
+BANDWIDTH_TOKEN_PARAM: Final = "token"
+
+
+def with_bandwidth_token(url: str, token: str) -> str:
+    """``url`` with ``token`` as its BANDWIDTH_TOKEN_PARAM (replacing one already there)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k != BANDWIDTH_TOKEN_PARAM]
+    query.append((BANDWIDTH_TOKEN_PARAM, token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def bandwidth_token(url: str) -> tuple[str, str | None]:
+    """``url`` without its token, and the token (None when it carries none)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    tokens = [v for k, v in query if k == BANDWIDTH_TOKEN_PARAM]
+    if not tokens:
+        return url, None
+    rest = urlencode([(k, v) for k, v in query if k != BANDWIDTH_TOKEN_PARAM])
+    return urlunsplit(parts._replace(query=rest)), tokens[-1]
 
 
 class RefusalReason(StrEnum):

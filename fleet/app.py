@@ -24,6 +24,7 @@ from fleet.actions.signer import Signer
 from fleet.alerts.engine import AlertEngine
 from fleet.api.app import create_api
 from fleet.api.deps import Services
+from fleet.bandwidth import SECRET_PURPOSE, BandwidthAccess
 from fleet.checks.plan import CheckPlanner
 from fleet.checks.readiness import lessons_readiness
 from fleet.checks.scheduler import CheckScheduler
@@ -83,11 +84,18 @@ class Fleet:
             TelemetryWriter(self.sessions, config.tsdb, clock, places=self.places)
             if config.tsdb.enabled else None
         )
+        # Every run-check carries the device's token for the bandwidth test endpoint.
+        self.bandwidth = BandwidthAccess(
+            self.signer.derive_secret(SECRET_PURPOSE), config.checks.bandwidth_url,
+            token_grace_s=config.api.bandwidth_token_grace_s,
+            tests_per_window=config.api.bandwidth_tests_per_device,
+            window_s=config.api.bandwidth_window_s, clock=clock,
+        )
         # Actions publish through the MQTT connection, which is built after the sinks.
         # A manual "re-run check" gets the args of the device's current or next lesson.
         planner = CheckPlanner(config.checks)
         self.actions = Actions(self.sessions, self, self.signer, config.actions, clock,
-                               run_check_args=planner.args_for_device)
+                               run_check_args=planner.args_for_device, bandwidth=self.bandwidth)
         self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock)
         self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places)
 
@@ -102,6 +110,7 @@ class Fleet:
 
         sources: list[MetricSource] = [
             self.mqtt, self.states, self.checks, self.actions, self.alerts, self.notifier,
+            self.bandwidth,
         ]
         if self.tsdb is not None:
             sources.append(self.tsdb)
@@ -119,6 +128,7 @@ class Fleet:
                 metric_sources=sources,
                 mqtt_connected=lambda: self.mqtt.connected,
                 inventory_changed=self.reload_inventory,
+                bandwidth=self.bandwidth,
             )
         )
         self._heard_since: datetime | None = None

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from agent import contract
-from agent.contract import ContractError, Kind
+from agent.contract import ContractError, Kind, bandwidth_token, with_bandwidth_token
 
 
 def test_topic_round_trip() -> None:
@@ -71,3 +71,13 @@ def test_contract_error_survives_a_with_block() -> None:
     with pytest.raises(ContractError) as err, open(__file__):
         contract.topic("p", "+", Kind.CMD)
     assert err.value.reason == "bad-device-id"
+
+
+def test_bandwidth_token_in_the_url() -> None:
+    url = "https://fleet.example.cn/api/v1/bandwidth?region=wz"
+    signed = with_bandwidth_token(url, "room-1.1780000000.abc-_")
+    assert signed == f"{url}&token=room-1.1780000000.abc-_"
+    # Signing again replaces the token; other parameters stay, in order.
+    assert with_bandwidth_token(signed, "new") == f"{url}&token=new"
+    assert bandwidth_token(signed) == (url, "room-1.1780000000.abc-_")
+    assert bandwidth_token(url) == (url, None)

@@ -17,6 +17,7 @@ Example (``provisioning/scenarios/*.toml`` hold more)::
     [network]
     up_mbps = 20
     down_mbps = 50
+    http = false            # true: bandwidth tests move real bytes to and from the URL
     [network.default]       # any host not listed under network.hosts
     rtt_ms = 20
     [network.hosts."peer.example"]
@@ -147,6 +148,9 @@ class SimNetwork:
     rx_mbps: float = 3.0
     default: Link = field(default_factory=Link)
     hosts: dict[str, Link] = field(default_factory=dict)
+    # Bandwidth tests move real bytes over HTTP to the test URL, so a refusing or missing
+    # server fails them as on a real classroom; the figures stay the ones above.
+    http: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from agent.contract import utcnow
+from agent.hardware import netio
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
@@ -188,10 +189,14 @@ class SimulatedHardware(Hardware):
         return self.scenario.network.dns_ms
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:
+        if self.scenario.network.http:
+            netio.download(url, nbytes, timeout_s)
         fault = self._fault("bandwidth_down")
         return fault.value if fault and fault.value is not None else self.scenario.network.down_mbps
 
     def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
+        if self.scenario.network.http:
+            netio.upload(url, nbytes, timeout_s)
         fault = self._fault("bandwidth_up")
         return fault.value if fault and fault.value is not None else self.scenario.network.up_mbps
 

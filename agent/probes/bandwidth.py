@@ -1,8 +1,12 @@
 """Bandwidth: an active HTTP up/down test in checks; passive interface rates every interval.
 
 The active test talks to any endpoint that answers ``GET url?bytes=N`` with N bytes and
-accepts a ``POST`` body (the fleet serves one).  It runs only in checks: it costs the
-classroom the very uplink it measures.  Telemetry repeats the last result with its time.
+accepts a ``POST`` body (the fleet serves one, only to the device whose token the URL of
+a fleet-sent check carries).  It runs only in checks: it costs the classroom the very
+uplink it measures.  Telemetry repeats the last result with its time.  A server that
+refuses the test (401/403: no or a stale token, as for a local check against the fleet's
+endpoint; 429: too many tests) leaves the bandwidth untested, a warning that says why,
+not a failed link.
 """
 
 from __future__ import annotations
@@ -16,6 +20,22 @@ from agent.hardware.base import HardwareError
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, graded, mark
 
 __all__ = ["BandwidthProbe"]
+
+_REFUSALS = {
+    "bandwidth_unauthorized": (
+        "测速服务器拒绝测速，带宽未测（车队的测速接口只接受车队下发的课前检查命令中的令牌）",
+        "the test server refused the test; bandwidth not tested (the fleet's endpoint only "
+        "accepts the token of a check the fleet sends)"),
+    "bandwidth_rate_limited": (
+        "本设备近期测速次数过多，测速服务器暂不受理，带宽未测",
+        "too many tests from this device for now; bandwidth not tested"),
+}
+
+
+def _refused(exc: HardwareError) -> Finding:
+    zh, en = _REFUSALS[exc.reason]
+    return Finding(CheckVerdict.WARN, "bandwidth_untested", f"{zh}：{exc.message}",
+                   f"{en}: {exc.message}", "bandwidth")
 
 
 class BandwidthProbe(Probe):
@@ -69,6 +89,10 @@ class BandwidthProbe(Probe):
             try:
                 mbps = measure(url, self.nbytes, self.seconds)
             except HardwareError as exc:
+                if exc.reason in _REFUSALS:
+                    # The same server refuses the other direction too: do not ask it.
+                    findings.append(_refused(exc))
+                    break
                 findings.append(Finding(
                     CheckVerdict.FAIL, "bandwidth_test_failed",
                     f"{zh_dir}测速失败（测速服务器不可达？）：{exc.message}",

@@ -1,7 +1,10 @@
 """Remote actions requested by people: vetted, signed, sent, audited, answered.
 
 Every request becomes one audit row, refused or not, before anything is sent, and the
-agent's ``cmd/result`` completes it.  The scheduler's own run-checks use ``prepare`` and
+agent's ``cmd/result`` completes it.  The audit is append-only: an outcome, once final,
+never changes; every answer is a row of its own (``AuditAnswer``), so a late answer or
+the agent's refusal of a replayed capture of the command stands beside the original
+outcome instead of overwriting it.  The scheduler's own run-checks use ``prepare`` and
 ``publish`` directly: their record is the CheckRun, not the audit log.
 """
 
@@ -24,8 +27,9 @@ from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
 from fleet.actions.ratelimit import first_exceeded
 from fleet.actions.safety import busy_lesson, busy_refusal
 from fleet.actions.signer import Signer, build_command
+from fleet.bandwidth import BandwidthAccess
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import AuditEntry, CheckRun, Device, Lesson
+from fleet.db.models import AuditAnswer, AuditEntry, CheckRun, Device, Lesson
 from fleet.metrics import Sample
 from fleet.sinks import NullSink, Publisher
 
@@ -48,6 +52,7 @@ class Actions(NullSink):
         clock: Callable[[], datetime] = utcnow,
         *,
         run_check_args: RunCheckArgs | None = None,
+        bandwidth: BandwidthAccess | None = None,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
@@ -55,6 +60,7 @@ class Actions(NullSink):
         self.config = config or ActionConfig()
         self._clock = clock
         self._run_check_args = run_check_args
+        self._bandwidth = bandwidth
         # Serialises vetting and recording so two requests of one process cannot both
         # squeeze under a rate limit.
         self._lock = threading.Lock()
@@ -71,9 +77,15 @@ class Actions(NullSink):
         command_id: str | None = None,
         ttl: timedelta | None = None,
     ) -> dict[str, Any]:
-        """A signed command, not yet sent."""
+        """A signed command, not yet sent; a run-check's ``bandwidth_url`` gets the
+        device's token for the fleet's endpoint (not in ``args``: the audit keeps no token).
+        """
         ttl = ttl or timedelta(seconds=self.config.command_ttl_s)
-        command = build_command(device_id, name, args, ttl, self._clock(), command_id=command_id)
+        now = self._clock()
+        if name == "run-check" and self._bandwidth is not None and args.get("bandwidth_url"):
+            url = self._bandwidth.presign(args["bandwidth_url"], device_id, now + ttl)
+            args = {**args, "bandwidth_url": url}
+        command = build_command(device_id, name, args, ttl, now, command_id=command_id)
         return self._signer.sign(command)
 
     def publish(self, command: dict[str, Any]) -> None:
@@ -113,6 +125,7 @@ class Actions(NullSink):
                 forced=force,
                 reason=reason,
                 outcome=Outcome.ACCEPTED.value,
+                answers=[],  # none yet; set so the detached entry never lazy-loads them
             )
             command: dict[str, Any] | None = None
             refused: ActionRefused | None = None
@@ -226,7 +239,7 @@ class Actions(NullSink):
         with session_scope(self._sessions) as session:
             session.execute(
                 update(AuditEntry)
-                .where(AuditEntry.id == entry.id)
+                .where(AuditEntry.id == entry.id, AuditEntry.outcome == Outcome.ACCEPTED.value)
                 .values(outcome=outcome.value, detail=detail)
             )
         entry.outcome, entry.detail = outcome.value, detail
@@ -234,7 +247,12 @@ class Actions(NullSink):
     # ------------------------------------------------------------ answers
 
     def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
+        """Record the answer; it settles the outcome only if the action still awaits one."""
         command_id = payload.get("id")
+        ok = payload.get("ok") is True
+        outcome = Outcome.OK if ok else Outcome.FAILED
+        reason, message = str(payload.get("reason", "")), str(payload.get("message", ""))
+        now = self._clock()
         with session_scope(self._sessions) as session:
             entry = session.scalars(
                 select(AuditEntry).where(AuditEntry.command_id == command_id)
@@ -244,14 +262,29 @@ class Actions(NullSink):
             if entry.device_id != device_id:
                 log.warning("cmd/result for %s came from %s: ignored", command_id, device_id)
                 return
-            ok = payload.get("ok") is True
-            outcome = Outcome.OK if ok else Outcome.FAILED
-            entry.outcome = outcome.value
-            entry.reply = payload
-            entry.answered_at = self._clock()
-            if not ok:
-                entry.detail = f"{payload.get('reason', '')}: {payload.get('message', '')}"
-        self._counts[("answered", outcome.value)] += 1
+            # Conditional, so a timeout written by another process at the same moment and
+            # this answer cannot both settle the entry.
+            settled = session.execute(
+                update(AuditEntry)
+                .where(AuditEntry.id == entry.id, AuditEntry.outcome == Outcome.ACCEPTED.value)
+                .values(
+                    outcome=outcome.value,
+                    reply=payload,
+                    answered_at=now,
+                    detail="" if ok else f"{reason}: {message}",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            first = int(getattr(settled, "rowcount", 0) or 0) == 1
+            session.add(AuditAnswer(audit_id=entry.id, received_at=now, ok=ok,
+                                    reason=reason[:32], message=message, settled=first,
+                                    reply=payload))
+        if first:
+            self._counts[("answered", outcome.value)] += 1
+        else:
+            self._counts[("late", reason or outcome.value)] += 1
+            log.warning("answer to %s on %s after its outcome was final (%s %s): recorded, "
+                        "outcome kept", command_id, device_id, outcome.value, reason)
 
     def tick(self) -> int:
         """Mark accepted actions that got no answer in time as ``timeout``; return how many."""
@@ -281,6 +314,11 @@ class Actions(NullSink):
             elif stage == "refused":
                 yield Sample("syncclass_actions_refused_total", "Actions refused by the fleet.",
                              value, labels={"code": what})
+            elif stage == "late":
+                yield Sample("syncclass_actions_late_answers_total",
+                             "Answers after an action's outcome was final (late, or a "
+                             "replayed command refused): recorded, outcome kept.",
+                             value, labels={"reason": what})
             else:
                 yield Sample("syncclass_actions_answered_total",
                              "Action outcomes: agent answers and timeouts.",

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from agent.contract import SCHEMA, b64, command_signing_bytes, format_ts, unb64
 
@@ -91,6 +92,19 @@ class Signer:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         return b64(raw)
+
+    def derive_secret(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose`` (HKDF-SHA256 of the key's seed).
+
+        Every fleet process already shares this key file, so each derives the same
+        secret without another file to distribute, and no secret is the key itself.
+        """
+        seed = self._key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return hkdf.derive(seed)
 
     def sign(self, command: dict[str, Any]) -> dict[str, Any]:
         """A copy of ``command`` with ``sig`` over its canonical bytes."""

@@ -20,6 +20,7 @@ from fleet.api.metrics import RequestCounter, build_registry
 from fleet.api.routes import (
     actions,
     alerts,
+    bandwidth,
     classrooms,
     counties,
     devices,
@@ -118,5 +119,6 @@ def create_api(services: Services) -> FastAPI:
     for router in _PEOPLE_ROUTERS:
         app.include_router(router)
     app.include_router(system.router)
+    app.include_router(bandwidth.router)
     web.mount_web(app)
     return app

@@ -26,6 +26,7 @@ __all__ = [
     "DB",
     "ActionService",
     "AlertService",
+    "BandwidthGate",
     "EnrolService",
     "LiveState",
     "ReadinessFn",
@@ -113,6 +114,13 @@ class EnrolService(Protocol):
                ) -> AuditEntry: ...
 
 
+class BandwidthGate(Protocol):
+    """``fleet.bandwidth.BandwidthAccess``: the device of a valid token within its quota;
+    raises TokenRefused / QuotaExceeded."""
+
+    def admit(self, token: str | None) -> str: ...
+
+
 class ReadinessView(Protocol):
     """``fleet.checks.readiness.Readiness``: state, labels and each end's latest check."""
 
@@ -139,6 +147,8 @@ class Services:
     mqtt_connected: Callable[[], bool] | None = None
     # Called after an inventory write has committed, so the fleet refreshes its caches.
     inventory_changed: Callable[[], None] | None = None
+    # Admits the devices' bandwidth tests; None: the endpoint answers everyone 401.
+    bandwidth: BandwidthGate | None = None
 
 
 def get_services(request: Request) -> Services:

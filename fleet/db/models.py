@@ -32,6 +32,7 @@ __all__ = [
     "AlertEvent",
     "AlertState",
     "ApiToken",
+    "AuditAnswer",
     "AuditEntry",
     "CheckRun",
     "Classroom",
@@ -380,6 +381,29 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     answered_at: Mapped[datetime | None]
+    # Every cmd/result for this action, settling or not (late, replayed): append-only.
+    answers: Mapped[list[AuditAnswer]] = relationship(
+        order_by="AuditAnswer.id", lazy="selectin", viewonly=True
+    )
+
+
+class AuditAnswer(Base):
+    """One agent answer (cmd/result) to an audited action, as received.
+
+    The first answer while the action awaits one settles the entry's outcome
+    (``settled``); a later one (after a timeout, or an answer to a replayed capture of the
+    command) is only recorded here, so an outcome never changes once final.
+    """
+
+    __tablename__ = "audit_answer"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit.id"), index=True)
+    received_at: Mapped[datetime]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    settled: Mapped[bool] = mapped_column(Boolean)
+    reply: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class EnrolCode(Base):

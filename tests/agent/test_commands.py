@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.app import load_interval, save_interval
-from agent.commands import CommandError, CommandVerifier, NonceStore
+from agent.commands import CommandError, CommandVerifier, NonceStore, check_params
 from agent.config import CommandsConfig
-from agent.contract import Kind, RefusalReason, decode
+from agent.contract import Kind, RefusalReason, bandwidth_token, decode, with_bandwidth_token
 from fleet.broker import Mosquitto
 from tests.agent.agentkit import (
     PREFIX,
@@ -212,6 +212,23 @@ def test_commands_signed_by_the_fleet_signer_are_accepted(tmp_path: Path) -> Non
     cmd = signer.sign(build_command("room-1", "run-check", args, timedelta(minutes=5), NOW))
     accepted = verifier.verify(json.dumps(cmd, ensure_ascii=False).encode())
     assert (accepted.id, accepted.name, accepted.args) == (cmd["id"], "run-check", args)
+
+
+def test_the_bandwidth_token_rides_in_the_url_because_unknown_args_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Why the fleet pre-signs ``bandwidth_url`` instead of adding a token arg: this
+    (v1) agent refuses a run-check with any arg it does not know, and passes the URL on
+    to its bandwidth probe as given."""
+    verifier = _verifier(tmp_path)
+    with_arg = sign(KEY, "room-1", "run-check", {"bandwidth_token": "t"}, issued=NOW)
+    assert _refusal(verifier, with_arg) is RefusalReason.BAD_ARGS
+    url = with_bandwidth_token("https://fleet.example.cn/api/v1/bandwidth", "room-1.1.mac")
+    assert url == "https://fleet.example.cn/api/v1/bandwidth?token=room-1.1.mac"
+    presigned = sign(KEY, "room-1", "run-check", {"bandwidth_url": url}, issued=NOW)
+    accepted = verifier.verify(json.dumps(presigned).encode())
+    assert check_params(accepted.args).bandwidth_url == url
+    assert bandwidth_token(url) == ("https://fleet.example.cn/api/v1/bandwidth", "room-1.1.mac")
 
 
 def test_a_reboot_that_fails_is_reported_after_the_ok(broker: Mosquitto, tmp_path: Path) -> None:

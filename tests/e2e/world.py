@@ -13,6 +13,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,11 +25,11 @@ from sqlalchemy import select
 from agent.app import Agent
 from agent.config import AgentConfig, CommandsConfig, HardwareConfig, MqttConfig, NetworkConfig
 from agent.config import RuntimeConfig as AgentRuntime
-from agent.hardware.scenario import default_scenario
+from agent.hardware.scenario import Scenario, default_scenario
 from agent.hardware.simulated import SimulatedHardware
 from fleet.alerts.config import AlertConfig
 from fleet.app import Fleet
-from fleet.broker import Mosquitto
+from fleet.broker import Mosquitto, free_port
 from fleet.checks.readiness import Readiness, lesson_readiness
 from fleet.config import DatabaseConfig, FleetConfig
 from fleet.db.base import session_scope
@@ -39,6 +40,7 @@ from fleet.state import DeviceStatus
 from fleet.timetable.importer import Semester, import_timetable
 from tests.clock import ManualClock
 from tests.fleet.smtp import Received, SmtpServer
+from tests.served import served
 
 __all__ = [
     "DONGTOU_COUNTY",
@@ -182,19 +184,30 @@ class World:
         self.config = e2e_config(workdir, broker.url, smtp.port)
         self.fleet: Fleet | None = None
         self.agents: dict[str, _RunningAgent] = {}
+        self._http = ExitStack()
 
     # ------------------------------------------------------------ the fleet
 
-    def start_fleet(self) -> Fleet:
+    def start_fleet(self, serve_http: bool = False) -> Fleet:
+        """The fleet; with ``serve_http`` its API is served on a free port too, and its
+        checks name that server's bandwidth test endpoint."""
         assert self.fleet is None, "a fleet is already running"
+        port = free_port()
+        if serve_http:
+            checks = replace(self.config.checks,
+                             bandwidth_url=f"http://127.0.0.1:{port}/api/v1/bandwidth")
+            self.config = replace(self.config, checks=checks)
         fleet = Fleet(self.config, clock=self.clock)
         fleet.start()
         self.fleet = fleet
+        if serve_http:
+            self._http.enter_context(served(fleet.api, port))
         if not fleet.mqtt.wait_ready(10):
             raise AssertionError("the fleet did not subscribe to the broker")
         return fleet
 
     def stop_fleet(self) -> None:
+        self._http.close()
         fleet, self.fleet = self.fleet, None
         if fleet is not None:
             fleet.close()
@@ -269,11 +282,12 @@ class World:
 
     # ------------------------------------------------------------ the classrooms
 
-    def start_agent(self, device_id: str, reboot_command: list[str] | None = None
-                    ) -> SimulatedHardware:
-        """A real agent on a healthy simulated classroom, reporting every second."""
+    def start_agent(self, device_id: str, reboot_command: list[str] | None = None,
+                    scenario: Scenario | None = None) -> SimulatedHardware:
+        """A real agent on a simulated classroom (default: healthy), reporting every
+        second."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
-        hardware = SimulatedHardware(default_scenario(), poll_s=0.1)
+        hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
         config = AgentConfig(
             device_id=device_id,
             mqtt=MqttConfig(url=self.broker.url, username=device_id,

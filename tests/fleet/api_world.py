@@ -136,7 +136,7 @@ def open_world(sessions: SessionFactory) -> World:
     states = DeviceStates(sessions, clock)
     services = Services(
         sessions=sessions,
-        config=ApiConfig(bandwidth_max_bytes=1_000_000),
+        config=ApiConfig(),
         clock=clock,
         states=states,
         alerts=alerts,

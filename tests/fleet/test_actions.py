@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from agent.contract import DEFAULT_PREFIX, Kind, topic
+from agent.contract import DEFAULT_PREFIX, Kind, RefusalReason, encode, topic
 from agent.settings import ConfigError, section
 from fleet.actions.config import ActionConfig, RateLimit
 from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
@@ -19,7 +19,7 @@ from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
 from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
-from fleet.db.models import AuditEntry
+from fleet.db.models import AuditAnswer, AuditEntry
 from fleet.ingest import MqttIngest
 from tests.clock import ManualClock
 from tests.fleet.checks_helpers import (
@@ -219,6 +219,53 @@ def test_agent_refusal_and_silence_are_audited(setup: Setup, device: MqttDevice)
     assert samples[("syncclass_actions_accepted_total", ("restart-service",))] == 1
     assert samples[("syncclass_actions_answered_total", ("failed",))] == 1
     assert samples[("syncclass_actions_answered_total", ("timeout",))] == 1
+
+
+def answers(setup: Setup, audit_id: int) -> list[tuple[bool, str, bool]]:
+    """(ok, reason, settled) of each answer recorded for one audit entry, in order."""
+    with session_scope(setup.world.sessions) as s:
+        return [(a.ok, a.reason, a.settled) for a in s.scalars(
+            select(AuditAnswer).where(AuditAnswer.audit_id == audit_id)
+            .order_by(AuditAnswer.id))]
+
+
+def test_a_replayed_command_refused_by_the_device_leaves_the_outcome_alone(
+    setup: Setup, device: MqttDevice
+) -> None:
+    setup.relay.sinks.append(setup.actions)
+    entry = setup.actions.request("tech-zhang", "r-1", "reboot")
+    command = device.next_command()
+    setup.clock.advance(seconds=20)
+    device.result(command, ok=True, output="rebooting")
+    assert wait_until(lambda: setup.audit()[0].outcome == "ok")
+    # Someone who captured the signed command publishes it again: the device's own
+    # verifier refuses the nonce, and the device says so in cmd/result as the agent does.
+    setup.clock.advance(seconds=30)
+    setup.publisher.publish(topic(DEFAULT_PREFIX, "r-1", Kind.CMD), encode(command))
+    assert wait_until(lambda: device.forged)
+    [(_, refusal)] = device.forged
+    device.forged.clear()
+    assert refusal.reason is RefusalReason.REPLAYED
+    device.result(command, **refusal.result())
+    assert wait_until(lambda: len(answers(setup, entry.id)) == 2)
+    [row] = setup.audit()
+    assert (row.outcome, row.detail, row.answered_at) == ("ok", "", OUTSIDE + timedelta(seconds=20))
+    assert row.reply is not None and row.reply["output"] == "rebooting"
+    assert answers(setup, entry.id) == [(True, "", True), (False, "replayed", False)]
+    samples = {(s.name, tuple(s.labels.values())): s.value for s in setup.actions.samples()}
+    assert samples[("syncclass_actions_late_answers_total", ("replayed",))] == 1
+    assert samples[("syncclass_actions_answered_total", ("ok",))] == 1
+
+
+def test_an_answer_after_the_timeout_is_recorded_and_the_timeout_stays(setup: Setup) -> None:
+    entry = setup.actions.request("tech-zhang", "r-1", "reboot")
+    setup.clock.advance(minutes=7)
+    assert setup.actions.tick() == 1
+    setup.actions.on_cmd_result("r-1", {"id": entry.command_id, "ok": True, "seq": 9})
+    setup.actions.on_cmd_result("r-1", {"id": entry.command_id, "ok": True, "seq": 10})
+    [row] = setup.audit()
+    assert (row.outcome, row.reply, row.answered_at) == ("timeout", None, None)
+    assert answers(setup, entry.id) == [(True, "", False), (True, "", False)]
 
 
 def test_a_command_the_broker_connection_refuses_is_audited_as_failed(setup: Setup) -> None:

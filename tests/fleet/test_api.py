@@ -254,17 +254,6 @@ def test_healthz_reports_mqtt_down(world: World) -> None:
     assert reply.status_code == 503 and reply.json()["mqtt"] is False
 
 
-def test_bandwidth_endpoint_is_capped_and_needs_no_login(world: World) -> None:
-    down = world.client.get("/api/v1/bandwidth", params={"bytes": 300_000})
-    assert down.status_code == 200 and len(down.content) == 300_000
-    capped = world.client.get("/api/v1/bandwidth", params={"bytes": 10**9})
-    assert len(capped.content) == 1_000_000
-    up = world.client.post("/api/v1/bandwidth", content=b"x" * 200_000)
-    assert up.status_code == 200 and up.json()["bytes"] == 200_000
-    too_big = world.client.post("/api/v1/bandwidth", content=b"x" * 1_000_001)
-    assert too_big.status_code == 413
-
-
 def test_inventory_writes_tell_the_fleet_once_committed(world: World) -> None:
     seen: list[bool] = []
 

@@ -32,6 +32,7 @@ def test_shared_settings_come_from_one_place() -> None:
         ({"alerts": {"escalate_afer_s": 5}}, "alerts.escalate_afer_s"),
         ({"checks": {"lead_minutes": "soon"}}, "checks.lead_minutes"),
         ({"http": {"port": True}}, "http.port"),
+        ({"api": {"bandwidth_tests_per_device": 0}}, "api"),
         ({"timezone": "Mars/Olympus"}, "FleetConfig"),
     ],
 )

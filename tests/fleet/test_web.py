@@ -6,20 +6,19 @@ maintenance window."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
-from fleet.broker import Mosquitto, free_port, wait_for_port
+from fleet.broker import Mosquitto
 from tests.fleet.api_world import NOW, PASSWORD, World, world
 from tests.fleet.checks_helpers import fleet_ingest
+from tests.served import served as serve
 
 __all__ = ["world"]
 
@@ -35,16 +34,8 @@ def served(world: World, broker: Mosquitto, tmp_path: Path) -> Iterator[str]:
     world.services.actions = Actions(
         world.sessions, publisher, Signer.from_file(tmp_path / "fleet.key"), clock=world.clock
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve(world.app) as url:
+        yield url
     publisher.close()
 
 

@@ -42,7 +42,21 @@ class IntervalIn(BaseModel):
     seconds: int = Field(ge=5, le=3600, description="telemetry interval")
 
 
+class AuditAnswerOut(BaseModel):
+    """One cmd/result as received; ``settled``: it decided the entry's outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+    received_at: datetime
+    ok: bool
+    reason: str
+    message: str
+    settled: bool
+
+
 class AuditOut(BaseModel):
+    """An action and its outcome, which never changes once final; ``answers`` holds every
+    answer in arrival order, including late ones and refusals of replayed commands."""
+
     model_config = ConfigDict(from_attributes=True)
     id: int
     at: datetime
@@ -57,6 +71,7 @@ class AuditOut(BaseModel):
     detail: str
     reply: dict[str, Any] | None
     answered_at: datetime | None
+    answers: list[AuditAnswerOut]
 
 
 class RefusalOut(BaseModel):

@@ -1,7 +1,7 @@
 """enrolment codes
 
 Revision ID: a1b2c3d40006
-Revises: ae01a7e1aba1
+Revises: a1b2c3d40004
 Create Date: 2026-11-29 18:20:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a1b2c3d40006"
-down_revision: str | Sequence[str] | None = "ae01a7e1aba1"
+down_revision: str | Sequence[str] | None = "a1b2c3d40004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,30 @@
+"""An ASGI app served for real by uvicorn on a free loopback port, in a thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from fleet.broker import free_port, wait_for_port
+
+__all__ = ["served"]
+
+
+@contextmanager
+def served(app: Any, port: int | None = None) -> Iterator[str]:
+    """Yields the base URL (``http://127.0.0.1:PORT``) while the app is served."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
