@@ -1,6 +1,7 @@
-"""``syncclass-agent``: run the agent, or check / list this classroom's equipment by hand.
+"""``syncclass-agent``: enrol, run the agent, or check / list this classroom's equipment.
 
-Exit codes: ``check`` returns 0 pass, 1 warn, 2 fail; every command returns 78
+Exit codes: ``check`` returns 0 pass, 1 warn, 2 fail; ``enrol`` 1 when the fleet refuses
+the code and 69 (EX_UNAVAILABLE) when it cannot be reached; every command returns 78
 (EX_CONFIG, sysexits.h) for a bad config file, which the systemd unit does not restart.
 """
 
@@ -19,7 +20,13 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, HardwareConfig, load_config
+from agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    HardwareConfig,
+    RuntimeConfig,
+    load_config,
+)
 from agent.contract import CheckVerdict, utcnow
 from agent.probes.base import CheckParams
 from agent.settings import ConfigError
@@ -27,6 +34,8 @@ from agent.settings import ConfigError
 __all__ = ["EX_CONFIG", "main", "render_check"]
 
 EX_CONFIG = 78
+EX_UNAVAILABLE = 69
+DEFAULT_STATE_DIR = RuntimeConfig().state_dir
 _EXIT = {CheckVerdict.PASS: 0, CheckVerdict.WARN: 1, CheckVerdict.FAIL: 2}
 _VERDICT_TEXT = {
     CheckVerdict.PASS: "通过 PASS",
@@ -113,6 +122,26 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_enrol(args: argparse.Namespace) -> int:
+    from agent.enrol import EnrolError, enrol, split_code_url
+
+    config_path: Path = args.config or DEFAULT_CONFIG_PATH
+    try:
+        code, fleet = split_code_url(args.code, args.fleet)
+        done = enrol(code, fleet, config_path, args.state_dir, fleet_ca=args.fleet_ca,
+                     service_user=args.user, allow_http=args.allow_http)
+    except EnrolError as exc:
+        print(f"syncclass-agent: {exc}", file=sys.stderr)
+        return 1 if exc.refused else EX_UNAVAILABLE
+    what = "替换原设备 replaces the previous machine" if done.replaced else "新设备 new device"
+    print(f"已注册 Enrolled: {done.device_id} · {done.school} {done.classroom} ({what})\n"
+          f"配置 Config: {done.config_path} (0600)\n"
+          f"启动 Start: systemctl restart syncclass-agent  (a running agent must restart to "
+          f"use the new credentials; without systemd: syncclass-agent run --config "
+          f"{done.config_path})")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncclass-agent",
                                      description="syncclass classroom agent / 同步课堂设备代理")
@@ -128,6 +157,20 @@ def _parser() -> argparse.ArgumentParser:
                          help="simulated hardware, optionally driven by a scenario file")
         if name != "run":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    enrol = sub.add_parser("enrol", help="join the fleet with a one-time code / 用注册码注册")
+    enrol.add_argument("code", help="the code (ABCD-EFGH) or the QR code's URL")
+    enrol.add_argument("--fleet", help="the fleet's URL, https://…")
+    enrol.add_argument("--config", type=Path, default=None,
+                       help=f"config file to write (default {DEFAULT_CONFIG_PATH})")
+    enrol.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                       help=f"spool and state (default {DEFAULT_STATE_DIR})")
+    enrol.add_argument("--fleet-ca", type=Path, default=None,
+                       help="CA of the fleet's HTTPS certificate (default: the system's)")
+    enrol.add_argument("--user", default="syncclass",
+                       help="run as root: the account the agent runs as gets the config and "
+                            "state (default syncclass, if it exists)")
+    enrol.add_argument("--allow-http", action="store_true",
+                       help="allow a plain http:// fleet beyond loopback (trusted LAN only)")
     return parser
 
 
@@ -136,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    handler = {"run": _cmd_run, "check": _cmd_check, "inventory": _cmd_inventory}
+    handler = {"run": _cmd_run, "check": _cmd_check, "inventory": _cmd_inventory,
+               "enrol": _cmd_enrol}
     try:
         return handler[args.command](args)
     except ConfigError as exc:

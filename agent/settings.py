@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "load_toml", "section"]
+__all__ = ["ConfigError", "dump_toml", "load_toml", "section"]
 
 T = TypeVar("T")
 
@@ -35,6 +36,38 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string (same escapes, \uXXXX included).
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def dump_toml(doc: Mapping[str, Any], table: str = "") -> str:
+    """The TOML text of ``doc`` (scalars, lists and nested tables: what configs hold).
+
+    Comments of a file that was read and written back are lost; the values are not.
+    """
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}"
+             for k, v in doc.items() if not isinstance(v, Mapping)]
+    for key, value in doc.items():
+        if isinstance(value, Mapping):
+            name = f"{table}.{_toml_key(key)}" if table else _toml_key(key)
+            lines += ["", f"[{name}]", dump_toml(value, name).strip("\n")]
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def _check(value: Any, hint: Any, key: str) -> Any:

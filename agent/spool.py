@@ -221,6 +221,12 @@ class Spool:
             self._set_meta("session", session)
         return session
 
+    def continue_sessions(self, after: int) -> None:
+        """Number the next connection above ``after``: a machine that replaces a device
+        carries on the device's sessions, so the fleet takes its birth for the newest."""
+        with self._lock, self._db:
+            self._set_meta("session", max(self._meta("session"), after))
+
     def stats(self) -> SpoolStats:
         with self._lock:
             return SpoolStats(self._count, self._bytes, self._meta("dropped_total"),

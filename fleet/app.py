@@ -31,6 +31,8 @@ from fleet.checks.scheduler import CheckScheduler
 from fleet.config import FleetConfig
 from fleet.db.base import SessionFactory, make_engine, utcnow
 from fleet.db.migrate import upgrade
+from fleet.dynsec import AdminLogin, DynsecAdmin
+from fleet.enrolment import Enrolment
 from fleet.ingest.mqtt import create_ingest
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import MetricSource
@@ -40,7 +42,7 @@ from fleet.sinks import MessageSink
 from fleet.state import DeviceStates
 from fleet.tsdb import TelemetryWriter
 
-__all__ = ["Fleet"]
+__all__ = ["Fleet", "enrolment_service"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,18 @@ TICK_S = 1.0
 STATE_FLUSH_S = 5.0
 # Four default reporting intervals: every agent has spoken since the fleet reconnected.
 STALE_GRACE = timedelta(seconds=60)
+
+
+def enrolment_service(config: FleetConfig, signer: Signer,
+                      clock: Callable[[], datetime] = utcnow) -> Enrolment | None:
+    """Enrolment through the broker's dynamic security plugin, if ``[enrol]`` is set."""
+    if not config.enrol.enabled:
+        return None
+    login = AdminLogin(config.mqtt.url, config.enrol.admin_username,
+                       config.enrol.admin_password, config.mqtt.ca_file)
+    return Enrolment(DynsecAdmin(login), config.enrol, prefix=config.mqtt.prefix,
+                     mqtt_url=config.mqtt.url, fleet_public_key=signer.public_key_b64,
+                     clock=clock)
 
 
 class Fleet:
@@ -100,6 +114,7 @@ class Fleet:
         ]
         if self.tsdb is not None:
             sources.append(self.tsdb)
+        self.enrolment = enrolment_service(config, self.signer, clock)
         self.api = create_api(
             Services(
                 sessions=self.sessions,
@@ -108,6 +123,7 @@ class Fleet:
                 states=self.states,
                 alerts=self.alerts,
                 actions=self.actions,
+                enrolment=self.enrolment,
                 readiness=lessons_readiness,
                 metric_sources=sources,
                 mqtt_connected=lambda: self.mqtt.connected,

@@ -3,14 +3,17 @@
 Production points the fleet and agents at a broker run by the operator (Mosquitto or an
 EMQX cluster, provisioned from ``provisioning/``); this module only starts one for
 embedded defaults and tests, with the same configuration features production uses:
-password file, pattern ACL pinning each device to its own topics, TLS.
+the dynamic security plugin (or the older password file and pattern ACL) pinning each
+device to its own topics, TLS.
 """
 
 from __future__ import annotations
 
 import ctypes
 import getpass
+import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,19 +24,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from fleet.dynsec import AdminLogin
+
 __all__ = [
+    "DYNSEC_PLUGIN_GLOB",
     "BrokerError",
     "Mosquitto",
     "TlsFiles",
     "device_acl",
+    "dynsec_plugin",
     "free_port",
     "make_test_ca",
     "wait_for_port",
 ]
 
 
+DYNSEC_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
+
+
 class BrokerError(RuntimeError):
     pass
+
+
+def dynsec_plugin() -> Path:
+    found = sorted(glob.glob(DYNSEC_PLUGIN_GLOB))
+    if not found:
+        raise BrokerError(f"no {DYNSEC_PLUGIN_GLOB} (Debian: apt-get install mosquitto)")
+    return Path(found[0])
 
 
 def free_port() -> int:
@@ -92,7 +109,9 @@ class Mosquitto:
     """Start, stop and restart a Mosquitto process on a loopback port.
 
     ``users`` maps username to password; with users set, anonymous access is off.
-    ``acl`` is the text of an ACL file.  ``tls`` adds a second, TLS listener on
+    ``acl`` is the text of an ACL file.  ``dynsec`` loads the dynamic security plugin
+    instead (no users, no ACL file): only ``admin_login`` may log in until the fleet
+    creates clients through it.  ``tls`` adds a second, TLS listener on
     ``tls_port``.  Persistence is on, so a restart keeps retained messages and queued QoS 1
     messages of persistent sessions, as a production broker does.
     """
@@ -104,12 +123,16 @@ class Mosquitto:
     tls_port: int = 0
     workdir: Path | None = None
     max_queued_messages: int = 100_000
+    dynsec: bool = False
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _own_dir: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise BrokerError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+        if self.dynsec and (self.users or self.acl is not None):
+            raise BrokerError("dynsec replaces users and acl: give one or the other")
         if not self.port:
             self.port = free_port()
         if self.tls and not self.tls_port:
@@ -126,6 +149,11 @@ class Mosquitto:
     @property
     def tls_url(self) -> str:
         return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    @property
+    def admin_login(self) -> AdminLogin:
+        """The dynamic security plugin's admin (``mosquitto_ctrl dynsec init``)."""
+        return AdminLogin(self.url, "admin", self.admin_password)
 
     @property
     def log_file(self) -> Path:
@@ -163,6 +191,8 @@ class Mosquitto:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {passwd}"]
+        elif self.dynsec:
+            lines += self._dynsec_lines()
         else:
             lines.append("allow_anonymous true")
         if self.acl is not None:
@@ -179,6 +209,18 @@ class Mosquitto:
         conf = wd / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
+
+    def _dynsec_lines(self) -> list[str]:
+        assert self.workdir is not None
+        state = self.workdir / "dynamic-security.json"
+        if not state.exists():  # a restart keeps the clients the fleet created
+            subprocess.run(
+                ["mosquitto_ctrl", "dynsec", "init", str(state), "admin", self.admin_password],
+                check=True, capture_output=True,
+            )
+            state.chmod(0o600)  # it holds password hashes
+        return ["allow_anonymous false", f"plugin {dynsec_plugin()}",
+                f"plugin_opt_config_file {state}"]
 
     def start(self) -> Mosquitto:
         if self._proc is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from agent.settings import ConfigError
 from fleet.config import FleetConfig, load_config
@@ -16,6 +18,9 @@ from fleet.grafana.cli import add_grafana_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from fleet.db.models import Device, EnrolCode
+    from fleet.enrolment import Enrolment
 
 __all__ = ["main"]
 
@@ -101,6 +106,114 @@ def _public_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enrolment(config: FleetConfig) -> Enrolment:
+    from fleet.actions.signer import Signer
+    from fleet.app import enrolment_service
+
+    service = enrolment_service(config, Signer.from_file(config.actions.key_file))
+    if service is None:
+        raise ConfigError("enrol.admin_username", "设备注册需配置代理管理员 / set the broker's "
+                          "dynamic security admin to enrol and revoke devices")
+    return service
+
+
+def _device_job(args: argparse.Namespace, job: Callable[[Session, Enrolment], str]) -> int:
+    """One enrolment job on the database and the broker; a refusal changes neither."""
+    from fleet.dynsec import DynsecError
+    from fleet.enrolment import EnrolRefused
+
+    service = _enrolment(_config(args))
+    try:
+        return _in_database(args, lambda session: job(session, service), EnrolRefused,
+                            "设备注册", "enrolment")
+    except DynsecError as exc:
+        print(f"{exc}\n未做任何更改 / nothing changed", file=sys.stderr)
+        return 1
+
+
+def _device(session: Session, device_id: str) -> Device:
+    from fleet.db.models import Device
+    from fleet.enrolment import EnrolRefused
+
+    device = session.get(Device, device_id)
+    if device is None:
+        raise EnrolRefused("unknown-device", f"未知设备 {device_id}",
+                           f"unknown device {device_id}", status=404)
+    return device
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _code_text(config: FleetConfig, code: str, row: EnrolCode) -> str:
+    fleet_url = config.enrol.fleet_url or f"http://{config.http.host}:{config.http.port}"
+    local = row.expires_at.astimezone(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M")
+    return (f"注册码 Enrolment code: {code}\n有效期至 Valid until: {local} (one use)\n"
+            f"在教室主机上 On the classroom mini-PC:\n"
+            f"  sudo syncclass-agent enrol {code} --fleet {fleet_url}")
+
+
+def _enrol_code(args: argparse.Namespace) -> int:
+    from fleet.enrolment import EnrolRefused
+    from fleet.inventory import find_classroom
+
+    config = _config(args)
+
+    def job(session: Session, service: Enrolment) -> str:
+        try:
+            classroom = find_classroom(session, args.classroom)
+        except LookupError as exc:
+            raise EnrolRefused("unknown-classroom", str(exc), str(exc), status=404) from None
+        replaces = _device(session, args.replace) if args.replace else None
+        code, row = service.create_code(session, classroom, _actor(), replaces=replaces,
+                                        ttl_hours=args.hours)
+        return _code_text(config, code, row)
+
+    return _device_job(args, job)
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    config = _config(args)
+
+    def job(session: Session, service: Enrolment) -> str:
+        device = _device(session, args.device)
+        code, row = service.create_code(session, device.classroom, _actor(), replaces=device,
+                                        ttl_hours=args.hours)
+        return (f"{_code_text(config, code, row)}\n"
+                f"旧凭据在注册后失效 / the old credentials stop working once it is used")
+
+    return _device_job(args, job)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    def job(session: Session, service: Enrolment) -> str:
+        entry = service.revoke(session, _device(session, args.device), _actor(), args.reason)
+        return (f"已吊销 Revoked: {entry.device_id} — 连接已断开、设备已停用 / connection "
+                f"dropped, device disabled (audit #{entry.id})")
+
+    return _device_job(args, job)
+
+
+def _broker_init(args: argparse.Namespace) -> int:
+    from fleet.dynsec import AdminLogin, DynsecAdmin, DynsecError
+
+    config = _config(args)
+    if not config.enrol.enabled or not config.mqtt.username:
+        raise ConfigError("enrol.admin_username", "broker-init needs [enrol] admin_username/"
+                          "admin_password and [mqtt] username/password")
+    admin = DynsecAdmin(AdminLogin(config.mqtt.url, config.enrol.admin_username,
+                                   config.enrol.admin_password, config.mqtt.ca_file))
+    try:
+        admin.ensure_fleet_client(config.mqtt.prefix, config.mqtt.username,
+                                  config.mqtt.password)
+    except DynsecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"代理已就绪 Broker ready: client {config.mqtt.username!r} may read every device")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncclass-fleet", description="同步课堂设备监测中心 / syncclass fleet service"
@@ -131,6 +244,30 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
     tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
     command("public-key", "print the fleet's command-signing public key for agents", _public_key)
+    command("broker-init", "create the fleet's client and role in the broker's dynamic "
+            "security plugin", _broker_init)
+    device = sub.add_parser("device", help="enrol, rotate and revoke classroom devices")
+    device_sub = device.add_subparsers(dest="device_command", required=True)
+
+    def device_command(name: str, text: str, func: object) -> argparse.ArgumentParser:
+        cmd = device_sub.add_parser(name, help=text)
+        cmd.set_defaults(func=func)
+        cmd.add_argument("--config", type=Path, default=None,
+                         help="fleet TOML (default: embedded defaults)")
+        return cmd
+
+    code = device_command("enrol-code", "a one-time code that enrols a mini-PC", _enrol_code)
+    code.add_argument("--classroom", required=True,
+                      help="classroom id, or school/classroom (county/school/classroom)")
+    code.add_argument("--replace", metavar="DEVICE", help="the device the new machine replaces")
+    code.add_argument("--hours", type=float, default=None, help="validity (default [enrol])")
+    rotate = device_command("rotate", "a code that re-enrols DEVICE with new credentials",
+                            _rotate)
+    rotate.add_argument("device")
+    rotate.add_argument("--hours", type=float, default=None, help="validity (default [enrol])")
+    revoke = device_command("revoke", "disable DEVICE and drop its broker connection", _revoke)
+    revoke.add_argument("device")
+    revoke.add_argument("--reason", default="")
     add_grafana_commands(sub)
     return parser
 

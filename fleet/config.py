@@ -16,6 +16,7 @@ from fleet.actions.config import ActionConfig
 from fleet.alerts.config import AlertConfig
 from fleet.api.config import ApiConfig
 from fleet.checks.config import CheckConfig
+from fleet.enrolment import EnrolConfig
 from fleet.ingest.config import IngestConfig
 from fleet.notify.config import NotifyConfig
 from fleet.tsdb import TsdbConfig
@@ -47,6 +48,7 @@ class FleetConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    enrol: EnrolConfig = field(default_factory=EnrolConfig)
 
     def __post_init__(self) -> None:
         try:

@@ -1,7 +1,8 @@
 """`syncclass-fleet demo`: the whole product on this machine, configured by nothing.
 
-A private Mosquitto with per-device credentials and the pattern ACL production uses, the
-fleet on SQLite, a local mailbox (a real SMTP server) standing in for the technicians'
+A private Mosquitto with the dynamic security plugin production uses (a client and a role
+per device, created by the fleet over MQTT; new classrooms enrol with a code), the fleet
+on SQLite, a local mailbox (a real SMTP server) standing in for the technicians'
 inboxes, and one simulated classroom agent per device of the Wenzhou pilot inventory.
 The timetable has lessons a few minutes from now and the lead times are shortened, so a
 newcomer sees pre-class checks pass and fail and alerts reach technicians within a couple
@@ -36,10 +37,12 @@ from agent.config import RuntimeConfig as AgentRuntime
 from agent.hardware.scenario import Fault, default_scenario
 from agent.hardware.simulated import SimulatedHardware
 from fleet.app import Fleet
-from fleet.broker import Mosquitto, device_acl, free_port
+from fleet.broker import Mosquitto, free_port
 from fleet.config import DatabaseConfig, FleetConfig, HttpConfig
 from fleet.db.base import session_scope
 from fleet.db.models import AlertEvent, CheckRun
+from fleet.dynsec import DynsecAdmin
+from fleet.enrolment import EnrolConfig
 from fleet.inventory import DEMO_INVENTORY, load_inventory_file, parse_document
 from fleet.notify.config import EmailConfig
 from fleet.timetable.importer import Semester, import_timetable
@@ -87,10 +90,13 @@ def demo_timetable(now: datetime) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int) -> FleetConfig:
+def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int,
+                broker_admin_password: str) -> FleetConfig:
     """Embedded defaults with lead times shortened from 30/10 minutes to 5/2."""
     base = FleetConfig()
     return FleetConfig(
+        enrol=EnrolConfig(admin_username="admin", admin_password=broker_admin_password,
+                          fleet_url=f"http://127.0.0.1:{http_port}"),
         database=DatabaseConfig(url=f"sqlite:///{workdir / 'fleet.db'}"),
         http=HttpConfig(port=http_port),
         mqtt=replace(base.mqtt, url=mqtt_url, username="fleet", password=FLEET_PASSWORD),
@@ -128,11 +134,15 @@ class _Mailbox:
         self._controller.stop()
 
 
+def _device_password(device_id: str) -> str:
+    return f"{device_id}-demo-password"  # the demo's broker, on loopback only
+
+
 def _agent_config(device_id: str, workdir: Path, mqtt_url: str, public_key: str,
                   http_port: int) -> AgentConfig:
     return AgentConfig(
         device_id=device_id,
-        mqtt=MqttConfig(url=mqtt_url, username=device_id, password=f"{device_id}-pw",
+        mqtt=MqttConfig(url=mqtt_url, username=device_id, password=_device_password(device_id),
                         backoff_max_s=5.0),
         hardware=HardwareConfig(backend="simulated"),
         agent=AgentRuntime(interval=5.0, state_dir=workdir / "agents" / device_id),
@@ -167,17 +177,19 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
     if http_port == 0 or not _port_free(http_port):
         http_port = free_port()
     device_ids = _demo_device_ids()
-    users = {"fleet": FLEET_PASSWORD, **{d: f"{d}-pw" for d in device_ids}}
     # Whatever fails half-way, everything started so far is stopped again.
     with ExitStack() as stack:
         mailbox = _Mailbox()
         mailbox.start()
         stack.callback(mailbox.stop)
-        broker = stack.enter_context(
-            Mosquitto(workdir=workdir / "mqtt", users=users,
-                      acl=device_acl(FleetConfig().mqtt.prefix))
-        )
-        fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port))
+        broker = stack.enter_context(Mosquitto(workdir=workdir / "mqtt", dynsec=True))
+        prefix = FleetConfig().mqtt.prefix
+        admin = DynsecAdmin(broker.admin_login)
+        admin.ensure_fleet_client(prefix, "fleet", FLEET_PASSWORD)
+        for device_id in device_ids:  # what enrolling each classroom would have made
+            admin.put_device(prefix, device_id, _device_password(device_id))
+        fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port,
+                                  broker.admin_password))
         stack.callback(fleet.close)
         now = fleet.clock()
         with session_scope(fleet.sessions) as session:
@@ -244,6 +256,8 @@ def _banner(http_port: int, agents: int, workdir: Path) -> str:
   登录 login:     admin / syncclass-demo
                   (县电教 county: dt-dianjiao, 学校技术员 school: dt-shiyan-tech)
   API:            http://127.0.0.1:{http_port}/docs
+  注册新设备 enrol a device: POST /api/v1/classrooms/ID/enrol-codes (as admin), then
+                  syncclass-agent enrol CODE --fleet http://127.0.0.1:{http_port} --config …
   {agents} 个模拟教室 simulated classrooms; 课表 lessons start in 7-10 minutes; 课前检查 checks
   begin within 1-2 minutes. Faults: 泰顺竹里 camera unplugged (45 s), 文成西坑 8% packet loss,
   乐清城南 microphone silent (30 s).  Data in {workdir}.  Ctrl-C to stop.

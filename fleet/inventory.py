@@ -47,6 +47,7 @@ __all__ = [
     "checked_classrooms",
     "county_contacts",
     "device_context",
+    "find_classroom",
     "find_school",
     "lesson_classrooms",
     "load_inventory",
@@ -319,6 +320,25 @@ def find_school(session: Session, ref: str,
         raise LookupError(f"学校名称重复，请写作 区县/学校 / ambiguous school {ref!r}: "
                           "write it as county/school")
     return candidates[0]
+
+
+def find_classroom(session: Session, ref: str) -> Classroom:
+    """A classroom by id, or by ``school/classroom`` (``county/school/classroom``)."""
+    if ref.isdigit():
+        room = session.get(Classroom, int(ref))
+        if room is None:
+            raise LookupError(f"未知教室 / unknown classroom {ref}")
+        return room
+    school_ref, sep, name = ref.rpartition("/")
+    if not sep:
+        raise LookupError(f"教室写作 学校/教室 或编号 / write the classroom as school/classroom "
+                          f"or its id, not {ref!r}")
+    school = find_school(session, school_ref)
+    room = session.scalar(
+        select(Classroom).where(Classroom.school_id == school.id, Classroom.name == name))
+    if room is None:
+        raise LookupError(f"未知教室 / unknown classroom {ref!r}")
+    return room
 
 
 # ---------------------------------------------------------------- lookups

@@ -24,6 +24,7 @@ from fleet.api.routes import (
     classrooms,
     counties,
     devices,
+    enrolment,
     lessons,
     maintenance,
     pairs,
@@ -46,6 +47,7 @@ _PEOPLE_ROUTERS = (
     pairs.router,
     classrooms.router,
     devices.router,
+    enrolment.router,
     people.router,
     timetable.router,
     lessons.router,
@@ -58,7 +60,8 @@ _PEOPLE_ROUTERS = (
 
 _INVENTORY_ROUTES = frozenset(
     route.path
-    for router in (counties.router, schools.router, pairs.router, classrooms.router, devices.router)
+    for router in (counties.router, schools.router, pairs.router, classrooms.router, devices.router,
+                   enrolment.router)
     for route in router.routes
     if isinstance(route, APIRoute)
 )

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import AuditEntry, Lesson
+from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
+from fleet.enrolment import Enrolled, EnrolRefused
 from fleet.metrics import MetricSource
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ActionService",
     "AlertService",
     "BandwidthGate",
+    "EnrolService",
     "LiveState",
     "ReadinessFn",
     "ReadinessView",
@@ -98,6 +100,20 @@ class ActionService(Protocol):
     ) -> AuditEntry: ...
 
 
+class EnrolService(Protocol):
+    """``fleet.enrolment.Enrolment``: raises EnrolRefused, and DynsecError when the broker
+    refuses or does not answer."""
+
+    def create_code(self, session: Session, classroom: Classroom, actor: str, *,
+                    replaces: Device | None = None, ttl_hours: float | None = None
+                    ) -> tuple[str, EnrolCode]: ...
+    def enrol(self, session: Session, code: str, password: str, hostname: str = ""
+              ) -> Enrolled: ...
+    def record_failure(self, session: Session, refusal: EnrolRefused, client: str) -> None: ...
+    def revoke(self, session: Session, device: Device, actor: str, reason: str = ""
+               ) -> AuditEntry: ...
+
+
 class BandwidthGate(Protocol):
     """``fleet.bandwidth.BandwidthAccess``: the device of a valid token within its quota;
     raises TokenRefused / QuotaExceeded."""
@@ -122,6 +138,8 @@ class Services:
     states: StateSource | None = None
     alerts: AlertService | None = None
     actions: ActionService | None = None
+    # Enrolment codes and broker credentials; None when [enrol] is not configured.
+    enrolment: EnrolService | None = None
     # ``fleet.checks.readiness.lessons_readiness``; None shows every lesson as pending.
     readiness: ReadinessFn | None = None
     metric_sources: list[MetricSource] = field(default_factory=list)

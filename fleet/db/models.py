@@ -39,6 +39,7 @@ __all__ = [
     "County",
     "Device",
     "DeviceState",
+    "EnrolCode",
     "Holiday",
     "Lesson",
     "LessonMode",
@@ -431,6 +432,26 @@ class AuditAnswer(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     settled: Mapped[bool] = mapped_column(Boolean)
     reply: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EnrolCode(Base):
+    """A one-time code that enrols a mini-PC into a classroom (``fleet.enrolment``).
+
+    Only the code's SHA-256 is kept; the person who made it saw the code once.
+    ``device_id`` set means the code replaces that device's machine (same id, so the
+    classroom's history stays with it) instead of adding a new device.
+    """
+
+    __tablename__ = "enrol_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by: Mapped[str | None] = mapped_column(String(64))  # the device it enrolled
 
 
 class ApiToken(Base):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleet.broker import Mosquitto, TlsFiles, device_acl, free_port, make_test_ca, wait_for_port
+from fleet.dynsec import AdminLogin, DynsecAdmin
 from tests.agent.agentkit import PREFIX, Subscriber, make_config, running_agent
 from tests.waiting import wait_until
 
@@ -88,12 +89,11 @@ def test_tls_refuses_an_unknown_ca(secure_broker: Mosquitto, tmp_path: Path) -> 
 
 
 def test_production_mosquitto_conf_starts(tmp_path: Path, tls_files: TlsFiles) -> None:
-    """provisioning/mosquitto/mosquitto.conf, with paths and ports moved to a temp dir."""
+    """provisioning/mosquitto/mosquitto.conf, with paths and ports moved to a temp dir, set
+    up as its comment says: dynsec init, then the fleet creates a device's client."""
     tls_port, plain_port = free_port(), free_port()
     text = (PROVISIONING / "mosquitto.conf").read_text()
     for old, new in {
-        "/etc/mosquitto/syncclass.passwd": str(tmp_path / "passwd"),
-        "/etc/mosquitto/syncclass.acl": str(PROVISIONING / "acl"),
         "/etc/mosquitto/certs/ca.crt": str(tls_files.ca_file),
         "/etc/mosquitto/certs/server.crt": str(tls_files.cert_file),
         "/etc/mosquitto/certs/server.key": str(tls_files.key_file),
@@ -106,13 +106,15 @@ def test_production_mosquitto_conf_starts(tmp_path: Path, tls_files: TlsFiles) -
         text = text.replace(old, new)
     conf = tmp_path / "mosquitto.conf"
     conf.write_text("user root\n" + text)
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(tmp_path / "passwd"), "room-a", "pw"],
-                   check=True, capture_output=True)
+    subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(tmp_path / "dynamic-security.json"),
+                    "admin", "admin-pw"], check=True, capture_output=True)
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         wait_for_port(plain_port)
         wait_for_port(tls_port)
-        sub = Subscriber(tls_port, [], username="room-a", password="pw",
+        admin = DynsecAdmin(AdminLogin(f"mqtt://127.0.0.1:{plain_port}", "admin", "admin-pw"))
+        admin.put_device(PREFIX, "room-a", "pw-a-long-enough")
+        sub = Subscriber(tls_port, [], username="room-a", password="pw-a-long-enough",
                          ca_file=tls_files.ca_file)
         sub.close()
     finally:

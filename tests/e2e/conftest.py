@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from agent.contract import DEFAULT_PREFIX
-from fleet.broker import Mosquitto, device_acl
+from fleet.broker import Mosquitto
 from fleet.db.base import make_engine
 from fleet.db.migrate import upgrade
+from fleet.dynsec import DynsecAdmin
 from tests.e2e.world import FLEET_PASSWORD, PILOT_DEVICES, World, device_password
 from tests.fleet.pilot import load_pilot
 from tests.fleet.smtp import SmtpServer, smtp_server
@@ -34,9 +35,13 @@ def pilot_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def e2e_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """Production's broker set-up: a user per device pinned to its topics, and the fleet."""
-    users = {"fleet": FLEET_PASSWORD, **{d: device_password(d) for d in PILOT_DEVICES}}
-    with Mosquitto(workdir=tmp_path / "mqtt", users=users, acl=device_acl(DEFAULT_PREFIX)) as mq:
+    """Production's broker set-up: the dynamic security plugin, a client per device whose
+    role pins it to its topics (as enrolment makes them), and the fleet's client."""
+    with Mosquitto(workdir=tmp_path / "mqtt", dynsec=True) as mq:
+        admin = DynsecAdmin(mq.admin_login)
+        admin.ensure_fleet_client(DEFAULT_PREFIX, "fleet", FLEET_PASSWORD)
+        for device_id in PILOT_DEVICES:
+            admin.put_device(DEFAULT_PREFIX, device_id, device_password(device_id))
         yield mq
 
 

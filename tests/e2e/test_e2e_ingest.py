@@ -14,6 +14,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, Kind, envelope, topic
 from fleet.broker import Mosquitto
+from fleet.dynsec import DynsecAdmin
 from tests.e2e.world import (
     FLEET_PASSWORD,
     LUXI,
@@ -67,8 +68,22 @@ def test_bad_and_spoofed_payloads_are_refused_and_counted(world: World) -> None:
     world.wait_reporting(LUXI)
     accepted_before = sample_value(fleet.mqtt.samples(), "syncclass_ingest_accepted_total",
                                    kind="telemetry")
-    # With the fleet's own credentials (the broker lets it write anywhere under the prefix).
-    admin = RawClient(world.broker, "fleet", FLEET_PASSWORD, "e2e-fleet-tool")
+    # The fleet's own client may only send commands: its broker role reads everything and
+    # writes nothing a device would.
+    fleet_client = RawClient(world.broker, "fleet", FLEET_PASSWORD, "e2e-fleet-client")
+    try:
+        assert fleet_client.publish(LUXI, Kind.TELEMETRY, _telemetry(LUXI)).getName() == (
+            "Not authorized")
+    finally:
+        fleet_client.close()
+    # An operator's tool whose broker role may write anywhere under the prefix.
+    DynsecAdmin(world.broker.admin_login).call([
+        {"command": "createRole", "rolename": "e2e-writer", "acls": [
+            {"acltype": "publishClientSend", "topic": f"{DEFAULT_PREFIX}/#", "allow": True}]},
+        {"command": "createClient", "username": "e2e-tool", "password": "e2e-tool-pw",
+         "roles": [{"rolename": "e2e-writer"}]},
+    ])
+    admin = RawClient(world.broker, "e2e-tool", "e2e-tool-pw", "e2e-fleet-tool")
     # With 鹿西's credentials, as from a stolen or tampered classroom PC.
     intruder = RawClient(world.broker, LUXI, device_password(LUXI), "e2e-luxi-intruder")
     try:
