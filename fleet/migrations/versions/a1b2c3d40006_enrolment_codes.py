@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a1b2c3d40006"
-down_revision: str | Sequence[str] | None = "a1b2c3d40004"
+down_revision: str | Sequence[str] | None = "a1b2c3d40001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
