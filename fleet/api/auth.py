@@ -209,7 +209,7 @@ def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -
     if _hasher.check_needs_rehash(person.password_hash):
         # Seeded or older hashes move to the current argon2 parameters on next login.
         person.password_hash = hash_password(body.password)
-    login_succeeded(session, attempt, limits)
+    login_succeeded(session, attempt, limits, now)
     audit_login(session, attempt, "ok", "", now)
     log.info("login ok: %r from %s", body.username, attempt.address)
     session.execute(delete(ApiToken).where(ApiToken.expires_at <= now))

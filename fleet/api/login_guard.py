@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, null, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -123,8 +123,27 @@ def reserve_attempt(
     return max(1, math.ceil((until - now).total_seconds()))
 
 
-def login_succeeded(session: Session, attempt: Attempt, config: LoginConfig) -> None:
-    """Forgive the account its failures and give the address its reservation back."""
+def login_succeeded(
+    session: Session, attempt: Attempt, config: LoginConfig, now: datetime
+) -> None:
+    """Forgive the account its failures and give the address its reservation back.
+
+    Also drops counters with nothing left to remember (failures forgotten, no block), so
+    usernames sprayed by an attacker do not pile up.  An attempt racing the drop finds
+    no row to charge and is told to retry in a second.
+    """
+    forget_before = now - timedelta(seconds=config.forget_after_s)
+    session.execute(
+        delete(LoginThrottle)
+        .where(
+            or_(
+                LoginThrottle.last_failure_at.is_(None),
+                LoginThrottle.last_failure_at < forget_before,
+            ),
+            or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until <= now),
+        )
+        .execution_options(synchronize_session=False)
+    )
     session.execute(
         update(LoginThrottle)
         .where(LoginThrottle.key == attempt.account_key)

@@ -114,13 +114,19 @@ def test_an_unknown_username_is_throttled_exactly_like_a_real_one(
 
 
 def test_failures_are_forgotten_after_a_quiet_hour(world: World) -> None:
+    """...and their counters dropped at the next successful login, so that sprayed
+    usernames do not pile up."""
     for _ in range(4):
         assert _login(world.client, "dt-dianjiao", "wrong").status_code == 401
+    assert _login(world.client, "sprayed", "guess").status_code == 401
     world.clock.advance(minutes=61)
-    for _ in range(4):
+    for _ in range(5):
         assert _login(world.client, "dt-dianjiao", "wrong").status_code == 401
-    assert _login(world.client, "dt-dianjiao", "wrong").status_code == 401
     assert _login(world.client, "dt-dianjiao", "wrong").status_code == 429
+    assert _login(world.client, "admin", PASSWORD).status_code == 200
+    assert _throttle(world, "account:sprayed") is None
+    kept = _throttle(world, "account:dt-dianjiao")
+    assert kept is not None and kept.failures == 5
 
 
 def test_one_address_is_limited_across_accounts(world: World) -> None:
