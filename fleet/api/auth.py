@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
 from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
-from fleet.api.login_guard import Attempt, audit_login, login_succeeded, reserve_attempt
+from fleet.api.login_guard import (
+    Attempt,
+    audit_login,
+    drop_stale,
+    login_succeeded,
+    reserve_attempt,
+)
 from fleet.api.scope import Principal, Scope
 from fleet.db.base import session_scope
 from fleet.db.models import ApiToken, LoginAudit, Person, PersonSchool, Role
@@ -186,12 +192,11 @@ def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -
     wait = reserve_attempt(services.sessions, attempt, limits, now)
     if wait is not None:
         # Refused before argon2, right or wrong password: the lockout holds until it ends.
-        log.warning("login throttled: %r from %s, retry in %d s", body.username,
-                    attempt.address, wait)
-        _audit_refusal(services, attempt, "throttled", f"retry after {wait} s")
-        raise HTTPException(
-            429, _TOO_MANY.format(s=wait), headers={"Retry-After": str(wait)}
+        log.warning(
+            "login throttled: %r from %s, retry in %d s", body.username, attempt.address, wait
         )
+        _audit_refusal(services, attempt, "throttled", f"retry after {wait} s")
+        raise HTTPException(429, _TOO_MANY.format(s=wait), headers={"Retry-After": str(wait)})
     person = session.scalars(select(Person).where(Person.username == body.username)).first()
     # Always pay for one argon2 verification before deciding, so the response time does
     # not tell which usernames exist (or are disabled).  Timing is not asserted in tests.
@@ -206,10 +211,12 @@ def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -
         log.warning("login failed: %r from %s (%s)", body.username, attempt.address, why)
         _audit_refusal(services, attempt, "failed", why)
         raise _unauthorized("用户名或密码错误 / wrong username or password")
+    # Before this request's unit of work writes anything: SQLite has one writer at a time.
+    drop_stale(services.sessions, limits, now)
     if _hasher.check_needs_rehash(person.password_hash):
         # Seeded or older hashes move to the current argon2 parameters on next login.
         person.password_hash = hash_password(body.password)
-    login_succeeded(session, attempt, limits, now)
+    login_succeeded(session, attempt, limits)
     audit_login(session, attempt, "ok", "", now)
     log.info("login ok: %r from %s", body.username, attempt.address)
     session.execute(delete(ApiToken).where(ApiToken.expires_at <= now))

@@ -29,7 +29,7 @@ from fleet.api.config import LoginConfig, LoginLimit
 from fleet.db.base import SessionFactory, UTCDateTime, session_scope
 from fleet.db.models import LoginAudit, LoginThrottle
 
-__all__ = ["Attempt", "audit_login", "login_succeeded", "reserve_attempt"]
+__all__ = ["Attempt", "audit_login", "drop_stale", "login_succeeded", "reserve_attempt"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,22 @@ def _next_block(
     return case(*whens, else_=null())
 
 
-def _ensure_rows(session: Session, keys: Sequence[str]) -> None:
+def _lock_rows(session: Session, keys: Sequence[str]) -> None:
+    """Create the counters if new, and lock them either way.
+
+    The no-op update is for PostgreSQL, where a plain "do nothing" would leave an
+    existing row unlocked for ``drop_stale`` to delete before the charge.
+    """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     rows = [{"key": key, "failures": 0} for key in keys]
-    session.execute(insert(LoginThrottle).values(rows).on_conflict_do_nothing())
+    session.execute(
+        insert(LoginThrottle)
+        .values(rows)
+        .on_conflict_do_update(
+            index_elements=[LoginThrottle.key], set_={"failures": LoginThrottle.failures}
+        )
+    )
 
 
 def _charge(
@@ -109,7 +120,7 @@ def reserve_attempt(
     """
     charges = ((attempt.address_key, config.address), (attempt.account_key, config.account))
     with session_scope(sessions) as session:
-        _ensure_rows(session, [key for key, _ in charges])
+        _lock_rows(session, [key for key, _ in charges])
         if all(_charge(session, key, limit, config, now) for key, limit in charges):
             return None
         session.rollback()
@@ -118,23 +129,21 @@ def reserve_attempt(
                 LoginThrottle.key.in_([key for key, _ in charges])
             )
         )
-    if until is None:  # unblocked in between: the client may retry at once
+    if until is None:  # not blocked after all (a success reset it): retry at once
         return 1
     return max(1, math.ceil((until - now).total_seconds()))
 
 
-def login_succeeded(
-    session: Session, attempt: Attempt, config: LoginConfig, now: datetime
-) -> None:
-    """Forgive the account its failures and give the address its reservation back.
+def drop_stale(sessions: SessionFactory, config: LoginConfig, now: datetime) -> None:
+    """Drop counters with nothing left to remember (failures forgotten, no block), so
+    usernames sprayed by an attacker do not pile up.
 
-    Also drops counters with nothing left to remember (failures forgotten, no block), so
-    usernames sprayed by an attacker do not pile up.  An attempt racing the drop finds
-    no row to charge and is told to retry in a second.
+    Its own short transaction that skips rows other attempts hold (they lock theirs
+    before charging them), so it never waits for them nor they for it.
     """
     forget_before = now - timedelta(seconds=config.forget_after_s)
-    session.execute(
-        delete(LoginThrottle)
+    stale = (
+        select(LoginThrottle.key)
         .where(
             or_(
                 LoginThrottle.last_failure_at.is_(None),
@@ -142,16 +151,23 @@ def login_succeeded(
             ),
             or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until <= now),
         )
-        .execution_options(synchronize_session=False)
+        .with_for_update(skip_locked=True)
     )
-    session.execute(
-        update(LoginThrottle)
-        .where(LoginThrottle.key == attempt.account_key)
-        .values(failures=0, last_failure_at=None, blocked_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    # Others' failures from the same address (a shared NAT) still count: a success
-    # must not let an attacker holding one account wipe the address's record.
+    with session_scope(sessions) as session:
+        session.execute(
+            delete(LoginThrottle)
+            .where(LoginThrottle.key.in_(stale))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def login_succeeded(session: Session, attempt: Attempt, config: LoginConfig) -> None:
+    """Give the address its reservation back and forgive the account its failures.
+
+    Address first, then account, as ``reserve_attempt`` locks them: no deadlock.
+    Others' failures from the same address (a shared NAT) still count: a success must
+    not let an attacker holding one account wipe the address's record.
+    """
     below_free = LoginThrottle.failures - 1 < config.address.free_failures
     session.execute(
         update(LoginThrottle)
@@ -160,6 +176,12 @@ def login_succeeded(
             failures=case((LoginThrottle.failures > 0, LoginThrottle.failures - 1), else_=0),
             blocked_until=case((below_free, null()), else_=LoginThrottle.blocked_until),
         )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == attempt.account_key)
+        .values(failures=0, last_failure_at=None, blocked_until=None)
         .execution_options(synchronize_session=False)
     )
 

@@ -203,14 +203,18 @@ def _process(url: str, stack: ExitStack) -> World:
     return w
 
 
-def _at_once(calls: list[Callable[[], int]]) -> list[int]:
+def _at_once(calls: list[Callable[[], int]]) -> list[int | str]:
+    """Run ``calls`` in threads released together; each one's status, or its error."""
     barrier = threading.Barrier(len(calls))
-    results: list[int] = []
+    results: list[int | str] = []
     lock = threading.Lock()
 
     def run(call: Callable[[], int]) -> None:
         barrier.wait()
-        status = call()
+        try:
+            status: int | str = call()
+        except Exception as exc:  # the assertion then shows what went wrong
+            status = repr(exc)
         with lock:
             results.append(status)
 
@@ -219,7 +223,7 @@ def _at_once(calls: list[Callable[[], int]]) -> list[int]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    return sorted(results)
+    return sorted(results, key=str)
 
 
 def test_parallel_guesses_through_two_processes_get_exactly_the_allowance(
@@ -248,3 +252,28 @@ def test_parallel_guesses_through_two_processes_get_exactly_the_allowance(
         assert _login(restarted.client, "dt-luxi-tech", PASSWORD).status_code == 429
         restarted.clock.advance(seconds=1)
         assert _login(restarted.client, "dt-luxi-tech", PASSWORD).status_code == 200
+
+
+def test_successes_and_failures_at_once_from_one_address(shared_database: str) -> None:
+    """A NAT address: four people log in while someone mistypes, through two processes,
+    with stale counters to drop (two of them the people's own).  Every request gets its
+    answer: no deadlock, no 500, and no right password told to wait because its counter
+    was dropped under it.  The address ends up charged with the failures only."""
+    with ExitStack() as stack:
+        one, two = _process(shared_database, stack), _process(shared_database, stack)
+        for name in ("stale-1", "stale-2", "admin", "dt-dianjiao"):
+            assert _login(one.client, name, "wrong").status_code == 401
+        for w in (one, two):
+            w.clock.advance(minutes=61)
+
+        def attempt(w: World, username: str, password: str) -> Callable[[], int]:
+            return lambda: int(_login(w.client, username, password).status_code)
+
+        people = ("admin", "dt-dianjiao", "dt-shiyan-tech", "yq-dianjiao")
+        calls = [attempt(w, p, PASSWORD) for w, p in zip([one, two] * 2, people, strict=True)]
+        calls += [attempt(w, "dt-luxi-tech", "wrong") for w in [one, two] * 2]
+        statuses = _at_once(calls)
+        assert statuses == [200] * 4 + [401] * 4, statuses
+        assert _throttle(one, "account:stale-1") is None
+        address = _throttle(one, "address:testclient")
+        assert address is not None and address.failures == 4
