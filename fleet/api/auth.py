@@ -143,8 +143,13 @@ CalendarScope = Annotated[Scope, Depends(calendar_scope)]
 router = APIRouter(prefix=API_PREFIX, tags=["auth"])
 
 
+# Control characters are in no username; PostgreSQL cannot even store a NUL (a 500),
+# and a newline would forge lines in the log.
+_USERNAME_CHARS = r"^[^\x00-\x1f\x7f]+$"
+
+
 class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64, pattern=_USERNAME_CHARS)
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -243,7 +248,7 @@ class LoginAuditOut(BaseModel):
 def login_audit(
     session: DB,
     scope: CurrentScope,
-    username: Annotated[str | None, Query(max_length=64)] = None,
+    username: Annotated[str | None, Query(max_length=64, pattern=_USERNAME_CHARS)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[LoginAuditOut]:
     """Login attempts, newest first (admins only)."""

@@ -163,14 +163,14 @@ def test_every_attempt_is_logged_and_audited(
         _login(w.client, "yq-dianjiao", PASSWORD)
         w.clock.advance(seconds=1)
         _login(w.client, "yq-dianjiao", PASSWORD)
-        _login(w.client, "ghost\nlogin ok: 'admin'", "wrong")
+        forged = _login(w.client, "ghost\nlogin ok: 'admin'", "wrong")
     assert _audit(w, "yq-dianjiao") == ["failed"] * 5 + ["throttled", "ok"]
     messages = [r.getMessage() for r in caplog.records if r.name == "fleet.api.auth"]
     assert messages.count("login failed: 'yq-dianjiao' from testclient (wrong password)") == 5
     assert "login throttled: 'yq-dianjiao' from testclient, retry in 1 s" in messages
     assert "login ok: 'yq-dianjiao' from testclient" in messages
-    # A forged line break stays inside the quoted name: no fake "login ok" line.
-    assert "login failed: \"ghost\\nlogin ok: 'admin'\" from testclient (unknown user)" in messages
+    # A username with a line break (to forge a "login ok" line) is refused unread.
+    assert forged.status_code == 422 and not any("ghost" in m for m in messages)
     entries = w.get("admin", "/api/v1/auth/audit", params={"username": "yq-dianjiao"}).json()
     assert [e["outcome"] for e in entries] == ["ok", "throttled"] + ["failed"] * 5
     assert {e["address"] for e in entries} == {"testclient"}
@@ -245,6 +245,10 @@ def test_parallel_guesses_through_two_processes_get_exactly_the_allowance(
         assert statuses == [401] * 5 + [429] * 3
         refused = _login(two.client, "dt-luxi-tech", PASSWORD)
         assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
+        # PostgreSQL cannot store a NUL: refused before it reaches the database.
+        assert _login(two.client, "dt-luxi\x00", "wrong").status_code == 422
+        nul = two.get("admin", "/api/v1/auth/audit", params={"username": "\x00"})
+        assert nul.status_code == 422
         assert sorted(_audit(one, "dt-luxi-tech")) == ["failed"] * 5 + ["throttled"] * 4
 
     with ExitStack() as stack:
