@@ -22,16 +22,15 @@ For each unit, over lessons starting on the local dates ``start``..``end``:
   before the device was in the inventory (there is no record of it).  None when the unit
   has no enabled device or no time has elapsed.
 
-The CSV export is UTF-8 with a BOM so that Excel shows the Chinese headers and names.
+The CSV export goes through ``fleet.exports`` (UTF-8 with a BOM for Excel, text cells
+neutralised against formula injection).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -50,6 +49,7 @@ from fleet.db.models import (
     Pair,
     School,
 )
+from fleet.exports import Cell, csv_document
 
 __all__ = ["Level", "ReportRow", "build_report", "local_day_bounds", "report_csv"]
 
@@ -210,12 +210,21 @@ def build_report(
     *,
     now: datetime,
     unit_ids: Collection[int] | None = None,
+    classroom_ids: Collection[int] | None = None,
     tz: str = DEFAULT_TZ,
 ) -> list[ReportRow]:
-    """One row per unit of ``level`` (restricted to ``unit_ids`` if given)."""
+    """One row per unit of ``level`` (restricted to ``unit_ids`` if given).
+
+    ``classroom_ids`` narrows every unit to those classrooms: a technician's county or
+    pair row then counts their own classrooms' lessons, alerts and devices, not the
+    other schools' they may not see.
+    """
     level = Level(level)
     lo, hi = local_day_bounds(start, end, tz)
     units = _units(session, level, unit_ids)
+    if classroom_ids is not None:
+        allowed = frozenset(classroom_ids)
+        units = [replace(unit, classrooms=unit.classrooms & allowed) for unit in units]
     wanted = frozenset(room for unit in units for room in unit.classrooms)
 
     query = (
@@ -293,19 +302,11 @@ _HEADERS = {
 }
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def _line(row: ReportRow) -> list[Cell]:
+    data = asdict(row)
+    return [round(v, 4) if isinstance(v := data[key], float) else v for key in _HEADERS]
 
 
 def report_csv(rows: Iterable[ReportRow]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(_HEADERS.values())
-    for row in rows:
-        data = asdict(row)
-        writer.writerow([_cell(data[key]) for key in _HEADERS])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    """One line per row; names are text (neutralised), figures are numbers."""
+    return csv_document(list(_HEADERS.values()), (_line(row) for row in rows))

@@ -3,27 +3,37 @@
 A login returns a random token; only its SHA-256 is stored (``ApiToken``), so a copy of
 the database does not let anyone in.  Calendar subscriptions cannot send a bearer header,
 so each person also has a calendar token: an HMAC of their id, good for their calendar
-feed and nothing else.
+feed and nothing else.  Failed logins back off and lock out (``login_guard``), and every
+attempt is logged and kept in the login audit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
-from fleet.api.deps import API_PREFIX, DB, ServicesDep
+from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
+from fleet.api.login_guard import (
+    Attempt,
+    audit_login,
+    drop_stale,
+    login_succeeded,
+    reserve_attempt,
+)
 from fleet.api.scope import Principal, Scope
-from fleet.db.models import ApiToken, Person, PersonSchool, Role
+from fleet.db.base import session_scope
+from fleet.db.models import ApiToken, LoginAudit, Person, PersonSchool, Role
 
 __all__ = [
     "CalendarScope",
@@ -34,6 +44,8 @@ __all__ = [
     "router",
     "verify_password",
 ]
+
+log = logging.getLogger(__name__)
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False)
@@ -131,8 +143,13 @@ CalendarScope = Annotated[Scope, Depends(calendar_scope)]
 router = APIRouter(prefix=API_PREFIX, tags=["auth"])
 
 
+# Control characters are in no username; PostgreSQL cannot even store a NUL (a 500),
+# and a newline would forge lines in the log.
+_USERNAME_CHARS = r"^[^\x00-\x1f\x7f]+$"
+
+
 class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64, pattern=_USERNAME_CHARS)
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -152,19 +169,61 @@ class MeOut(BaseModel):
     calendar_url: str
 
 
-@router.post("/auth/login", responses={401: {"description": "wrong username or password"}})
-def login(body: LoginIn, session: DB, services: ServicesDep) -> TokenOut:
+_TOO_MANY = "登录失败次数过多，请 {s} 秒后再试 / too many failed logins, try again in {s} s"
+
+
+def _client_address(request: Request) -> str:
+    # Behind a local reverse proxy uvicorn already puts the forwarded client here.
+    return request.client.host if request.client is not None else ""
+
+
+def _audit_refusal(services: Services, attempt: Attempt, outcome: str, detail: str) -> None:
+    """In its own unit of work: the refusal rolls the request's one back."""
+    with session_scope(services.sessions) as session:
+        audit_login(session, attempt, outcome, detail, services.clock())
+
+
+@router.post(
+    "/auth/login",
+    responses={
+        401: {"description": "wrong username or password"},
+        429: {"description": "too many failed logins: wait Retry-After seconds"},
+    },
+)
+def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -> TokenOut:
+    now = services.clock()
+    attempt = Attempt(body.username, _client_address(request))
+    limits = services.config.login
+    wait = reserve_attempt(services.sessions, attempt, limits, now)
+    if wait is not None:
+        # Refused before argon2, right or wrong password: the lockout holds until it ends.
+        log.warning(
+            "login throttled: %r from %s, retry in %d s", body.username, attempt.address, wait
+        )
+        _audit_refusal(services, attempt, "throttled", f"retry after {wait} s")
+        raise HTTPException(429, _TOO_MANY.format(s=wait), headers={"Retry-After": str(wait)})
     person = session.scalars(select(Person).where(Person.username == body.username)).first()
     # Always pay for one argon2 verification before deciding, so the response time does
     # not tell which usernames exist (or are disabled).  Timing is not asserted in tests.
     stored = person.password_hash if person is not None else _DUMMY_HASH
     password_ok = verify_password(stored, body.password)
     if person is None or not person.active or not password_ok:
+        why = (
+            "unknown user" if person is None
+            else "account disabled" if not person.active
+            else "wrong password"
+        )
+        log.warning("login failed: %r from %s (%s)", body.username, attempt.address, why)
+        _audit_refusal(services, attempt, "failed", why)
         raise _unauthorized("用户名或密码错误 / wrong username or password")
+    # Before this request's unit of work writes anything: SQLite has one writer at a time.
+    drop_stale(services.sessions, limits, now)
     if _hasher.check_needs_rehash(person.password_hash):
         # Seeded or older hashes move to the current argon2 parameters on next login.
         person.password_hash = hash_password(body.password)
-    now = services.clock()
+    login_succeeded(session, attempt, limits)
+    audit_login(session, attempt, "ok", "", now)
+    log.info("login ok: %r from %s", body.username, attempt.address)
     session.execute(delete(ApiToken).where(ApiToken.expires_at <= now))
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(hours=services.config.token_ttl_hours)
@@ -172,6 +231,33 @@ def login(body: LoginIn, session: DB, services: ServicesDep) -> TokenOut:
         ApiToken(token_hash=_sha256(token), person_id=person.id, created_at=now, expires_at=expires)
     )
     return TokenOut(access_token=token, expires_at=expires.isoformat())
+
+
+class LoginAuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    username: str
+    address: str
+    outcome: str
+    detail: str
+
+
+@router.get("/auth/audit")
+def login_audit(
+    session: DB,
+    scope: CurrentScope,
+    username: Annotated[str | None, Query(max_length=64, pattern=_USERNAME_CHARS)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[LoginAuditOut]:
+    """Login attempts, newest first (admins only)."""
+    if not scope.is_admin:
+        raise HTTPException(403, "仅管理员 / admins only")
+    query = select(LoginAudit).order_by(LoginAudit.at.desc(), LoginAudit.id.desc()).limit(limit)
+    if username is not None:
+        query = query.where(LoginAudit.username == username)
+    return [LoginAuditOut.model_validate(row) for row in session.scalars(query)]
 
 
 @router.post("/auth/logout", status_code=204)

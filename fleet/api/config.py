@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["ApiConfig"]
+__all__ = ["ApiConfig", "LoginConfig", "LoginLimit"]
+
+
+@dataclass(frozen=True)
+class LoginLimit:
+    """How many failed logins one account (or one address) may make."""
+
+    # Failures forgiven outright: people mistype.  Each one past this doubles the wait.
+    free_failures: int
+    # From this many failures on, the wait is the whole lockout.
+    lockout_after: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.free_failures <= self.lockout_after:
+            raise ValueError("need 0 < free_failures <= lockout_after")
+
+
+@dataclass(frozen=True)
+class LoginConfig:
+    """Back-off and lockout of failed logins (``[api.login]``), counted in the database."""
+
+    account: LoginLimit = field(default_factory=lambda: LoginLimit(5, 10))
+    # One county office or school often sits behind one NAT address: more room there.
+    address: LoginLimit = field(default_factory=lambda: LoginLimit(30, 100))
+    first_delay_s: float = 1.0
+    lockout_s: float = 15 * 60.0
+    # Failures older than this (since the last one) are forgotten.
+    forget_after_s: float = 60 * 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_delay_s <= self.lockout_s:
+            raise ValueError("need 0 < first_delay_s <= lockout_s")
+        if self.forget_after_s < self.lockout_s:
+            raise ValueError("forget_after_s must be at least lockout_s")
+
+    def delay_s(self, limit: LoginLimit, failures: int) -> float:
+        """The wait after ``failures`` failures in a row: none, doubling, then the lockout."""
+        if failures < limit.free_failures:
+            return 0.0
+        if failures >= limit.lockout_after:
+            return self.lockout_s
+        return min(self.first_delay_s * 2.0 ** (failures - limit.free_failures), self.lockout_s)
 
 
 @dataclass(frozen=True)
@@ -26,6 +67,7 @@ class ApiConfig:
     upload_max_bytes: int = 5 * 1024 * 1024
     # Dates in the API (lessons, reports) are local dates in this zone.
     timezone: str = "Asia/Shanghai"
+    login: LoginConfig = field(default_factory=LoginConfig)
 
     def __post_init__(self) -> None:
         if (self.bandwidth_tests_per_device < 1 or self.bandwidth_window_s <= 0

@@ -2,7 +2,8 @@
 
 Inventory (counties, schools, pairs, classrooms, devices, people), the timetable of
 synchronous lessons, device state, checks, alerts with their history, silences and
-maintenance windows, the notification outbox, remote-action audit and API tokens.
+maintenance windows, the notification outbox, remote-action audit, API tokens and the
+login throttle and audit.
 """
 
 from __future__ import annotations
@@ -460,6 +461,32 @@ class ApiToken(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account or one address, for back-off and lockout.
+
+    Kept in the database, not in memory, so a restart does not forgive an attacker and
+    every fleet process sharing the database counts the same failures.
+    """
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # account:x / address:y
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None]
+    blocked_until: Mapped[datetime | None]
+
+
+class LoginAudit(Base):
+    """Every login attempt and its outcome: ok / failed / throttled (append-only)."""
+
+    __tablename__ = "login_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 Index("ix_alert_open", Alert.state, Alert.classroom_id)

@@ -339,7 +339,10 @@ document.getElementById("login-form").addEventListener("submit", async event => 
     }),
   });
   if (!response.ok) {
-    error.textContent = "用户名或密码错误 / wrong username or password";
+    // A lockout (429) says how long to wait; anything else reads as a wrong password.
+    error.textContent = response.status === 429
+      ? (await response.json()).detail
+      : "用户名或密码错误 / wrong username or password";
     error.classList.remove("hidden");
     return;
   }

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from agent.settings import ConfigError
+from fleet.api.config import LoginConfig
 from fleet.config import FleetConfig, load_config, parse_config
 
 EXAMPLE = Path(__file__).parents[2] / "provisioning" / "fleet.example.toml"
@@ -14,6 +15,7 @@ def test_documented_example_loads() -> None:
     config = load_config(EXAMPLE)
     assert config.mqtt.url.startswith("mqtts://")
     assert config.actions.limits[0].actions == ("reboot",)
+    assert config.api.login == LoginConfig(), "the example states the defaults"
 
 
 def test_empty_file_is_the_embedded_default() -> None:
@@ -34,6 +36,9 @@ def test_shared_settings_come_from_one_place() -> None:
         ({"http": {"port": True}}, "http.port"),
         ({"api": {"bandwidth_tests_per_device": 0}}, "api"),
         ({"timezone": "Mars/Olympus"}, "FleetConfig"),
+        ({"api": {"login": {"account": {"free_failures": 0, "lockout_after": 3}}}},
+         "api.login.account"),
+        ({"api": {"login": {"lockout_s": 60, "forget_after_s": 30}}}, "api.login"),
     ],
 )
 def test_bad_keys_are_named(doc: dict[str, object], key: str) -> None:

@@ -166,3 +166,18 @@ def test_county_technician_adds_a_window_for_the_county(
     _log_in(school_page, served, "dt-luxi-tech")
     expect(school_page.locator("#maintenance-body")).to_contain_text("洞头夜间")
     expect(school_page.locator("#window-form")).to_have_count(0)
+
+
+def test_a_locked_out_technician_is_told_how_long_to_wait(
+    world: World, served: str, browser: Browser
+) -> None:
+    for _ in range(5):
+        wrong = {"username": "dt-luxi-tech", "password": "wrong-password"}
+        assert world.client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    page = browser.new_page(locale="zh-CN")
+    _log_in(page, served, "dt-luxi-tech")
+    expect(page.locator("#login-error")).to_contain_text("登录失败次数过多，请 1 秒后再试")
+    world.clock.advance(seconds=1)
+    _log_in(page, served, "dt-luxi-tech")
+    expect(page.locator("#login-error")).to_be_hidden()
+    expect(page.locator("#login")).to_be_hidden()

@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep
-from fleet.api.routes.common import MAX_ID, DateFrom, DateTo, day_range
+from fleet.api.routes.common import DateFrom, DateTo, RefId, day_range
 from fleet.api.scope import Scope
 from fleet.db.models import Classroom, County, Pair, School
 from fleet.reports import Level, ReportRow, build_report, report_csv
@@ -42,12 +42,14 @@ def report(
     services: ServicesDep,
     date_from: DateFrom = None,
     date_to: DateTo = None,
-    unit_id: Annotated[list[int] | None, Query(alias="id", ge=1, le=MAX_ID)] = None,
+    # The bounds go on the items: FastAPI would apply a list's ge/le to the list itself.
+    unit_id: Annotated[list[RefId] | None, Query(alias="id", max_length=1000)] = None,
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Any:
     """Lessons, readiness at start, alerts, MTTA/MTTR and availability per unit.
 
     Dates are local (Asia/Shanghai unless configured); ``id`` restricts to some units.
+    A technician's rows count only the classrooms they look after, at every level.
     """
     now = services.clock()
     first, last, _, _ = day_range(services.config.timezone, now, date_from, date_to)
@@ -61,6 +63,7 @@ def report(
         last,
         now=now,
         unit_ids=ids,
+        classroom_ids=None if scope.is_admin else set(session.scalars(scope.classroom_ids())),
         tz=services.config.timezone,
     )
     if fmt == "csv":
