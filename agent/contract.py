@@ -22,9 +22,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any, Final
+
+from agent.compat import UTC, StrEnum
 
 __all__ = [
     "COMMAND_NAMES",
