@@ -11,7 +11,7 @@ DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics 
 	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-agent-pythons fuzz lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo deb test test-agent-pythons fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -64,6 +64,11 @@ test-agent-pythons:
 FUZZ_EXAMPLES ?= 2000
 fuzz: deps-test venv
 	SYNCCLASS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -m fuzz tests
+
+# The agent's Debian package, build/syncclass-agent_VERSION_ARCH.deb (Debian 12, Ubuntu
+# 22.04 and 24.04): the project and dependency wheels inside, its venv made on install.
+deb: venv
+	PYTHON=$(BIN)/python packaging/deb/build-agent.sh build
 
 bench: deps-test venv
 	$(BIN)/python -m bench

@@ -10,8 +10,6 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.settings import ConfigError
-
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -48,21 +46,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    url = _config(args).database.url  # a bad config fails before alembic logs anything
     from fleet.db.migrate import upgrade
 
-    upgrade(_config(args).database.url)
+    upgrade(url)
     return 0
 
 
 def _in_database(args: argparse.Namespace, job: Callable[[Session], object],
                  refused: type[ValueError], what_zh: str, what_en: str) -> int:
     """Run one all-or-nothing job on the configured database; a refusal changes nothing."""
+    url = _config(args).database.url
     from sqlalchemy.orm import sessionmaker
 
     from fleet.db.base import make_engine, session_scope
     from fleet.db.migrate import upgrade
 
-    url = _config(args).database.url
     upgrade(url)
     engine = make_engine(url)
     try:
@@ -142,12 +141,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # The agent runs on 3.10 (Ubuntu 22.04), so this entry point can be installed there too;
-    # fleet modules use 3.11 features, and this module imports none of them before here.
+    # fleet modules use 3.11 features, and this module imports nothing but the standard
+    # library before here.
     if sys.version_info < (3, 11):  # noqa: UP036
         print("syncclass-fleet 需要 Python 3.11 或更高 / needs Python 3.11 or later "
               f"(this is {sys.version.split()[0]}; the agent alone runs on 3.10)",
               file=sys.stderr)
         return 2
+    from agent.settings import ConfigError
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
