@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import signal
 import socket
-import platform
 import sys
 from dataclasses import replace
 from datetime import datetime
