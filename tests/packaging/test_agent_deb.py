@@ -13,7 +13,6 @@ from __future__ import annotations
 import configparser
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import RuntimeConfig
+from tests.packaging.roots import clean_root, entry, in_root, owner_mode, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,13 +34,6 @@ PROJECT_VERSION = "0.1.0"
 # The interpreters of Ubuntu 22.04, Ubuntu 24.04 and Debian 13, where present (Debian 12's
 # 3.11 is this machine's /usr/bin/python3, which the installs below use).
 PYTHONS = [Path(f"/root/.pyenv/versions/{v}/bin/python") for v in ("3.10.13", "3.12.1", "3.13.0")]
-
-# base-passwd's static entries that the package relies on (video and audio own the
-# camera and sound-card device nodes).
-PASSWD = ("root:x:0:0:root:/root:/bin/bash\n"
-          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-GROUP = "root:x:0:\naudio:x:29:\nvideo:x:44:\nnogroup:x:65534:\n"
-
 
 def _build(out: Path, version: str) -> Path:
     env = {**os.environ, "PYTHON": sys.executable, "DEB_VERSION": version}
@@ -69,21 +62,6 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"first": first, "second": second}
 
 
-def _clean_root(root: Path) -> Path:
-    (root / "etc").mkdir(parents=True)
-    (root / "etc/passwd").write_text(PASSWD)
-    (root / "etc/group").write_text(GROUP)
-    (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n")
-    (root / "etc/gshadow").write_text("root:*::\naudio:*::\nvideo:*::\nnogroup:*::\n")
-    for name in ("shadow", "gshadow"):
-        (root / "etc" / name).chmod(0o640)
-    for sub in ("info", "updates"):
-        (root / "var/lib/dpkg" / sub).mkdir(parents=True)
-    for name in ("status", "available"):
-        (root / "var/lib/dpkg" / name).touch()
-    return root
-
-
 def _dpkg(root: Path, *args: str) -> str:
     done = subprocess.run(["dpkg", f"--root={root}", "--force-script-chrootless",
                            "--force-depends", "--log=/dev/null", *args],
@@ -95,7 +73,7 @@ def _dpkg(root: Path, *args: str) -> str:
 @pytest.fixture
 def root(tmp_path: Path, debs: dict[str, Path]) -> Path:
     """A fresh install, for tests that change it."""
-    root = _clean_root(tmp_path / "root")
+    root = clean_root(tmp_path / "root")
     _dpkg(root, "-i", str(debs["first"]))
     return root
 
@@ -103,35 +81,9 @@ def root(tmp_path: Path, debs: dict[str, Path]) -> Path:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory, debs: dict[str, Path]) -> Path:
     """One install shared by the tests that only look at it."""
-    root = _clean_root(tmp_path_factory.mktemp("installed") / "root")
+    root = clean_root(tmp_path_factory.mktemp("installed") / "root")
     _dpkg(root, "-i", str(debs["first"]))
     return root
-
-
-def _entry(root: Path, table: str, name: str) -> list[str]:
-    for line in (root / "etc" / table).read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name:
-            return fields
-    raise AssertionError(f"{name} not in {table}")
-
-
-def _owner_mode(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
-
-
-def _in_root(root: Path, link: Path) -> Path:
-    """Where an absolute symlink inside the root points, inside the root."""
-    target = Path(os.readlink(link))
-    return root / target.relative_to("/")
-
-
-def _run(exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # From / with a bare environment: neither the repository's checkout nor PYTHONPATH
-    # can stand in for what the package installed.
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": os.environ["PATH"]}, cwd="/")
 
 
 def test_package_metadata_and_contents(debs: dict[str, Path]) -> None:
@@ -160,21 +112,21 @@ def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) ->
     root = installed
     assert "Status: install ok installed" in _dpkg(root, "-s", "syncclass-agent")
 
-    user = _entry(root, "passwd", "syncclass")
+    user = entry(root, "passwd", "syncclass")
     uid, gid = int(user[2]), int(user[3])
     assert uid < 1000, "a system user"
     assert user[5:] == [str(RuntimeConfig().state_dir), "/usr/sbin/nologin"]
-    assert _entry(root, "group", "syncclass")[2] == str(gid)
+    assert entry(root, "group", "syncclass")[2] == str(gid)
     for group in ("video", "audio"):
-        assert "syncclass" in _entry(root, "group", group)[3].split(",")
+        assert "syncclass" in entry(root, "group", group)[3].split(",")
 
     config = root / "etc/syncclass/agent.toml"
     assert config.read_text() == (REPO / "provisioning/agent.example.toml").read_text()
-    assert _owner_mode(config) == (0, gid, 0o640), "the broker password: group syncclass only"
+    assert owner_mode(config) == (0, gid, 0o640), "the broker password: group syncclass only"
     state = root / str(RuntimeConfig().state_dir).lstrip("/")
-    assert _owner_mode(state) == (uid, gid, 0o700)
+    assert owner_mode(state) == (uid, gid, 0o700)
     rules = root / "usr/share/polkit-1/rules.d/50-syncclass-agent.rules"
-    assert _owner_mode(rules) == (0, 0, 0o644)
+    assert owner_mode(rules) == (0, 0, 0o644)
 
     venv = root / "opt/syncclass-agent/venv"
     cfg = configparser.ConfigParser()
@@ -182,18 +134,18 @@ def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) ->
     assert cfg["venv"]["include-system-site-packages"] == "false"
     code = ("import sys, agent, paho.mqtt, cryptography, psutil, pyudev; "
             "print(agent.__file__); print(*sys.path, sep='\\n')")
-    where = _run(venv / "bin/python", "-c", code)
+    where = run(venv / "bin/python", "-c", code)
     assert where.returncode == 0, where.stderr
     lines = where.stdout.splitlines()
     assert lines[0].startswith(str(venv)), "the agent runs from the venv's copy"
     assert not [p for p in lines[1:] if "dist-packages" in p], "never system site-packages"
 
-    exe = _in_root(root, root / "usr/bin/syncclass-agent")
+    exe = in_root(root, root / "usr/bin/syncclass-agent")
     assert exe == venv / "bin/syncclass-agent"
-    version = _run(exe, "--version")
+    version = run(exe, "--version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith(f"syncclass-agent {PROJECT_VERSION} (Python 3.")
-    check = _run(exe, "check", "--simulate", "--json", "--config", str(config))
+    check = run(exe, "check", "--simulate", "--json", "--config", str(config))
     assert check.returncode in (0, 1), check.stdout + check.stderr
 
 
@@ -211,7 +163,7 @@ def test_unit_runs_the_installed_agent_as_its_user(installed: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         return
     # Verified with ExecStart pointing at the installed tree (the unit names /usr/bin).
-    installed = _in_root(root, root / exe.lstrip("/"))
+    installed = in_root(root, root / exe.lstrip("/"))
     copy = root.parent / "verify" / unit.name
     copy.parent.mkdir(exist_ok=True)
     copy.write_text(text.replace(exe, str(installed)))
@@ -227,17 +179,17 @@ def test_upgrade_keeps_config_and_state_and_rebuilds_the_venv(root: Path,
     config.write_text(edited)
     state = root / str(RuntimeConfig().state_dir).lstrip("/")
     (state / "seq").write_text("41\n")
-    uid = int(_entry(root, "passwd", "syncclass")[2])
+    uid = int(entry(root, "passwd", "syncclass")[2])
 
     _dpkg(root, "-i", str(debs["second"]))
 
     assert f"Version: {PROJECT_VERSION}+1" in _dpkg(root, "-s", "syncclass-agent")
     assert config.read_text() == edited
     assert (state / "seq").read_text() == "41\n"
-    assert int(_entry(root, "passwd", "syncclass")[2]) == uid, "the same user, not a new one"
+    assert int(entry(root, "passwd", "syncclass")[2]) == uid, "the same user, not a new one"
     assert len([line for line in (root / "etc/passwd").read_text().splitlines()
                 if line.startswith("syncclass:")]) == 1
-    version = _run(root / "opt/syncclass-agent/venv/bin/syncclass-agent", "--version")
+    version = run(root / "opt/syncclass-agent/venv/bin/syncclass-agent", "--version")
     assert version.returncode == 0 and PROJECT_VERSION in version.stdout, version.stderr
 
 
@@ -267,7 +219,7 @@ def test_the_shipped_wheels_serve_each_distributions_python(python: Path, tmp_pa
     made = subprocess.run([str(opt / "setup-venv"), str(python)], capture_output=True,
                           text=True, timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
-    version = _run(opt / "venv/bin/syncclass-agent", "--version")
+    version = run(opt / "venv/bin/syncclass-agent", "--version")
     assert version.returncode == 0, version.stderr
     wanted = ".".join(python.parent.parent.name.split(".")[:2])
     assert f"(Python {wanted}." in version.stdout
