@@ -67,8 +67,12 @@ fuzz: deps-test venv
 
 # The agent's Debian package, build/syncclass-agent_VERSION_ARCH.deb (Debian 12, Ubuntu
 # 22.04 and 24.04): the project and dependency wheels inside, its venv made on install.
-deb: venv
-	PYTHON=$(BIN)/python packaging/deb/build-agent.sh build
+# Built with a bare venv (pip only), not the dev one: packaging needs none of its tools.
+DEB_VENV := build/venv-deb
+$(DEB_VENV)/bin/python:
+	$(PY) -m venv $(DEB_VENV)
+deb: $(DEB_VENV)/bin/python
+	PYTHON=$(DEB_VENV)/bin/python packaging/deb/build-agent.sh build
 
 bench: deps-test venv
 	$(BIN)/python -m bench
