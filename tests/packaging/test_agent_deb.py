@@ -172,7 +172,7 @@ def test_unit_runs_the_installed_agent_as_its_user(installed: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_upgrade_keeps_config_and_state_and_rebuilds_the_venv(root: Path,
+def test_upgrade_keeps_config_state_and_a_deleted_config_deleted(root: Path,
                                                               debs: dict[str, Path]) -> None:
     config = root / "etc/syncclass/agent.toml"
     edited = config.read_text().replace('password = "change-me"', 'password = "s3cret"')
@@ -191,6 +191,13 @@ def test_upgrade_keeps_config_and_state_and_rebuilds_the_venv(root: Path,
                 if line.startswith("syncclass:")]) == 1
     version = run(root / "opt/syncclass-agent/venv/bin/syncclass-agent", "--version")
     assert version.returncode == 0 and PROJECT_VERSION in version.stdout, version.stderr
+
+    # An administrator who deleted the config keeps it deleted (dpkg's rule for conffiles),
+    # and the postinst copes instead of failing the upgrade.
+    config.unlink()
+    _dpkg(root, "-i", str(debs["second"]))
+    assert not config.exists()
+    assert (state / "seq").read_text() == "41\n"
 
 
 def test_remove_keeps_config_and_state_purge_deletes_them(root: Path) -> None:
