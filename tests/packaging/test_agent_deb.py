@@ -142,6 +142,7 @@ def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) ->
 
     exe = in_root(root, root / "usr/bin/syncclass-agent")
     assert exe == venv / "bin/syncclass-agent"
+    assert not (venv / "bin/syncclass-fleet").exists(), "the fleet has no dependencies here"
     version = run(exe, "--version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith(f"syncclass-agent {PROJECT_VERSION} (Python 3.")
