@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import platform
 import signal
 import socket
 import sys
 from dataclasses import replace
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -146,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncclass-agent",
                                      description="syncclass classroom agent / 同步课堂设备代理")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # The installed distribution's version: what the Debian package or pip put there.
+    parser.add_argument("--version", action="version",
+                        version=f"syncclass-agent {version('syncclass')} "
+                                f"(Python {platform.python_version()}, {sys.prefix})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run the agent / 运行代理"),
                        ("check", "pre-class check here / 本机课前检查"),

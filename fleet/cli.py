@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from agent.settings import ConfigError
-from fleet.config import FleetConfig, load_config
-from fleet.grafana.cli import add_grafana_commands
-
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from fleet.config import FleetConfig
     from fleet.db.models import Device, EnrolCode
     from fleet.enrolment import Enrolment
 
@@ -26,7 +23,11 @@ __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> FleetConfig:
-    return load_config(args.config)
+    from fleet.config import load_config, make_data_dirs
+
+    cfg = load_config(args.config)
+    make_data_dirs(cfg)
+    return cfg
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -44,26 +45,27 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from fleet.demo import run_demo
 
-    run_demo(args.workdir, http_port=args.port, duration_s=args.duration)
+    run_demo(args.workdir, http_port=args.port, duration_s=args.duration, http_host=args.host)
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    url = _config(args).database.url  # a bad config fails before alembic logs anything
     from fleet.db.migrate import upgrade
 
-    upgrade(_config(args).database.url)
+    upgrade(url)
     return 0
 
 
 def _in_database(args: argparse.Namespace, job: Callable[[Session], object],
                  refused: type[ValueError], what_zh: str, what_en: str) -> int:
     """Run one all-or-nothing job on the configured database; a refusal changes nothing."""
+    url = _config(args).database.url
     from sqlalchemy.orm import sessionmaker
 
     from fleet.db.base import make_engine, session_scope
     from fleet.db.migrate import upgrade
 
-    url = _config(args).database.url
     upgrade(url)
     engine = make_engine(url)
     try:
@@ -107,6 +109,7 @@ def _public_key(args: argparse.Namespace) -> int:
 
 
 def _enrolment(config: FleetConfig) -> Enrolment:
+    from agent.settings import ConfigError
     from fleet.actions.signer import Signer
     from fleet.app import enrolment_service
 
@@ -196,6 +199,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _broker_init(args: argparse.Namespace) -> int:
+    from agent.settings import ConfigError
     from fleet.dynsec import AdminLogin, DynsecAdmin, DynsecError
 
     config = _config(args)
@@ -234,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
                    config=False)
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
     demo.add_argument("--port", type=int, default=8080, help="web page port (0: any free)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="web page address; 0.0.0.0 for a phone on the LAN")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     command("migrate", "create or upgrade the database schema", _migrate)
     inv = command("load-inventory", "load schools, pairs, devices, people", _load_inventory)
@@ -268,11 +274,23 @@ def _parser() -> argparse.ArgumentParser:
     revoke = device_command("revoke", "disable DEVICE and drop its broker connection", _revoke)
     revoke.add_argument("device")
     revoke.add_argument("--reason", default="")
+    from fleet.grafana.cli import add_grafana_commands
+
     add_grafana_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The agent runs on 3.10 (Ubuntu 22.04), so this entry point can be installed there too;
+    # fleet modules use 3.11 features, and this module imports nothing but the standard
+    # library before here.
+    if sys.version_info < (3, 11):  # noqa: UP036
+        print("syncclass-fleet 需要 Python 3.11 或更高 / needs Python 3.11 or later "
+              f"(this is {sys.version.split()[0]}; the agent alone runs on 3.10)",
+              file=sys.stderr)
+        return 2
+    from agent.settings import ConfigError
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -7,13 +7,13 @@ import os
 import pwd
 import socket
 import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.cli import EX_UNAVAILABLE, main
+from agent.compat import tomllib
 from agent.config import load_config
 from agent.enrol import EnrolError, check_fleet_url, split_code_url, write_enrolment
 from agent.settings import ConfigError, dump_toml, load_toml
