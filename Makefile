@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 GVENV := .venv-grafana
 GSTAMP := $(GVENV)/.installed
 
-.PHONY: demo test test-grafana fuzz lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo test test-grafana test-agent-pythons fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -48,9 +48,26 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --python-version 3.10 -p agent
 
-test: deps-test venv lint typecheck test-grafana
+test: deps-test venv lint typecheck test-grafana test-agent-pythons
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# The agent runs on the classroom PC's own python3: 3.10 (Ubuntu 22.04), 3.11 (Debian 12),
+# 3.12 (Ubuntu 24.04).  Its tests run again under each of these interpreters the machine
+# has (the suite itself runs on the venv's), each in a venv under build/.
+AGENT_PYTHONS ?= /root/.pyenv/versions/3.10.13/bin/python /root/.pyenv/versions/3.12.1/bin/python
+AGENT_TESTS := tests/agent tests/test_contract.py
+test-agent-pythons:
+	@for py in $(AGENT_PYTHONS); do \
+	  if [ ! -x "$$py" ]; then echo "test-agent-pythons: $$py is not on this machine, skipped"; continue; fi; \
+	  v=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); env=build/venv-agent-$$v; \
+	  if [ ! -e $$env/.installed ] || [ pyproject.toml -nt $$env/.installed ]; then \
+	    "$$py" -m venv $$env && $$env/bin/pip install -q -e '.[agent]' pytest pytest-timeout hypothesis \
+	      && touch $$env/.installed || exit 1; fi; \
+	  echo "agent tests on Python $$v ($$py)"; \
+	  PYTHONPATH=$$PWD $$env/bin/pytest -q -p no:cacheprovider $(AGENT_TESTS) || exit 1; \
+	done
 
 # `grafana push` against a stand-in Grafana, in the venv that has grafana-client.
 test-grafana: $(GSTAMP)

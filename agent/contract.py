@@ -22,10 +22,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from agent.compat import UTC, StrEnum
 
 __all__ = [
     "BANDWIDTH_TOKEN_PARAM",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from agent.compat import tomllib
 
 __all__ = ["ConfigError", "load_toml", "section"]
 
@@ -30,7 +31,8 @@ class ConfigError(ValueError):
 def load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except FileNotFoundError:
         raise ConfigError(str(path), "file not found") from None
     except tomllib.TOMLDecodeError as exc:

@@ -11,17 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.settings import ConfigError
-from fleet.config import FleetConfig, load_config
-from fleet.grafana.cli import add_grafana_commands
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from fleet.config import FleetConfig
 
 __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> FleetConfig:
-    return load_config(args.config)
+    from fleet.config import load_config, make_data_dirs
+
+    cfg = load_config(args.config)
+    make_data_dirs(cfg)
+    return cfg
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from fleet.demo import run_demo
 
-    run_demo(args.workdir, http_port=args.port, duration_s=args.duration)
+    run_demo(args.workdir, http_port=args.port, duration_s=args.duration, http_host=args.host)
     return 0
 
 
@@ -121,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
                    config=False)
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
     demo.add_argument("--port", type=int, default=8080, help="web page port (0: any free)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="web page address; 0.0.0.0 for a phone on the LAN")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     command("migrate", "create or upgrade the database schema", _migrate)
     inv = command("load-inventory", "load schools, pairs, devices, people", _load_inventory)
@@ -131,11 +137,20 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
     tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
     command("public-key", "print the fleet's command-signing public key for agents", _public_key)
+    from fleet.grafana.cli import add_grafana_commands
+
     add_grafana_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The agent runs on 3.10 (Ubuntu 22.04), so this entry point can be installed there too;
+    # fleet modules use 3.11 features, and this module imports none of them before here.
+    if sys.version_info < (3, 11):  # noqa: UP036
+        print("syncclass-fleet 需要 Python 3.11 或更高 / needs Python 3.11 or later "
+              f"(this is {sys.version.split()[0]}; the agent alone runs on 3.10)",
+              file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

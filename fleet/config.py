@@ -20,7 +20,15 @@ from fleet.ingest.config import IngestConfig
 from fleet.notify.config import NotifyConfig
 from fleet.tsdb import TsdbConfig
 
-__all__ = ["DatabaseConfig", "FleetConfig", "HttpConfig", "load_config", "parse_config"]
+__all__ = [
+    "DatabaseConfig",
+    "FleetConfig",
+    "HttpConfig",
+    "data_dirs",
+    "load_config",
+    "make_data_dirs",
+    "parse_config",
+]
 
 
 @dataclass(frozen=True)
@@ -82,3 +90,27 @@ def load_config(path: Path | None) -> FleetConfig:
         raise
     except ValueError as exc:
         raise ConfigError(str(path), str(exc)) from None
+
+
+def data_dirs(cfg: FleetConfig) -> dict[str, Path]:
+    """The directories the fleet writes files into, by the config key that names them."""
+    dirs = {"actions.key_file": cfg.actions.key_file.parent}
+    url = cfg.database.url
+    if url.startswith("sqlite:///"):
+        db = url.removeprefix("sqlite:///").split("?", 1)[0]
+        if db and db != ":memory:":
+            dirs["database.url"] = Path(db).parent
+    return dirs
+
+
+def make_data_dirs(cfg: FleetConfig) -> None:
+    """Create the data directories on first start (the systemd unit's StateDirectory=
+    does it for the service; `migrate` run by hand comes first)."""
+    for key, directory in data_dirs(cfg).items():
+        try:
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(key, f"cannot create the data directory {directory}: "
+                                   f"{exc.strerror} (无法创建数据目录; run as root or the "
+                                   "syncclass user, or set this key to a writable path)"
+                              ) from None

@@ -87,12 +87,13 @@ def demo_timetable(now: datetime) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int) -> FleetConfig:
+def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int,
+                http_host: str = "127.0.0.1") -> FleetConfig:
     """Embedded defaults with lead times shortened from 30/10 minutes to 5/2."""
     base = FleetConfig()
     return FleetConfig(
         database=DatabaseConfig(url=f"sqlite:///{workdir / 'fleet.db'}"),
-        http=HttpConfig(port=http_port),
+        http=HttpConfig(host=http_host, port=http_port),
         mqtt=replace(base.mqtt, url=mqtt_url, username="fleet", password=FLEET_PASSWORD),
         checks=replace(base.checks, lead_minutes=5, spread_minutes=1, recheck_lead_minutes=2,
                        recheck_spread_minutes=0.5, answer_timeout_s=60,
@@ -160,11 +161,14 @@ def _report_progress(fleet: Fleet, stop: threading.Event) -> None:
                       flush=True)
 
 
-def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = None) -> None:
-    """Run the demo in the foreground until Ctrl-C (or for ``duration_s``)."""
+def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = None,
+             http_host: str = "127.0.0.1") -> None:
+    """Run the demo in the foreground until Ctrl-C (or for ``duration_s``).
+
+    ``http_host`` 0.0.0.0 serves the page to the LAN too (a phone in the classroom)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    if http_port == 0 or not _port_free(http_port):
+    if http_port == 0 or not _port_free(http_host, http_port):
         http_port = free_port()
     device_ids = _demo_device_ids()
     users = {"fleet": FLEET_PASSWORD, **{d: f"{d}-pw" for d in device_ids}}
@@ -177,7 +181,7 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
             Mosquitto(workdir=workdir / "mqtt", users=users,
                       acl=device_acl(FleetConfig().mqtt.prefix))
         )
-        fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port))
+        fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port, http_host))
         stack.callback(fleet.close)
         now = fleet.clock()
         with session_scope(fleet.sessions) as session:
@@ -195,7 +199,8 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         stop = threading.Event()
         stack.callback(stop.set)
         threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
-        print(_banner(http_port, len(device_ids), workdir), flush=True)
+        print(_banner(http_port, len(device_ids), workdir, _lan_url(http_host, http_port)),
+              flush=True)
         try:
             if duration_s is None:
                 fleet.serve()
@@ -217,10 +222,10 @@ def _start_agent(stack: ExitStack, agent: Agent) -> None:
     stack.callback(stop)
 
 
-def _port_free(port: int) -> bool:
+def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -237,10 +242,28 @@ def _demo_device_ids() -> list[str]:
     )
 
 
-def _banner(http_port: int, agents: int, workdir: Path) -> str:
+def _lan_url(host: str, port: int) -> str | None:
+    """The page's address for another device on the LAN, if it is served beyond loopback."""
+    if host.startswith("127.") or host in ("localhost", "::1"):
+        return None
+    if host not in ("0.0.0.0", "::", ""):
+        return f"http://{host}:{port}/"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            # connect() on UDP sends nothing: it only picks the interface of the default
+            # route, whose address the phone on the same LAN reaches.
+            sock.connect(("192.0.2.1", 9))
+            address = str(sock.getsockname()[0])
+        except OSError:
+            return None
+    return f"http://{address}:{port}/"
+
+
+def _banner(http_port: int, agents: int, workdir: Path, lan_url: str | None) -> str:
+    lan = f"\n  局域网 LAN:     {lan_url}  (手机 phone on this network)" if lan_url else ""
     return f"""
 同步课堂设备监测 演示 / syncclass demo
-  网页 web page:  http://127.0.0.1:{http_port}/
+  网页 web page:  http://127.0.0.1:{http_port}/{lan}
   登录 login:     admin / syncclass-demo
                   (县电教 county: dt-dianjiao, 学校技术员 school: dt-shiyan-tech)
   API:            http://127.0.0.1:{http_port}/docs

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from agent.compat import UTC
 
 __all__ = ["ManualClock"]
 

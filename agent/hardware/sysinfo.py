@@ -10,12 +10,13 @@ import ctypes
 import platform
 import socket
 import subprocess
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from agent.compat import UTC
 from agent.hardware.base import Display, SystemStats
 
 __all__ = ["clock_synced", "displays", "edid_monitor_name", "host_facts", "system_stats"]

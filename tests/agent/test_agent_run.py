@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from agent.compat import UTC
 from agent.contract import EventType, Kind, decode, format_ts, parse_topic
 from agent.hardware import Fault, SimulatedHardware
 from agent.probes.base import CheckParams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.app import load_interval, save_interval
 from agent.commands import CommandError, CommandVerifier, NonceStore, check_params
+from agent.compat import UTC
 from agent.config import CommandsConfig
 from agent.contract import Kind, RefusalReason, bandwidth_token, decode, with_bandwidth_token
 from fleet.broker import Mosquitto

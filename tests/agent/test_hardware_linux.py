@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pyudev
 
+from agent.compat import UTC
 from agent.hardware import open_backend
 from agent.hardware.linux import LinuxHardware
 from agent.hardware.sysinfo import clock_synced, displays, edid_monitor_name, system_stats

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.compat import UTC
 from agent.hardware import Fault, SimulatedHardware, open_backend
 from agent.hardware.base import HardwareError
 from agent.hardware.scenario import load_scenario

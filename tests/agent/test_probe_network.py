@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
+from agent.compat import UTC
 from agent.contract import CheckVerdict
 from agent.hardware import Fault, SimulatedHardware, open_backend
 from agent.probes.bandwidth import BandwidthProbe
