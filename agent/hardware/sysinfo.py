@@ -16,23 +16,18 @@ import psutil
 
 from agent.compat import UTC
 from agent.hardware.base import Display, SystemStats
+from agent.hardware.thermal import cpu_temperature
 from agent.hardware.timex import clock_status
 
 __all__ = ["clock_synced", "displays", "edid_monitor_name", "host_facts", "system_stats"]
 
 def system_stats(disk_path: str = "/") -> SystemStats:
-    temps = [
-        t.current
-        for sensors in psutil.sensors_temperatures().values()
-        for t in sensors
-        if t.current is not None and t.current > 0  # unpopulated sensors read 0
-    ]
     boot = psutil.boot_time()
     return SystemStats(
         cpu_pct=psutil.cpu_percent(interval=None),  # since the previous call
         mem_pct=psutil.virtual_memory().percent,
         disk_pct=psutil.disk_usage(disk_path).percent,
-        temp_c=max(temps) if temps else None,
+        temp_c=cpu_temperature(psutil.sensors_temperatures()),
         uptime_s=max(0.0, datetime.now(UTC).timestamp() - boot),
         boot_time=datetime.fromtimestamp(boot, UTC),
         clock_synced=clock_synced(),
