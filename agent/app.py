@@ -33,6 +33,7 @@ from agent.link import Link
 from agent.probes import build
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.runner import CheckOutcome, ProbeRunner
+from agent.redact import redact, redact_json
 from agent.spool import Spool
 from agent.watchdog import Notifier
 
@@ -154,7 +155,7 @@ class Agent:
         worker.start()
         self.notifier.ready(f"{self.device_id}: running")
         log.info("agent %s started (interval %.0f s, broker %s)", self.device_id,
-                 self.interval, self.config.mqtt.url)
+                 self.interval, redact(self.config.mqtt.url))
         try:
             while not self._stop.is_set():
                 if time.monotonic() >= self._next_tick:
@@ -176,7 +177,8 @@ class Agent:
     # ------------------------------------------------------------------ producing
     def _wrap(self, seq: int, body: dict[str, Any]) -> dict[str, Any]:
         env = envelope(self.device_id, seq, self.clock())
-        return {**env, **body, **env}  # envelope first to read, and it wins
+        # Every spooled message passes here: no URL password reaches the fleet.
+        return {**env, **redact_json(body), **env}  # envelope first to read, and it wins
 
     def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
         try:
@@ -188,7 +190,7 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        return {"inventory": self.hardware.inventory(), "interval": self.interval}
+        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval}
 
     def _tick(self) -> None:
         try:
