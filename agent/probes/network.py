@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError
 from agent.hardware.targets import is_address, parse_target, ping_spec
+from agent.probes.advice import network_advice
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, graded, mark
 from agent.thresholds import Thresholds
 
@@ -80,10 +81,11 @@ class NetworkProbe(Probe):
             dns_ms = None if is_address(host) else ctx.hardware.resolve(host)
             result = ctx.hardware.ping(ping_spec(spec), count, self.timeout_s)
         except ValueError as exc:
-            return item, [_unreachable("target_invalid", name, entity, f"地址无效：{exc}",
-                                       f"bad address: {exc}")], None
+            return item, [Finding(CheckVerdict.FAIL, "target_invalid",
+                                  f"无法连接 {name}：地址无效：{exc}",
+                                  f"cannot reach {name}: bad address: {exc}", entity)], None
         except HardwareError as exc:
-            return item, [_unreachable(exc.reason, name, entity, exc.message, exc.message)], None
+            return item, [_unreachable(exc.reason, name, entity, exc.cause)], None
         item.update(
             rtt_ms=None if result.rtt_ms is None else round(result.rtt_ms, 2),
             jitter_ms=None if result.jitter_ms is None else round(result.jitter_ms, 2),
@@ -91,14 +93,15 @@ class NetworkProbe(Probe):
             method=result.method,
         )
         if result.received == 0:
-            return item, [_unreachable("target_unreachable", name, entity, "无响应",
-                                       "no answer")], dns_ms
+            return item, [_unreachable("target_unreachable", name, entity,
+                                       result.error or "timeout")], dns_ms
         return item, _grade_link(item, name, entity, ctx.thresholds), dns_ms
 
 
-def _unreachable(reason: str, name: str, entity: str, zh: str, en: str) -> Finding:
-    return Finding(CheckVerdict.FAIL, reason, f"无法连接 {name}：{zh}{_ADVICE[0]}",
-                   f"cannot reach {name}: {en}{_ADVICE[1]}", entity)
+def _unreachable(reason: str, name: str, entity: str, cause: str) -> Finding:
+    zh, en = network_advice(cause)
+    return Finding(CheckVerdict.FAIL, reason, f"无法连接 {name}：{zh}",
+                   f"cannot reach {name}: {en}", entity)
 
 
 def _grade_link(item: dict[str, Any], name: str, entity: str, th: Thresholds) -> list[Finding]:
