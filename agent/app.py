@@ -73,7 +73,8 @@ def probe_context(config: AgentConfig, hardware: Hardware,
 def probe_runner(config: AgentConfig, hardware: Hardware,
                  clock: Callable[[], datetime] = utcnow) -> ProbeRunner:
     """The runner with the probes the config's ``[probes]`` table leaves on."""
-    return ProbeRunner(probe_context(config, hardware, clock), build(config.probes))
+    return ProbeRunner(probe_context(config, hardware, clock), build(config.probes),
+                       collect_deadline_s=config.agent.probe_deadline_s)
 
 
 def save_interval(path: Path, seconds: float) -> None:
@@ -201,6 +202,7 @@ class Agent:
     def _collect(self) -> None:
         collection = self.runner.collect()
         self._emit(Kind.TELEMETRY, {"interval": self.interval, "sections": collection.sections,
+                                    "probe_runs": collection.runs_json(),
                                     "spool": self.spool.stats().to_json(),
                                     "link": self.link.stats()})
         for event in collection.events:

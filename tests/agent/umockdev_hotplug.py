@@ -60,10 +60,12 @@ def main() -> None:
     def deliver(sys_path: bytes, action: str, count: int) -> bool:
         # The monitor thread binds its socket on its own schedule and the tracker drops
         # repeats, so the uevent is repeated until the watcher has seen it.
+        # A slow machine gets time: each repeat waits a second, so as not to flood the
+        # monitor's socket while the tracker is still busy with the previous uevent.
         def seen() -> bool:
             bed.uevent(sys_path, action)
-            return wait_until(lambda: len(events) >= count, 0.2)
-        return wait_until(seen, 10)
+            return wait_until(lambda: len(events) >= count, 1.0)
+        return wait_until(seen, 45)
 
     usb = bed.add("usb", "1-2", None,
                   {"idVendor": "046d", "idProduct": "0825", "serial": "A1B2C3",
