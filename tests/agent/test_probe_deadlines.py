@@ -13,6 +13,7 @@ from agent.config import ConfigError
 from agent.contract import CheckVerdict, Kind, decode, encode
 from agent.hardware import SimulatedHardware
 from agent.probes.base import CheckParams, Probe, ProbeContext, ProbeReport
+from agent.probes.network import NetworkProbe
 from agent.probes.runner import Collection, ProbeRunner
 from agent.probes.system import SystemProbe
 from agent.thresholds import Thresholds
@@ -112,6 +113,29 @@ class DnsDown(SimulatedHardware):
     def resolve(self, host: str) -> float:
         self.release.wait(60)
         return super().resolve(host)
+
+
+def test_a_lookup_that_never_answers_is_reported_as_dns_at_the_targets_deadline() -> None:
+    hardware = DnsDown()
+    probe = NetworkProbe(count=1, timeout_s=0.1, dns_allowance_s=0.2)
+    ctx = ProbeContext(hardware, Thresholds(), {"fleet": "fleet.example", "peer": "10.0.0.2"})
+    done: list[ProbeReport] = []
+    thread = threading.Thread(target=lambda: done.append(probe.collect(ctx)), daemon=True)
+    try:
+        thread.start()
+        thread.join(30)
+        assert done, "the probe waited for the lookup"
+        assert not hardware.release.is_set()
+    finally:
+        hardware.release.set()
+    [report] = done
+    targets = report.section["targets"]
+    assert targets["peer"]["ok"] is True, "an address needs no lookup and was measured"
+    assert targets["fleet"]["ok"] is False
+    [finding] = report.findings
+    assert (finding.reason, finding.entity) == ("dns_failed", "target:fleet")
+    assert finding.message_en == ("cannot reach fleet: the DNS server does not answer: check "
+                                  "this PC's DNS server setting and the school's DNS")
 
 
 def test_telemetry_keeps_its_interval_with_dns_down_and_reports_each_probe(
