@@ -33,6 +33,7 @@ from agent.link import Link
 from agent.probes import build
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.runner import CheckOutcome, ProbeRunner
+from agent.redact import redact, redact_json
 from agent.spool import Spool
 from agent.watchdog import Notifier
 
@@ -72,7 +73,8 @@ def probe_context(config: AgentConfig, hardware: Hardware,
 def probe_runner(config: AgentConfig, hardware: Hardware,
                  clock: Callable[[], datetime] = utcnow) -> ProbeRunner:
     """The runner with the probes the config's ``[probes]`` table leaves on."""
-    return ProbeRunner(probe_context(config, hardware, clock), build(config.probes))
+    return ProbeRunner(probe_context(config, hardware, clock), build(config.probes),
+                       collect_deadline_s=config.agent.probe_deadline_s)
 
 
 def save_interval(path: Path, seconds: float) -> None:
@@ -154,7 +156,7 @@ class Agent:
         worker.start()
         self.notifier.ready(f"{self.device_id}: running")
         log.info("agent %s started (interval %.0f s, broker %s)", self.device_id,
-                 self.interval, self.config.mqtt.url)
+                 self.interval, redact(self.config.mqtt.url))
         try:
             while not self._stop.is_set():
                 if time.monotonic() >= self._next_tick:
@@ -176,7 +178,8 @@ class Agent:
     # ------------------------------------------------------------------ producing
     def _wrap(self, seq: int, body: dict[str, Any]) -> dict[str, Any]:
         env = envelope(self.device_id, seq, self.clock())
-        return {**env, **body, **env}  # envelope first to read, and it wins
+        # Every spooled message passes here: no URL password reaches the fleet.
+        return {**env, **redact_json(body), **env}  # envelope first to read, and it wins
 
     def _emit(self, kind: Kind, body: dict[str, Any]) -> int | None:
         try:
@@ -188,7 +191,7 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        return {"inventory": self.hardware.inventory(), "interval": self.interval}
+        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval}
 
     def _tick(self) -> None:
         try:
@@ -199,6 +202,7 @@ class Agent:
     def _collect(self) -> None:
         collection = self.runner.collect()
         self._emit(Kind.TELEMETRY, {"interval": self.interval, "sections": collection.sections,
+                                    "probe_runs": collection.runs_json(),
                                     "spool": self.spool.stats().to_json(),
                                     "link": self.link.stats()})
         for event in collection.events:

@@ -31,6 +31,7 @@ from agent.config import (
 )
 from agent.contract import CheckVerdict, utcnow
 from agent.probes.base import CheckParams
+from agent.redact import redact_json
 from agent.settings import ConfigError
 
 __all__ = ["EX_CONFIG", "main", "render_check"]
@@ -98,7 +99,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     cfg = _config(args, required=False)
     outcome = probe_runner(cfg, open_hardware(cfg)).check(CheckParams())
-    payload = check_payload(outcome, None, None)
+    payload = redact_json(check_payload(outcome, None, None))
     if args.json:
         print(json.dumps({"device_id": cfg.device_id, **payload}, ensure_ascii=False, indent=2))
     else:
@@ -110,7 +111,7 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     from agent.app import open_hardware
 
     cfg = _config(args, required=False)
-    inventory = open_hardware(cfg).inventory()
+    inventory = redact_json(open_hardware(cfg).inventory())
     if args.json:
         print(json.dumps(inventory, ensure_ascii=False, indent=2))
         return 0

@@ -83,6 +83,9 @@ class RuntimeConfig:
     """The ``[agent]`` table."""
 
     interval: float = 15.0  # seconds between telemetry messages
+    # How long one probe may take in a collection before it is reported as timed out
+    # (and the telemetry leaves without it); a check's probes get CHECK_DEADLINE_S.
+    probe_deadline_s: float = 10.0
     state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
     # A day of telemetry at 15 s is 5,760 records; keep a few days of outage.
     spool_max_records: int = 20_000
@@ -151,6 +154,8 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.hardware.backend in BACKENDS, "hardware.backend",
              f"{cfg.hardware.backend!r} is not one of {', '.join(BACKENDS)}")
     _require(cfg.agent.interval >= 1, "agent.interval", "must be at least 1 second")
+    _require(0 < cfg.agent.probe_deadline_s <= 3600, "agent.probe_deadline_s",
+             "must be more than 0 and at most 3600 seconds")
     _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
     _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
              f"must be >= {4 * MAX_PAYLOAD_BYTES} (four maximal payloads)")

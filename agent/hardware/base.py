@@ -36,10 +36,14 @@ __all__ = [
 
 
 class HardwareError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    """``reason``: what failed (the contract's reason); ``cause``: why, when known (a
+    word of agent.hardware.netcause that the probes turn into advice)."""
+
+    def __init__(self, reason: str, message: str, cause: str = "") -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class PingResult:
     sent: int
     rtts_ms: tuple[float, ...] = ()
     method: str = "icmp"  # "icmp", "tcp" (connect time) or "simulated"
-    error: str = ""  # why the last unanswered probe failed, e.g. "connection refused"
+    error: str = ""  # why the last unanswered probe failed: a netcause word, e.g. "refused"
 
     @property
     def received(self) -> int:

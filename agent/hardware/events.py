@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from agent.contract import EventType
+from agent.hardware.guard import Guarded
 
 if TYPE_CHECKING:
     from agent.hardware.base import Hardware, HotplugCallback, StopWatching
@@ -108,10 +109,11 @@ class DeviceTracker:
 def poll_every(poll: Callable[[], object], interval_s: float, name: str) -> StopWatching:
     """Call ``poll`` every ``interval_s`` in a daemon thread until the returned stop()."""
     stop = threading.Event()
+    guarded = Guarded(poll, name)
 
     def loop() -> None:
         while not stop.wait(interval_s):
-            poll()
+            guarded()
 
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()

@@ -13,6 +13,7 @@ from array import array
 from collections.abc import Sequence
 
 from agent.hardware.base import AudioClip, Frame, HardwareError
+from agent.hardware.netcause import ffmpeg_cause, refine
 
 __all__ = ["camera_input", "capture_frames", "record_pcm"]
 
@@ -60,17 +61,22 @@ def capture_frames(
         "-vf", f"{select},scale={width}:{height},format=gray",
         "-fps_mode", "passthrough", "-frames:v", str(count), "-f", "rawvideo", "-",
     ]
+    # A network camera's failure has a network cause (its account, its path, the route).
+    network = any("://" in arg for arg in input_args)
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except FileNotFoundError:
         raise HardwareError("ffmpeg_missing", f"{ffmpeg} not installed") from None
     except subprocess.TimeoutExpired:
-        raise HardwareError("camera_timeout", f"no picture within {timeout_s:g} s") from None
+        raise HardwareError("camera_timeout", f"no picture within {timeout_s:g} s",
+                            refine("timeout") if network else "") from None
     size = width * height
     if out.returncode != 0 or len(out.stdout) < size * count:
+        cause = ffmpeg_cause(out.stderr.decode(errors="replace")) if network else None
         raise HardwareError(
             "camera_busy" if _busy(out.stderr) else "camera_capture_failed",
             f"got {len(out.stdout) // size} of {count} frames: {_tail(out.stderr)}",
+            refine(cause) if cause else "",
         )
     data = out.stdout
     return [Frame(width, height, data[i * size : (i + 1) * size]) for i in range(count)]

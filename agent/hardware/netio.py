@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from agent.contract import bandwidth_token
 from agent.hardware.base import HardwareError, PingResult
+from agent.hardware.netcause import gai_cause, os_cause, refine
 from agent.hardware.targets import parse_target
 
 __all__ = ["download", "icmp_ping", "ping", "resolve", "tcp_ping", "upload"]
@@ -36,15 +37,20 @@ def resolve(host: str) -> float:
     try:
         socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise HardwareError("dns_failed", f"cannot resolve {host}: {exc}") from None
+        raise _dns_error(host, exc) from None
     return (time.perf_counter() - started) * 1000
+
+
+def _dns_error(host: str, exc: socket.gaierror | UnicodeError) -> HardwareError:
+    cause = refine(gai_cause(exc))
+    return HardwareError("dns_failed", f"cannot resolve {host}: {cause}", cause)
 
 
 def _address(host: str, port: int | None) -> tuple[int, tuple[str, int]]:
     try:
         family, _, _, _, addr = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise HardwareError("dns_failed", f"cannot resolve {host}: {exc}") from None
+        raise _dns_error(host, exc) from None
     return family, (str(addr[0]), int(addr[1]))
 
 
@@ -69,10 +75,10 @@ def tcp_ping(host: str, port: int, count: int = 5, timeout_s: float = 1.0,
             try:
                 sock.connect(addr)
             except OSError as exc:
-                error = "timeout" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+                error = os_cause(exc)
                 continue
             rtts.append((time.perf_counter() - started) * 1000)
-    return PingResult(count, tuple(rtts), "tcp", error)
+    return PingResult(count, tuple(rtts), "tcp", refine(error) if error else "")
 
 
 def _icmp_socket(family: int) -> tuple[socket.socket, bool]:
@@ -89,6 +95,7 @@ def _icmp_socket(family: int) -> tuple[socket.socket, bool]:
             "icmp_not_permitted",
             "ICMP needs net.ipv4.ping_group_range to include the agent's group or "
             "CAP_NET_RAW; or give the target as host:port",
+            "icmp_not_permitted",
         ) from None
 
 
@@ -122,12 +129,16 @@ def icmp_ping(host: str, count: int = 5, timeout_s: float = 1.0,
             checksum = _checksum(header + payload) if v4 and raw else 0
             packet = struct.pack("!BBHHH", request, 0, checksum, ident, seq) + payload
             started = time.perf_counter()
-            sock.sendto(packet, (addr[0], 0))
+            try:
+                sock.sendto(packet, (addr[0], 0))
+            except OSError as exc:  # no route, or the neighbour is known to be unreachable
+                error = os_cause(exc)
+                continue
             if _await_reply(sock, raw and v4, (reply, seq, payload), started + timeout_s):
                 rtts.append((time.perf_counter() - started) * 1000)
             else:
                 error = "timeout"
-    return PingResult(count, tuple(rtts), "icmp", error)
+    return PingResult(count, tuple(rtts), "icmp", refine(error) if error else "")
 
 
 def _await_reply(sock: socket.socket, strip_ip: bool, expect: tuple[int, int, bytes],

@@ -185,7 +185,8 @@ class SimulatedHardware(Hardware):
 
     def resolve(self, host: str) -> float:
         if self._fault("dns_failure", host):
-            raise HardwareError("dns_failed", f"cannot resolve {host}: temporary failure")
+            raise HardwareError("dns_failed", f"cannot resolve {host}: dns_unreachable",
+                                "dns_unreachable")
         return self.scenario.network.dns_ms
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:

@@ -1,4 +1,4 @@
-"""Machine facts from psutil and sysfs: load, disk, temperature, clock sync, displays.
+"""Machine facts from psutil, sysfs and the kernel: load, disk, temperature, clock sync, displays.
 
 The sysfs root is a parameter (node_exporter's ``--path.sysfs``) so that tests read
 fixture trees; this machine, like many VMs, has no ``/sys/class/drm`` at all.
@@ -6,10 +6,8 @@ fixture trees; this machine, like many VMs, has no ``/sys/class/drm`` at all.
 
 from __future__ import annotations
 
-import ctypes
 import platform
 import socket
-import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,25 +16,18 @@ import psutil
 
 from agent.compat import UTC
 from agent.hardware.base import Display, SystemStats
+from agent.hardware.thermal import cpu_temperature
+from agent.hardware.timex import clock_status
 
 __all__ = ["clock_synced", "displays", "edid_monitor_name", "host_facts", "system_stats"]
 
-_TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
-
-
 def system_stats(disk_path: str = "/") -> SystemStats:
-    temps = [
-        t.current
-        for sensors in psutil.sensors_temperatures().values()
-        for t in sensors
-        if t.current is not None and t.current > 0  # unpopulated sensors read 0
-    ]
     boot = psutil.boot_time()
     return SystemStats(
         cpu_pct=psutil.cpu_percent(interval=None),  # since the previous call
         mem_pct=psutil.virtual_memory().percent,
         disk_pct=psutil.disk_usage(disk_path).percent,
-        temp_c=max(temps) if temps else None,
+        temp_c=cpu_temperature(psutil.sensors_temperatures()),
         uptime_s=max(0.0, datetime.now(UTC).timestamp() - boot),
         boot_time=datetime.fromtimestamp(boot, UTC),
         clock_synced=clock_synced(),
@@ -44,30 +35,9 @@ def system_stats(disk_path: str = "/") -> SystemStats:
 
 
 def clock_synced() -> bool | None:
-    """systemd-timesyncd/chrony's view via timedatectl, else the kernel's (adjtimex)."""
-    try:
-        out = subprocess.run(
-            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
-            return out.stdout.strip() == "yes"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return _adjtimex_synced()
-
-
-def _adjtimex_synced() -> bool | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    # struct timex is ~208 bytes; modes = 0 (the zeroed first field) only reads.
-    buf = ctypes.create_string_buffer(512)
-    state = int(libc.adjtimex(buf))
-    if state < 0:
-        return None
-    return state != _TIME_ERROR
+    """timedatectl's NTPSynchronized, asked of the kernel (no process, no D-Bus)."""
+    status = clock_status()
+    return None if status is None else status.synced
 
 
 def edid_monitor_name(edid: bytes) -> str:

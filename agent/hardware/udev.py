@@ -14,6 +14,7 @@ from pathlib import Path
 import pyudev
 
 from agent.hardware.base import AudioDevice, StopWatching, VideoDevice
+from agent.hardware.guard import Guarded
 
 __all__ = ["bus_path", "describe", "monitor", "sound_devices", "video_devices"]
 
@@ -113,7 +114,8 @@ def monitor(context: pyudev.Context, on_change: Callable[[], object],
         if device.action in ("add", "remove", "change"):
             on_change()
 
-    observer = pyudev.MonitorObserver(mon, callback=handle, name="udev-hotplug")
+    observer = pyudev.MonitorObserver(mon, callback=Guarded(handle, "udev hot-plug callback"),
+                                      name="udev-hotplug")
     observer.daemon = True
     observer.start()
     stopped = False

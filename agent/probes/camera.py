@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict
 from agent.hardware.base import Frame, HardwareError, VideoDevice
+from agent.probes.advice import network_advice
 from agent.probes.base import Finding, ProbeContext
 from agent.probes.devices import PresenceProbe
 
@@ -59,6 +60,8 @@ class CameraProbe(PresenceProbe[VideoDevice]):
         try:
             stats = analyse_frames(ctx.hardware.capture_frames(device, 2), th.black_pixel_luma)
         except HardwareError as exc:
+            if _is_network_camera(device) and exc.reason != "camera_busy":
+                return {}, [_network_camera_failed(exc, label, entity)]
             return self.unusable(exc, label, entity)
         extra = {"mean_luma": round(stats.mean_luma, 4), "black_ratio": round(stats.black_ratio, 4),
                  "difference": None if stats.difference is None else round(stats.difference, 5)}
@@ -77,3 +80,19 @@ class CameraProbe(PresenceProbe[VideoDevice]):
                 f"restart the capture software)",
                 entity, stats.difference, th.frozen_diff))
         return extra, findings
+
+
+def _is_network_camera(device: VideoDevice) -> bool:
+    return "://" in device.node and not device.node.startswith("lavfi:")
+
+
+def _network_camera_failed(exc: HardwareError, label: str, entity: str) -> Finding:
+    """Re-plugging does nothing for an RTSP camera: name the network cause instead."""
+    if exc.cause:
+        zh, en = network_advice(exc.cause)
+    else:  # ffmpeg said something else: its (redacted) line is the best clue there is
+        zh = f"检查摄像头电源、网线、IP 地址和 RTSP 地址（{exc.message}）"
+        en = f"check the camera's power, cable, IP address and RTSP URL ({exc.message})"
+    return Finding(CheckVerdict.FAIL, "camera_capture_failed",
+                   f"{label}：网络摄像头取不到画面：{zh}",
+                   f"{label}: network camera gives no picture: {en}", entity)

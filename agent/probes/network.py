@@ -8,12 +8,13 @@ port is open as well.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError
 from agent.hardware.targets import is_address, parse_target, ping_spec
+from agent.probes.advice import network_advice
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, graded, mark
 from agent.thresholds import Thresholds
 
@@ -28,16 +29,27 @@ _LIMITS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("loss_pct", "network_loss_high", "网络丢包", "packet loss",
      "loss_warn_pct", "loss_fail_pct"),
 )
+_PING_GAP_S = 0.2  # netio's pause between two pings
 _ADVICE = ("（检查网线、交换机和校园网出口）", " (check the cable, switch and school uplink)")
 
 
 class NetworkProbe(Probe):
     name: ClassVar[str] = "network"
 
-    def __init__(self, count: int = 5, check_count: int = 20, timeout_s: float = 1.0) -> None:
+    def __init__(self, count: int = 5, check_count: int = 20, timeout_s: float = 1.0,
+                 dns_allowance_s: float = 3.0) -> None:
         self.count = count
         self.check_count = check_count
         self.timeout_s = timeout_s
+        self.dns_allowance_s = dns_allowance_s
+
+    def deadline_s(self, count: int) -> float:
+        """How long one target may take: every ping timing out, plus a name lookup.
+
+        With the defaults a collection's targets are done in 9 s, inside the runner's
+        10 s probe deadline, so a DNS server that does not answer is reported as such
+        instead of the whole network section timing out."""
+        return count * (self.timeout_s + _PING_GAP_S) + self.dns_allowance_s
 
     def collect(self, ctx: ProbeContext) -> ProbeReport:
         return self._measure(ctx, ctx.targets, self.count)
@@ -50,10 +62,18 @@ class NetworkProbe(Probe):
         findings: list[Finding] = []
         dns_times: list[float] = []
         # Targets in parallel: a check pings each for seconds, and a dead one times out.
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets))),
-                                thread_name_prefix="ping") as pool:
-            measured = pool.map(lambda t: self._target(ctx, t[0], t[1], count), targets.items())
-            outcomes = dict(zip(targets, measured, strict=True))
+        # A lookup can hang well past that (getaddrinfo has no timeout of its own): such
+        # a target is reported at the deadline and its thread left to finish on its own.
+        phases: dict[str, str] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(targets))),
+                                  thread_name_prefix="ping")
+        futures = {name: pool.submit(self._target, ctx, name, spec, count, phases)
+                   for name, spec in targets.items()}
+        wait(futures.values(), timeout=self.deadline_s(count))
+        pool.shutdown(wait=False, cancel_futures=True)
+        outcomes = {name: future.result() if future.done() else
+                    _late(name, targets[name], phases.get(name, "queued"))
+                    for name, future in futures.items()}
         for name, (item, found, dns_ms) in outcomes.items():
             results[name] = mark(item, found)
             findings += found
@@ -70,20 +90,22 @@ class NetworkProbe(Probe):
         section = {"targets": results, "dns_ms": None if dns_ms is None else round(dns_ms, 2)}
         return ProbeReport(mark(section, findings), findings)
 
-    def _target(self, ctx: ProbeContext, name: str, spec: str,
-                count: int) -> tuple[dict[str, Any], list[Finding], float | None]:
+    def _target(self, ctx: ProbeContext, name: str, spec: str, count: int,
+                phases: dict[str, str]) -> tuple[dict[str, Any], list[Finding], float | None]:
         entity = f"target:{name}"
-        item: dict[str, Any] = {"host": spec, "rtt_ms": None, "jitter_ms": None,
-                                "loss_pct": None}
+        item = _blank(spec)
         try:
             host, _ = parse_target(spec)
+            phases[name] = "dns"
             dns_ms = None if is_address(host) else ctx.hardware.resolve(host)
+            phases[name] = "ping"
             result = ctx.hardware.ping(ping_spec(spec), count, self.timeout_s)
         except ValueError as exc:
-            return item, [_unreachable("target_invalid", name, entity, f"地址无效：{exc}",
-                                       f"bad address: {exc}")], None
+            return item, [Finding(CheckVerdict.FAIL, "target_invalid",
+                                  f"无法连接 {name}：地址无效：{exc}",
+                                  f"cannot reach {name}: bad address: {exc}", entity)], None
         except HardwareError as exc:
-            return item, [_unreachable(exc.reason, name, entity, exc.message, exc.message)], None
+            return item, [_unreachable(exc.reason, name, entity, exc.cause)], None
         item.update(
             rtt_ms=None if result.rtt_ms is None else round(result.rtt_ms, 2),
             jitter_ms=None if result.jitter_ms is None else round(result.jitter_ms, 2),
@@ -91,14 +113,28 @@ class NetworkProbe(Probe):
             method=result.method,
         )
         if result.received == 0:
-            return item, [_unreachable("target_unreachable", name, entity, "无响应",
-                                       "no answer")], dns_ms
+            return item, [_unreachable("target_unreachable", name, entity,
+                                       result.error or "timeout")], dns_ms
         return item, _grade_link(item, name, entity, ctx.thresholds), dns_ms
 
 
-def _unreachable(reason: str, name: str, entity: str, zh: str, en: str) -> Finding:
-    return Finding(CheckVerdict.FAIL, reason, f"无法连接 {name}：{zh}{_ADVICE[0]}",
-                   f"cannot reach {name}: {en}{_ADVICE[1]}", entity)
+def _blank(spec: str) -> dict[str, Any]:
+    return {"host": spec, "rtt_ms": None, "jitter_ms": None, "loss_pct": None}
+
+
+def _late(name: str, spec: str, phase: str) -> tuple[dict[str, Any], list[Finding], None]:
+    """A target not done by the deadline: a lookup that never came back is the DNS."""
+    if phase == "dns":
+        found = _unreachable("dns_failed", name, f"target:{name}", "dns_unreachable")
+    else:
+        found = _unreachable("target_unreachable", name, f"target:{name}", "timeout")
+    return _blank(spec), [found], None
+
+
+def _unreachable(reason: str, name: str, entity: str, cause: str) -> Finding:
+    zh, en = network_advice(cause)
+    return Finding(CheckVerdict.FAIL, reason, f"无法连接 {name}：{zh}",
+                   f"cannot reach {name}: {en}", entity)
 
 
 def _grade_link(item: dict[str, Any], name: str, entity: str, th: Thresholds) -> list[Finding]:
