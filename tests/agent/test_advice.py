@@ -18,8 +18,8 @@ from agent.probes.base import CheckParams, Finding, ProbeContext
 from agent.probes.camera import CameraProbe
 from agent.probes.network import NetworkProbe
 from agent.thresholds import Thresholds
+from fleet.broker import free_port
 from tests.agent.test_probe_network import listening
-from tests.served import free_port
 
 __all__ = ["listening"]  # fixture used here
 
