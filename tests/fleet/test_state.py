@@ -40,12 +40,13 @@ def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionFa
 def feed(states: DeviceStates, kind: Kind, payload: dict[str, object]) -> bool:
     """What the dispatcher does: the gate first, then the sink if admitted."""
     device_id = str(payload["device_id"])
-    admitted = states.admit(device_id, kind, dict(payload))
-    if admitted and kind is Kind.STATUS:
-        states.on_status(device_id, dict(payload))
-    elif admitted and kind is Kind.TELEMETRY:
-        states.on_telemetry(device_id, dict(payload))
-    return admitted
+    released = states.admit(device_id, kind, dict(payload)).release
+    for got, body in released:
+        if got is Kind.STATUS:
+            states.on_status(device_id, dict(body))
+        elif got is Kind.TELEMETRY:
+            states.on_telemetry(device_id, dict(body))
+    return bool(released)
 
 
 def online(states: DeviceStates, device_id: str = "dev-a") -> tuple[bool, int]:
