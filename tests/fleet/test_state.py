@@ -242,3 +242,92 @@ def test_stale_devices_are_online_ones_silent_for_three_intervals(
     assert samples["syncclass_devices_online"] == 1
     assert samples["syncclass_devices_offline"] == 1
     assert samples["syncclass_devices_stale"] == 1
+
+
+def test_a_seq_far_beyond_the_line_is_held_and_dropped_when_the_line_goes_on(
+    sessions: SessionFactory,
+) -> None:
+    states = DeviceStates(sessions, seq_jump=1000)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 500))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 501))
+    forged = telemetry("dev-a", 1_000_000, sections={"cameras": {"ok": True, "devices": []}})
+    admission = states.admit("dev-a", Kind.TELEMETRY, forged)
+    assert (admission.release, admission.withheld) == ((), "seq-jump")
+    assert "1000000" in admission.detail and "502" in admission.detail
+    # The agent's next message continues its line: admitted, and the jump is forgotten.
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 502))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 503))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_001))  # held anew
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (503, 0, 0)
+    assert "microphones" in snap.telemetry["sections"]  # the agent's, not the forgery's
+
+
+def test_a_jump_confirmed_by_consecutive_seqs_is_believed_and_nothing_is_lost(
+    sessions: SessionFactory,
+) -> None:
+    # The fleet was down for days while the agent kept reporting: when it is back, the
+    # agent is far beyond the stored cursor and nothing on the old line will ever come.
+    states = DeviceStates(sessions, seq_jump=100, seq_confirm=3)
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 10))
+    released = []
+    for seq in (20_000, 20_001, 20_001, 20_002, 20_003):
+        released.append([p["seq"] for _, p in
+                         states.admit("dev-a", Kind.TELEMETRY, telemetry("dev-a", seq)).release])
+    # Held (one resent copy a duplicate), then released in order with the confirming one.
+    assert released == [[], [], [], [], [20_000, 20_001, 20_002, 20_003]]
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 20_004))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (20_004, 0, 1)
+    samples = {s.name: s.value for s in states.samples()}
+    assert samples["syncclass_seq_jumps_adopted_total"] == 1
+
+
+def test_a_new_session_rebases_the_cursor_on_the_birth_seq(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions, seq_jump=5)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
+    for seq in (1, 2, 3):
+        assert feed(states, Kind.TELEMETRY, telemetry("dev-a", seq))
+    # Hours offline: the birth says 300 seqs were handed out, far more than seq_jump.
+    feed(states, Kind.STATUS, status("dev-a", "online", 40, 300))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 3))  # resent after a lost ack
+    assert all(feed(states, Kind.TELEMETRY, telemetry("dev-a", seq)) for seq in range(4, 306))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 400))  # beyond: held
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (305, 0, 1)
+    assert states.seq_restarts == 0
+
+
+def test_stored_telemetry_follows_the_sequence_not_the_clock(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 3, when=T0 + timedelta(seconds=30)))
+    # The agent's clock was set back (NTP): the newer message has the older stamp.
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 4, when=T0 + timedelta(seconds=10),
+                                           sections={"system": {"cpu_pct": 5.0}}))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(seconds=15)))  # fill
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert snap.telemetry["sections"] == {"system": {"cpu_pct": 5.0}}
+    assert snap.telemetry_at == T0 + timedelta(seconds=10)
+
+
+def test_a_stored_stamp_from_the_future_does_not_outrank_real_telemetry(
+    stored: SessionFactory,
+) -> None:
+    # A row poisoned before the ingest judged ts (year 3000) must lose the next flush.
+    clock = ManualClock(T0)
+    poisoned = DeviceStates(stored, clock=clock)
+    feed(poisoned, Kind.TELEMETRY, telemetry("dev-a", 1, when=datetime(3000, 1, 1, tzinfo=UTC),
+                                             sections={"cameras": {"ok": True}}))
+    poisoned.flush()
+    real = DeviceStates(stored, clock=clock)
+    feed(real, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0))
+    real.flush()
+    snap = DeviceStates(stored, clock=clock).get("dev-a")
+    assert snap is not None
+    assert snap.telemetry_at == T0
+    assert "microphones" in snap.telemetry["sections"]
