@@ -205,6 +205,7 @@ class _Device:
     inventory: dict[str, Any] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)
     telemetry_at: datetime | None = None
+    birth_at: datetime | None = None  # ts of the current session's birth, once seen
     seq: SeqTracker = field(default_factory=SeqTracker)
     # Messages of a held seq jump, released in order if it is adopted.
     held: list[tuple[Kind, dict[str, Any]]] = field(default_factory=list)
@@ -346,11 +347,13 @@ class DeviceStates(NullSink):
         with self._lock:
             dev = self._device(device_id)
             self._dirty.add(device_id)
-            if session < dev.session:
+            born = online and self._born(dev, session, int(payload["seq"]), parse_ts(payload["ts"]))
+            if session < dev.session and not born:
                 self.stale_status_ignored += 1
                 return
-            if online and session > dev.session:
+            if born:
                 dev.held.clear()
+                dev.birth_at = parse_ts(payload["ts"])
                 if dev.seq.new_session(int(payload["seq"])):
                     self.seq_restarts += 1
             dev.session = session
@@ -360,6 +363,29 @@ class DeviceStates(NullSink):
                 dev.inventory = payload["inventory"]
             if online and isinstance(payload.get("interval"), int | float):
                 dev.interval = float(payload["interval"])
+
+    @staticmethod
+    def _born(dev: _Device, session: int, seq: int, at: datetime) -> bool:
+        """Whether an "online" status starts a connection the state does not know yet.
+
+        A higher session always does.  The current session's own birth (the retained one,
+        redelivered on every fleet reconnect, the same stamp again) never does; after a
+        fleet restart its stamp is not known and is learnt from it, unless it is later
+        than the device's last telemetry, which no birth of the current connection can be.
+        Any other birth at or below the current session is either an old connection's,
+        delivered late, or a reinstalled agent's, whose spool (and with it seq and
+        session) started again from nothing: the reinstalled one is stamped after what
+        the device last said, the late one before.
+        """
+        last = dev.birth_at or dev.telemetry_at
+        if session > dev.session:
+            return True
+        if session == dev.session and (
+            at == dev.birth_at or (dev.birth_at is None and (last is None or at <= last))
+        ):
+            dev.seq.ceiling, dev.birth_at = seq, at
+            return False
+        return last is None or at > last
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         at = parse_ts(payload["ts"])
