@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from fleet.broker import Mosquitto
+from tests.agent_payloads import agent_payloads
+
+__all__ = ["agent_payloads", "broker"]
 
 
 @pytest.fixture
