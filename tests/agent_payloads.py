@@ -75,9 +75,10 @@ def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 @st.composite
 def near_valid(draw: st.DrawFn, seeds: list[tuple[Kind, bytes]]) -> tuple[Kind, bytes]:
     """One of the real agent's messages, changed a little: a field replaced by any JSON
-    value, removed or added, or the bytes cut, flipped or spliced."""
+    value, removed or added, its seq or ts moved anywhere, or the bytes cut, flipped or
+    spliced."""
     kind, data = draw(st.sampled_from(seeds))
-    how = draw(st.sampled_from(["replace", "remove", "add", "bytes"]))
+    how = draw(st.sampled_from(["replace", "remove", "add", "bytes", "seq", "ts"]))
     if how == "bytes":
         raw = bytearray(data)
         for _ in range(draw(st.integers(1, 4))):
@@ -91,6 +92,14 @@ def near_valid(draw: st.DrawFn, seeds: list[tuple[Kind, bytes]]) -> tuple[Kind, 
                 raw[at:at] = draw(st.binary(min_size=1, max_size=8))
         return kind, bytes(raw)
     payload = json.loads(data)
+    if how == "seq":  # a jump, a step back, a restart, or something not a seq at all
+        payload["seq"] = draw(st.integers(-2, 10**13) | st.sampled_from([True, 1.0, "7"]))
+        return kind, json.dumps(payload).encode()
+    if how == "ts":  # any instant, in any offset, or text that only looks like one
+        when = draw(st.datetimes(timezones=st.timezones()))
+        payload["ts"] = draw(st.sampled_from([when.isoformat(), when.isoformat()[:19],
+                                              f"{when.isoformat()}Z"]))
+        return kind, json.dumps(payload).encode()
     path = draw(st.sampled_from(_paths(payload)))
     *parents, last = path
     parent = payload
