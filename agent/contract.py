@@ -247,6 +247,10 @@ def _finite(text: str) -> float:
     return value
 
 
+# One decoder, built once (json.loads with hooks builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
     """Parse and validate one payload received on ``device_id``'s ``kind`` topic.
 
@@ -256,7 +260,7 @@ def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
     try:
-        payload = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+        payload = _DECODER.decode(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError: not JSON (JSONDecodeError, a bad UTF-8 byte), NaN or Infinity, a
         # number beyond a float or past Python's 4,300-digit integer limit; RecursionError:
