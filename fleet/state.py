@@ -32,11 +32,14 @@ survive the real agent's next message on the current line.
 Sessions: duplicates are judged per device, session and seq, where the session is the
 connection of the latest birth: the agent's envelope carries ``session`` on status only,
 and its spool sends each record verbatim, possibly over a later connection than the one
-it was written under.  So a new session whose birth seq continues the seen line keeps the
-seen seqs (a record resent after a lost PUBACK stays a duplicate), while one whose birth
-seq is below the highest seen (a reinstalled agent, or a cursor a forgery had moved) or
-far above it (a rebuilt spool) starts tracking again from the agent's own word.  Status
-messages are never dropped: retained ones are redelivered on every reconnect.
+it was written under.  So a new session whose birth seq continues the seen line, however
+far above it, keeps the seen seqs (a record resent after a lost PUBACK stays a duplicate;
+a rebuilt spool's leap is counted as a gap), while one whose birth seq is below the
+highest seen (a reinstalled agent, or a cursor a forgery had moved) starts tracking again
+from the agent's own word.  A reinstalled agent counts its sessions from 1 again, so a
+birth is placed by its stamp as well as its session (``_born``), and the stamp is stored
+with the state.  Status messages are never dropped: retained ones are redelivered on
+every reconnect.
 
 Stored telemetry follows the sequence, not ``ts``: the message that advances the cursor
 replaces it, a late fill does not, so a wrong clock can never freeze it.
@@ -256,6 +259,7 @@ class DeviceStates(NullSink):
                     inventory=dict(row.inventory or {}),
                     telemetry=dict(row.telemetry or {}),
                     telemetry_at=row.telemetry_at,
+                    birth_at=row.birth_at,
                     seq=self._tracker(
                         high=row.last_seq, gaps=row.seq_gaps, duplicates=row.seq_duplicates
                     ),
@@ -504,6 +508,7 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
         "inventory": dev.inventory,
         "telemetry": dev.telemetry,
         "telemetry_at": dev.telemetry_at,
+        "birth_at": dev.birth_at,
     }
 
 
@@ -514,7 +519,8 @@ def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -
         r.id: r
         for r in session.execute(
             # Not the large JSON columns: they are written when they win, never read.
-            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at)
+            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at,
+                   t.c.birth_at)
             .outerjoin(t, t.c.device_id == Device.id)
             .where(Device.id.in_([r["device_id"] for r in rows]))
         )
@@ -538,6 +544,20 @@ def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -
     return len(new) + sum(len(g) for g in changed.values())
 
 
+def _later_connection(old: Row[Any], snap: dict[str, Any]) -> int:
+    """1 if the snapshot knows a later connection of the device than the stored row, 0 the
+    same one, -1 an older one, by the rule of ``DeviceStates._born``: a higher session is
+    later; a lower or equal one is later only if its birth is stamped later (a reinstalled
+    agent counts its sessions from 1 again)."""
+    mine, theirs = int(snap["session"]), int(old.session)
+    born, stored = snap["birth_at"], old.birth_at
+    if mine > theirs:
+        return 1
+    if born is not None and stored is not None and born != stored:
+        return 1 if born > stored else -1
+    return 0 if mine == theirs else -1
+
+
 def _merge(old: Row[Any], snap: dict[str, Any], believable: datetime) -> dict[str, Any]:
     """The UPDATE parameters of one stored row: the newer session and telemetry win."""
     merged: dict[str, Any] = {
@@ -548,12 +568,14 @@ def _merge(old: Row[Any], snap: dict[str, Any], believable: datetime) -> dict[st
             (t for t in (old.last_seen, snap["last_seen"]) if t is not None), default=None
         ),
     }
-    if snap["session"] > old.session:
+    order = _later_connection(old, snap)
+    if order > 0:
         merged["last_seq"] = snap["last_seq"]  # the agent's counter may have restarted
-    elif snap["session"] == old.session:
+    elif order == 0:
         merged["last_seq"] = max(old.last_seq, snap["last_seq"])
-    if snap["session"] >= old.session:
-        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory")}
+    if order >= 0:
+        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory",
+                                        "birth_at")}
     if snap["telemetry_at"] is not None and (
         old.telemetry_at is None
         or snap["telemetry_at"] >= old.telemetry_at

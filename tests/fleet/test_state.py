@@ -331,3 +331,31 @@ def test_a_stored_stamp_from_the_future_does_not_outrank_real_telemetry(
     assert snap is not None
     assert snap.telemetry_at == T0
     assert "microphones" in snap.telemetry["sections"]
+
+
+def test_a_reinstalled_agent_is_known_by_its_birth_stamp_across_a_fleet_restart(
+    stored: SessionFactory,
+) -> None:
+    clock = ManualClock(T0 + timedelta(hours=2))
+    first = DeviceStates(stored, clock=clock)
+    feed(first, Kind.STATUS, status("dev-a", "online", 57, 9000) | {"ts": "2026-11-23T00:00:00Z"})
+    assert feed(first, Kind.TELEMETRY, telemetry("dev-a", 9001, when=T0))
+    first.flush()
+    # Re-imaged: seq and session start again from nothing; its birth is the later one.
+    reborn = status("dev-a", "online", 1, 0) | {"ts": "2026-11-23T01:00:00Z"}
+    feed(first, Kind.STATUS, reborn)
+    assert feed(first, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    # A late Will of the old incarnation, of a lower session than what is stored: ignored.
+    feed(first, Kind.STATUS, status("dev-a", "offline", 0, 0))
+    assert first.stale_status_ignored == 1
+    first.flush()
+
+    restarted = DeviceStates(stored, clock=clock)
+    snap = restarted.get("dev-a")
+    assert snap is not None
+    assert (snap.session, snap.last_seq) == (1, 1)
+    # The retained birth is redelivered to the restarted fleet: the current connection.
+    feed(restarted, Kind.STATUS, reborn)
+    assert restarted.stale_status_ignored == 0
+    assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(hours=1)))
+    assert restarted.seq_restarts == 0
