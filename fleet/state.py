@@ -117,6 +117,8 @@ class SeqTracker:
     confirm: int = 3  # consecutive successors that make a held jump believed
     ceiling: int = -1  # the last seq the agent handed out, as its latest birth said
     pending: _Jump | None = None
+    # Between the top of the line the last adopted jump replaced and the jump's first seq.
+    abandoned: tuple[int, int] | None = None
     jumps_adopted: int = 0
 
     def observe(self, seq: int) -> bool:
@@ -137,7 +139,33 @@ class SeqTracker:
         return False
 
     def judge(self, seq: int) -> Seen:
-        """``observe`` with a bound on how far one message may move the cursor."""
+        """``observe`` with a bound on how far one message may move the cursor.
+
+        A candidate line is held until ``confirm`` consecutive seqs follow its first with
+        nothing on the current line in between; then it becomes the current line and the
+        one it replaced is remembered as abandoned.  Seqs continuing the abandoned line
+        (above its top, below the jump) are a candidate too: a jump that was
+        believed wrongly (someone with the device's credentials sent a burst of forged
+        consecutive seqs) is undone by the real agent's own next messages, which are
+        released then, so nothing of the real agent is lost, only delayed."""
+        pending = self.pending
+        if pending is not None and seq == pending.last + 1:
+            pending.last = seq
+            if seq - pending.first < self.confirm:
+                return Seen.HELD
+            # The skipped stretch is not counted as gaps: it is what the fleet never saw
+            # (it was down) or what the agent never sent (a rebuilt spool).
+            self.abandoned = (self.high, pending.first)
+            self.high, self.pending = seq, None
+            self.missing.clear()
+            self.jumps_adopted += 1
+            return Seen.ADOPTED
+        if pending is not None and pending.first <= seq <= pending.last:
+            self.duplicates += 1
+            return Seen.DUPLICATE
+        if self.abandoned is not None and self.abandoned[0] < seq < self.abandoned[1]:
+            self.pending = _Jump(seq, seq)
+            return Seen.HELD
         if seq <= max(self.high, self.ceiling) + self.jump or (
             self.high < 0 and self.ceiling < 0  # nothing known yet: anything is a start
         ):
@@ -145,20 +173,6 @@ class SeqTracker:
             if new:
                 self.pending = None  # the current line goes on: a held jump was not its
             return Seen.NEW if new else Seen.DUPLICATE
-        pending = self.pending
-        if pending is not None and seq == pending.last + 1:
-            pending.last = seq
-            if seq - pending.first >= self.confirm:
-                # The skipped stretch is not counted as gaps: it is what the fleet
-                # never saw (it was down) or what the agent never sent (a rebuilt spool).
-                self.high, self.pending = seq, None
-                self.missing.clear()
-                self.jumps_adopted += 1
-                return Seen.ADOPTED
-            return Seen.HELD
-        if pending is not None and pending.first <= seq <= pending.last:
-            self.duplicates += 1
-            return Seen.DUPLICATE
         self.pending = _Jump(seq, seq)
         return Seen.HELD
 
@@ -168,7 +182,7 @@ class SeqTracker:
         A birth seq at or above the highest seen continues the line, however far: the
         agent replays the stretch in between from its spool.  One below it means the seen
         line is not this agent's counter (reinstalled, or a forgery had moved it)."""
-        self.pending = None
+        self.pending = self.abandoned = None
         self.ceiling = birth_seq
         if birth_seq < self.high:
             self.restart()

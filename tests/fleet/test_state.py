@@ -14,6 +14,7 @@ from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
 from tests.clock import ManualClock
+from tests.e2e.world import sample_value
 from tests.fleet.ingest_helpers import inventory_db, status, telemetry, wait_until
 from tests.fleet.pg import fresh_database
 
@@ -359,3 +360,25 @@ def test_a_reinstalled_agent_is_known_by_its_birth_stamp_across_a_fleet_restart(
     assert restarted.stale_status_ignored == 0
     assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(hours=1)))
     assert restarted.seq_restarts == 0
+
+
+def test_a_forged_burst_believed_as_a_jump_is_undone_by_the_real_agent(
+    sessions: SessionFactory,
+) -> None:
+    # Someone with the device's credentials sends four consecutive forged seqs between
+    # two real messages: the jump is believed, then the agent's own line takes it back.
+    states = DeviceStates(sessions, seq_jump=1000, seq_confirm=3)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 500))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 501))
+    forged = {"cameras": {"ok": True, "devices": []}}
+    for seq in range(1_000_000, 1_000_004):
+        states.admit("dev-a", Kind.TELEMETRY, telemetry("dev-a", seq, sections=forged))
+    released = [[p["seq"] for _, p in states.admit(
+        "dev-a", Kind.TELEMETRY, telemetry("dev-a", seq)).release] for seq in range(502, 506)]
+    assert released == [[], [], [], [502, 503, 504, 505]]
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 506))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert snap.last_seq == 506 and "microphones" in snap.telemetry["sections"]
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_004))  # held again
+    assert sample_value(states.samples(), "syncclass_seq_jumps_adopted_total") == 2
