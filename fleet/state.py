@@ -27,7 +27,8 @@ or the agent's spool was rebuilt (its seq then leaps to the epoch in millisecond
 announced by a new session's birth): the held jump is adopted, held messages released
 in order, once ``confirm`` consecutive seqs follow it with nothing from the current line
 in between, and a new session's birth re-bases the cursor at once.  A forgery does not
-survive the real agent's next message on the current line.
+survive the real agent's next message on the current line, and a burst of forged
+consecutive seqs that was believed is undone by the agent's own next ``confirm`` + 1.
 
 Sessions: duplicates are judged per device, session and seq, where the session is the
 connection of the latest birth: the agent's envelope carries ``session`` on status only,
