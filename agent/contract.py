@@ -33,6 +33,7 @@ __all__ = [
     "COMMAND_NAMES",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
+    "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "QOS",
     "SCHEMA",
@@ -64,6 +65,9 @@ DEFAULT_PREFIX: Final = "syncclass/v1"
 # Mosquitto and EMQX accept far more, but a classroom uplink is thin and a fleet ingests
 # tens of thousands of these: anything bigger is a bug on the sending side.
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
+# The agent's payloads nest five levels; anything near Python's recursion limit would
+# break whoever copies or re-encodes it later (a state snapshot, a database write).
+MAX_DEPTH: Final = 32
 DEVICE_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -248,6 +252,37 @@ _REQUIRED: Final[dict[Kind, dict[str, type | tuple[type, ...]]]] = {
 }
 
 
+def _too_deep(data: bytes, payload: dict[str, Any]) -> bool:
+    # Nesting needs an opening bracket per level: most payloads are cleared by a count
+    # at C speed, without a walk.
+    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
+        return False
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth >= MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
+
+
+# One decoder, built once (json.loads with hooks builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
     """Parse and validate one payload received on ``device_id``'s ``kind`` topic.
 
@@ -257,11 +292,16 @@ def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
     try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError("bad-json", f"not JSON: {exc}") from None
+        payload = _DECODER.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not JSON (JSONDecodeError, a bad UTF-8 byte), NaN or Infinity, a
+        # number beyond a float or past Python's 4,300-digit integer limit; RecursionError:
+        # arrays nested thousands deep.  None of it is JSON an agent sends.
+        raise ContractError("bad-json", f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise ContractError("bad-json", "payload is not a JSON object")
+    if _too_deep(data, payload):
+        raise ContractError("too-deep", f"payload nests deeper than {MAX_DEPTH} levels")
     if payload.get("schema") != SCHEMA:
         raise ContractError("bad-schema", f"schema {payload.get('schema')!r}, expected {SCHEMA}")
     if payload.get("device_id") != device_id:

@@ -112,7 +112,7 @@ def _fleet_side(db: Path, ref_db: Path, ids: list[str], out: Any) -> None:
     for d, status, telemetry in wire:
         for kind, data in ((Kind.STATUS, status), (Kind.TELEMETRY, telemetry)):
             payload = json.loads(data)
-            if states.admit(d, kind, payload):
+            if states.admit(d, kind, payload).release:
                 (states.on_status if kind is Kind.STATUS else states.on_telemetry)(d, payload)
     del payload
     grown = _rss_mib() - before

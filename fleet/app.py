@@ -76,7 +76,9 @@ class Fleet:
         self.sessions: SessionFactory = sessionmaker(self.engine, expire_on_commit=False)
 
         self.signer = Signer.from_file(config.actions.key_file)
-        self.states = DeviceStates(self.sessions, clock)
+        self.states = DeviceStates(self.sessions, clock, seq_jump=config.mqtt.seq_jump,
+                                   seq_confirm=config.mqtt.seq_confirm,
+                                   ts_ahead_s=config.mqtt.ts_ahead_s)
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()
@@ -103,7 +105,8 @@ class Fleet:
         if self.tsdb is not None:
             sinks.append(self.tsdb)
         sinks += [self.checks, self.actions, self.alerts]
-        self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states)
+        self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states,
+                                  clock=clock)
         self.notifier = NotifyDispatcher(
             self.sessions, build_channels(config.notify, clock), config.notify, clock
         )

@@ -7,9 +7,12 @@ app's wiring knows the concrete sinks, so the ingest never imports a layer above
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["MessageSink", "NullSink", "Publisher"]
+from agent.contract import Kind
+
+__all__ = ["Admission", "Gate", "MessageSink", "NullSink", "Publisher"]
 
 
 class MessageSink(Protocol):
@@ -39,6 +42,27 @@ class NullSink:
 
     def on_cmd_result(self, device_id: str, payload: dict[str, Any]) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A gate's verdict on one message.
+
+    ``release`` is what to hand the sinks now, in order: usually the message itself,
+    nothing when it is held back, or several when it confirms messages held before it.
+    ``withheld`` names why the message itself was not released ("duplicate" or a
+    suspicion such as "seq-jump"), with ``detail`` for the log line.
+    """
+
+    release: tuple[tuple[Kind, dict[str, Any]], ...]
+    withheld: str = ""
+    detail: str = ""
+
+
+class Gate(Protocol):
+    """Sees every validated message before any sink (``fleet.state.DeviceStates``)."""
+
+    def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> Admission: ...
 
 
 class Publisher(Protocol):

@@ -12,10 +12,38 @@ sees each message before any sink.  A seq above the highest seen advances it and
 the skipped seqs as gaps; a skipped seq arriving later (spool replay) fills its gap and is
 admitted; any other seq at or below the highest is a duplicate, counted and not
 dispatched.  After a restart the fleet knows the highest flushed seq but not which seqs
-below it were missing, so late arrivals below it count as duplicates.  A new session's
-birth whose seq is below the highest seen means the agent's counter restarted (a
-reinstalled device): tracking starts again from the next message.  Status messages are
-never dropped: retained ones are redelivered on every reconnect.
+below it were missing, so late arrivals below it count as duplicates.
+
+A seq is not believed blindly (``SeqTracker.judge``): one far beyond the expected next
+value is held aside, so a single forged or corrupt message cannot move the cursor past the
+real agent and make every later message of it a "duplicate".  What a real agent does
+decides the rule.  Its seq comes from the spool and survives restarts; while connected it
+counts up one by one, and after hours offline it replays its spool oldest first (old
+``ts``, consecutive seqs), after a birth whose ``seq`` is the last one it handed out.  So
+the ceiling of what is believable is the higher of the highest seq seen and the birth's
+seq, plus ``jump``: a spool replay after any outage is in order below it and passes.  A
+real jump beyond it happens when the fleet itself missed a stretch (it was down for days)
+or the agent's spool was rebuilt (its seq then leaps to the epoch in milliseconds, always
+announced by a new session's birth): the held jump is adopted, held messages released
+in order, once ``confirm`` consecutive seqs follow it with nothing from the current line
+in between, and a new session's birth re-bases the cursor at once.  A forgery does not
+survive the real agent's next message on the current line, and a burst of forged
+consecutive seqs that was believed is undone by the agent's own next ``confirm`` + 1.
+
+Sessions: duplicates are judged per device, session and seq, where the session is the
+connection of the latest birth: the agent's envelope carries ``session`` on status only,
+and its spool sends each record verbatim, possibly over a later connection than the one
+it was written under.  So a new session whose birth seq continues the seen line, however
+far above it, keeps the seen seqs (a record resent after a lost PUBACK stays a duplicate;
+a rebuilt spool's leap is counted as a gap), while one whose birth seq is below the
+highest seen (a reinstalled agent, or a cursor a forgery had moved) starts tracking again
+from the agent's own word.  A reinstalled agent counts its sessions from 1 again, so a
+birth is placed by its stamp as well as its session (``_born``), and the stamp is stored
+with the state.  Status messages are never dropped: retained ones are redelivered on
+every reconnect.
+
+Stored telemetry follows the sequence, not ``ts``: the message that advances the cursor
+replaces it, a late fill does not, so a wrong clock can never freeze it.
 
 The state lives in memory; ``flush()`` writes changed devices to ``DeviceState`` and a new
 instance loads the table, so a restarted fleet knows the last state.  ``start()`` runs the
@@ -40,6 +68,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, insert, select, update
@@ -49,9 +78,9 @@ from agent.contract import Kind, parse_ts
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Device, DeviceState
 from fleet.metrics import Sample
-from fleet.sinks import NullSink
+from fleet.sinks import Admission, NullSink
 
-__all__ = ["DeviceStates", "DeviceStatus", "SeqTracker"]
+__all__ = ["DeviceStates", "DeviceStatus", "Seen", "SeqTracker"]
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +93,34 @@ _CHUNK = 1_000
 _TABLE: Table = DeviceState.__table__  # type: ignore[assignment]
 
 
+class Seen(Enum):
+    """What ``SeqTracker.judge`` made of one seq."""
+
+    NEW = "new"  # the next on the line, or a late fill of a gap: dispatch it
+    DUPLICATE = "duplicate"
+    HELD = "seq-jump"  # far beyond the line: held aside, not believed yet
+    ADOPTED = "adopted"  # confirms a held jump: the held messages and this one go out
+
+
+@dataclass
+class _Jump:
+    first: int
+    last: int
+
+
 @dataclass
 class SeqTracker:
     high: int = -1  # -1: no baseline yet, the next seq starts tracking
     missing: set[int] = field(default_factory=set)
     gaps: int = 0  # seqs skipped and not (yet) received late
     duplicates: int = 0
+    jump: int = 1_000  # how far past the ceiling a seq is still believed
+    confirm: int = 3  # consecutive successors that make a held jump believed
+    ceiling: int = -1  # the last seq the agent handed out, as its latest birth said
+    pending: _Jump | None = None
+    # Between the top of the line the last adopted jump replaced and the jump's first seq.
+    abandoned: tuple[int, int] | None = None
+    jumps_adopted: int = 0
 
     def observe(self, seq: int) -> bool:
         """True if ``seq`` is new (admit it), False for a duplicate."""
@@ -86,6 +137,57 @@ class SeqTracker:
             self.gaps -= 1
             return True
         self.duplicates += 1
+        return False
+
+    def judge(self, seq: int) -> Seen:
+        """``observe`` with a bound on how far one message may move the cursor.
+
+        A candidate line is held until ``confirm`` consecutive seqs follow its first with
+        nothing on the current line in between; then it becomes the current line and the
+        one it replaced is remembered as abandoned.  Seqs continuing the abandoned line
+        (above its top, below the jump) are a candidate too: a jump that was
+        believed wrongly (someone with the device's credentials sent a burst of forged
+        consecutive seqs) is undone by the real agent's own next messages, which are
+        released then, so nothing of the real agent is lost, only delayed."""
+        pending = self.pending
+        if pending is not None and seq == pending.last + 1:
+            pending.last = seq
+            if seq - pending.first < self.confirm:
+                return Seen.HELD
+            # The skipped stretch is not counted as gaps: it is what the fleet never saw
+            # (it was down) or what the agent never sent (a rebuilt spool).
+            self.abandoned = (self.high, pending.first)
+            self.high, self.pending = seq, None
+            self.missing.clear()
+            self.jumps_adopted += 1
+            return Seen.ADOPTED
+        if pending is not None and pending.first <= seq <= pending.last:
+            self.duplicates += 1
+            return Seen.DUPLICATE
+        if self.abandoned is not None and self.abandoned[0] < seq < self.abandoned[1]:
+            self.pending = _Jump(seq, seq)
+            return Seen.HELD
+        if seq <= max(self.high, self.ceiling) + self.jump or (
+            self.high < 0 and self.ceiling < 0  # nothing known yet: anything is a start
+        ):
+            new = self.observe(seq)
+            if new:
+                self.pending = None  # the current line goes on: a held jump was not its
+            return Seen.NEW if new else Seen.DUPLICATE
+        self.pending = _Jump(seq, seq)
+        return Seen.HELD
+
+    def new_session(self, birth_seq: int) -> bool:
+        """Re-base on a new connection's birth; True if tracking started again.
+
+        A birth seq at or above the highest seen continues the line, however far: the
+        agent replays the stretch in between from its spool.  One below it means the seen
+        line is not this agent's counter (reinstalled, or a forgery had moved it)."""
+        self.pending = self.abandoned = None
+        self.ceiling = birth_seq
+        if birth_seq < self.high:
+            self.restart()
+            return True
         return False
 
     def restart(self) -> None:
@@ -121,7 +223,10 @@ class _Device:
     inventory: dict[str, Any] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)
     telemetry_at: datetime | None = None
+    birth_at: datetime | None = None  # ts of the current session's birth, once seen
     seq: SeqTracker = field(default_factory=SeqTracker)
+    # Messages of a held seq jump, released in order if it is adopted.
+    held: list[tuple[Kind, dict[str, Any]]] = field(default_factory=list)
 
 
 class DeviceStates(NullSink):
@@ -133,9 +238,15 @@ class DeviceStates(NullSink):
         clock: Callable[[], datetime] = utcnow,
         default_interval: float = 15.0,
         stale_intervals: float = 3.0,
+        seq_jump: int = 1_000,
+        seq_confirm: int = 3,
+        ts_ahead_s: float = 600.0,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._seq_jump = seq_jump
+        self._seq_confirm = seq_confirm
+        self._ts_ahead = timedelta(seconds=ts_ahead_s)
         self._default_interval = default_interval
         self._stale_intervals = stale_intervals
         self._lock = threading.Lock()
@@ -163,7 +274,8 @@ class DeviceStates(NullSink):
                     inventory=dict(row.inventory or {}),
                     telemetry=dict(row.telemetry or {}),
                     telemetry_at=row.telemetry_at,
-                    seq=SeqTracker(
+                    birth_at=row.birth_at,
+                    seq=self._tracker(
                         high=row.last_seq, gaps=row.seq_gaps, duplicates=row.seq_duplicates
                     ),
                 )
@@ -183,11 +295,14 @@ class DeviceStates(NullSink):
                 # (the other sinks given the same payload only read it), so the dicts
                 # stay unchanged while they are written outside the lock.
                 rows = [_row(d, self._devices[d]) for d in dirty]
+            # A stored stamp beyond this is a poisoned one (written before the ingest
+            # judged ts), which must not outrank every real message after it.
+            believable = self._clock() + self._ts_ahead
             written = 0
             for start in range(0, len(rows), _CHUNK):
                 try:
                     with session_scope(self._sessions) as session:
-                        written += _write(session, rows[start:start + _CHUNK])
+                        written += _write(session, rows[start:start + _CHUNK], believable)
                 except Exception:
                     with self._lock:  # try again on the next flush
                         self._dirty.update(r["device_id"] for r in rows[start:])
@@ -220,26 +335,46 @@ class DeviceStates(NullSink):
 
     # ------------------------------------------------------------ gate and sink
 
-    def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> bool:
+    def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> Admission:
+        mine = ((kind, payload),)
         with self._lock:
-            dev = self._devices.setdefault(device_id, _Device())
-            dev.last_seen = self._clock()
-            self._dirty.add(device_id)
+            dev = self._device(device_id)
             if kind is Kind.STATUS:
-                return True
-            return dev.seq.observe(int(payload["seq"]))
+                self._heard(device_id, dev)
+                return Admission(mine)
+            seq = int(payload["seq"])
+            expected = max(dev.seq.high, dev.seq.ceiling) + 1
+            seen = dev.seq.judge(seq)
+            if seen is Seen.HELD:
+                # Not heard: a held message moves nothing, not even the liveness clock.
+                if dev.seq.pending is not None and dev.seq.pending.first == seq:
+                    dev.held.clear()  # an earlier held jump was never confirmed
+                dev.held.append((kind, payload))
+                return Admission((), seen.value, f"seq {seq}, expected about {expected}")
+            self._heard(device_id, dev)
+            if seen is Seen.DUPLICATE:
+                return Admission((), seen.value)
+            held, dev.held = dev.held, []
+            if seen is Seen.ADOPTED:
+                log.warning("%s: seq jump to %d believed after %d consecutive seqs", device_id,
+                            held[0][1]["seq"], len(held))
+                return Admission((*held, *mine))
+            return Admission(mine)
 
     def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
         session, online = int(payload["session"]), payload["state"] == "online"
         with self._lock:
-            dev = self._devices.setdefault(device_id, _Device())
+            dev = self._device(device_id)
             self._dirty.add(device_id)
-            if session < dev.session:
+            born = online and self._born(dev, session, int(payload["seq"]), parse_ts(payload["ts"]))
+            if session < dev.session and not born:
                 self.stale_status_ignored += 1
                 return
-            if online and session > dev.session and 0 <= int(payload["seq"]) < dev.seq.high:
-                dev.seq.restart()
-                self.seq_restarts += 1
+            if born:
+                dev.held.clear()
+                dev.birth_at = parse_ts(payload["ts"])
+                if dev.seq.new_session(int(payload["seq"])):
+                    self.seq_restarts += 1
             dev.session = session
             dev.online = online
             dev.agent_version = str(payload.get("agent_version", dev.agent_version))
@@ -248,14 +383,38 @@ class DeviceStates(NullSink):
             if online and isinstance(payload.get("interval"), int | float):
                 dev.interval = float(payload["interval"])
 
+    @staticmethod
+    def _born(dev: _Device, session: int, seq: int, at: datetime) -> bool:
+        """Whether an "online" status starts a connection the state does not know yet.
+
+        A higher session always does.  The current session's own birth (the retained one,
+        redelivered on every fleet reconnect, the same stamp again) never does; after a
+        fleet restart its stamp is not known and is learnt from it, unless it is later
+        than the device's last telemetry, which no birth of the current connection can be.
+        Any other birth at or below the current session is either an old connection's,
+        delivered late, or a reinstalled agent's, whose spool (and with it seq and
+        session) started again from nothing: the reinstalled one is stamped after what
+        the device last said, the late one before.
+        """
+        last = dev.birth_at or dev.telemetry_at
+        if session > dev.session:
+            return True
+        if session == dev.session and (
+            at == dev.birth_at or (dev.birth_at is None and (last is None or at <= last))
+        ):
+            dev.seq.ceiling, dev.birth_at = seq, at
+            return False
+        return last is None or at > last
+
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         at = parse_ts(payload["ts"])
         with self._lock:
-            dev = self._devices.setdefault(device_id, _Device())
+            dev = self._device(device_id)
             self._dirty.add(device_id)
             dev.interval = float(payload["interval"])
-            # A replayed (spooled) message must not replace newer telemetry.
-            if dev.telemetry_at is None or at >= dev.telemetry_at:
+            # The newest is the one at the head of the sequence, whatever its clock says:
+            # a late fill from the spool never replaces it, and a wrong ts never freezes it.
+            if int(payload["seq"]) >= dev.seq.high:
                 dev.telemetry = {"interval": dev.interval, "sections": payload["sections"]}
                 dev.telemetry_at = at
 
@@ -301,10 +460,27 @@ class DeviceStates(NullSink):
                      sum(d.seq.gaps for d in devices), "gauge")
         yield Sample("syncclass_seq_duplicates_total", "Duplicate (device, seq) messages",
                      sum(d.seq.duplicates for d in devices))
+        yield Sample("syncclass_seq_jumps_adopted_total",
+                     "Seq jumps believed after consecutive seqs confirmed them",
+                     sum(d.seq.jumps_adopted for d in devices))
         yield Sample("syncclass_status_stale_ignored_total",
                      "Status messages of an older session, ignored", self.stale_status_ignored)
 
     # ------------------------------------------------------------ helpers
+
+    def _tracker(self, high: int = -1, gaps: int = 0, duplicates: int = 0) -> SeqTracker:
+        return SeqTracker(high=high, gaps=gaps, duplicates=duplicates, jump=self._seq_jump,
+                          confirm=self._seq_confirm)
+
+    def _device(self, device_id: str) -> _Device:
+        dev = self._devices.get(device_id)
+        if dev is None:
+            dev = self._devices[device_id] = _Device(seq=self._tracker())
+        return dev
+
+    def _heard(self, device_id: str, dev: _Device) -> None:
+        dev.last_seen = self._clock()
+        self._dirty.add(device_id)
 
     def _interval(self, dev: _Device) -> float:
         return dev.interval or self._default_interval
@@ -347,17 +523,19 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
         "inventory": dev.inventory,
         "telemetry": dev.telemetry,
         "telemetry_at": dev.telemetry_at,
+        "birth_at": dev.birth_at,
     }
 
 
-def _write(session: Session, rows: list[dict[str, Any]]) -> int:
+def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -> int:
     """Insert the new rows and merge the existing ones of devices still in the inventory."""
     t = _TABLE
     stored = {
         r.id: r
         for r in session.execute(
             # Not the large JSON columns: they are written when they win, never read.
-            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at)
+            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at,
+                   t.c.birth_at)
             .outerjoin(t, t.c.device_id == Device.id)
             .where(Device.id.in_([r["device_id"] for r in rows]))
         )
@@ -372,7 +550,7 @@ def _write(session: Session, rows: list[dict[str, Any]]) -> int:
         if old.session is None:  # the outer join found no state row
             new.append(row)
         else:
-            merged = _merge(old, row)
+            merged = _merge(old, row, believable)
             changed.setdefault(tuple(merged), []).append(merged)
     if new:
         session.execute(insert(t), new)
@@ -381,7 +559,21 @@ def _write(session: Session, rows: list[dict[str, Any]]) -> int:
     return len(new) + sum(len(g) for g in changed.values())
 
 
-def _merge(old: Row[Any], snap: dict[str, Any]) -> dict[str, Any]:
+def _later_connection(old: Row[Any], snap: dict[str, Any]) -> int:
+    """1 if the snapshot knows a later connection of the device than the stored row, 0 the
+    same one, -1 an older one, by the rule of ``DeviceStates._born``: a higher session is
+    later; a lower or equal one is later only if its birth is stamped later (a reinstalled
+    agent counts its sessions from 1 again)."""
+    mine, theirs = int(snap["session"]), int(old.session)
+    born, stored = snap["birth_at"], old.birth_at
+    if mine > theirs:
+        return 1
+    if born is not None and stored is not None and born != stored:
+        return 1 if born > stored else -1
+    return 0 if mine == theirs else -1
+
+
+def _merge(old: Row[Any], snap: dict[str, Any], believable: datetime) -> dict[str, Any]:
     """The UPDATE parameters of one stored row: the newer session and telemetry win."""
     merged: dict[str, Any] = {
         "b_device_id": snap["device_id"],
@@ -391,14 +583,18 @@ def _merge(old: Row[Any], snap: dict[str, Any]) -> dict[str, Any]:
             (t for t in (old.last_seen, snap["last_seen"]) if t is not None), default=None
         ),
     }
-    if snap["session"] > old.session:
+    order = _later_connection(old, snap)
+    if order > 0:
         merged["last_seq"] = snap["last_seq"]  # the agent's counter may have restarted
-    elif snap["session"] == old.session:
+    elif order == 0:
         merged["last_seq"] = max(old.last_seq, snap["last_seq"])
-    if snap["session"] >= old.session:
-        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory")}
+    if order >= 0:
+        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory",
+                                        "birth_at")}
     if snap["telemetry_at"] is not None and (
-        old.telemetry_at is None or snap["telemetry_at"] >= old.telemetry_at
+        old.telemetry_at is None
+        or snap["telemetry_at"] >= old.telemetry_at
+        or old.telemetry_at > believable
     ):
         merged |= {"telemetry": snap["telemetry"], "telemetry_at": snap["telemetry_at"]}
     return merged

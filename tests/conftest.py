@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from fleet.broker import Mosquitto
+from tests.agent_payloads import agent_payloads
+
+__all__ = ["agent_payloads", "broker"]
 
 # tests/grafana need grafana-client, whose urllib3-future replaces urllib3 in the venv it is
 # installed in and breaks schemathesis' requests transport: `make test-grafana` runs them

@@ -244,6 +244,9 @@ class DeviceState(Base):
     inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     telemetry: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     telemetry_at: Mapped[datetime | None]
+    # The agent's ts of the current session's birth: tells a reinstalled agent (whose
+    # session count started again) from a late birth of an old connection.
+    birth_at: Mapped[datetime | None]
 
 
 class CheckRun(Base):

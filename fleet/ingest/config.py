@@ -28,6 +28,19 @@ class IngestConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     log_every_s: float = 60.0  # at most one log line per refusal reason this often
+    # A message's ts is believed within this window of the fleet's receive time; outside
+    # it the message is counted as suspicious and kept out of the device's state.  Behind:
+    # long, because an agent replays its spool after an outage (20,000 records: three and
+    # a half days at 15 s, weeks at longer intervals), so it only catches nonsense such as
+    # a reset RTC's 1970.  Ahead: short, because a ts from the future would otherwise
+    # outrank every real message after it; a few minutes cover an unsynced clock's drift.
+    ts_behind_s: float = 30 * 86400.0
+    ts_ahead_s: float = 600.0
+    # A seq more than seq_jump beyond the expected next one is held aside, not believed,
+    # until seq_confirm consecutive seqs follow it with nothing on the device's current
+    # line in between (fleet.state.SeqTracker says why).
+    seq_jump: int = 1000
+    seq_confirm: int = 3
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("mqtt://", "mqtts://")):
@@ -38,3 +51,7 @@ class IngestConfig:
             raise ValueError("queue_size must be >= 1")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        if self.ts_behind_s <= 0 or self.ts_ahead_s <= 0:
+            raise ValueError("ts_behind_s and ts_ahead_s must be > 0")
+        if self.seq_jump < 1 or self.seq_confirm < 1:
+            raise ValueError("seq_jump and seq_confirm must be >= 1")

@@ -9,8 +9,10 @@ Duplicates: QoS 1 is at-least-once and agents replay their spool after an outage
 same ``(device, seq)`` can arrive twice.  The optional ``gate`` (``fleet.state.DeviceStates``)
 sees every accepted message first and tracks sequence numbers; a message it reports as an
 exact duplicate is counted and not given to any sink, so alert rules and the time series
-see each message once.  Status messages are never dropped (retained ones are redelivered
-on every reconnect by design).
+see each message once.  A message whose seq the gate does not believe (far beyond the
+expected next one) is held back and counted as suspicious; the gate may release it later
+with the message that confirms it.  Status messages are never dropped (retained ones are
+redelivered on every reconnect by design).
 """
 
 from __future__ import annotations
@@ -21,23 +23,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from agent.contract import Kind
 from fleet.ingest.validate import Accepted, Validator
 from fleet.metrics import Sample
-from fleet.sinks import MessageSink
+from fleet.sinks import Gate, MessageSink
 
 __all__ = ["Dispatcher", "Gate"]
 
 log = logging.getLogger(__name__)
 
 SINK_LOG_EVERY_S = 60.0
-
-
-
-class Gate(Protocol):
-    def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> bool: ...
 
 
 _METHOD = {
@@ -117,13 +114,14 @@ class Dispatcher:
         msg = self.validator.check(topic, data)
         if msg is None:
             return
-        if not self._admitted(msg):
-            self.duplicates += 1
-            return
-        self.accepted[msg.kind.value] += 1
+        for kind, payload in self._admitted(topic, msg):
+            self._dispatch(msg.device_id, kind, payload)
+
+    def _dispatch(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> None:
+        self.accepted[kind.value] += 1
         for sink in self._sinks:
             try:
-                getattr(sink, _METHOD[msg.kind])(msg.device_id, msg.payload)
+                getattr(sink, _METHOD[kind])(device_id, payload)
             except Exception:
                 name = type(sink).__name__
                 self.sink_errors[name] += 1
@@ -133,18 +131,24 @@ class Dispatcher:
                 if now - self._last_sink_log.get(name, -SINK_LOG_EVERY_S) >= SINK_LOG_EVERY_S:
                     self._last_sink_log[name] = now
                     log.exception("sink %s failed on %s from %s (%d failures so far)", name,
-                                  msg.kind.value, msg.device_id, self.sink_errors[name])
+                                  kind.value, device_id, self.sink_errors[name])
 
-    def _admitted(self, msg: Accepted) -> bool:
+    def _admitted(self, topic: str, msg: Accepted) -> tuple[tuple[Kind, dict[str, Any]], ...]:
+        mine = ((msg.kind, msg.payload),)
         if self._gate is None:
-            return True
+            return mine
         try:
-            return self._gate.admit(msg.device_id, msg.kind, msg.payload)
+            admission = self._gate.admit(msg.device_id, msg.kind, msg.payload)
         except Exception:
             # A broken gate must not stop the ingest: let the message through.
             self.sink_errors[type(self._gate).__name__] += 1
             log.exception("gate failed on %s from %s", msg.kind.value, msg.device_id)
-            return True
+            return mine
+        if admission.withheld == "duplicate":
+            self.duplicates += 1
+        elif admission.withheld:
+            self.validator.suspicions.record(admission.withheld, topic, admission.detail)
+        return admission.release
 
     def samples(self) -> Iterable[Sample]:
         yield Sample("syncclass_ingest_received_total", "MQTT messages received", self.received)

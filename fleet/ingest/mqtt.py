@@ -25,6 +25,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.contract import QOS, Kind, subscription
+from agent.contract import QOS, Kind, subscription, utcnow
 from fleet.db.base import SessionFactory
 from fleet.ingest.config import IngestConfig
 from fleet.ingest.dispatch import Dispatcher, Gate
@@ -239,13 +240,16 @@ def create_ingest(
     sessions: SessionFactory,
     sinks: Sequence[MessageSink],
     gate: Gate | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> MqttIngest:
     """The ingest for the enabled devices of the inventory, feeding ``sinks`` in order.
 
     Pass ``fleet.state.DeviceStates`` as ``gate`` (duplicate filter) and as the first
-    sink, so that every later sink sees a state that already includes the message.
+    sink, so that every later sink sees a state that already includes the message;
+    ``clock`` is the fleet's, which each message's ``ts`` is judged against.
     """
     validator = Validator(
-        config.prefix, lambda: load_enabled_devices(sessions), config.log_every_s
+        config.prefix, lambda: load_enabled_devices(sessions), config.log_every_s,
+        clock=clock, ts_behind_s=config.ts_behind_s, ts_ahead_s=config.ts_ahead_s,
     )
     return MqttIngest(config, Dispatcher(validator, sinks, gate, config.queue_size))

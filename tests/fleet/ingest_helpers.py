@@ -4,6 +4,7 @@ clients that speak the wire contract, and a sink that records what it is given."
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contract import DEFAULT_PREFIX, Kind, encode, envelope, topic
 from fleet.broker import Mosquitto
-from fleet.db.base import SessionFactory, session_scope
+from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Classroom, County, Device, Pair, PairMember, School, SchoolKind
-from fleet.sinks import NullSink
+from fleet.ingest import IngestConfig, MqttIngest, create_ingest
+from fleet.sinks import MessageSink, NullSink
+from fleet.state import DeviceStates
 from tests.fleet.db import fresh_db
 from tests.waiting import wait_until
 
 __all__ = [
     "DeviceClient",
     "Recorder",
+    "close_ingests",
     "inventory_db",
+    "make_ingest",
     "status",
     "telemetry",
     "wait_until",
@@ -76,6 +81,28 @@ def telemetry(device_id: str, seq: int, when: datetime | None = None,
               sections: dict[str, Any] | None = None) -> dict[str, Any]:
     return envelope(device_id, seq, when or datetime.now(UTC)) | {
         "interval": 15, "sections": SECTIONS if sections is None else sections}
+
+
+_started: list[MqttIngest] = []
+
+
+def make_ingest(
+    broker: Mosquitto, sessions: SessionFactory, sinks: list[MessageSink],
+    gate: DeviceStates | None = None, clock: Callable[[], datetime] = utcnow, **cfg: Any,
+) -> MqttIngest:
+    """A started, subscribed ingest; an autouse fixture calls ``close_ingests`` after."""
+    config = IngestConfig(url=broker.url, reconnect_min_s=0.05, reconnect_max_s=0.5, **cfg)
+    ingest = create_ingest(config, sessions, sinks, gate, clock)
+    _started.append(ingest)
+    ingest.start()
+    assert ingest.wait_ready(10), "ingest did not subscribe"
+    return ingest
+
+
+def close_ingests() -> None:
+    """Close every ingest ``make_ingest`` started, even a failed test's."""
+    while _started:
+        _started.pop().close()
 
 
 class Recorder(NullSink):

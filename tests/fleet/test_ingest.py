@@ -13,15 +13,16 @@ from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, Kind, encode, enve
 from fleet.broker import Mosquitto
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Classroom, County, Device, School, SchoolKind
-from fleet.ingest import IngestConfig, MqttIngest, create_ingest
+from fleet.ingest import MqttIngest
 from fleet.ingest.validate import Validator, load_enabled_devices
-from fleet.sinks import MessageSink
 from fleet.state import DeviceStates
 from tests.fleet.db import fresh_db
 from tests.fleet.ingest_helpers import (
     DeviceClient,
     Recorder,
+    close_ingests,
     inventory_db,
+    make_ingest,
     status,
     telemetry,
     wait_until,
@@ -33,27 +34,11 @@ def sessions(tmp_path: Path) -> SessionFactory:
     return inventory_db(tmp_path)
 
 
-_started: list[MqttIngest] = []
-
-
 @pytest.fixture(autouse=True)
 def _close_ingests(broker: Mosquitto) -> Iterator[None]:
     """Close every ingest a test started, even a failed one, before its broker stops."""
     yield
-    while _started:
-        _started.pop().close()
-
-
-def make_ingest(
-    broker: Mosquitto, sessions: SessionFactory, sinks: list[MessageSink],
-    gate: DeviceStates | None = None, **cfg: Any,
-) -> MqttIngest:
-    config = IngestConfig(url=broker.url, reconnect_min_s=0.05, reconnect_max_s=0.5, **cfg)
-    ingest = create_ingest(config, sessions, sinks, gate)
-    _started.append(ingest)
-    ingest.start()
-    assert ingest.wait_ready(10), "ingest did not subscribe"
-    return ingest
+    close_ingests()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
 from tests.clock import ManualClock
+from tests.e2e.world import sample_value
 from tests.fleet.ingest_helpers import inventory_db, status, telemetry, wait_until
 from tests.fleet.pg import fresh_database
 
@@ -40,12 +41,13 @@ def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionFa
 def feed(states: DeviceStates, kind: Kind, payload: dict[str, object]) -> bool:
     """What the dispatcher does: the gate first, then the sink if admitted."""
     device_id = str(payload["device_id"])
-    admitted = states.admit(device_id, kind, dict(payload))
-    if admitted and kind is Kind.STATUS:
-        states.on_status(device_id, dict(payload))
-    elif admitted and kind is Kind.TELEMETRY:
-        states.on_telemetry(device_id, dict(payload))
-    return admitted
+    released = states.admit(device_id, kind, dict(payload)).release
+    for got, body in released:
+        if got is Kind.STATUS:
+            states.on_status(device_id, dict(body))
+        elif got is Kind.TELEMETRY:
+            states.on_telemetry(device_id, dict(body))
+    return bool(released)
 
 
 def online(states: DeviceStates, device_id: str = "dev-a") -> tuple[bool, int]:
@@ -241,3 +243,142 @@ def test_stale_devices_are_online_ones_silent_for_three_intervals(
     assert samples["syncclass_devices_online"] == 1
     assert samples["syncclass_devices_offline"] == 1
     assert samples["syncclass_devices_stale"] == 1
+
+
+def test_a_seq_far_beyond_the_line_is_held_and_dropped_when_the_line_goes_on(
+    sessions: SessionFactory,
+) -> None:
+    states = DeviceStates(sessions, seq_jump=1000)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 500))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 501))
+    forged = telemetry("dev-a", 1_000_000, sections={"cameras": {"ok": True, "devices": []}})
+    admission = states.admit("dev-a", Kind.TELEMETRY, forged)
+    assert (admission.release, admission.withheld) == ((), "seq-jump")
+    assert "1000000" in admission.detail and "502" in admission.detail
+    # The agent's next message continues its line: admitted, and the jump is forgotten.
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 502))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 503))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_001))  # held anew
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (503, 0, 0)
+    assert "microphones" in snap.telemetry["sections"]  # the agent's, not the forgery's
+
+
+def test_a_jump_confirmed_by_consecutive_seqs_is_believed_and_nothing_is_lost(
+    sessions: SessionFactory,
+) -> None:
+    # The fleet was down for days while the agent kept reporting: when it is back, the
+    # agent is far beyond the stored cursor and nothing on the old line will ever come.
+    states = DeviceStates(sessions, seq_jump=100, seq_confirm=3)
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 10))
+    released = []
+    for seq in (20_000, 20_001, 20_001, 20_002, 20_003):
+        released.append([p["seq"] for _, p in
+                         states.admit("dev-a", Kind.TELEMETRY, telemetry("dev-a", seq)).release])
+    # Held (one resent copy a duplicate), then released in order with the confirming one.
+    assert released == [[], [], [], [], [20_000, 20_001, 20_002, 20_003]]
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 20_004))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (20_004, 0, 1)
+    samples = {s.name: s.value for s in states.samples()}
+    assert samples["syncclass_seq_jumps_adopted_total"] == 1
+
+
+def test_a_new_session_rebases_the_cursor_on_the_birth_seq(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions, seq_jump=5)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 0))
+    for seq in (1, 2, 3):
+        assert feed(states, Kind.TELEMETRY, telemetry("dev-a", seq))
+    # Hours offline: the birth says 300 seqs were handed out, far more than seq_jump.
+    feed(states, Kind.STATUS, status("dev-a", "online", 40, 300))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 3))  # resent after a lost ack
+    assert all(feed(states, Kind.TELEMETRY, telemetry("dev-a", seq)) for seq in range(4, 306))
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 400))  # beyond: held
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert (snap.last_seq, snap.seq_gaps, snap.seq_duplicates) == (305, 0, 1)
+    assert states.seq_restarts == 0
+
+
+def test_stored_telemetry_follows_the_sequence_not_the_clock(sessions: SessionFactory) -> None:
+    states = DeviceStates(sessions)
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 3, when=T0 + timedelta(seconds=30)))
+    # The agent's clock was set back (NTP): the newer message has the older stamp.
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 4, when=T0 + timedelta(seconds=10),
+                                           sections={"system": {"cpu_pct": 5.0}}))
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(seconds=15)))  # fill
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert snap.telemetry["sections"] == {"system": {"cpu_pct": 5.0}}
+    assert snap.telemetry_at == T0 + timedelta(seconds=10)
+
+
+def test_a_stored_stamp_from_the_future_does_not_outrank_real_telemetry(
+    stored: SessionFactory,
+) -> None:
+    # A row poisoned before the ingest judged ts (year 3000) must lose the next flush.
+    clock = ManualClock(T0)
+    poisoned = DeviceStates(stored, clock=clock)
+    feed(poisoned, Kind.TELEMETRY, telemetry("dev-a", 1, when=datetime(3000, 1, 1, tzinfo=UTC),
+                                             sections={"cameras": {"ok": True}}))
+    poisoned.flush()
+    real = DeviceStates(stored, clock=clock)
+    feed(real, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0))
+    real.flush()
+    snap = DeviceStates(stored, clock=clock).get("dev-a")
+    assert snap is not None
+    assert snap.telemetry_at == T0
+    assert "microphones" in snap.telemetry["sections"]
+
+
+def test_a_reinstalled_agent_is_known_by_its_birth_stamp_across_a_fleet_restart(
+    stored: SessionFactory,
+) -> None:
+    clock = ManualClock(T0 + timedelta(hours=2))
+    first = DeviceStates(stored, clock=clock)
+    feed(first, Kind.STATUS, status("dev-a", "online", 57, 9000) | {"ts": "2026-11-23T00:00:00Z"})
+    assert feed(first, Kind.TELEMETRY, telemetry("dev-a", 9001, when=T0))
+    first.flush()
+    # Re-imaged: seq and session start again from nothing; its birth is the later one.
+    reborn = status("dev-a", "online", 1, 0) | {"ts": "2026-11-23T01:00:00Z"}
+    feed(first, Kind.STATUS, reborn)
+    assert feed(first, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    # A late Will of the old incarnation, of a lower session than what is stored: ignored.
+    feed(first, Kind.STATUS, status("dev-a", "offline", 0, 0))
+    assert first.stale_status_ignored == 1
+    first.flush()
+
+    restarted = DeviceStates(stored, clock=clock)
+    snap = restarted.get("dev-a")
+    assert snap is not None
+    assert (snap.session, snap.last_seq) == (1, 1)
+    # The retained birth is redelivered to the restarted fleet: the current connection.
+    feed(restarted, Kind.STATUS, reborn)
+    assert restarted.stale_status_ignored == 0
+    assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(hours=1)))
+    assert restarted.seq_restarts == 0
+
+
+def test_a_forged_burst_believed_as_a_jump_is_undone_by_the_real_agent(
+    sessions: SessionFactory,
+) -> None:
+    # Someone with the device's credentials sends four consecutive forged seqs between
+    # two real messages: the jump is believed, then the agent's own line takes it back.
+    states = DeviceStates(sessions, seq_jump=1000, seq_confirm=3)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 500))
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 501))
+    forged = {"cameras": {"ok": True, "devices": []}}
+    for seq in range(1_000_000, 1_000_004):
+        states.admit("dev-a", Kind.TELEMETRY, telemetry("dev-a", seq, sections=forged))
+    released = [[p["seq"] for _, p in states.admit(
+        "dev-a", Kind.TELEMETRY, telemetry("dev-a", seq)).release] for seq in range(502, 506)]
+    assert released == [[], [], [], [502, 503, 504, 505]]
+    assert feed(states, Kind.TELEMETRY, telemetry("dev-a", 506))
+    snap = states.get("dev-a")
+    assert snap is not None
+    assert snap.last_seq == 506 and "microphones" in snap.telemetry["sections"]
+    assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_004))  # held again
+    assert sample_value(states.samples(), "syncclass_seq_jumps_adopted_total") == 2
