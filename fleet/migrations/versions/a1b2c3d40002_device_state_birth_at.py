@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a1b2c3d40002"
-down_revision: str | Sequence[str] | None = "ae01a7e1aba1"
+down_revision: str | Sequence[str] | None = "a1b2c3d40003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
