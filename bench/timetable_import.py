@@ -1,0 +1,164 @@
+"""The CLI timetable import of a ~10 MB generated file, next to doing almost nothing with it.
+
+One command measures three child processes on the same generated inventory and file:
+``syncclass-fleet import-timetable`` itself, a reference that only reads the file with
+``csv.reader``, and a reference that bulk-inserts the same lessons with SQLAlchemy Core
+(no parsing, no checks).  Time and peak RSS are reported as ratios to the references,
+which is what to compare between runs and machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import psutil
+
+__all__ = ["SEMESTER", "run", "write_inventory", "write_timetable"]
+
+TARGET_BYTES = 10 * 1024 * 1024
+PAIRS = 250  # town/rural school pairs, one classroom each
+SEMESTER = (date(2026, 9, 1), date(2027, 1, 31))
+PERIODS = ("08:00", "08:50", "09:50", "10:40", "13:30", "14:20", "15:10", "16:00")
+HEAD = ("序号,类型,星期,日期,开始,结束,学科,年级,教师,主讲学校,主讲教室,接收教室,方式,备注")
+SUBJECTS = ("语文", "数学", "英语", "科学", "音乐", "美术", "体育", "道德与法治")
+
+
+def _town(i: int) -> str:
+    return f"基准县第{i}实验小学"
+
+
+def _rural(i: int) -> str:
+    return f"基准县第{i}乡村小学"
+
+
+def write_inventory(path: Path) -> None:
+    lines = ['[[counties]]\nname = "基准县"\ncity = "基准市"\n']
+    for i in range(PAIRS):
+        for name, kind in ((_town(i), "town"), (_rural(i), "rural")):
+            lines.append(f'[[counties.schools]]\nname = "{name}"\nkind = "{kind}"\n'
+                         f'[[counties.schools.classrooms]]\nname = "同步课堂教室"\n')
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_timetable(path: Path, target_bytes: int = TARGET_BYTES) -> int:
+    """One-off lessons, no two in one classroom at once; returns the number of rows."""
+    days = (SEMESTER[1] - SEMESTER[0]).days + 1
+    rows = 0
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEAD.split(","))
+        while out.tell() < target_bytes:
+            pair, slot = rows % PAIRS, rows // PAIRS
+            day = SEMESTER[0] + timedelta(days=slot // len(PERIODS) % days)
+            start = PERIODS[slot % len(PERIODS)]
+            end = f"{start[:3]}{int(start[3:]) + 40:02d}"
+            writer.writerow([rows + 1, "单次", "", day.isoformat(), start, end,
+                             SUBJECTS[rows % len(SUBJECTS)], "五年级", "基准教师",
+                             _town(pair), "同步课堂教室", _rural(pair), "直播",
+                             "生成的基准课表"])
+            rows += 1
+    return rows
+
+
+def _peak(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MiB (sampled every 20 ms) and the exit code."""
+    started = time.monotonic()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        assert proc.stderr is not None
+        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
+    return elapsed, peak / 2**20, proc.returncode
+
+
+_READ_ONLY = """
+import csv, sys
+with open(sys.argv[1], encoding="utf-8", newline="") as f:
+    for _ in csv.reader(f):
+        pass
+"""
+
+_BULK_INSERT = """
+import csv, sys
+from datetime import datetime, timedelta, timezone
+from sqlalchemy import insert, select
+from sqlalchemy.orm import sessionmaker
+from fleet.db.base import make_engine, session_scope
+from fleet.db.models import Classroom, Lesson, LessonMode, LessonReceiver, School
+tz = timezone(timedelta(hours=8))
+engine = make_engine("sqlite:///" + sys.argv[2])
+with session_scope(sessionmaker(engine)) as s:
+    rooms = {n: c for n, c in s.execute(
+        select(School.name, Classroom.id).join(Classroom, Classroom.school_id == School.id))}
+    with open(sys.argv[1], encoding="utf-8", newline="") as f:
+        rows = csv.reader(f)
+        next(rows)
+        batch = []
+        def flush():
+            ids = s.scalars(insert(Lesson).returning(Lesson.id),
+                            [b[0] for b in batch]).all()
+            s.execute(insert(LessonReceiver), [
+                {"lesson_id": i, "classroom_id": b[1]} for i, b in zip(ids, batch)])
+            batch.clear()
+        for r in rows:
+            day = datetime.fromisoformat(r[3])
+            h, m = map(int, r[4].split(":"))
+            eh, em = map(int, r[5].split(":"))
+            starts = day.replace(hour=h, minute=m, tzinfo=tz)
+            batch.append(({"source": "timetable:bulk", "main_classroom_id": rooms[r[9]],
+                           "starts_at": starts, "ends_at": starts.replace(hour=eh, minute=em),
+                           "subject": r[6], "grade": r[7], "teacher": r[8],
+                           "mode": LessonMode.LIVE, "cancelled": False}, rooms[r[11]]))
+            if len(batch) == 1000:
+                flush()
+        flush()
+engine.dispose()
+"""
+
+
+def _database(workdir: Path, name: str, inventory: Path) -> Path:
+    config = workdir / f"{name}.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{workdir / name}.db"\n'
+                      f'[actions]\nkey_file = "{workdir / "key"}"\n')
+    exe = str(Path(sys.executable).with_name("syncclass-fleet"))
+    subprocess.run([exe, "load-inventory", "--config", str(config), str(inventory)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return config
+
+
+def run() -> None:
+    exe = str(Path(sys.executable).with_name("syncclass-fleet"))
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        workdir = Path(tmp)
+        inventory = workdir / "inventory.toml"
+        write_inventory(inventory)
+        timetable = workdir / "timetable.csv"
+        rows = write_timetable(timetable)
+        size_mib = timetable.stat().st_size / 2**20
+        fleet_config = _database(workdir, "fleet", inventory)
+        _database(workdir, "bulk", inventory)
+        start, end = SEMESTER
+        cli = _peak([exe, "import-timetable", "--config", str(fleet_config), str(timetable),
+                     "--start", start.isoformat(), "--end", end.isoformat()])
+        read = _peak([sys.executable, "-c", _READ_ONLY, str(timetable)])
+        bulk = _peak([sys.executable, "-c", _BULK_INSERT, str(timetable),
+                      str(workdir / "bulk.db")])
+    print(f"timetable import: {size_mib:.1f} MiB, {rows} rows, {PAIRS * 2} classrooms (SQLite)")
+    for label, (secs, rss, code) in (("cli import-timetable", cli), ("csv.reader only", read),
+                                     ("bulk insert (Core)", bulk)):
+        print(f"  {label:22s} {secs:7.1f} s  peak RSS {rss:7.1f} MiB  exit {code}")
+    print(f"  ratio import/read:   time {cli[0] / read[0]:6.1f}x  RSS {cli[1] / read[1]:5.1f}x")
+    print(f"  ratio import/bulk:   time {cli[0] / bulk[0]:6.1f}x  RSS {cli[1] / bulk[1]:5.1f}x")
