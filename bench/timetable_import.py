@@ -57,7 +57,8 @@ def write_timetable(path: Path, target_bytes: int = TARGET_BYTES) -> int:
             pair, slot = rows % PAIRS, rows // PAIRS
             day = SEMESTER[0] + timedelta(days=slot // len(PERIODS) % days)
             start = PERIODS[slot % len(PERIODS)]
-            end = f"{start[:3]}{int(start[3:]) + 40:02d}"
+            minutes = int(start[:2]) * 60 + int(start[3:]) + 40
+            end = f"{minutes // 60:02d}:{minutes % 60:02d}"
             writer.writerow([rows + 1, "单次", "", day.isoformat(), start, end,
                              SUBJECTS[rows % len(SUBJECTS)], "五年级", "基准教师",
                              _town(pair), "同步课堂教室", _rural(pair), "直播",

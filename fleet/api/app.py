@@ -112,6 +112,7 @@ def create_api(services: Services) -> FastAPI:
     app.state.registry = build_registry([counter, *services.metric_sources])
     app.middleware("http")(counter)
     app.middleware("http")(_inventory_hook(services))
+    app.middleware("http")(timetable.upload_limit(services))
     for router in _PEOPLE_ROUTERS:
         app.include_router(router)
     app.include_router(system.router)

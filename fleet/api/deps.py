@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
+from fleet.api.import_jobs import ImportJobs
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Lesson
 from fleet.metrics import MetricSource
@@ -121,6 +122,8 @@ class Services:
     mqtt_connected: Callable[[], bool] | None = None
     # Called after an inventory write has committed, so the fleet refreshes its caches.
     inventory_changed: Callable[[], None] | None = None
+    # Large timetable imports, off the request path.
+    imports: ImportJobs = field(default_factory=ImportJobs)
 
 
 def get_services(request: Request) -> Services:
