@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Any
 
@@ -153,7 +154,8 @@ class Places:
     """Schools and classrooms looked up by the names a timetable uses.
 
     Each distinct reference is resolved once per import (a file names the same few
-    classrooms thousands of times), from schools and classrooms read in one query each.
+    classrooms thousands of times, and a bad file the same unknown one), from schools and
+    classrooms read in one query each.
     """
 
     def __init__(self, session: Session) -> None:
@@ -162,14 +164,13 @@ class Places:
         for school in session.scalars(select(School).options(
                 selectinload(School.county), selectinload(School.classrooms))):
             self._schools[school.name].append(school)
-        self._found: dict[tuple[str, str], Classroom | FieldError] = {}
+        self._found: dict[tuple[str, str, bool], School | Classroom | FieldError] = {}
 
-    def classroom(self, school_ref: str, room: str) -> Classroom:
-        """A classroom by school and name; a blank name means the school's only classroom."""
-        key = (school_ref, room)
+    def _memo(self, key: tuple[str, str, bool], find: Callable[[], School | Classroom],
+              ) -> School | Classroom:
         if key not in self._found:
             try:
-                self._found[key] = self._resolve(school_ref, room)
+                self._found[key] = find()
             except FieldError as exc:
                 self._found[key] = exc
         found = self._found[key]
@@ -177,10 +178,22 @@ class Places:
             raise FieldError(found.text, **found.values)
         return found
 
+    def school(self, ref: str) -> School:
+        """A school by ``name`` or ``county/name``."""
+        found = self._memo((ref, "", False), lambda: self._school(ref))
+        assert isinstance(found, School)
+        return found
+
+    def classroom(self, school_ref: str, room: str) -> Classroom:
+        """A classroom by school and name; a blank name means the school's only classroom."""
+        found = self._memo((school_ref, room, True), lambda: self._classroom(school_ref, room))
+        assert isinstance(found, Classroom)
+        return found
+
     def classroom_ref(self, text: str) -> Classroom:
         """``学校/教室``, or ``学校`` for its only classroom (``区县/学校`` when names clash)."""
         try:
-            self._school(text)
+            self.school(text)
         except FieldError:
             if "/" in text:
                 school_ref, _, room = text.rpartition("/")
@@ -195,8 +208,8 @@ class Places:
         except LookupError as exc:
             raise FieldError(Text.of(str(exc))) from None
 
-    def _resolve(self, school_ref: str, room: str) -> Classroom:
-        school = self._school(school_ref)
+    def _classroom(self, school_ref: str, room: str) -> Classroom:
+        school = self.school(school_ref)
         rooms = school.classrooms
         if room:
             for candidate in rooms:

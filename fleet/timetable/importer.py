@@ -164,9 +164,12 @@ def _parse_row(row: RawRow, parsed: _Parsed) -> None:
     if not subject:
         p.fail("subject", msg.SUBJECT_MISSING)
     mode = p.field("mode", parse_mode)
-    main_column = "main_classroom" if _text(row, "main_classroom") else "main_school"
-    main = p.field(main_column, parsed.places.classroom, _text(row, "main_school"),
-                   _text(row, "main_classroom"))
+    # The school is checked on its own first, so an unknown school is blamed on its cell.
+    main = None
+    if p.field("main_school", parsed.places.school, _text(row, "main_school")) is not None:
+        main_column = "main_classroom" if _text(row, "main_classroom") else "main_school"
+        main = p.field(main_column, parsed.places.classroom, _text(row, "main_school"),
+                       _text(row, "main_classroom"))
     receivers: list[Classroom] = []
     refs = split_list(row.values.get("receivers"))
     if not refs:
