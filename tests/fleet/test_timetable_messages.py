@@ -47,6 +47,7 @@ def test_each_half_is_in_its_own_language(name: str, text: Text) -> None:
 
 def test_a_note_joins_each_half_to_its_own() -> None:
     joined = (messages.TIME_BAD + messages.MERGED_NOTE)(value="8点", merged_cells="D2:D3")
-    assert joined == ("时间无效 '8点'，应为 08:00 这样的格式（该格属于合并单元格 D2:D3，按其左上角的值读取） / "
+    assert joined == ("时间无效 '8点'，应为 08:00 这样的格式"
+                      "（该格属于合并单元格 D2:D3，按其左上角的值读取） / "
                       "bad time '8点': use HH:MM (this cell is part of the merged cells D2:D3, "
                       "read as their top-left value)")
