@@ -78,6 +78,11 @@ class ErrorLog:
         if len(self._kept) >= 2 * self.limit:
             self._kept = sorted(self._kept)[: self.limit]
 
+    def extend(self, refused: TimetableError) -> None:
+        for error in refused.errors:
+            self.append(error)
+        self.total += refused.total - len(refused.errors)
+
     def first(self) -> list[RowError]:
         return sorted(self._kept)[: self.limit]
 

@@ -346,10 +346,16 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
     source = source_of(filename)
     parsed = _Parsed(Places(session), ErrorLog(max_errors))
     with session.no_autoflush:
-        for count, row in enumerate(read_table(data, filename), start=1):
-            _parse_row(row, parsed)
-            if progress is not None and count % _BATCH == 0:
-                progress(count)
+        try:
+            for count, row in enumerate(read_table(data, filename), start=1):
+                _parse_row(row, parsed)
+                if progress is not None and count % _BATCH == 0:
+                    progress(count)
+        except TimetableError as exc:
+            # The file itself is unusable (a header, an encoding): under the same cap,
+            # with whatever rows before it got wrong.
+            parsed.errors.extend(exc)
+            raise TimetableError(parsed.errors) from None
         holidays = {day: DEFAULT_HOLIDAY_NAME for day in semester.holidays} | parsed.holidays
         excluded = set(holidays) | set(session.scalars(
             select(Holiday.day).where(Holiday.day >= semester.start, Holiday.day <= semester.end)))
