@@ -38,7 +38,8 @@ NEAR_VALID = st.sampled_from([
     "", " ", "weekly", "once", "holiday", "每周", "单次", "节假日", "1", "5", "7", "8", "周三",
     "星期日", "mon", "2026-09-07", "2026-09-25", "2026/9/14", "2026年9月8日", "2026-02-30",
     "08:00", "08:40", "8:05", "23:59", "24:00", "08：30", "数学", "二年级", "直播", "录播",
-    "live", "recorded", *SCHOOLS, "洞头区鹿西乡小学;乐清市龙西乡小学", "洞头区实验小学、洞头区实验小学",
+    "live", "recorded", *SCHOOLS, "洞头区鹿西乡小学;乐清市龙西乡小学",
+    "洞头区实验小学、洞头区实验小学",
 ])
 ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=24)
 # What a workbook can hold: openpyxl refuses control characters in cells.
@@ -97,7 +98,8 @@ XLSX_CELL = st.one_of(
     st.none(), NEAR_VALID, _XLSX_TEXT, st.integers(-10, 10**12), st.booleans(),
     st.floats(allow_nan=False, allow_infinity=False),
     st.dates(date(1900, 3, 1), date(2100, 1, 1)), st.times(),
-    st.datetimes(datetime(1900, 3, 1), datetime(2100, 1, 1)),
+    # Excel cells carry no time zone: a workbook's date-times are naive.
+    st.datetimes(datetime(1900, 3, 1), datetime(2100, 1, 1)),  # noqa: DTZ001
 )
 MERGE = st.tuples(st.integers(1, 12), st.integers(1, 14), st.integers(0, 4), st.integers(0, 2))
 
