@@ -1,0 +1,55 @@
+"""Schemathesis' stateful mode over the API, as an admin: sequences of calls that follow
+the links between operations (a created id fed to the operations that take it, an
+import job's id to its status), and no step may fail with a 5xx or answer outside the
+schema.
+
+Links come from the schema (the timetable upload's 202 names its job) and from
+schemathesis' own dependency analysis of the rest.  Every upload runs as a job here, so
+the POST → GET-job link is walked whatever size the generated file has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from tests.fleet.schema_client import httpx_kwargs, module_world
+from tests.fuzzing import FUZZ_EXAMPLES, fuzz_settings
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+
+WORLD = module_world("syncclass-stateful-")
+WORLD.services.config = dataclasses.replace(WORLD.services.config, import_inline_max_bytes=0)
+ADMIN = WORLD.headers("admin")
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", WORLD.app)
+
+
+class APIWorkflow(schema.as_state_machine()):  # type: ignore[misc]
+    def call(self, case: schemathesis.Case, **kwargs: Any) -> Response:
+        response = WORLD.client.request(**httpx_kwargs(case, ADMIN))
+        response.request.read()  # multipart bodies stream; the checks look at the request
+        return Response.from_httpx(response, verify=False)
+
+    def validate_response(self, response: Response, case: schemathesis.Case,
+                          additional_checks: Any = None, **kwargs: Any) -> None:
+        case.validate_response(response, checks=[not_a_server_error,
+                                                 response_schema_conformance])
+
+
+TestAPIWorkflow = APIWorkflow.TestCase
+# A scenario is several calls; the budget counts scenarios, so a fifth of the examples.
+TestAPIWorkflow.settings = settings(fuzz_settings, max_examples=max(5, FUZZ_EXAMPLES // 5),
+                                    stateful_step_count=6)
+
+
+def test_the_schema_links_the_upload_to_its_job() -> None:
+    links = schema["/api/v1/timetable/import"]["POST"].definition.raw["responses"]["202"]
+    assert links["links"]["GetImportJob"]["parameters"] == {"job_id": "$response.body#/id"}
