@@ -12,7 +12,9 @@ import codecs
 import csv
 import io
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
@@ -51,6 +53,9 @@ _HOLIDAY_SHEETS = {"节假日", "假期", "holidays", "holiday"}
 _MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _MERGE_TAG, _ROW_TAG, _SHEET_DATA_TAG = (_MAIN_NS + t for t in ("mergeCell", "row", "sheetData"))
 _CHUNK = 1 << 16
+# What reading a damaged workbook raises from zipfile, zlib, the XML parser and openpyxl.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, ElementTree.ParseError, EOFError, KeyError,
+            IndexError, ValueError, TypeError, AttributeError, OSError)
 _NOT_MERGED: dict[int, str] = {}
 
 
@@ -178,16 +183,27 @@ def _read_csv(stream: BinaryIO) -> Iterator[RawRow]:
         text.detach()  # the caller owns the stream
 
 
+@contextmanager
+def _workbook_reading() -> Iterator[None]:
+    """Whatever a damaged workbook makes the zip, zlib, XML or openpyxl code raise, it
+    is one refusal of the file.  Only their calls run inside, so a fault of ours is not
+    mistaken for a bad file."""
+    try:
+        yield
+    except _DAMAGED as exc:
+        raise TimetableError([RowError(0, "", msg.NOT_XLSX(detail=exc))]) from None
+
+
 def _merged_ranges(book: Any, sheet: Any) -> list[CellRange]:
     """The sheet's merged ranges, which openpyxl's read-only mode does not expose.
 
     They sit after the cells in the sheet's XML, which is read once more as a stream,
     each row dropped as soon as it ends, so memory stays flat.
     """
-    ranges: list[CellRange] = []
+    refs: list[str] = []
     data: ElementTree.Element | None = None
     # _archive and _worksheet_path: the read-only sheet's own zip member, no public name
-    with book._archive.open(sheet._worksheet_path) as source:
+    with _workbook_reading(), book._archive.open(sheet._worksheet_path) as source:
         for event, element in ElementTree.iterparse(source, events=("start", "end")):
             if event == "start":
                 if element.tag == _SHEET_DATA_TAG:
@@ -195,19 +211,34 @@ def _merged_ranges(book: Any, sheet: Any) -> list[CellRange]:
             elif element.tag == _ROW_TAG and data is not None:
                 data.clear()
             elif element.tag == _MERGE_TAG and element.get("ref"):
-                ranges.append(CellRange(element.get("ref")))
+                refs.append(element.get("ref", ""))
+        ranges = [CellRange(ref) for ref in refs]
     return sorted(ranges, key=lambda r: (r.min_row, r.min_col))
+
+
+def _sheet_rows(book: Any, name: str) -> Iterator[tuple[int, list[Any]]]:
+    with _workbook_reading():
+        sheet = book[name]
+        sheet.reset_dimensions()  # a wrong <dimension> would otherwise cut columns off
+        rows = sheet.iter_rows(values_only=True)
+    number = 0
+    while True:
+        with _workbook_reading():
+            row = next(rows, None)
+        if row is None:
+            return
+        number += 1
+        yield number, list(row)
 
 
 def _sheet_lines(book: Any, name: str) -> Iterator[Line]:
     """Rows of one sheet, each cell of a merged range given the range's top-left value."""
-    sheet = book[name]
-    sheet.reset_dimensions()  # a wrong <dimension> would otherwise cut columns off
+    with _workbook_reading():
+        sheet = book[name]
     pending = _merged_ranges(book, sheet)
     pending.reverse()  # popped from the end in row order
     active: dict[str, tuple[CellRange, Any]] = {}  # coord -> range, its top-left value
-    for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-        cells = list(row)
+    for number, cells in _sheet_rows(book, name):
         while pending and pending[-1].min_row <= number:
             cr = pending.pop()
             if cr.max_row >= number:
@@ -228,13 +259,10 @@ def _sheet_lines(book: Any, name: str) -> Iterator[Line]:
 def _read_xlsx(stream: BinaryIO) -> Iterator[RawRow]:
     import openpyxl  # deferred: only a workbook upload needs it
 
-    try:
+    with _workbook_reading():
         book = openpyxl.load_workbook(stream, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError,
-            ElementTree.ParseError) as exc:
-        raise TimetableError([RowError(0, "", msg.NOT_XLSX(detail=exc))]) from None
-    try:
         names = list(book.sheetnames)
+    try:
         if not names:
             raise TimetableError([RowError(0, "", msg.NO_HEADER(names="-"))])
         lesson_sheet = next((n for n in names if _norm(n) in _LESSON_SHEETS), names[0])
@@ -243,12 +271,9 @@ def _read_xlsx(stream: BinaryIO) -> Iterator[RawRow]:
             if _norm(name) in _HOLIDAY_SHEETS:
                 yield from _rows(_sheet_lines(book, name), HOLIDAY_COLUMNS, name, ("date",),
                                  holiday_sheet=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, ElementTree.ParseError) as exc:
-        if isinstance(exc, TimetableError):
-            raise
-        raise TimetableError([RowError(0, "", msg.NOT_XLSX(detail=exc))]) from None
     finally:
-        book.close()
+        with _workbook_reading():
+            book.close()
 
 
 def read_table(source: bytes | BinaryIO, filename: str) -> Iterator[RawRow]:

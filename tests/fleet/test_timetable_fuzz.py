@@ -27,7 +27,7 @@ from fleet.db.base import SessionFactory
 from fleet.db.models import Lesson
 from fleet.timetable import ImportResult, TimetableError, import_timetable
 from fleet.timetable.table import COLUMNS, HOLIDAY_COLUMNS
-from tests.fleet.test_timetable import HEAD, SEM
+from tests.fleet.test_timetable import DT_MON, HEAD, SEM
 from tests.fuzzing import fuzz_settings
 
 pytestmark = pytest.mark.fuzz
@@ -128,3 +128,35 @@ def test_any_workbook_is_imported_or_refused_by_row(
     book.save(out)
     _import(pilot, out.getvalue(), "fuzz.xlsx")
 
+
+
+def _workbook() -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "课表"
+    sheet.append(HEAD.split(","))
+    sheet.append(DT_MON.split(","))
+    sheet.append(DT_MON.replace("08:00,08:40", "09:00,09:40").split(","))
+    sheet.merge_cells("I2:I3")
+    book.create_sheet("节假日").append(["日期", "名称"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+WORKBOOK = _workbook()
+
+
+@fuzz_settings
+@given(patches=st.lists(st.tuples(st.integers(0, len(WORKBOOK) - 1), st.binary(min_size=1,
+                                                                                max_size=8)),
+                        min_size=1, max_size=6),
+       cut=st.none() | st.integers(0, len(WORKBOOK)))
+def test_a_damaged_workbook_is_refused_as_a_file(pilot: SessionFactory,
+                                                 patches: list[tuple[int, bytes]],
+                                                 cut: int | None) -> None:
+    data = bytearray(WORKBOOK)
+    for at, chunk in patches:
+        data[at:at + len(chunk)] = chunk
+    _import(pilot, bytes(data[:cut]), "damaged.xlsx")
