@@ -1,10 +1,15 @@
-"""The CLI timetable import of a ~10 MB generated file, next to doing almost nothing with it.
+"""Timetable imports: the CLI on a ~10 MB generated file, and the API staying responsive.
 
-One command measures three child processes on the same generated inventory and file:
-``syncclass-fleet import-timetable`` itself, a reference that only reads the file with
-``csv.reader``, and a reference that bulk-inserts the same lessons with SQLAlchemy Core
-(no parsing, no checks).  Time and peak RSS are reported as ratios to the references,
-which is what to compare between runs and machines.
+CLI: one command measures child processes on the same generated inventory and file:
+``syncclass-fleet import-timetable`` itself; the same command on a three-line file (what
+the process costs before any rows); a reference that only reads the file with
+``csv.reader``; and one that bulk-inserts the same lessons with SQLAlchemy Core (no
+parsing, no checks).  Time and peak RSS are reported as ratios to the references, which
+is what to compare between runs and machines.
+
+API: the fleet's API in a child process (uvicorn), a 1 MiB file uploaded as an admin,
+good and then with every row bad, while ``/healthz`` is polled: its latency during the
+import next to its latency idle, the upload's answer time and size, the server's RSS.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import psutil
+
+from fleet.broker import free_port, wait_for_port
 
 __all__ = ["SEMESTER", "run", "write_inventory", "write_timetable"]
 
@@ -37,8 +45,13 @@ def _rural(i: int) -> str:
     return f"基准县第{i}乡村小学"
 
 
+ADMIN = ("admin", "bench-import")
+
+
 def write_inventory(path: Path) -> None:
-    lines = ['[[counties]]\nname = "基准县"\ncity = "基准市"\n']
+    lines = ['[[people]]\nusername = "admin"\nname = "管理员"\nrole = "admin"\n'
+             f'password = "{ADMIN[1]}"\n',
+             '[[counties]]\nname = "基准县"\ncity = "基准市"\n']
     for i in range(PAIRS):
         for name, kind in ((_town(i), "town"), (_rural(i), "rural")):
             lines.append(f'[[counties.schools]]\nname = "{name}"\nkind = "{kind}"\n'
@@ -140,6 +153,81 @@ def _database(workdir: Path, name: str, inventory: Path) -> Path:
     return config
 
 
+_SERVE = """
+import sys, uvicorn
+from sqlalchemy.orm import sessionmaker
+from fleet.api import Services, create_api
+from fleet.db.base import make_engine
+app = create_api(Services(sessions=sessionmaker(make_engine(sys.argv[1]))))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def _healthz_ms(client: httpx.Client) -> float:
+    started = time.perf_counter()
+    client.get("/healthz").raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def _api_upload(client: httpx.Client, token: str, data: bytes, name: str,
+                server: psutil.Process) -> dict[str, float]:
+    """Upload, then poll /healthz (and the job) until the import is over."""
+    headers = {"Authorization": f"Bearer {token}"}
+    start, end = SEMESTER
+    started = time.perf_counter()
+    reply = client.post("/api/v1/timetable/import", headers=headers, files={"file": (name, data)},
+                        data={"semester_start": start.isoformat(),
+                              "semester_end": end.isoformat()})
+    answered = time.perf_counter() - started
+    body = reply.content
+    latencies: list[float] = []
+    peak = server.memory_info().rss
+    state = reply.json().get("state", "inline")
+    while state in ("queued", "running"):
+        latencies.append(_healthz_ms(client))
+        peak = max(peak, server.memory_info().rss)
+        job = client.get(reply.headers["location"], headers=headers)
+        state = job.json()["state"]
+        body = job.content
+        time.sleep(0.02)
+    finished = time.perf_counter() - started
+    latencies.sort()
+    return {"status": reply.status_code, "answer_s": answered, "done_s": finished,
+            "state": state, "body_bytes": len(body),
+            "healthz_median_ms": latencies[len(latencies) // 2] if latencies else 0.0,
+            "healthz_max_ms": latencies[-1] if latencies else 0.0, "polls": len(latencies),
+            "rss_mib": peak / 2**20}
+
+
+def _api(workdir: Path, inventory: Path) -> None:
+    _database(workdir, "api", inventory)
+    port = free_port()
+    proc = psutil.Popen([sys.executable, "-c", _SERVE, f"sqlite:///{workdir / 'api'}.db",
+                         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=60)
+        good = workdir / "one-mib.csv"
+        write_timetable(good, 1024 * 1024)
+        bad = good.read_text(encoding="utf-8").replace(",直播,", ",直播课,")  # every row
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            token = client.post("/api/v1/auth/login", json={
+                "username": ADMIN[0], "password": ADMIN[1]}).json()["access_token"]
+            idle = sorted(_healthz_ms(client) for _ in range(50))
+            print(f"API (uvicorn, SQLite): /healthz idle median {idle[25]:.1f} ms, "
+                  f"max {idle[-1]:.1f} ms")
+            for label, data in (("1 MiB, good", good.read_bytes()),
+                                ("1 MiB, every row bad", bad.encode())):
+                r = _api_upload(client, token, data, "one-mib.csv", proc)
+                print(f"  {label:22s} HTTP {r['status']} in {r['answer_s'] * 1000:.0f} ms, "
+                      f"{r['state']} after {r['done_s']:.1f} s, answer {r['body_bytes']} B; "
+                      f"/healthz during: median {r['healthz_median_ms']:.1f} ms, "
+                      f"max {r['healthz_max_ms']:.1f} ms ({r['polls']} polls); "
+                      f"server RSS {r['rss_mib']:.0f} MiB")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def run() -> None:
     exe = str(Path(sys.executable).with_name("syncclass-fleet"))
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
@@ -154,12 +242,25 @@ def run() -> None:
         start, end = SEMESTER
         cli = _peak([exe, "import-timetable", "--config", str(fleet_config), str(timetable),
                      "--start", start.isoformat(), "--end", end.isoformat()])
+        tiny = workdir / "tiny.csv"
+        write_timetable(tiny, 200)  # the header and one row
+        _database(workdir, "tiny", inventory)
+        small = _peak([exe, "import-timetable", "--config", str(workdir / "tiny.toml"),
+                       str(tiny), "--start", start.isoformat(), "--end", end.isoformat()])
         read = _peak([sys.executable, "-c", _READ_ONLY, str(timetable)])
         bulk = _peak([sys.executable, "-c", _BULK_INSERT, str(timetable),
                       str(workdir / "bulk.db")])
-    print(f"timetable import: {size_mib:.1f} MiB, {rows} rows, {PAIRS * 2} classrooms (SQLite)")
-    for label, (secs, rss, code) in (("cli import-timetable", cli), ("csv.reader only", read),
-                                     ("bulk insert (Core)", bulk)):
-        print(f"  {label:22s} {secs:7.1f} s  peak RSS {rss:7.1f} MiB  exit {code}")
-    print(f"  ratio import/read:   time {cli[0] / read[0]:6.1f}x  RSS {cli[1] / read[1]:5.1f}x")
-    print(f"  ratio import/bulk:   time {cli[0] / bulk[0]:6.1f}x  RSS {cli[1] / bulk[1]:5.1f}x")
+        print(f"timetable import: {size_mib:.1f} MiB, {rows} rows, {PAIRS * 2} classrooms "
+              "(SQLite)")
+        for label, (secs, rss, code) in (("cli import-timetable", cli),
+                                         ("cli, a one-row file", small),
+                                         ("csv.reader only", read),
+                                         ("bulk insert (Core)", bulk)):
+            print(f"  {label:22s} {secs:7.1f} s  peak RSS {rss:7.1f} MiB  exit {code}")
+        print(f"  ratio import/read:   time {cli[0] / read[0]:6.1f}x  "
+              f"RSS {cli[1] / read[1]:5.1f}x")
+        print(f"  ratio import/bulk:   time {cli[0] / bulk[0]:6.1f}x  "
+              f"RSS {cli[1] / bulk[1]:5.1f}x")
+        print(f"  rows' own RSS (import - one-row import): {cli[1] - small[1]:.0f} MiB, "
+              f"{(cli[1] - small[1]) / size_mib:.1f}x the file")
+        _api(workdir, inventory)
