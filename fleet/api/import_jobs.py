@@ -1,11 +1,12 @@
 """Timetable imports that run off the request path, one at a time, with a short queue.
 
 A county's whole-year file takes seconds to check and write; run inside a request it
-holds a worker and the interpreter while the page and ``/healthz`` wait.  Here it runs on
-one worker thread: the upload answers 202 at once and the job is polled.  At most
-``queue`` jobs wait; beyond that the caller is told to come back (429), so uploads cannot
-pile up memory or disk.  Jobs live in this process only and the last ``keep`` finished
-ones are remembered, which is what a person polling a page needs.
+holds a worker and the interpreter while the page and ``/healthz`` wait.  Here the upload
+answers 202 at once and the job is polled.  ``workers`` threads run jobs (each job's work
+decides where the import itself runs: the timetable route starts a process for it); at
+most ``queue`` jobs wait, and beyond that the caller is told to come back (429), so
+uploads cannot pile up memory or disk.  Jobs are known to this process only and the last
+``keep`` finished ones are remembered, which is what a person polling a page needs.
 """
 
 from __future__ import annotations

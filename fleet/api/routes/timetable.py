@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import shutil
 import tempfile
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import date
+from multiprocessing.connection import Connection
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from fleet.api.auth import CalendarScope, CurrentScope
 from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
 from fleet.api.import_jobs import ImportJob, JobState, QueueFull
 from fleet.api.routes.common import IdPath, invalid, require_writer
-from fleet.api.scope import Scope
-from fleet.db.base import SessionFactory, session_scope
+from fleet.api.scope import Principal, Scope
+from fleet.db.base import make_engine, session_scope
 from fleet.db.models import Classroom, Lesson, LessonReceiver, Person
 from fleet.timetable import (
     Semester,
@@ -133,47 +137,76 @@ def _refusal(exc: TimetableError) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Import:
-    """One upload's import, the same whether it runs in the request or as a job."""
+    """One upload's import, the same whether it runs in the request or in a job."""
 
-    scope: Scope
-    stream: BinaryIO
+    principal: Principal
     filename: str
     semester: Semester
     max_errors: int
 
-    def run(self, session: Session, progress: Callable[[int], None] | None = None,
-            ) -> tuple[int, dict[str, Any]]:
+    def run(self, session: Session, stream: BinaryIO,
+            progress: Callable[[int], None] | None = None) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body); anything but 200 leaves the session rolled back."""
         try:
-            result = import_timetable(session, self.stream, self.filename,
-                                      semester=self.semester, max_errors=self.max_errors,
-                                      progress=progress)
+            result = import_timetable(session, stream, self.filename, semester=self.semester,
+                                      max_errors=self.max_errors, progress=progress)
         except TimetableError as exc:
             session.rollback()
             return 422, _refusal(exc)
         session.flush()
-        if _outside_scope(session, self.scope, result.source):
+        if _outside_scope(session, Scope(self.principal), result.source):
             session.rollback()
             return 403, {"detail": _FOREIGN}
         return 200, ImportOut(**asdict(result)).model_dump()
 
-    def job(self, sessions: SessionFactory) -> Callable[[ImportJob], None]:
-        def work(job: ImportJob) -> None:
-            def progress(rows: int) -> None:
-                job.rows = rows
 
-            try:
-                with session_scope(sessions) as session:
-                    status, body = self.run(session, progress)
-            finally:
-                self.stream.close()
-            job.status = status
-            if status == 200:
-                job.result, job.state = body, JobState.DONE
-            else:
-                job.problem, job.state = body, JobState.REFUSED
+def _import_in_child(url: str, upload: _Import, path: str, pipe: Connection) -> None:
+    """A job's import, in a process of its own: its interpreter lock, garbage collector
+    and memory are not the API's, so /healthz and the page do not wait on it."""
+    engine = make_engine(url)
+    try:
+        with open(path, "rb") as stream, session_scope(sessionmaker(engine)) as session:
+            status, body = upload.run(session, stream, lambda rows: pipe.send(("rows", rows)))
+        pipe.send(("end", status, body))
+    except Exception:
+        pipe.send(("failed", traceback.format_exc()))
+    finally:
+        engine.dispose()
+        pipe.close()
 
-        return work
+
+def _job(upload: _Import, url: str, path: str) -> Callable[[ImportJob], None]:
+    def work(job: ImportJob) -> None:
+        spawn = multiprocessing.get_context("spawn")  # no copy of the API's threads and locks
+        receiving, sending = spawn.Pipe(duplex=False)
+        child = spawn.Process(target=_import_in_child, args=(url, upload, path, sending),
+                              name=f"timetable-import-{job.id}", daemon=True)
+        end: tuple[Any, ...] = ("failed", "the import process ended without an answer")
+        try:
+            child.start()
+            sending.close()
+            while True:
+                try:
+                    message = receiving.recv()
+                except EOFError:
+                    break
+                if message[0] != "rows":
+                    end = message
+                    break
+                job.rows = message[1]
+        finally:
+            receiving.close()
+            child.join()
+            os.unlink(path)
+        if end[0] == "failed":
+            raise RuntimeError(f"{end[1]} (exit code {child.exitcode})")
+        _, job.status, body = end
+        if job.status == 200:
+            job.result, job.state = body, JobState.DONE
+        else:
+            job.problem, job.state = body, JobState.REFUSED
+
+    return work
 
 
 def _size(file: UploadFile) -> int:
@@ -186,13 +219,12 @@ def _size(file: UploadFile) -> int:
     return size
 
 
-def _spool(file: UploadFile) -> BinaryIO:
-    """A copy the job owns: the upload's own file is closed when the request ends."""
-    copy = tempfile.TemporaryFile(prefix="syncclass-timetable-")  # noqa: SIM115 the job closes it
-    file.file.seek(0)
-    shutil.copyfileobj(file.file, copy, _COPY_CHUNK)
-    copy.seek(0)
-    return copy
+def _spool(file: UploadFile) -> str:
+    """A copy for the job, by path: the upload's own file is closed when the request ends."""
+    with tempfile.NamedTemporaryFile(prefix="syncclass-timetable-", delete=False) as copy:
+        file.file.seek(0)
+        shutil.copyfileobj(file.file, copy, _COPY_CHUNK)
+    return copy.name
 
 
 def upload_limit(services: Services) -> Middleware:
@@ -269,18 +301,18 @@ def import_file(
     )
     if _outside_scope(session, scope, source_of(filename)):
         raise HTTPException(403, _FOREIGN)
+    upload = _Import(scope.principal, filename, semester, config.import_max_errors)
     if size <= config.import_inline_max_bytes:
-        status, body = _Import(scope, file.file, filename, semester,
-                               config.import_max_errors).run(session)
+        status, body = upload.run(session, file.file)
         if status == 403:
             raise HTTPException(403, body["detail"])
         return JSONResponse(body, status_code=status) if status != 200 else body
-    upload = _Import(scope, _spool(file), filename, semester, config.import_max_errors)
+    path = _spool(file)
+    url = services.sessions.kw["bind"].url.render_as_string(hide_password=False)
     try:
-        job = services.imports.submit(scope.principal.id, filename,
-                                      upload.job(services.sessions))
+        job = services.imports.submit(scope.principal.id, filename, _job(upload, url, path))
     except QueueFull:
-        upload.stream.close()
+        os.unlink(path)
         raise HTTPException(429, _BUSY, headers={"Retry-After": "30"}) from None
     location = f"{API_PREFIX}/timetable/imports/{job.id}"
     return JSONResponse(_job_out(job).model_dump(mode="json"), status_code=202,
