@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -80,14 +81,23 @@ def write_timetable(path: Path, target_bytes: int = TARGET_BYTES) -> int:
     return rows
 
 
-def _peak(cmd: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MiB (sampled every 20 ms) and the exit code."""
+@dataclass(frozen=True)
+class Run:
+    wall_s: float
+    cpu_s: float  # user + system, so a busy machine does not blur the comparison
+    rss_mib: float  # peak, sampled every 20 ms
+    code: int
+
+
+def _peak(cmd: list[str]) -> Run:
     started = time.monotonic()
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak, cpu = 0, 0.0
     while proc.poll() is None:
         try:
             peak = max(peak, proc.memory_info().rss)
+            times = proc.cpu_times()
+            cpu = times.user + times.system
         except psutil.NoSuchProcess:
             break
         time.sleep(0.02)
@@ -95,7 +105,7 @@ def _peak(cmd: list[str]) -> tuple[float, float, int]:
     if proc.returncode != 0:
         assert proc.stderr is not None
         sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
-    return elapsed, peak / 2**20, proc.returncode
+    return Run(elapsed, cpu, peak / 2**20, proc.returncode)
 
 
 _READ_ONLY = """
@@ -252,15 +262,14 @@ def run() -> None:
                       str(workdir / "bulk.db")])
         print(f"timetable import: {size_mib:.1f} MiB, {rows} rows, {PAIRS * 2} classrooms "
               "(SQLite)")
-        for label, (secs, rss, code) in (("cli import-timetable", cli),
-                                         ("cli, a one-row file", small),
-                                         ("csv.reader only", read),
-                                         ("bulk insert (Core)", bulk)):
-            print(f"  {label:22s} {secs:7.1f} s  peak RSS {rss:7.1f} MiB  exit {code}")
-        print(f"  ratio import/read:   time {cli[0] / read[0]:6.1f}x  "
-              f"RSS {cli[1] / read[1]:5.1f}x")
-        print(f"  ratio import/bulk:   time {cli[0] / bulk[0]:6.1f}x  "
-              f"RSS {cli[1] / bulk[1]:5.1f}x")
-        print(f"  rows' own RSS (import - one-row import): {cli[1] - small[1]:.0f} MiB, "
-              f"{(cli[1] - small[1]) / size_mib:.1f}x the file")
+        for label, r in (("cli import-timetable", cli), ("cli, a one-row file", small),
+                         ("csv.reader only", read), ("bulk insert (Core)", bulk)):
+            print(f"  {label:22s} wall {r.wall_s:6.1f} s  cpu {r.cpu_s:6.1f} s  "
+                  f"peak RSS {r.rss_mib:6.1f} MiB  exit {r.code}")
+        for label, ref in (("read", read), ("bulk", bulk)):
+            print(f"  ratio import/{label}:   wall {cli.wall_s / ref.wall_s:5.1f}x  "
+                  f"cpu {cli.cpu_s / ref.cpu_s:5.1f}x  RSS {cli.rss_mib / ref.rss_mib:5.1f}x")
+        rows_rss = cli.rss_mib - small.rss_mib
+        print(f"  the rows' own RSS (import - one-row import): {rows_rss:.0f} MiB, "
+              f"{rows_rss / size_mib:.1f}x the file")
         _api(workdir, inventory)
