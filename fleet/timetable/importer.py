@@ -17,7 +17,7 @@ from pathlib import PurePath
 from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, insert, or_, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.db.models import (
@@ -263,11 +263,15 @@ def _overlaps(slots: list[_Slot], errors: ErrorLog) -> None:
             latest[slot.room.id] = slot
 
 
-def _referenced(session: Session, lesson_id: int) -> bool:
-    return bool(session.scalar(select(or_(
-        exists().where(CheckRun.lesson_id == lesson_id),
-        exists().where(Alert.lesson_id == lesson_id),
-    ))))
+def _referenced(session: Session, lesson_ids: list[int]) -> set[int]:
+    """Which of these lessons a check run or an alert points at."""
+    found: set[int] = set()
+    for at in range(0, len(lesson_ids), _BATCH):
+        chunk = lesson_ids[at:at + _BATCH]
+        found.update(session.scalars(select(CheckRun.lesson_id).where(
+            CheckRun.lesson_id.in_(chunk))))
+        found.update(session.scalars(select(Alert.lesson_id).where(Alert.lesson_id.in_(chunk))))
+    return found
 
 
 def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetime, datetime]],
@@ -275,19 +279,15 @@ def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetim
     existing = {(lesson.main_classroom_id, lesson.starts_at): lesson
                 for lesson in session.scalars(select(Lesson).where(Lesson.source == source)
                                               .options(selectinload(Lesson.receivers)))}
-    new: list[tuple[dict[str, Any], list[int]]] = []
-    created = updated = unchanged = removed = 0
+    new: list[tuple[_Spec, datetime, datetime]] = []
+    updated = unchanged = 0
     for spec, starts_at, ends_at in occurrences:
-        values: dict[str, Any] = {
-            "subject": spec.subject, "grade": spec.grade, "teacher": spec.teacher,
-            "ends_at": ends_at, "mode": spec.mode, "cancelled": False,
-        }
-        wanted = [r.id for r in spec.receivers]
         lesson = existing.pop((spec.main.id, starts_at), None)
         if lesson is None:
-            new.append(({"source": source, "main_classroom_id": spec.main.id,
-                         "starts_at": starts_at, **values}, wanted))
+            new.append((spec, starts_at, ends_at))
             continue
+        values = _values(spec, ends_at)
+        wanted = [r.id for r in spec.receivers]
         changed = [k for k, v in values.items() if getattr(lesson, k) != v]
         for key in changed:
             setattr(lesson, key, values[key])
@@ -300,14 +300,15 @@ def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetim
             updated += 1
         else:
             unchanged += 1
+    referenced = _referenced(session, [lesson.id for lesson in existing.values()])
     for lesson in existing.values():
         # Checks and alerts keep pointing at a lesson they were about: cancel it instead.
-        if _referenced(session, lesson.id):
+        if lesson.id in referenced:
             lesson.cancelled = True
         else:
             session.delete(lesson)
-        removed += 1
-    created = _insert(session, new)
+    removed = len(existing)
+    created = _insert(session, source, new)
     for day, name in holidays.items():
         holiday = session.get(Holiday, day)
         if holiday is None:
@@ -319,14 +320,23 @@ def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetim
                         len(holidays))
 
 
-def _insert(session: Session, new: list[tuple[dict[str, Any], list[int]]]) -> int:
-    """New lessons and their receivers, a batch per statement rather than an object each."""
+def _values(spec: _Spec, ends_at: datetime) -> dict[str, Any]:
+    return {"subject": spec.subject, "grade": spec.grade, "teacher": spec.teacher,
+            "ends_at": ends_at, "mode": spec.mode, "cancelled": False}
+
+
+def _insert(session: Session, source: str, new: list[tuple[_Spec, datetime, datetime]]) -> int:
+    """New lessons and their receivers, a batch per statement rather than an object each
+    (and the rows of a batch built only for it)."""
     for at in range(0, len(new), _BATCH):
         batch = new[at:at + _BATCH]
+        rows = [{"source": source, "main_classroom_id": spec.main.id, "starts_at": starts_at,
+                 **_values(spec, ends_at)} for spec, starts_at, ends_at in batch]
         ids = session.scalars(insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
-                              [values for values, _ in batch]).all()
-        receivers = [{"lesson_id": lesson_id, "classroom_id": rid}
-                     for lesson_id, (_, wanted) in zip(ids, batch, strict=True) for rid in wanted]
+                              rows).all()
+        receivers = [{"lesson_id": lesson_id, "classroom_id": room.id}
+                     for lesson_id, (spec, _, _) in zip(ids, batch, strict=True)
+                     for room in spec.receivers]
         if receivers:
             session.execute(insert(LessonReceiver), receivers)
     return len(new)
