@@ -55,3 +55,11 @@ BAD_CSV = Text("CSV 文件格式有误（{detail}）", "malformed CSV file ({det
 MERGED_NOTE = Text("（该格属于合并单元格 {merged_cells}，按其左上角的值读取）",
                    " (this cell is part of the merged cells {merged_cells}, read as their "
                    "top-left value)")
+
+# -- the API's answers about an import
+FOREIGN_CLASSROOMS = Text("课表涉及你负责范围以外的教室",
+                          "the timetable uses classrooms outside the schools you look after")
+QUEUE_FULL = Text("导入任务已满，请稍后再试", "too many timetable imports waiting: try again later")
+NO_SUCH_JOB = Text("没有这个导入任务", "no such import job")
+HOLIDAY_BAD = Text("节假日日期无效 {value!r}，应为 2026-10-01 这样的格式",
+                   "bad holiday date {value!r}: use YYYY-MM-DD")

@@ -36,7 +36,7 @@ from fleet.timetable import (
     person_calendar,
     source_of,
 )
-from fleet.timetable.messages import TOO_LARGE
+from fleet.timetable import messages as msg
 
 __all__ = ["router", "upload_limit"]
 
@@ -86,12 +86,7 @@ class ImportJobOut(BaseModel):
     problem: dict[str, Any] = {}
 
 
-_FOREIGN = (
-    "课表涉及你负责范围以外的教室 / the timetable uses classrooms outside the schools you "
-    "look after"
-)
-_BUSY = "导入任务已满，请稍后再试 / too many timetable imports waiting: try again later"
-_NO_JOB = "没有这个导入任务 / no such import job"
+_FOREIGN = msg.FOREIGN_CLASSROOMS()
 _COPY_CHUNK = 1 << 20
 
 
@@ -102,11 +97,7 @@ def _parse_holidays(text: str) -> tuple[date, ...]:
             try:
                 days.append(date.fromisoformat(part.strip()))
             except ValueError:
-                raise invalid(
-                    f"节假日日期无效 / bad holiday date {part.strip()!r} (YYYY-MM-DD)",
-                    "body",
-                    "holidays",
-                ) from None
+                raise invalid(msg.HOLIDAY_BAD(value=part.strip()), "body", "holidays") from None
     return tuple(days)
 
 
@@ -242,7 +233,7 @@ def upload_limit(services: Services) -> Middleware:
         limit_bytes = services.config.upload_max_bytes
         if (request.method == "POST" and request.url.path == path and declared.isdigit()
                 and int(declared) > limit_bytes + envelope):
-            return JSONResponse({"detail": TOO_LARGE(limit=limit_bytes)}, status_code=413,
+            return JSONResponse({"detail": msg.TOO_LARGE(limit=limit_bytes)}, status_code=413,
                                 headers={"Connection": "close"})
         return await call_next(request)
 
@@ -291,7 +282,7 @@ def import_file(
     # A sync route: FastAPI runs it in the thread pool, so the import never blocks the loop.
     size = _size(file)
     if size > config.upload_max_bytes:
-        raise HTTPException(413, TOO_LARGE(limit=config.upload_max_bytes))
+        raise HTTPException(413, msg.TOO_LARGE(limit=config.upload_max_bytes))
     filename = file.filename or "upload.csv"
     semester = Semester(
         start=semester_start,
@@ -313,7 +304,7 @@ def import_file(
         job = services.imports.submit(scope.principal.id, filename, _job(upload, url, path))
     except QueueFull:
         os.unlink(path)
-        raise HTTPException(429, _BUSY, headers={"Retry-After": "30"}) from None
+        raise HTTPException(429, msg.QUEUE_FULL(), headers={"Retry-After": "30"}) from None
     location = f"{API_PREFIX}/timetable/imports/{job.id}"
     return JSONResponse(_job_out(job).model_dump(mode="json"), status_code=202,
                         headers={"Location": location})
@@ -326,7 +317,7 @@ def import_job(job_id: Annotated[str, Path(max_length=64)], scope: CurrentScope,
     """A background import: its state, rows read so far, and its result or refusal."""
     job = services.imports.get(job_id)
     if job is None or not (scope.is_admin or job.owner == scope.principal.id):
-        raise HTTPException(404, _NO_JOB)
+        raise HTTPException(404, msg.NO_SUCH_JOB())
     return _job_out(job)
 
 
