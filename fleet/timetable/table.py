@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,8 +55,9 @@ _MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _MERGE_TAG, _ROW_TAG, _SHEET_DATA_TAG = (_MAIN_NS + t for t in ("mergeCell", "row", "sheetData"))
 _CHUNK = 1 << 16
 # What reading a damaged workbook raises from zipfile, zlib, the XML parser and openpyxl.
-_DAMAGED = (zipfile.BadZipFile, zlib.error, ElementTree.ParseError, EOFError, KeyError,
-            IndexError, ValueError, TypeError, AttributeError, OSError)
+# (RuntimeError: zipfile's "encrypted" and NotImplementedError "zip file version".)
+_DAMAGED = (zipfile.BadZipFile, zlib.error, struct.error, ElementTree.ParseError, EOFError,
+            LookupError, ValueError, TypeError, AttributeError, OSError, RuntimeError)
 _NOT_MERGED: dict[int, str] = {}
 
 

@@ -60,18 +60,19 @@ class RowProblem(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
-    line: int
-    column: str
-    sheet: str
+    # Where in the file (a bad form field, e.g. a holiday date, has none of these).
+    line: int | None = None
+    column: str | None = None
+    sheet: str | None = None
 
 
 class Refusal(BaseModel):
-    """FastAPI's validation-error shape (as documented), plus where in the file and how
-    many errors there were: only the first ``errors_shown`` are listed."""
+    """FastAPI's validation-error shape (as documented), plus, for a refused file, where
+    in it and how many errors there were: only the first ``errors_shown`` are listed."""
 
     detail: list[RowProblem]
-    errors_total: int
-    errors_shown: int
+    errors_total: int | None = None
+    errors_shown: int | None = None
 
 
 class ImportJobOut(BaseModel):
