@@ -65,8 +65,12 @@ class ImportJobs:
     def _unfinished(self) -> int:
         return sum(j.state in (JobState.QUEUED, JobState.RUNNING) for j in self._jobs.values())
 
-    def submit(self, owner: int, filename: str, work: Work) -> ImportJob:
-        """Queue ``work``; QueueFull if as many jobs as allowed are already waiting."""
+    def submit(self, owner: int, filename: str, work: Work,
+               dropped: Callable[[], None] | None = None) -> ImportJob:
+        """Queue ``work``; QueueFull if as many jobs as allowed are already waiting.
+
+        ``dropped`` is called if the job never runs (the fleet shut down first), to let go
+        of what it holds (its uploaded file)."""
         with self._lock:
             if self._unfinished() >= self._limit:
                 raise QueueFull
@@ -76,7 +80,9 @@ class ImportJobs:
                         if j.state not in (JobState.QUEUED, JobState.RUNNING)]
             for key in finished[: max(0, len(self._jobs) - self._keep)]:
                 del self._jobs[key]
-        self._executor.submit(self._run, job, work)
+        future = self._executor.submit(self._run, job, work)
+        if dropped is not None:
+            future.add_done_callback(lambda f: dropped() if f.cancelled() else None)
         return job
 
     def get(self, job_id: str) -> ImportJob | None:

@@ -356,11 +356,14 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
     source = source_of(filename)
     parsed = _Parsed(Places(session), ErrorLog(max_errors))
     with session.no_autoflush:
+        count = 0
         try:
             for count, row in enumerate(read_table(data, filename), start=1):
                 _parse_row(row, parsed)
                 if progress is not None and count % _BATCH == 0:
                     progress(count)
+            if progress is not None and count % _BATCH:
+                progress(count)
         except TimetableError as exc:
             # The file itself is unusable (a header, an encoding): under the same cap,
             # with whatever rows before it got wrong.

@@ -155,7 +155,7 @@ def test_a_large_file_is_imported_as_a_job(world: World) -> None:
     job = reply.json()
     assert reply.headers["location"] == f"/api/v1/timetable/imports/{job['id']}"
     done = _finished(world, "dt-dianjiao", reply.headers["location"])
-    assert (done["state"], done["status"]) == ("done", 200)
+    assert (done["state"], done["status"], done["rows"]) == ("done", 200, 1)
     assert (done["result"]["lessons"], done["result"]["created"]) == (3, 3)
     assert _lessons(world) == 3
     # Someone else's job is not theirs to see; an admin sees every job.

@@ -46,6 +46,14 @@ def test_the_cap_is_the_callers_choice(pilot: SessionFactory) -> None:
     assert (err.value.total, [e.line for e in err.value.errors]) == (7, [2, 3, 4])
 
 
+def test_progress_is_told_every_thousand_rows_and_at_the_end(pilot: SessionFactory) -> None:
+    seen: list[int] = []
+    bad = [DT_MON.replace("数学", "")] * 2500
+    with session_scope(pilot) as s, pytest.raises(TimetableError) as err:
+        import_timetable(s, csv(*bad), "t.csv", semester=SEM, progress=seen.append)
+    assert (seen, err.value.total) == ([1000, 2000, 2500], 2500)
+
+
 def test_a_file_object_is_read_as_a_stream(pilot: SessionFactory, tmp_path: Path) -> None:
     head = "类型,星期,日期,开始,结束,学科,年级,教师,主讲学校,主讲教室,接收教室,方式,备注"
     path = tmp_path / "课表.csv"
@@ -54,7 +62,7 @@ def test_a_file_object_is_read_as_a_stream(pilot: SessionFactory, tmp_path: Path
     rows: list[int] = []
     with session_scope(pilot) as s, path.open("rb") as stream:
         result = import_timetable(s, stream, path.name, semester=SEM, progress=rows.append)
-    assert result.created == 4
+    assert (result.created, rows) == (4, [1])
     assert _lessons(pilot) == 4
 
 

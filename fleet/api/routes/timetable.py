@@ -302,7 +302,8 @@ def import_file(
     path = _spool(file)
     url = services.sessions.kw["bind"].url.render_as_string(hide_password=False)
     try:
-        job = services.imports.submit(scope.principal.id, filename, _job(upload, url, path))
+        job = services.imports.submit(scope.principal.id, filename, _job(upload, url, path),
+                                      dropped=lambda: os.unlink(path))
     except QueueFull:
         os.unlink(path)
         raise HTTPException(429, msg.QUEUE_FULL(), headers={"Retry-After": "30"}) from None
