@@ -20,6 +20,8 @@ UNKNOWN_COLUMN = Text("未知列名", "unknown column")
 DUPLICATE_COLUMN = Text("列名重复", "duplicate column")
 MISSING_COLUMN = Text("缺少必需的列", "required column missing")
 SEMESTER_BACKWARDS = Text("学期结束早于开始", "the semester ends before it starts")
+UNPACKED_TOO_LARGE = Text("xlsx 文件解压后超过 {limit} 字节，不予读取",
+                          "the .xlsx file unpacks to more than {limit} bytes: not read")
 TOO_LARGE = Text("文件过大，上限 {limit} 字节", "file too large: the limit is {limit} bytes")
 
 # -- one cell

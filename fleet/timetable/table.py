@@ -17,15 +17,16 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from xml.etree import ElementTree
-
-from openpyxl.worksheet.cell_range import CellRange
 
 from fleet.timetable import messages as msg
 from fleet.timetable.errors import RowError, Text, TimetableError
 
-__all__ = ["COLUMNS", "HOLIDAY_COLUMNS", "RawRow", "read_table"]
+if TYPE_CHECKING:
+    from openpyxl.worksheet.cell_range import CellRange
+
+__all__ = ["COLUMNS", "HOLIDAY_COLUMNS", "MAX_UNPACKED", "RawRow", "read_table"]
 
 # canonical name -> accepted headers (compared case-insensitively, spaces removed)
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -59,6 +60,12 @@ _CHUNK = 1 << 16
 _DAMAGED = (zipfile.BadZipFile, zlib.error, struct.error, ElementTree.ParseError, EOFError,
             LookupError, ValueError, TypeError, AttributeError, OSError, RuntimeError)
 _NOT_MERGED: dict[int, str] = {}
+# A timetable has 14 columns: a merged range reaching further fills only this many, so a
+# sheet-wide merge (A1:XFD9) cannot cost every row 16 384 cells.
+_WIDEST = 64
+# An .xlsx is a zip of XML: a few MiB can unpack to gigabytes.  A county's whole-year
+# timetable unpacks to well under this; zipfile stops each member at its declared size.
+MAX_UNPACKED = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +151,7 @@ def _rows(lines: Iterable[Line], columns: dict[str, tuple[str, ...]], sheet: str
             continue
         values = {canon: cells[i] for i, (canon, _) in mapping.items() if i < len(cells)}
         values = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
-        where = {mapping[i][0]: cells for i, cells in merged.items() if i in mapping}
+        where = {mapping[i][0]: ref for i, ref in merged.items() if i in mapping}
         yield RawRow(number, values, headers, sheet, holiday_sheet, where)
     if mapping is None and not (holiday_sheet and blank):
         names = ", ".join(names[-1] for names in columns.values())
@@ -202,6 +209,8 @@ def _merged_ranges(book: Any, sheet: Any) -> list[CellRange]:
     They sit after the cells in the sheet's XML, which is read once more as a stream,
     each row dropped as soon as it ends, so memory stays flat.
     """
+    from openpyxl.worksheet.cell_range import CellRange  # deferred, as openpyxl itself
+
     refs: list[str] = []
     data: ElementTree.Element | None = None
     # _archive and _worksheet_path: the read-only sheet's own zip member, no public name
@@ -251,8 +260,9 @@ def _sheet_lines(book: Any, name: str) -> Iterator[Line]:
             if cr.max_row < number:
                 del active[coord]
                 continue
-            cells += [None] * (cr.max_col - len(cells))
-            for col in range(cr.min_col - 1, cr.max_col):
+            widest = min(cr.max_col, _WIDEST)
+            cells += [None] * (widest - len(cells))
+            for col in range(cr.min_col - 1, widest):
                 cells[col] = value
                 merged[col] = coord
         yield number, cells, merged
@@ -261,6 +271,11 @@ def _sheet_lines(book: Any, name: str) -> Iterator[Line]:
 def _read_xlsx(stream: BinaryIO) -> Iterator[RawRow]:
     import openpyxl  # deferred: only a workbook upload needs it
 
+    with _workbook_reading():
+        unpacked = sum(member.file_size for member in zipfile.ZipFile(stream).infolist())
+    if unpacked > MAX_UNPACKED:
+        raise TimetableError([RowError(0, "", msg.UNPACKED_TOO_LARGE(limit=MAX_UNPACKED))])
+    stream.seek(0)
     with _workbook_reading():
         book = openpyxl.load_workbook(stream, read_only=True, data_only=True)
         names = list(book.sheetnames)

@@ -16,6 +16,7 @@ from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Lesson
 from fleet.timetable import Semester, TimetableError, import_timetable
 from fleet.timetable.errors import MAX_ERRORS
+from fleet.timetable.table import MAX_UNPACKED
 from tests.fleet.test_timetable import DT_MON, HEAD, SEM, csv, run
 
 ROW = DT_MON.split(",")
@@ -132,3 +133,29 @@ def test_semester_backwards_is_refused_in_both_languages(pilot: SessionFactory) 
     with pytest.raises(TimetableError) as err:
         run(pilot, csv(DT_MON), semester=Semester(date(2026, 9, 30), date(2026, 9, 1)))
     assert err.value.errors[0].reason == "学期结束早于开始 / the semester ends before it starts"
+
+
+def test_a_workbook_that_unpacks_too_large_is_refused_unread(pilot: SessionFactory) -> None:
+    out = io.BytesIO(_merged_book("洞头区实验小学"))
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED) as book:
+        # Compresses to about 130 KB: what a zip bomb looks like from outside.
+        book.writestr("xl/media/padding.bin", bytes(MAX_UNPACKED))
+    with pytest.raises(TimetableError) as err:
+        run(pilot, out.getvalue(), "bomb.xlsx")
+    assert [e.line for e in err.value.errors] == [0]
+    assert "unpacks to more than 134217728 bytes" in err.value.errors[0].reason
+    assert _lessons(pilot) == 0
+
+
+def test_a_sheet_wide_merge_fills_only_the_columns_a_timetable_has(
+        pilot: SessionFactory) -> None:
+    book = openpyxl.load_workbook(io.BytesIO(_merged_book("洞头区实验小学")))
+    sheet = book["课表"]
+    sheet.append(["2026 秋季"])
+    sheet.merge_cells("A5:XFD5")  # a title line across the whole sheet, below the lessons
+    buf = io.BytesIO()
+    book.save(buf)
+    with pytest.raises(TimetableError) as err:
+        run(pilot, buf.getvalue(), "wide.xlsx")
+    assert {e.line for e in err.value.errors} == {5}  # the title is read as a bad row
+    assert all("A5:XFD5" in e.reason for e in err.value.errors)
