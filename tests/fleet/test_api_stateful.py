@@ -26,7 +26,9 @@ from fleet.api.import_jobs import ImportJobs
 from tests.fleet.schema_client import httpx_kwargs, module_world
 from tests.fuzzing import FUZZ_EXAMPLES, fuzz_settings
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
+# pytest-timeout's 180 s is for the suite's budget; `make fuzz` gives each test up to a
+# second per example.
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(max(180, FUZZ_EXAMPLES))]
 
 WORLD = module_world("syncclass-stateful-")
 WORLD.services.config = dataclasses.replace(WORLD.services.config, import_inline_max_bytes=0)

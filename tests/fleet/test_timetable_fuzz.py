@@ -28,9 +28,11 @@ from fleet.db.models import Lesson
 from fleet.timetable import ImportResult, TimetableError, import_timetable
 from fleet.timetable.table import COLUMNS, HOLIDAY_COLUMNS
 from tests.fleet.test_timetable import DT_MON, HEAD, SEM, WC_FRI
-from tests.fuzzing import fuzz_settings
+from tests.fuzzing import FUZZ_EXAMPLES, fuzz_settings
 
-pytestmark = pytest.mark.fuzz
+# pytest-timeout's 180 s is for the suite's budget; `make fuzz` gives each test up to a
+# second per example.
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(max(180, FUZZ_EXAMPLES))]
 
 SCHOOLS = ("洞头区实验小学", "洞头区鹿西乡小学", "乐清市城南实验小学", "乐清市大荆镇山头小学",
            "文成县西坑初级中学/同步课堂教室", "洞头区/洞头区实验小学", "同步课堂教室")
