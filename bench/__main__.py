@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import fleet_size, footprint, ingest, latency
+from bench import fleet_size, footprint, ingest, latency, timetable_import
 
 BENCHES = {
     "footprint": footprint.run,
     "ingest": ingest.run,
     "fleet_size": fleet_size.run,
     "latency": latency.run,
+    "import": timetable_import.run,
 }
 
 

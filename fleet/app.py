@@ -215,6 +215,8 @@ class Fleet:
         self.notifier.wake()
         for thread in self._threads:
             thread.join(timeout=10)
+        # A running timetable import finishes (all or nothing); queued ones are dropped.
+        self.api.state.services.imports.close()
         self.mqtt.close()
         if self.tsdb is not None:
             self.tsdb.close()

@@ -89,16 +89,18 @@ def _load_inventory(args: argparse.Namespace) -> int:
 
 
 def _import_timetable(args: argparse.Namespace) -> int:
-    from fleet.timetable.errors import TimetableError
+    from fleet.timetable.errors import MAX_ERRORS, TimetableError
     from fleet.timetable.importer import Semester, import_timetable
 
     semester = Semester(args.start, args.end, tuple(args.holiday))
-    return _in_database(
-        args,
-        lambda session: import_timetable(session, args.file.read_bytes(), args.file.name,
-                                         semester=semester),
-        TimetableError, "课表", "timetable",
-    )
+
+    def job(session: Session) -> object:
+        # Read as a stream: a county's whole-year file never sits in memory at once.
+        with args.file.open("rb") as stream:
+            return import_timetable(session, stream, args.file.name, semester=semester,
+                                    max_errors=args.max_errors or MAX_ERRORS)
+
+    return _in_database(args, job, TimetableError, "课表", "timetable")
 
 
 def _public_key(args: argparse.Namespace) -> int:
@@ -249,6 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--start", type=date.fromisoformat, required=True, help="semester start")
     tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
     tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
+    tt.add_argument("--max-errors", type=int, default=None,
+                    help="errors to list when refused (default 100; all are counted)")
     command("public-key", "print the fleet's command-signing public key for agents", _public_key)
     command("broker-init", "create the fleet's client and role in the broker's dynamic "
             "security plugin", _broker_init)

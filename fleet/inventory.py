@@ -315,9 +315,9 @@ def find_school(session: Session, ref: str,
     if county_name:
         candidates = [s for s in candidates if s.county.name == county_name]
     if not candidates:
-        raise LookupError(f"未知学校 / unknown school {ref!r}")
+        raise LookupError(f"未知学校 {ref!r} / unknown school {ref!r}")
     if len({s.id for s in candidates}) > 1:
-        raise LookupError(f"学校名称重复，请写作 区县/学校 / ambiguous school {ref!r}: "
+        raise LookupError(f"学校名称 {ref!r} 重复，请写作 区县/学校 / ambiguous school {ref!r}: "
                           "write it as county/school")
     return candidates[0]
 

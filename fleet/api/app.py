@@ -114,6 +114,8 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     counter = RequestCounter()
     app.state.registry = build_registry([counter, *services.metric_sources])
+    # Added first, so it runs inside the counter: refused uploads are counted too.
+    app.middleware("http")(timetable.upload_limit(services))
     app.middleware("http")(counter)
     app.middleware("http")(_inventory_hook(services))
     for router in _PEOPLE_ROUTERS:

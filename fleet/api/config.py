@@ -65,6 +65,11 @@ class ApiConfig:
     bandwidth_window_s: float = 600.0
     # Largest timetable file accepted (xlsx of a whole county is well under this).
     upload_max_bytes: int = 5 * 1024 * 1024
+    # Timetables up to this size import inside the request (200/422); larger ones run as
+    # a background job (202, then GET the job), so a big file never stalls the API.
+    import_inline_max_bytes: int = 256 * 1024
+    # Errors a refused timetable lists (all are counted).
+    import_max_errors: int = 100
     # Dates in the API (lessons, reports) are local dates in this zone.
     timezone: str = "Asia/Shanghai"
     login: LoginConfig = field(default_factory=LoginConfig)

@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from fleet.api.config import ApiConfig
+from fleet.api.import_jobs import ImportJobs
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
 from fleet.enrolment import Enrolled, EnrolRefused
@@ -149,6 +150,8 @@ class Services:
     inventory_changed: Callable[[], None] | None = None
     # Admits the devices' bandwidth tests; None: the endpoint answers everyone 401.
     bandwidth: BandwidthGate | None = None
+    # Large timetable imports, off the request path.
+    imports: ImportJobs = field(default_factory=ImportJobs)
 
 
 def get_services(request: Request) -> Services:

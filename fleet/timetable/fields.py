@@ -1,38 +1,46 @@
 """Parsing one timetable cell: kinds, weekdays, dates, times, modes, classroom names.
 
 Each parser takes what a CSV gives (text) or what openpyxl gives (int, date, time,
-datetime) and raises FieldError with a bilingual reason.
+datetime) and raises FieldError with a bilingual reason (fleet.timetable.messages).
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from fleet.db.models import Classroom, LessonMode, School
 from fleet.inventory import find_school
+from fleet.timetable import messages as msg
+from fleet.timetable.errors import Text
 
 __all__ = [
     "FieldError",
+    "Places",
     "RowKind",
-    "classroom_ref",
     "parse_date",
     "parse_kind",
     "parse_mode",
     "parse_time",
     "parse_weekday",
-    "resolve_classroom",
     "split_list",
 ]
 
 
 class FieldError(ValueError):
-    pass
+    """A cell that does not parse: the message and the values to fill into it."""
+
+    def __init__(self, text: Text, **values: Any) -> None:
+        super().__init__(text(**values))
+        self.text = text
+        self.values = values
 
 
 class RowKind(enum.StrEnum):
@@ -73,12 +81,11 @@ def parse_kind(value: Any, has_weekday: bool, has_date: bool) -> RowKind:
             return RowKind.WEEKLY
         if has_date and not has_weekday:
             return RowKind.ONCE
-        raise FieldError("请填写类型：每周/单次/节假日 / kind must be weekly, once or holiday")
+        raise FieldError(msg.KIND_MISSING)
     try:
         return _KINDS[text]
     except KeyError:
-        raise FieldError(f"未知类型 {text!r}，应为 每周/单次/节假日 / "
-                         "kind must be weekly, once or holiday") from None
+        raise FieldError(msg.KIND_UNKNOWN, value=text) from None
 
 
 def parse_weekday(value: Any) -> int:
@@ -95,8 +102,7 @@ def parse_weekday(value: Any) -> int:
         return int(text)
     if text in _WEEKDAYS:
         return _WEEKDAYS[text]
-    raise FieldError(f"星期无效 {_text(value)!r}，应为 1-7 或 周一…周日 / "
-                     "bad weekday: use 1-7 or Mon-Sun")
+    raise FieldError(msg.WEEKDAY_BAD, value=_text(value))
 
 
 def parse_date(value: Any) -> date:
@@ -110,7 +116,7 @@ def parse_date(value: Any) -> date:
             return date(*(int(g) for g in match.groups()))
         except ValueError:
             pass
-    raise FieldError(f"日期无效 {_text(value)!r}，应为 2026-03-02 / bad date: use YYYY-MM-DD")
+    raise FieldError(msg.DATE_BAD, value=_text(value))
 
 
 def parse_time(value: Any) -> time:
@@ -126,7 +132,7 @@ def parse_time(value: Any) -> time:
         hour, minute = (int(g) for g in match.groups())
         if hour < 24 and minute < 60:
             return time(hour, minute)
-    raise FieldError(f"时间无效 {_text(value)!r}，应为 08:00 / bad time: use HH:MM")
+    raise FieldError(msg.TIME_BAD, value=_text(value))
 
 
 def parse_mode(value: Any) -> LessonMode:
@@ -136,8 +142,7 @@ def parse_mode(value: Any) -> LessonMode:
     try:
         return _MODES[text]
     except KeyError:
-        raise FieldError(f"未知方式 {text!r}，应为 直播/录播 / mode must be live or recorded"
-                         ) from None
+        raise FieldError(msg.MODE_UNKNOWN, value=text) from None
 
 
 def split_list(value: Any) -> list[str]:
@@ -145,30 +150,72 @@ def split_list(value: Any) -> list[str]:
     return [p.strip() for p in re.split(r"[;；,，、\n]", _text(value)) if p.strip()]
 
 
-def resolve_classroom(session: Session, school_ref: str, room: str) -> Classroom:
-    """A classroom by school and name; a blank name means the school's only classroom."""
-    try:
-        school: School = find_school(session, school_ref)
-    except LookupError as exc:
-        raise FieldError(str(exc)) from None
-    rooms = session.scalars(select(Classroom).where(Classroom.school_id == school.id)).all()
-    if room:
-        for candidate in rooms:
-            if candidate.name == room:
-                return candidate
-        raise FieldError(f"未知教室 / unknown classroom {school_ref}/{room}")
-    if len(rooms) == 1:
-        return rooms[0]
-    raise FieldError(f"{school_ref} 有 {len(rooms)} 间教室，请写明教室 / "
-                     f"{school_ref} has {len(rooms)} classrooms: name one")
+class Places:
+    """Schools and classrooms looked up by the names a timetable uses.
 
+    Each distinct reference is resolved once per import (a file names the same few
+    classrooms thousands of times, and a bad file the same unknown one), from schools and
+    classrooms read in one query each.
+    """
 
-def classroom_ref(session: Session, text: str) -> Classroom:
-    """``学校/教室``, or ``学校`` for its only classroom (``区县/学校`` when names clash)."""
-    try:
-        find_school(session, text)
-    except LookupError:
-        if "/" in text:
-            school_ref, _, room = text.rpartition("/")
-            return resolve_classroom(session, school_ref.strip(), room.strip())
-    return resolve_classroom(session, text, "")
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._schools: dict[str, list[School]] = defaultdict(list)
+        for school in session.scalars(select(School).options(
+                selectinload(School.county), selectinload(School.classrooms))):
+            self._schools[school.name].append(school)
+        self._found: dict[tuple[str, str, bool], School | Classroom | FieldError] = {}
+
+    def _memo(self, key: tuple[str, str, bool], find: Callable[[], School | Classroom],
+              ) -> School | Classroom:
+        if key not in self._found:
+            try:
+                self._found[key] = find()
+            except FieldError as exc:
+                self._found[key] = exc
+        found = self._found[key]
+        if isinstance(found, FieldError):
+            raise FieldError(found.text, **found.values)
+        return found
+
+    def school(self, ref: str) -> School:
+        """A school by ``name`` or ``county/name``."""
+        found = self._memo((ref, "", False), lambda: self._school(ref))
+        assert isinstance(found, School)
+        return found
+
+    def classroom(self, school_ref: str, room: str) -> Classroom:
+        """A classroom by school and name; a blank name means the school's only classroom."""
+        found = self._memo((school_ref, room, True), lambda: self._classroom(school_ref, room))
+        assert isinstance(found, Classroom)
+        return found
+
+    def classroom_ref(self, text: str) -> Classroom:
+        """``学校/教室``, or ``学校`` for its only classroom (``区县/学校`` when names clash)."""
+        try:
+            self.school(text)
+        except FieldError:
+            if "/" in text:
+                school_ref, _, room = text.rpartition("/")
+                return self.classroom(school_ref.strip(), room.strip())
+        return self.classroom(text, "")
+
+    def _school(self, ref: str) -> School:
+        if not ref:
+            raise FieldError(msg.SCHOOL_MISSING)
+        try:
+            return find_school(self.session, ref, self._schools)
+        except LookupError as exc:
+            raise FieldError(Text.of(str(exc))) from None
+
+    def _classroom(self, school_ref: str, room: str) -> Classroom:
+        school = self.school(school_ref)
+        rooms = school.classrooms
+        if room:
+            for candidate in rooms:
+                if candidate.name == room:
+                    return candidate
+            raise FieldError(msg.CLASSROOM_UNKNOWN, school=school_ref, room=room)
+        if len(rooms) == 1:
+            return rooms[0]
+        raise FieldError(msg.CLASSROOM_AMBIGUOUS, school=school_ref, count=len(rooms))

@@ -11,14 +11,14 @@ lesson) and removes the ones the file no longer has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import PurePath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
 
 from fleet.db.models import (
     Alert,
@@ -29,17 +29,17 @@ from fleet.db.models import (
     LessonMode,
     LessonReceiver,
 )
-from fleet.timetable.errors import RowError, TimetableError
+from fleet.timetable import messages as msg
+from fleet.timetable.errors import MAX_ERRORS, ErrorLog, RowError, Text, TimetableError
 from fleet.timetable.fields import (
     FieldError,
+    Places,
     RowKind,
-    classroom_ref,
     parse_date,
     parse_kind,
     parse_mode,
     parse_time,
     parse_weekday,
-    resolve_classroom,
     split_list,
 )
 from fleet.timetable.table import RawRow, read_table
@@ -48,6 +48,9 @@ __all__ = ["ImportResult", "Semester", "import_timetable", "source_of"]
 
 T = TypeVar("T")
 DEFAULT_HOLIDAY_NAME = "节假日"
+_BATCH = 1000  # lessons per INSERT
+_NO_VALUES: dict[str, Any] = {}
+Progress = Callable[[int], None]  # told the number of rows read so far
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class ImportResult:
     holidays: int  # holiday dates recorded
 
 
-@dataclass
+@dataclass(slots=True)
 class _Spec:
     row: RawRow
     kind: RowKind
@@ -85,7 +88,7 @@ class _Spec:
     receivers: list[Classroom]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Slot:
     """A classroom busy from ``starts_at`` to ``ends_at``: a file row or a stored lesson."""
 
@@ -99,9 +102,10 @@ class _Slot:
 
 @dataclass
 class _Parsed:
+    places: Places
+    errors: ErrorLog
     specs: list[_Spec] = field(default_factory=list)
     holidays: dict[date, str] = field(default_factory=dict)
-    errors: list[RowError] = field(default_factory=list)
 
 
 def source_of(filename: str) -> str:
@@ -116,7 +120,7 @@ def _text(row: RawRow, column: str) -> str:
 class _RowParser:
     """Collects a row's field errors; ``ok`` stays True only if every field parsed."""
 
-    def __init__(self, row: RawRow, errors: list[RowError]) -> None:
+    def __init__(self, row: RawRow, errors: ErrorLog) -> None:
         self.row = row
         self.errors = errors
         self.ok = True
@@ -125,15 +129,15 @@ class _RowParser:
         try:
             return parser(*args) if args else parser(self.row.values.get(column))
         except FieldError as exc:
-            self.fail(column, str(exc))
+            self.fail(column, exc.text, **exc.values)
             return None
 
-    def fail(self, column: str, reason: str) -> None:
-        self.errors.append(self.row.error(column, reason))
+    def fail(self, column: str, text: Text, **values: Any) -> None:
+        self.errors.append(self.row.error(column, text, **values))
         self.ok = False
 
 
-def _parse_row(session: Session, row: RawRow, parsed: _Parsed) -> None:
+def _parse_row(row: RawRow, parsed: _Parsed) -> None:
     p = _RowParser(row, parsed.errors)
     has_weekday, has_date = bool(_text(row, "weekday")), bool(_text(row, "date"))
     kind = RowKind.HOLIDAY if row.holiday_sheet else p.field(
@@ -150,49 +154,53 @@ def _parse_row(session: Session, row: RawRow, parsed: _Parsed) -> None:
     if kind == RowKind.WEEKLY:
         weekday = p.field("weekday", parse_weekday)
         if has_date:
-            p.fail("date", "每周课程不填日期 / a weekly row takes no date")
+            p.fail("date", msg.WEEKLY_WITH_DATE)
     else:
         day = p.field("date", parse_date)
     start, end = p.field("start", parse_time), p.field("end", parse_time)
     if start is not None and end is not None and end <= start:
-        p.fail("end", "结束时间早于或等于开始时间 / end is not after start")
+        p.fail("end", msg.END_NOT_AFTER_START)
     subject = _text(row, "subject")
     if not subject:
-        p.fail("subject", "学科必填 / subject is required")
+        p.fail("subject", msg.SUBJECT_MISSING)
     mode = p.field("mode", parse_mode)
-    main_column = "main_classroom" if _text(row, "main_classroom") else "main_school"
-    main = p.field(main_column, resolve_classroom, session, _text(row, "main_school"),
-                   _text(row, "main_classroom"))
+    # The school is checked on its own first, so an unknown school is blamed on its cell.
+    main = None
+    if p.field("main_school", parsed.places.school, _text(row, "main_school")) is not None:
+        main_column = "main_classroom" if _text(row, "main_classroom") else "main_school"
+        main = p.field(main_column, parsed.places.classroom, _text(row, "main_school"),
+                       _text(row, "main_classroom"))
     receivers: list[Classroom] = []
     refs = split_list(row.values.get("receivers"))
     if not refs:
-        p.fail("receivers", "至少一个接收教室 / at least one receiving classroom")
+        p.fail("receivers", msg.NO_RECEIVER)
     for ref in refs:
-        room = p.field("receivers", classroom_ref, session, ref)
+        room = p.field("receivers", parsed.places.classroom_ref, ref)
         if room is None:
             continue
         if main is not None and room.id == main.id:
-            p.fail("receivers", f"接收教室就是主讲教室 / receiving classroom {ref} is the main one")
+            p.fail("receivers", msg.RECEIVER_IS_MAIN, ref=ref)
         elif room.id in {r.id for r in receivers}:
-            p.fail("receivers", f"接收教室重复 / receiving classroom {ref} listed twice")
+            p.fail("receivers", msg.RECEIVER_TWICE, ref=ref)
         else:
             receivers.append(room)
     if p.ok and start is not None and end is not None and mode is not None and main:
-        parsed.specs.append(_Spec(row, kind, weekday, day, start, end, subject,
+        # The cells are no longer needed, only where the row is (for later errors).
+        parsed.specs.append(_Spec(replace(row, values=_NO_VALUES), kind, weekday, day, start,
+                                  end, subject,
                                   _text(row, "grade"), _text(row, "teacher"), mode, main,
                                   receivers))
 
 
 def _expand(spec: _Spec, semester: Semester, excluded: set[date],
-            errors: list[RowError]) -> list[date]:
+            errors: ErrorLog) -> list[date]:
     if spec.day is not None:
         if not semester.start <= spec.day <= semester.end:
-            errors.append(spec.row.error(
-                "date", f"日期 {spec.day} 不在学期内 ({semester.start}–{semester.end}) / "
-                        "date outside the semester"))
+            errors.append(spec.row.error("date", msg.OUTSIDE_SEMESTER, day=spec.day,
+                                         start=semester.start, end=semester.end))
             return []
         if spec.day in excluded:
-            errors.append(spec.row.error("date", f"{spec.day} 是节假日 / date is a holiday"))
+            errors.append(spec.row.error("date", msg.ON_HOLIDAY, day=spec.day))
             return []
         return [spec.day]
     first = semester.start + timedelta(days=(spec.weekday or 1) - semester.start.isoweekday())
@@ -218,6 +226,8 @@ def _stored_slots(session: Session, source: str, rooms: set[int], lo: datetime,
     lessons = session.scalars(
         select(Lesson).where(Lesson.source != source, Lesson.cancelled.is_(False),
                              Lesson.starts_at < hi, Lesson.ends_at > lo)
+        .options(selectinload(Lesson.main_classroom), selectinload(Lesson.receivers)
+                 .selectinload(LessonReceiver.classroom))
     ).all()
     return [_Slot(lesson.starts_at, lesson.ends_at, room, None, lesson.id, lesson.source)
             for lesson in lessons
@@ -225,56 +235,59 @@ def _stored_slots(session: Session, source: str, rooms: set[int], lo: datetime,
             if room.id in rooms]
 
 
-def _overlaps(slots: list[_Slot], errors: list[RowError]) -> None:
+def _overlaps(slots: list[_Slot], errors: ErrorLog) -> None:
     """Report each file row that double-books a classroom, once per conflicting partner."""
-    seen: set[tuple[int, str]] = set()
+    seen: set[tuple[int, str, int]] = set()
     latest: dict[int, _Slot] = {}  # room id -> the slot ending last so far
     for slot in sorted(slots, key=lambda s: (s.starts_at, s.spec.row.line if s.spec else 0)):
         prev = latest.get(slot.room.id)
         if prev is not None and slot.starts_at < prev.ends_at:
             row_slot, other = (slot, prev) if slot.spec else (prev, slot)
             if row_slot.spec is not None:
-                if other.spec is not None:
-                    partner = f"第 {other.spec.row.line} 行 / line {other.spec.row.line}"
-                else:
-                    partner = f"已有课程 #{other.lesson_id} ({other.lesson_source})"
-                if (row_slot.spec.row.line, partner) not in seen:
-                    seen.add((row_slot.spec.row.line, partner))
+                row = row_slot.spec.row
+                partner = (row.line, other.spec.row.sheet, other.spec.row.line) if other.spec \
+                    else (row.line, other.lesson_source, other.lesson_id)
+                if partner not in seen:
+                    seen.add(partner)
                     local = slot.starts_at.astimezone(ZoneInfo(slot.room.school.timezone))
-                    errors.append(row_slot.spec.row.error(
-                        "start", f"教室 {slot.room.school.name}/{slot.room.name} 在 "
-                                 f"{local:%Y-%m-%d %H:%M} 与{partner}时间冲突 / "
-                                 "classroom double-booked"))
+                    room = f"{slot.room.school.name}/{slot.room.name}"
+                    when = f"{local:%Y-%m-%d %H:%M}"
+                    if other.spec is not None:
+                        errors.append(row.error("start", msg.CLASH_WITH_ROW, room=room,
+                                                when=when, line=other.spec.row.line))
+                    else:
+                        errors.append(row.error("start", msg.CLASH_WITH_LESSON, room=room,
+                                                when=when, lesson=other.lesson_id,
+                                                source=other.lesson_source))
         if prev is None or slot.ends_at > prev.ends_at:
             latest[slot.room.id] = slot
 
 
-def _referenced(session: Session, lesson_id: int) -> bool:
-    return bool(session.scalar(select(or_(
-        exists().where(CheckRun.lesson_id == lesson_id),
-        exists().where(Alert.lesson_id == lesson_id),
-    ))))
+def _referenced(session: Session, lesson_ids: list[int]) -> set[int]:
+    """Which of these lessons a check run or an alert points at."""
+    found: set[int] = set()
+    for at in range(0, len(lesson_ids), _BATCH):
+        chunk = lesson_ids[at:at + _BATCH]
+        found.update(session.scalars(select(CheckRun.lesson_id).where(
+            CheckRun.lesson_id.in_(chunk))))
+        found.update(session.scalars(select(Alert.lesson_id).where(Alert.lesson_id.in_(chunk))))
+    return found
 
 
 def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetime, datetime]],
            holidays: dict[date, str]) -> ImportResult:
     existing = {(lesson.main_classroom_id, lesson.starts_at): lesson
-                for lesson in session.scalars(select(Lesson).where(Lesson.source == source))}
-    created = updated = unchanged = removed = 0
+                for lesson in session.scalars(select(Lesson).where(Lesson.source == source)
+                                              .options(selectinload(Lesson.receivers)))}
+    new: list[tuple[_Spec, datetime, datetime]] = []
+    updated = unchanged = 0
     for spec, starts_at, ends_at in occurrences:
-        values: dict[str, Any] = {
-            "subject": spec.subject, "grade": spec.grade, "teacher": spec.teacher,
-            "ends_at": ends_at, "mode": spec.mode, "cancelled": False,
-        }
-        wanted = [r.id for r in spec.receivers]
         lesson = existing.pop((spec.main.id, starts_at), None)
         if lesson is None:
-            session.add(Lesson(source=source, main_classroom_id=spec.main.id,
-                               starts_at=starts_at, receivers=[
-                                   LessonReceiver(classroom_id=rid) for rid in wanted],
-                               **values))
-            created += 1
+            new.append((spec, starts_at, ends_at))
             continue
+        values = _values(spec, ends_at)
+        wanted = [r.id for r in spec.receivers]
         changed = [k for k, v in values.items() if getattr(lesson, k) != v]
         for key in changed:
             setattr(lesson, key, values[key])
@@ -287,13 +300,15 @@ def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetim
             updated += 1
         else:
             unchanged += 1
+    referenced = _referenced(session, [lesson.id for lesson in existing.values()])
     for lesson in existing.values():
         # Checks and alerts keep pointing at a lesson they were about: cancel it instead.
-        if _referenced(session, lesson.id):
+        if lesson.id in referenced:
             lesson.cancelled = True
         else:
             session.delete(lesson)
-        removed += 1
+    removed = len(existing)
+    created = _insert(session, source, new)
     for day, name in holidays.items():
         holiday = session.get(Holiday, day)
         if holiday is None:
@@ -305,19 +320,55 @@ def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetim
                         len(holidays))
 
 
-def import_timetable(session: Session, data: bytes, filename: str, *,
-                     semester: Semester) -> ImportResult:
-    """Import a ``.csv``/``.xlsx`` timetable; the caller commits.
+def _values(spec: _Spec, ends_at: datetime) -> dict[str, Any]:
+    return {"subject": spec.subject, "grade": spec.grade, "teacher": spec.teacher,
+            "ends_at": ends_at, "mode": spec.mode, "cancelled": False}
 
-    Raises TimetableError listing every bad row; the session is then left untouched.
+
+def _insert(session: Session, source: str, new: list[tuple[_Spec, datetime, datetime]]) -> int:
+    """New lessons and their receivers, a batch per statement rather than an object each
+    (and the rows of a batch built only for it)."""
+    for at in range(0, len(new), _BATCH):
+        batch = new[at:at + _BATCH]
+        rows = [{"source": source, "main_classroom_id": spec.main.id, "starts_at": starts_at,
+                 **_values(spec, ends_at)} for spec, starts_at, ends_at in batch]
+        ids = session.scalars(insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
+                              rows).all()
+        receivers = [{"lesson_id": lesson_id, "classroom_id": room.id}
+                     for lesson_id, (spec, _, _) in zip(ids, batch, strict=True)
+                     for room in spec.receivers]
+        if receivers:
+            session.execute(insert(LessonReceiver), receivers)
+    return len(new)
+
+
+def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
+                     semester: Semester, max_errors: int = MAX_ERRORS,
+                     progress: Progress | None = None) -> ImportResult:
+    """Import a ``.csv``/``.xlsx`` timetable (its content or a seekable binary file), read
+    as a stream; the caller commits.
+
+    Raises TimetableError listing the first ``max_errors`` bad rows and how many there
+    were; the session is then left untouched.  ``progress`` hears the rows read so far.
     """
     if semester.end < semester.start:
-        raise TimetableError([RowError(0, "", "学期结束早于开始 / semester ends before it starts")])
+        raise TimetableError([RowError(0, "", msg.SEMESTER_BACKWARDS())])
     source = source_of(filename)
-    parsed = _Parsed()
+    parsed = _Parsed(Places(session), ErrorLog(max_errors))
     with session.no_autoflush:
-        for row in read_table(data, filename):
-            _parse_row(session, row, parsed)
+        count = 0
+        try:
+            for count, row in enumerate(read_table(data, filename), start=1):
+                _parse_row(row, parsed)
+                if progress is not None and count % _BATCH == 0:
+                    progress(count)
+            if progress is not None and count % _BATCH:
+                progress(count)
+        except TimetableError as exc:
+            # The file itself is unusable (a header, an encoding): under the same cap,
+            # with whatever rows before it got wrong.
+            parsed.errors.extend(exc)
+            raise TimetableError(parsed.errors) from None
         holidays = {day: DEFAULT_HOLIDAY_NAME for day in semester.holidays} | parsed.holidays
         excluded = set(holidays) | set(session.scalars(
             select(Holiday.day).where(Holiday.day >= semester.start, Holiday.day <= semester.end)))

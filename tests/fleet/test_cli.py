@@ -75,3 +75,23 @@ def test_public_key_is_stable_and_bad_config_names_the_key(
     broken.write_text("[checks]\nlead_minutes = 'soon'\n")
     assert main(["migrate", "--config", str(broken)]) == 2
     assert "checks.lead_minutes" in capsys.readouterr().err
+
+
+def test_a_refusal_lists_the_first_errors_and_counts_them_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(_config(tmp_path))
+    assert main(["load-inventory", "--config", config, str(DEMO_INVENTORY)]) == 0
+    capsys.readouterr()
+    rows = EXAMPLE_TIMETABLE.read_text(encoding="utf-8-sig").splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([rows[0], *[rows[1].replace(",08:00,", ",28:00,")] * 150]))
+    args = ["import-timetable", "--config", config, str(bad),
+            "--start", "2026-09-01", "--end", "2027-01-20"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "共 150 处错误" in err and "仅列出前 100 处 / only the first 100 are listed" in err
+    assert err.count(": 时间无效") == 100
+    assert main([*args, "--max-errors", "5"]) == 1
+    assert capsys.readouterr().err.count(": 时间无效") == 5
+    assert _count(tmp_path, Lesson) == 0
