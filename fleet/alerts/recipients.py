@@ -3,6 +3,8 @@
 Level 0: the school's appointed technicians (e-mail) and the school's group robots.
 Level 1 (escalated): also the county 电教 contacts and the county's group robots.
 Config-level generic webhooks hear everything.  Duplicates collapse to one delivery.
+An alert with no place (a device the inventory does not know) goes to the admins: only
+they can enrol it, and no school or county can be derived from a stranger's id.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.db.models import County, Person, School
+from fleet.db.models import County, Person, Role, School
 from fleet.inventory import county_contacts, technicians_for_school
 
 __all__ = ["Recipient", "recipients"]
@@ -49,5 +52,10 @@ def recipients(
         found += _emails(technicians_for_school(session, school.id)) + _robots(school)
         if level >= 1:
             found += _emails(county_contacts(session, school.county_id)) + _robots(school.county)
+    elif school_id is None:
+        found += _emails(session.scalars(
+            select(Person).where(Person.role == Role.ADMIN, Person.active.is_(True))
+            .order_by(Person.id)
+        ).all())
     found += [Recipient("webhook", url) for url in webhooks]
     return list(dict.fromkeys(found))

@@ -121,6 +121,8 @@ class Services:
     mqtt_connected: Callable[[], bool] | None = None
     # Called after an inventory write has committed, so the fleet refreshes its caches.
     inventory_changed: Callable[[], None] | None = None
+    # ``fleet.ingest.strangers.Strangers.list``: agents refused as unknown or disabled.
+    strangers: Callable[[], Sequence[object]] | None = None
 
 
 def get_services(request: Request) -> Services:

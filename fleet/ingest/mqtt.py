@@ -239,13 +239,16 @@ def create_ingest(
     sessions: SessionFactory,
     sinks: Sequence[MessageSink],
     gate: Gate | None = None,
+    on_unknown: Callable[[str, str], None] | None = None,
 ) -> MqttIngest:
     """The ingest for the enabled devices of the inventory, feeding ``sinks`` in order.
 
     Pass ``fleet.state.DeviceStates`` as ``gate`` (duplicate filter) and as the first
-    sink, so that every later sink sees a state that already includes the message.
+    sink, so that every later sink sees a state that already includes the message;
+    ``on_unknown`` hears of devices refused as unknown or disabled.
     """
     validator = Validator(
-        config.prefix, lambda: load_enabled_devices(sessions), config.log_every_s
+        config.prefix, lambda: load_enabled_devices(sessions), config.log_every_s,
+        on_unknown=on_unknown,
     )
     return MqttIngest(config, Dispatcher(validator, sinks, gate, config.queue_size))

@@ -51,8 +51,12 @@ class Validator:
         log_every_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         refresh_s: float = 30.0,
+        on_unknown: Callable[[str, str], None] | None = None,
     ) -> None:
         self._prefix = prefix
+        # Told (device id, topic) of every well-formed message refused as unknown-device,
+        # so a refused agent is listed and alerted, not only logged.
+        self._on_unknown = on_unknown
         self._load_devices = devices
         self._monotonic = monotonic
         self._refresh_s = refresh_s
@@ -90,6 +94,8 @@ class Validator:
                 raise ContractError("bad-topic", f"{kind.value} is not sent by devices")
             payload = decode(device_id, kind, data)
             if not self._enabled(device_id):
+                if self._on_unknown is not None:
+                    self._on_unknown(device_id, topic)
                 raise ContractError("unknown-device", f"{device_id!r} is not an enabled device")
         except ContractError as exc:
             self._refuse(topic, exc)
