@@ -478,13 +478,9 @@ class AlertEngine(NullSink):
             alert = self._get(session, alert_id)
             if alert.state is AlertState.RESOLVED:
                 raise AlertStateError(f"alert {alert_id} is already resolved")
-            present = alert.state is AlertState.PENDING or alert.clear_since is None
-            text = comment.strip()
-            if present:
-                text += " （故障仍在，等待设备确认恢复 / fault still reported: waiting for " \
-                        "the device to confirm)"
-            self._resolve(session, alert, self.clock(), actor, text)
-            alert.awaiting_device = present
+            self._resolve(session, alert, self.clock(), actor, comment.strip())
+            # Still reported (not clearing): the API and page say "waiting for the device".
+            alert.awaiting_device = alert.clear_since is None
             self._track(session, alert)
 
     @staticmethod
