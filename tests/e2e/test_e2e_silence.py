@@ -54,10 +54,15 @@ def _lesson(world: World) -> int:
     return lesson
 
 
-def _expire_checks(world: World, minutes_before: float) -> None:
-    """Send the checks due ``minutes_before`` the lesson, then pass their answer timeout."""
+def _expire_checks(world: World, lesson: int, minutes_before: float) -> None:
+    """Send the checks due ``minutes_before`` the lesson; once every running agent has
+    answered its own, pass the answer timeout."""
     world.clock.set(LESSON_START - timedelta(minutes=minutes_before))
     world.tick()
+    wait_until("the running agents' answers", lambda: all(
+        run.verdict is not None for run in world.check_runs(lesson)
+        if run.device_id in world.agents
+    ))
     world.clock.advance(seconds=61)  # answer_timeout_s is 60
     world.tick()
 
@@ -81,7 +86,7 @@ def test_never_connected_device_mails_its_technician_with_the_lesson_and_escalat
     world.wait_reporting(SHIYAN)
     lesson = _lesson(world)
 
-    _expire_checks(world, 10)  # the first check: 09:20, unanswered at 09:21:01
+    _expire_checks(world, lesson, 10)  # the first check: 09:20, unanswered at 09:21:01
     alert = _one(world, "device_never_connected")
     assert (alert.device_id, alert.lesson_id, alert.state) == (LUXI, lesson, AlertState.FIRING)
     mail = world.wait_mail(LUXI_TECH, "firing", alert.id)
@@ -94,7 +99,7 @@ def test_never_connected_device_mails_its_technician_with_the_lesson_and_escalat
         assert advice in body
 
     # The recheck goes unanswered too: the same ticket, not a second one or a new e-mail.
-    _expire_checks(world, 5)
+    _expire_checks(world, lesson, 5)
     assert [a.id for a in world.alerts()] == [alert.id]
     assert len(world.mail_to(LUXI_TECH, "firing")) == 1
     # Unacknowledged for escalate_after (300 s) since the technician was told: the county.
@@ -122,10 +127,10 @@ def test_lesson_end_that_stops_answering_is_ticketed_with_the_lesson_until_it_an
     lesson = _lesson(world)
     _stop_agent(world, LUXI)  # connected before, gone now
 
-    _expire_checks(world, 10)
+    _expire_checks(world, lesson, 10)
     # The first no-answer is followed by a recheck: nobody is called for it yet.
     assert world.alerts(rule="check_no_answer") == []
-    _expire_checks(world, 5)
+    _expire_checks(world, lesson, 5)
     alert = _one(world, "check_no_answer")
     assert (alert.device_id, alert.lesson_id, alert.state) == (LUXI, lesson, AlertState.FIRING)
     assert LESSON_TEXT in alert.summary_zh and "课前检测无应答" in alert.summary_zh
