@@ -343,12 +343,12 @@ class AlertEngine(NullSink):
         self._resolve(session, alert, now, "system", "recovered / 已恢复")
 
     def _resolve(self, session: Session, alert: Alert, now: datetime, actor: str,
-                 text: str) -> None:
+                 text: str, notice: str = "resolved") -> None:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = now
         alert.clear_since = alert.pending_since = alert.suppressed_by = None
         self._record(session, alert, "resolved", text, now, actor)
-        set_notice(alert, "resolved", now)
+        set_notice(alert, notice, now)
 
     def _escalate(self, session: Session, alert: Alert, now: datetime, why: str) -> None:
         alert.escalation_level = 1
@@ -478,9 +478,12 @@ class AlertEngine(NullSink):
             alert = self._get(session, alert_id)
             if alert.state is AlertState.RESOLVED:
                 raise AlertStateError(f"alert {alert_id} is already resolved")
-            self._resolve(session, alert, self.clock(), actor, comment.strip())
-            # Still reported (not clearing): the API and page say "waiting for the device".
-            alert.awaiting_device = alert.clear_since is None
+            # Still reported (not clearing): the API and page say "waiting for the device",
+            # and those told of it hear it was closed by hand, not that it recovered.
+            present = alert.clear_since is None
+            self._resolve(session, alert, self.clock(), actor, comment.strip(),
+                          "closed" if present else "resolved")
+            alert.awaiting_device = present
             self._track(session, alert)
 
     @staticmethod

@@ -208,6 +208,10 @@ def test_resolve_by_hand_of_a_persisting_fault_waits_for_the_device(world: World
     assert (still.id, still.state, still.awaiting_device) == (alert.id, AlertState.RESOLVED, True)
     assert still.started_at == alert.started_at and still.reopen_count == 0
     assert len(world.mail_to(LUXI_TECH, "firing")) == 1  # no reopening e-mail
+    # Told it was closed by hand while still reported, not that it recovered.
+    closed = world.wait_mail(LUXI_TECH, "closed", alert.id)
+    assert "已人工关闭" in str(closed.message["Subject"])
+    assert not world.mail_to(LUXI_TECH, "resolved")
     kinds = [e.kind for e in world.alert_events(alert.id)]
     assert "reopened" not in kinds and "returning" not in kinds
 
