@@ -140,7 +140,7 @@ def test_lesson_end_that_stops_answering_is_ticketed_with_the_lesson_until_it_an
     offline = _one(world, "device_offline")
     assert alert.suppressed_by is not None and "offline" in alert.suppressed_by
     mail = world.wait_mail(LUXI_TECH, "firing", offline.id)
-    assert "设备离线" in mail.message.get_content()
+    assert "设备离线" in mail.message.get_content() and LESSON_TEXT in mail.message.get_content()
     assert not world.mail_to(LUXI_TECH, "firing", alert.id)
 
     world.clock.advance(seconds=1)
