@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,13 +27,14 @@ from fleet.api.deps import Services
 from fleet.bandwidth import SECRET_PURPOSE, BandwidthAccess
 from fleet.checks.plan import CheckPlanner
 from fleet.checks.readiness import lessons_readiness
-from fleet.checks.scheduler import CheckScheduler
+from fleet.checks.scheduler import CheckScheduler, Unanswered
 from fleet.config import FleetConfig
 from fleet.db.base import SessionFactory, make_engine, utcnow
 from fleet.db.migrate import upgrade
 from fleet.dynsec import AdminLogin, DynsecAdmin
 from fleet.enrolment import Enrolment
 from fleet.ingest.mqtt import create_ingest
+from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import MetricSource
 from fleet.notify import build_channels
@@ -98,22 +99,25 @@ class Fleet:
         planner = CheckPlanner(config.checks)
         self.actions = Actions(self.sessions, self, self.signer, config.actions, clock,
                                run_check_args=planner.args_for_device, bandwidth=self.bandwidth)
-        self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock)
+        self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock,
+                                     on_unanswered=self._unanswered)
         self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places)
+        # Agents the broker lets in but the inventory refuses: listed and alerted.
+        self.strangers = Strangers(self.sessions, clock, report=self.alerts.stranger)
 
         sinks: list[MessageSink] = [self.states]
         if self.tsdb is not None:
             sinks.append(self.tsdb)
         sinks += [self.checks, self.actions, self.alerts]
         self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states,
-                                  clock=clock)
+                                  clock=clock, on_unknown=self.strangers.seen)
         self.notifier = NotifyDispatcher(
             self.sessions, build_channels(config.notify, clock), config.notify, clock
         )
 
         sources: list[MetricSource] = [
             self.mqtt, self.states, self.checks, self.actions, self.alerts, self.notifier,
-            self.bandwidth,
+            self.bandwidth, self.strangers,
         ]
         if self.tsdb is not None:
             sources.append(self.tsdb)
@@ -132,6 +136,7 @@ class Fleet:
                 mqtt_connected=lambda: self.mqtt.connected,
                 inventory_changed=self.reload_inventory,
                 bandwidth=self.bandwidth,
+                strangers=self.strangers.list,
             )
         )
         self._heard_since: datetime | None = None
@@ -142,6 +147,15 @@ class Fleet:
     # The Publisher the actions use.
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.mqtt.publish(topic, payload, qos, retain)
+
+    def _unanswered(self, runs: Sequence[Unanswered]) -> None:
+        """Lesson checks nobody answered: a device the fleet has never heard from is
+        "never connected", a known one "no answer"."""
+        def ever_connected(device_id: str) -> bool:
+            state = self.states.get(device_id)
+            return state is not None and state.last_seen is not None
+
+        self.alerts.unanswered(runs, ever_connected)
 
     def reload_inventory(self) -> None:
         """After devices were added, moved or disabled: refresh who may publish and where
@@ -168,6 +182,7 @@ class Fleet:
             ("checks", self.checks.tick),
             ("actions", self.actions.tick),
             ("stale", self._stale_devices),
+            ("strangers", self.strangers.tick),
             ("alerts", self.alerts.tick),
         ):
             try:

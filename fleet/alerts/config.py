@@ -26,7 +26,9 @@ def _default_up() -> dict[str, float]:
 
 
 def _default_down() -> dict[str, float]:
-    return {"device_offline": 30.0, "check_failed": 0.0}
+    # Silence ends with the first word from the device: nothing to damp.
+    return {"device_offline": 30.0, "check_failed": 0.0, "check_no_answer": 0.0,
+            "device_never_connected": 0.0}
 
 
 @dataclass(frozen=True)

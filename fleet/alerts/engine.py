@@ -28,13 +28,14 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from fleet.alerts import mute, rules
+from fleet.alerts import mute, rules, silence
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import device_labels, lessons_in_progress
 from fleet.alerts.index import OpenIndex, is_open, open_condition
 from fleet.alerts.mute import OPEN_STATES, load_muters, muted_by
 from fleet.alerts.notices import Enqueue, flush_notices, refresh_summary, set_notice
 from fleet.alerts.signal import Observation, Signal
+from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContextCache
@@ -113,7 +114,15 @@ class AlertEngine(NullSink):
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
             self._agent_sessions[device_id] = agent_session
-        self.observe(rules.from_status(device_id, payload))
+        status = rules.from_status(device_id, payload)
+        # Any status means it has connected and is enrolled (the ingest let it through);
+        # a connection newer than an unanswered check (a retained older one is skipped as
+        # older news) means it can answer again.
+        heard = [silence.heard(device_id, self.clock(), silence.NEVER_CONNECTED,
+                               silence.NOT_ENROLLED)]
+        if payload["state"] == "online":
+            heard.append(silence.heard(device_id, status.at, silence.NO_ANSWER))
+        self.observe(status, *heard)
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         observation, problems = rules.from_telemetry(device_id, payload)
@@ -142,6 +151,24 @@ class AlertEngine(NullSink):
             observation = rules.from_check(session, device_id, payload)
             self._count(observation)
             self._observe(session, observation, self.clock())
+        # Any answer, even a late one, ends the silence (on fleet time: it is news now).
+        self.observe(silence.heard(device_id, self.clock(), silence.NO_ANSWER,
+                                   silence.NEVER_CONNECTED))
+
+    def unanswered(
+        self, runs: Sequence[Unanswered], ever_connected: Callable[[str], bool]
+    ) -> None:
+        """Lesson checks that expired unanswered (from the checks scheduler)."""
+        now = self.clock()
+        signals = [silence.unanswered(run, ever_connected(run.device_id), now) for run in runs]
+        self.observe(*(Observation(s.device_id, now, (s,)) for s in signals if s is not None))
+
+    def stranger(self, device_id: str, active: bool, disabled: bool,
+                 details: dict[str, Any]) -> None:
+        """An agent the broker let in but the inventory refuses (or no longer hears)."""
+        now = self.clock()
+        signal = silence.stranger(device_id, now, active, disabled, details)
+        self.observe(Observation(device_id, now, (signal,)))
 
     # ------------------------------------------------------------ observing
 
@@ -212,6 +239,12 @@ class AlertEngine(NullSink):
         now: datetime,
     ) -> Alert:
         window = timedelta(seconds=self.config.reopen_window_s)
+        if alert is not None and alert.awaiting_device:
+            if signal.at - alert.last_seen_at <= window:
+                # The same persisting fault a person resolved: noted, nobody re-told.
+                alert.last_seen_at = signal.at
+                return alert
+            alert.awaiting_device = False  # unseen for a reopen window: a new episode
         if alert is None or (
             alert.state is AlertState.RESOLVED
             and (alert.resolved_at is None or alert.resolved_at + window < now)
@@ -266,6 +299,10 @@ class AlertEngine(NullSink):
             # Cleared inside its up-delay: it never was an alert (Alertmanager forgets
             # pending alerts the same way), so it leaves no ticket behind.
             session.delete(alert)
+        elif alert.awaiting_device:
+            alert.awaiting_device = False
+            self._record(session, alert, "confirmed",
+                         "设备确认故障已消失 / the device reports the fault gone", now)
         elif alert.state is AlertState.RESOLVED:
             if alert.pending_since is not None:
                 alert.pending_since = None
@@ -306,12 +343,12 @@ class AlertEngine(NullSink):
         self._resolve(session, alert, now, "system", "recovered / 已恢复")
 
     def _resolve(self, session: Session, alert: Alert, now: datetime, actor: str,
-                 text: str) -> None:
+                 text: str, notice: str = "resolved") -> None:
         alert.state = AlertState.RESOLVED
         alert.resolved_at = now
         alert.clear_since = alert.pending_since = alert.suppressed_by = None
         self._record(session, alert, "resolved", text, now, actor)
-        set_notice(alert, "resolved", now)
+        set_notice(alert, notice, now)
 
     def _escalate(self, session: Session, alert: Alert, now: datetime, why: str) -> None:
         alert.escalation_level = 1
@@ -428,14 +465,25 @@ class AlertEngine(NullSink):
             self._track(session, alert)
 
     def resolve_manually(self, alert_id: int, actor: str, comment: str) -> None:
-        """Close a ticket by hand (a device taken away); a fault still present reopens it."""
+        """Close a ticket by hand (a device taken away for repair).
+
+        A fault the device still reports stays resolved, waiting for the device to
+        confirm: its further reports are absorbed, not reopened, so nobody gets a new
+        e-mail seconds later and the ticket keeps its "since"; the device's all-clear
+        confirms it.  Unseen for a reopen window and then reported again, it is news.
+        """
         if not comment.strip():
             raise ValueError("a manual resolution needs a comment")
         with self._writing() as session:
             alert = self._get(session, alert_id)
             if alert.state is AlertState.RESOLVED:
                 raise AlertStateError(f"alert {alert_id} is already resolved")
-            self._resolve(session, alert, self.clock(), actor, comment.strip())
+            # Still reported (not clearing): the API and page say "waiting for the device",
+            # and those told of it hear it was closed by hand, not that it recovered.
+            present = alert.clear_since is None
+            self._resolve(session, alert, self.clock(), actor, comment.strip(),
+                          "closed" if present else "resolved")
+            alert.awaiting_device = present
             self._track(session, alert)
 
     @staticmethod

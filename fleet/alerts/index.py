@@ -23,12 +23,17 @@ __all__ = ["OpenIndex", "is_open", "open_condition"]
 
 
 def open_condition() -> ColumnElement[bool]:
-    """A ticket a clear signal can still change: open, pending, or returning."""
-    return Alert.state.in_(OPEN_STATES) | Alert.pending_since.is_not(None)
+    """A ticket a clear signal can still change: open, pending, returning, or resolved by
+    a person and waiting for the device's all-clear."""
+    return (
+        Alert.state.in_(OPEN_STATES)
+        | Alert.pending_since.is_not(None)
+        | Alert.awaiting_device.is_(True)
+    )
 
 
 def is_open(alert: Alert) -> bool:
-    return alert.state in OPEN_STATES or alert.pending_since is not None
+    return alert.state in OPEN_STATES or alert.pending_since is not None or alert.awaiting_device
 
 
 class OpenIndex:

@@ -27,13 +27,16 @@ from fleet.notify.digest import SEVERITY_RANK
 __all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
 
 
+#: Notices that end a ticket: never hidden from those told it began.
+_ENDINGS = frozenset({"resolved", "closed"})
+
 #: ``fleet.notify.outbox.enqueue`` or a stand-in with its signature.
 Enqueue = Callable[..., object]
 
 
 def set_notice(alert: Alert, kind: str, now: datetime) -> None:
     """Owe ``kind`` for this alert; a later notice replaces an earlier unsent one."""
-    if kind == "resolved" and alert.notice_kind == "firing" and alert.last_notified_at is None:
+    if kind in _ENDINGS and alert.notice_kind == "firing" and alert.last_notified_at is None:
         # Fired and recovered within one group_wait: nobody needs either message.
         alert.notice_kind = alert.notice_since = None
         return
@@ -77,7 +80,7 @@ def _line(alert: Alert) -> AlertLine:
 
 
 def _hold_reason(alert: Alert, kind: str, muters: Sequence[Muter], now: datetime) -> str | None:
-    if kind != "resolved":
+    if kind not in _ENDINGS:
         return alert.suppressed_by
     if alert.last_notified_at is not None:
         return None  # they were told it broke: always tell them it is fixed

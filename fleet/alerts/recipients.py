@@ -8,6 +8,9 @@ Each route names its fallback: the other channels of the same people, used when 
 route stays refused.  A group robot's people are the technicians (or 电教 contacts) it
 serves, reached by e-mail; a person's e-mail falls back to their group's robots, which
 @-mention them by phone on DingTalk.  A generic webhook has no people behind it.
+
+An alert with no place (a device the inventory does not know) goes to the admins: only
+they can enrol it, and no school or county can be derived from a stranger's id.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.db.models import County, Person, School
+from fleet.db.models import County, Person, Role, School
 from fleet.inventory import county_contacts, technicians_for_school
 
 __all__ = ["Recipient", "recipients"]
@@ -74,5 +78,10 @@ def recipients(
         found += _group(school, technicians_for_school(session, school.id))
         if level >= 1:
             found += _group(school.county, county_contacts(session, school.county_id))
+    elif school_id is None:
+        found += _emails(session.scalars(
+            select(Person).where(Person.role == Role.ADMIN, Person.active.is_(True))
+            .order_by(Person.id)
+        ).all())
     found += [Recipient("webhook", url) for url in webhooks]
     return list(dict.fromkeys(found))

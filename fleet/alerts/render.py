@@ -24,6 +24,8 @@ KINDS: Final[dict[str, tuple[str, str]]] = {
     "reminder": ("提醒：仍未处理", "REMINDER: still unacknowledged"),
     "escalation": ("升级至县电教", "ESCALATED to the county"),
     "resolved": ("已恢复", "RESOLVED"),
+    # Resolved by a person while the device still reports the fault: not "recovered".
+    "closed": ("已人工关闭，设备仍报告故障", "CLOSED by hand, the device still reports it"),
     "acknowledged": ("已受理", "ACKNOWLEDGED"),
 }
 

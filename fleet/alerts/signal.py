@@ -49,6 +49,11 @@ RULES: Final[dict[str, RuleInfo]] = {
     "system_fault": RuleInfo("warning", "系统异常", "system problem"),
     "probe_failed": RuleInfo("warning", "检测程序出错", "probe failed"),
     "check_failed": RuleInfo("critical", "课前检测未通过", "pre-class check failed"),
+    # Silence is a fault too (fleet.alerts.silence).
+    "check_no_answer": RuleInfo("critical", "课前检测无应答", "no answer to the pre-class check"),
+    "device_never_connected": RuleInfo("critical", "设备从未连接", "device never connected"),
+    "device_not_enrolled": RuleInfo("warning", "未登记或已停用的设备在上报",
+                                    "unenrolled or disabled device reporting"),
 }
 
 

@@ -152,6 +152,8 @@ class Services:
     bandwidth: BandwidthGate | None = None
     # Large timetable imports, off the request path.
     imports: ImportJobs = field(default_factory=ImportJobs)
+    # ``fleet.ingest.strangers.Strangers.list``: agents refused as unknown or disabled.
+    strangers: Callable[[], Sequence[object]] | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,15 @@ from fleet.db.models import CheckRun, Device, Lesson
 from fleet.metrics import Sample
 from fleet.sinks import NullSink
 
-__all__ = ["FIRST", "MANUAL", "NO_ANSWER", "RECHECK", "CheckScheduler", "spread_offset"]
+__all__ = [
+    "FIRST",
+    "MANUAL",
+    "NO_ANSWER",
+    "RECHECK",
+    "CheckScheduler",
+    "Unanswered",
+    "spread_offset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,27 @@ def _refused_finding(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Unanswered:
+    """A lesson's check that expired without an answer.
+
+    ``final``: no recheck follows, so the end goes into its lesson unheard unless the
+    device speaks up by itself.
+    """
+
+    request_id: str
+    lesson_id: int
+    device_id: str
+    phase: str
+    final: bool
+    timeout_s: float
+
+    @property
+    def message(self) -> tuple[str, str]:
+        finding = _no_answer_finding(self.timeout_s)
+        return finding["message_zh"], finding["message_en"]
+
+
 class CheckScheduler(NullSink):
     def __init__(
         self,
@@ -73,12 +103,16 @@ class CheckScheduler(NullSink):
         actions: Actions,
         config: CheckConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_unanswered: Callable[[Sequence[Unanswered]], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._actions = actions
         self.config = config or CheckConfig()
         self.planner = CheckPlanner(self.config)
         self._clock = clock
+        # Silence is a fault too: the alert engine hears of every lesson check that
+        # expired unanswered (from this process; the UPDATE decides which process).
+        self._on_unanswered = on_unanswered
         self._counts: Counter[tuple[str, str]] = Counter()
 
     # ------------------------------------------------------------ sending
@@ -86,7 +120,9 @@ class CheckScheduler(NullSink):
     def tick(self) -> int:
         """Expire unanswered checks and send every check now due; return how many sent."""
         now = self._clock()
-        self._expire(now)
+        expired = self._expire(now)
+        if expired and self._on_unanswered is not None:
+            self._on_unanswered(expired)
         sent = 0
         for phase, command in self._record_due(now):
             try:
@@ -182,19 +218,27 @@ class CheckScheduler(NullSink):
         )
         return command
 
-    def _expire(self, now: datetime) -> None:
-        deadline = now - timedelta(seconds=self.config.answer_timeout_s)
+    def _expire(self, now: datetime) -> list[Unanswered]:
+        cfg = self.config
+        deadline = now - timedelta(seconds=cfg.answer_timeout_s)
         with session_scope(self._sessions) as session:
-            result = session.execute(
+            # RETURNING: each row is reported by the one process whose UPDATE took it.
+            rows = session.execute(
                 update(CheckRun)
                 .where(CheckRun.verdict.is_(None), CheckRun.requested_at <= deadline)
-                .values(
-                    verdict=NO_ANSWER,
-                    findings=[_no_answer_finding(self.config.answer_timeout_s)],
-                )
-            )
-            expired = int(getattr(result, "rowcount", 0) or 0)
-        self._counts[("no_answer", "")] += expired
+                .values(verdict=NO_ANSWER, findings=[_no_answer_finding(cfg.answer_timeout_s)])
+                .returning(CheckRun.request_id, CheckRun.lesson_id, CheckRun.device_id,
+                           CheckRun.phase)
+            ).all()
+        self._counts[("no_answer", "")] += len(rows)
+        rechecked = NO_ANSWER in cfg.recheck_verdicts
+        return [
+            Unanswered(request_id, lesson_id, device_id, phase,
+                       final=phase == RECHECK or not rechecked, timeout_s=cfg.answer_timeout_s)
+            for request_id, lesson_id, device_id, phase in rows
+            # A manual check has someone watching the page for its answer.
+            if lesson_id is not None and phase != MANUAL
+        ]
 
     # ------------------------------------------------------------ answers
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -295,6 +296,10 @@ class Alert(Base):
     last_notified_at: Mapped[datetime | None]
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     suppressed_by: Mapped[str | None] = mapped_column(String(128))  # why it is muted now
+    # Resolved by a person while the fault was still reported: the fault's further reports
+    # are absorbed (no reopening, no new message) until the device reports it clear.
+    awaiting_device: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
     # Up/down delays: since when the fault has been seen again (pending, or returning to
     # a resolved ticket) and since when it has been seen clear (firing, about to resolve).
     pending_since: Mapped[datetime | None]

@@ -241,15 +241,18 @@ def create_ingest(
     sinks: Sequence[MessageSink],
     gate: Gate | None = None,
     clock: Callable[[], datetime] = utcnow,
+    on_unknown: Callable[[str, str], None] | None = None,
 ) -> MqttIngest:
     """The ingest for the enabled devices of the inventory, feeding ``sinks`` in order.
 
     Pass ``fleet.state.DeviceStates`` as ``gate`` (duplicate filter) and as the first
     sink, so that every later sink sees a state that already includes the message;
-    ``clock`` is the fleet's, which each message's ``ts`` is judged against.
+    ``clock`` is the fleet's, which each message's ``ts`` is judged against;
+    ``on_unknown`` hears of devices refused as unknown or disabled.
     """
     validator = Validator(
         config.prefix, lambda: load_enabled_devices(sessions), config.log_every_s,
         clock=clock, ts_behind_s=config.ts_behind_s, ts_ahead_s=config.ts_ahead_s,
+        on_unknown=on_unknown,
     )
     return MqttIngest(config, Dispatcher(validator, sinks, gate, config.queue_size))

@@ -68,8 +68,12 @@ class Validator:
         clock: Callable[[], datetime] = utcnow,
         ts_behind_s: float = 30 * 86400.0,
         ts_ahead_s: float = 600.0,
+        on_unknown: Callable[[str, str], None] | None = None,
     ) -> None:
         self._prefix = prefix
+        # Told (device id, topic) of every well-formed message refused as unknown-device,
+        # so a refused agent is listed and alerted, not only logged.
+        self._on_unknown = on_unknown
         self._load_devices = devices
         self._monotonic = monotonic
         self._refresh_s = refresh_s
@@ -120,6 +124,8 @@ class Validator:
             if kind not in _FROM_DEVICES:
                 raise ContractError("bad-topic", f"{kind.value} is not sent by devices")
             if not self._enabled(device_id):
+                if self._on_unknown is not None:
+                    self._on_unknown(device_id, topic)
                 raise ContractError("unknown-device", f"{device_id!r} is not an enabled device")
             payload = decode(device_id, kind, data)
         except ContractError as exc:

@@ -173,7 +173,8 @@ function renderDevices(devices) {
   if (!devices.length) { body.replaceChildren(empty("没有设备 / no devices")); return; }
   const rows = devices.map(device => {
     const health = device.health;
-    const state = !health ? badge("unknown", "未知 unknown")
+    // No state at all: the fleet has never heard from it (its alert says what to check).
+    const state = !health ? badge("unknown", "从未连接 never connected")
       : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
     let problems = [el("span", { class: "sub" }, "—")];
     if (health && health.problems.length) {
@@ -200,6 +201,22 @@ function renderDevices(devices) {
       el("th", {}, "设备 Device"), el("th", {}, "状态 Status"), el("th", {}, "最近上报 Last seen"),
       el("th", {}, "健康 Health"), el("th", {}, "操作 Actions"))),
     el("tbody", {}, rows)));
+}
+
+function renderStrangers(strangers) {
+  // Agents the broker lets in but the inventory refuses: never only in a server log.
+  const body = document.getElementById("strangers-body");
+  document.getElementById("strangers").classList.toggle("hidden", !strangers.length);
+  body.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", {}, "设备 Device"), el("th", {}, "原因 Why refused"),
+      el("th", {}, "最近 Last seen"), el("th", {}, "消息数 Messages"), el("th", {}, "主题 Topic"))),
+    el("tbody", {}, strangers.map(s => el("tr", { "data-stranger": s.device_id },
+      el("td", {}, s.device_id),
+      el("td", {}, s.disabled ? "已停用 disabled in the inventory" : "未登记 not in the inventory"),
+      el("td", {}, when(s.last_seen)),
+      el("td", {}, String(s.messages)),
+      el("td", {}, s.topic))))));
 }
 
 // ------------------------------------------------------------------ maintenance windows
@@ -284,13 +301,14 @@ function renderWindowForm() {
 
 async function refresh() {
   try {
-    const [lessons, alerts, devices, windows] = await Promise.all([
+    const [lessons, alerts, devices, windows, strangers] = await Promise.all([
       api("GET", "/lessons"), api("GET", "/alerts"), api("GET", "/devices"),
-      api("GET", "/maintenance-windows"),
+      api("GET", "/maintenance-windows"), api("GET", "/devices/unknown"),
     ]);
     renderLessons(lessons);
     renderAlerts(alerts);
     renderDevices(devices);
+    renderStrangers(strangers);
     renderWindows(windows);
     document.getElementById("updated").textContent =
       "更新于 updated " + dateTimeFmt.format(new Date());

@@ -111,6 +111,14 @@ def test_manual_resolution_and_acknowledgement_keep_the_index_in_step(world: Wor
         telemetry(world, BLACK)  # still open after the acknowledgement: it is read
     assert sql.seen
     world.engine.resolve_manually(alert_id, "lin", "camera replaced")
+    # Resolved while still reported black: it waits for the device's all-clear, which
+    # is read once; after that the healthy device is quiet again.
+    with Statements(db(world)) as sql:
+        telemetry(world, HEALTHY)
+    assert sql.seen
+    with session_scope(world.sessions) as s:
+        confirmed = s.get_one(Alert, alert_id)
+        assert (confirmed.state, confirmed.awaiting_device) == (AlertState.RESOLVED, False)
     with Statements(db(world)) as sql:
         telemetry(world, HEALTHY)
     assert sql.seen == []

@@ -266,3 +266,31 @@ def test_life_cycle_on_postgresql(tmp_path: Path, postgres: str) -> None:
 def only(world: World, device: str) -> Alert:
     [alert] = alerts(world, device_id=device)
     return alert
+
+
+def test_resolving_a_clearing_fault_by_hand_is_a_plain_resolution(world: World) -> None:
+    status(world, "rural-1", "offline")
+    world.tick_after(31)
+    status(world, "rural-1", "online")  # clearing: inside its down-delay
+    [alert] = alerts(world)
+    world.engine.resolve_manually(alert.id, "lin", "插好了网线 / cable back in")
+    [alert] = alerts(world)
+    assert (alert.state, alert.awaiting_device) == (AlertState.RESOLVED, False)
+
+
+def test_a_hand_resolved_fault_unseen_for_a_reopen_window_is_news_again(world: World) -> None:
+    status(world, "rural-1", "offline")
+    world.tick_after(31)
+    [first] = alerts(world)
+    world.engine.resolve_manually(first.id, "lin", "送修 / sent for repair")
+    status(world, "rural-1", "offline", session=1)  # still offline: absorbed
+    world.tick_after(31)
+    [first] = alerts(world)
+    assert (first.state, first.awaiting_device, first.reopen_count) == (
+        AlertState.RESOLVED, True, 0)
+    world.clock.advance(2 * 3600)  # back from repair hours later, and offline again
+    status(world, "rural-1", "offline", session=2)
+    world.tick_after(31)
+    newest, old = alerts(world)
+    assert old.id == first.id and old.awaiting_device is False
+    assert newest.state is AlertState.FIRING

@@ -21,7 +21,7 @@ from fleet.broker import Mosquitto
 from fleet.checks.config import CheckConfig
 from fleet.checks.plan import load_ends
 from fleet.checks.readiness import Readiness, ReadinessState, lesson_readiness
-from fleet.checks.scheduler import CheckScheduler
+from fleet.checks.scheduler import CheckScheduler, Unanswered
 from fleet.db.base import SessionFactory, make_engine, session_scope
 from fleet.db.models import CheckRun, Lesson, LessonMode
 from fleet.ingest import MqttIngest
@@ -361,3 +361,38 @@ def test_two_fleet_processes_ticking_together_send_each_check_once(fleet: Fleet)
     assert len(fleet.runs()) == 2
     assert wait_until(lambda: len(sniffer.payloads) == 2)
     sniffer.close()
+
+
+def test_unanswered_lesson_checks_are_reported_once_each_the_recheck_as_final(
+    fleet: Fleet,
+) -> None:
+    got: list[Unanswered] = []
+    fleet.scheduler = CheckScheduler(fleet.world.sessions, fleet.actions, fleet.scheduler.config,
+                                     fleet.clock, on_unanswered=got.extend)
+    other = CheckScheduler(fleet.world.sessions, fleet.actions, fleet.scheduler.config,
+                           fleet.clock, on_unanswered=got.extend)  # a second fleet process
+    lesson = fleet.world.pair(MONDAY_0800)
+    fleet.at(25)
+    fleet.at(21)
+    other.tick()  # the rows are taken: the other process reports nothing again
+    assert sorted((u.device_id, u.lesson_id, u.phase, u.final) for u in got) == [
+        ("m-1", lesson, "first", False), ("r-1", lesson, "first", False),
+    ]
+    assert "未在3分钟内回复" in got[0].message[0]
+    got.clear()
+    fleet.at(8)
+    fleet.at(4)
+    assert sorted((u.device_id, u.phase, u.final) for u in got) == [
+        ("m-1", "recheck", True), ("r-1", "recheck", True),
+    ]
+
+
+def test_without_rechecks_of_silence_the_first_no_answer_is_final(fleet: Fleet) -> None:
+    got: list[Unanswered] = []
+    config = CheckConfig(recheck_verdicts=("fail",))
+    fleet.scheduler = CheckScheduler(fleet.world.sessions, fleet.actions, config, fleet.clock,
+                                     on_unanswered=got.extend)
+    fleet.world.pair(MONDAY_0800)
+    fleet.at(25)
+    fleet.at(21)
+    assert {(u.device_id, u.final) for u in got} == {("m-1", True), ("r-1", True)}

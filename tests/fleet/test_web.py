@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from agent import contract
+from agent.contract import DEFAULT_PREFIX, Kind
 from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
 from fleet.broker import Mosquitto
+from fleet.ingest.strangers import Strangers
+from fleet.ingest.validate import Validator, load_enabled_devices
 from tests.fleet.api_world import NOW, PASSWORD, World, world
 from tests.fleet.checks_helpers import fleet_ingest
 from tests.served import served as serve
@@ -25,6 +29,7 @@ __all__ = ["world"]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Where the last screenshot is kept for a person to look at (tmp_path is cleaned up).
+STRANGER = "dongtou-stranger-sync9"  # a broker account the inventory lacks
 SHOT = Path(os.environ.get("SYNCCLASS_WEB_SHOT", "/tmp/syncclass-web.png"))
 
 
@@ -181,3 +186,32 @@ def test_a_locked_out_technician_is_told_how_long_to_wait(
     _log_in(page, served, "dt-luxi-tech")
     expect(page.locator("#login-error")).to_be_hidden()
     expect(page.locator("#login")).to_be_hidden()
+
+
+def test_refused_and_never_connected_devices_show_on_the_page(
+    world: World, served: str, browser: Browser
+) -> None:
+    strangers = Strangers(world.sessions, world.clock, report=world.alerts.stranger)
+    world.services.strangers = strangers.list
+    validator = Validator(DEFAULT_PREFIX, lambda: load_enabled_devices(world.sessions),
+                          on_unknown=strangers.seen)
+    for seq in range(1, 4):  # what the agent sends, three times: one entry
+        body = {**contract.envelope(STRANGER, seq, world.clock()), "interval": 15.0,
+                "sections": {}}
+        validator.check(contract.topic(DEFAULT_PREFIX, STRANGER, Kind.TELEMETRY),
+                        contract.encode(body))
+
+    page = browser.new_page(locale="zh-CN")
+    _log_in(page, served, "admin")
+    row = page.locator(f"tr[data-stranger='{STRANGER}']")
+    expect(row).to_contain_text("未登记 not in the inventory")
+    expect(row.locator("td").nth(3)).to_have_text("3")
+    expect(page.locator("tr[data-stranger]")).to_have_count(1)
+    # A classroom PC the fleet never heard from says so, not "unknown".
+    expect(page.locator("tr[data-device='yueqing-longxi-sync1']")).to_contain_text(
+        "从未连接 never connected")
+
+    school = browser.new_page(locale="zh-CN")  # a placeless stranger is the admins' business
+    _log_in(school, served, "dt-luxi-tech")
+    expect(school.locator("tr[data-device='dongtou-luxi-sync1']")).to_be_visible()
+    expect(school.locator("#strangers")).to_be_hidden()

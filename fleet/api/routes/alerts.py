@@ -55,6 +55,11 @@ class AlertOut(BaseModel):
     escalation_level: int
     reopen_count: int
     suppressed_by: str | None
+    # Resolved by a person while the device still reported the fault: its further reports
+    # are noted without reopening it, until the device reports it gone.
+    awaiting_device: bool = Field(
+        description="resolved by hand while still reported: waiting for the device's all-clear"
+    )
 
 
 class AlertDetailOut(AlertOut):
@@ -145,8 +150,10 @@ def acknowledge(
 def resolve(
     alert_id: IdPath, body: CommentIn, session: DB, scope: CurrentScope, services: ServicesDep
 ) -> AlertDetailOut:
-    """Close a ticket by hand (say, the device was taken away for repair); a fault still
-    present opens it again."""
+    """Close a ticket by hand (say, the device was taken away for repair).  A fault the
+    device still reports stays resolved, ``awaiting_device``: its further reports neither
+    reopen it nor send anything, and the ticket keeps its "since"; the device's all-clear
+    confirms it."""
     actor = scope.principal.username
     return _change(
         session,

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
@@ -159,6 +159,34 @@ def list_devices(
     if school_id is not None:
         query = query.where(Classroom.school_id == school_id)
     return devices_out(session, services, list(session.scalars(query)))
+
+
+class UnknownDeviceOut(BaseModel):
+    """An agent the broker let in whose messages the inventory refuses."""
+
+    model_config = ConfigDict(from_attributes=True)
+    device_id: str
+    disabled: bool  # in the inventory but disabled; else not in it at all
+    classroom_id: int | None
+    first_seen: datetime
+    last_seen: datetime
+    messages: int
+    topic: str
+
+
+@router.get("/unknown")
+def list_unknown_devices(
+    session: DB, scope: CurrentScope, services: ServicesDep
+) -> list[UnknownDeviceOut]:
+    """Devices refused as unknown or disabled, heard recently (one entry per device).
+    An unknown one has no place: admins only; a disabled one: who sees its classroom."""
+    if services.strangers is None:
+        return []
+    found = [UnknownDeviceOut.model_validate(s) for s in services.strangers()]
+    if scope.is_admin:
+        return found
+    rooms = set(session.scalars(scope.classroom_ids()))
+    return [s for s in found if s.classroom_id in rooms]
 
 
 @router.get("/{device_id}")
