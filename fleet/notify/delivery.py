@@ -51,7 +51,7 @@ class Delivery:
     error: str | None
     digest_id: int | None
     fallback_of: int | None
-    fallbacks: tuple[int, ...]
+    fallbacks: tuple[int, ...]  # the deliveries that carried its message on, when it failed
     alert_ids: tuple[int, ...]
 
 
@@ -74,7 +74,7 @@ def _fallback_of(row: Notification) -> int | None:
     return int(of) if of is not None else None
 
 
-def _delivery(row: Notification, fallbacks: Sequence[int]) -> Delivery:
+def _delivery(row: Notification) -> Delivery:
     return Delivery(
         id=row.id,
         kind=row.kind,
@@ -87,20 +87,14 @@ def _delivery(row: Notification, fallbacks: Sequence[int]) -> Delivery:
         error=row.last_error,
         digest_id=row.digest_id,
         fallback_of=_fallback_of(row),
-        fallbacks=tuple(fallbacks),
+        fallbacks=tuple(int(i) for i in (row.payload or {}).get("fell_back_to", [])),
         alert_ids=tuple(sorted(alert_ids(row))),
     )
 
 
 def describe(rows: Iterable[Notification]) -> list[Delivery]:
-    """The rows as deliveries, each naming the fallback copies made of it."""
-    rows = list(rows)
-    copies: dict[int, list[int]] = {}
-    for row in rows:
-        of = _fallback_of(row)
-        if of is not None:
-            copies.setdefault(of, []).append(row.id)
-    return [_delivery(row, copies.get(row.id, [])) for row in rows]
+    """The rows as deliveries."""
+    return [_delivery(row) for row in rows]
 
 
 def _of_alert(session: Session, alert: Alert, since: datetime | None = None) -> list[Notification]:

@@ -103,6 +103,10 @@ class SmtpServer:
     def refuse(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
         self._handler.refuse[address] = reply
 
+    def accept(self, address: str) -> None:
+        """The mailbox works again."""
+        self._handler.refuse.pop(address, None)
+
     def start(self) -> SmtpServer:
         self._controller.start()
         return self

@@ -1,0 +1,175 @@
+"""Delivery truth end to end: the real alert engine over the demo pilot, the real
+dispatcher, real SMTP (aiosmtpd) and the real DingTalk stand-in, seen through the API.
+
+A permanent SMTP refusal is a failed delivery with its reason on the alert, never
+"notified"; the school's robot carries the alert instead and the fallback is shown; no
+"已恢复" goes to the mailbox that never got the alert; a technician no route reached
+makes the county hear of it through the engine's escalation; failed deliveries are
+listed within each person's scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from fleet.db.base import session_scope
+from fleet.db.models import School
+from fleet.notify import Dispatcher, NotifyConfig, build_channels
+from fleet.notify.config import EmailConfig
+from tests.fleet.api_world import World, world
+from tests.fleet.smtp import SmtpServer
+from tests.fleet.webhook_receiver import WebhookReceiver
+
+__all__ = ["world"]
+
+DEVICE = "dongtou-luxi-sync1"
+SCHOOL = "洞头区鹿西乡小学"
+TECH = "tech@luxi.example.cn"  # dt-luxi-tech, the school's appointed technician
+COUNTY = "dianjiao@dongtou.example.cn"  # dt-dianjiao, 洞头区's 电教 contact
+REFUSAL = "550 5.1.1 mailbox unavailable"
+
+
+def dispatcher(world: World, smtp: SmtpServer) -> Dispatcher:
+    config = NotifyConfig()
+    config.email = EmailConfig(host=smtp.host, port=smtp.port, sender="ops@dongtou.edu.cn")
+    return Dispatcher(world.sessions, build_channels(config, world.clock), config, world.clock)
+
+
+def give_robot(world: World, receiver: WebhookReceiver) -> str:
+    receiver.state.clock = world.clock
+    url = receiver.url("/dingtalk/robot/send?access_token=luxi")
+    with session_scope(world.sessions) as session:
+        school = session.scalars(select(School).where(School.name == SCHOOL)).one()
+        school.dingtalk_webhook = url
+    return url
+
+
+def settle(world: World, outbox: Dispatcher, seconds: float = 31) -> None:
+    """group_wait passes, the outbox delivers, the engine looks at the outcome."""
+    world.clock.advance(seconds)
+    world.alerts.tick()
+    outbox.run_due()
+    world.alerts.tick()
+
+
+def detail(world: World, alert_id: int, who: str = "dt-luxi-tech") -> dict[str, Any]:
+    reply = world.get(who, f"/api/v1/alerts/{alert_id}")
+    assert reply.status_code == 200, reply.text
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def recover(world: World, outbox: Dispatcher) -> None:
+    world.status(DEVICE, "online", session_no=2)
+    settle(world, outbox, 61)  # the down-delay
+    settle(world, outbox)  # group_wait of the recovery
+
+
+def to(smtp: SmtpServer, address: str) -> list[str]:
+    return [str(m.message["Subject"]) for m in smtp.messages if address in m.rcpt_tos]
+
+
+def test_a_refused_mailbox_is_a_failed_delivery_the_robot_carries_and_no_recovery_mail(
+    world: World, smtp_server: SmtpServer, webhook_receiver: WebhookReceiver
+) -> None:
+    give_robot(world, webhook_receiver)
+    smtp_server.refuse(TECH, REFUSAL)
+    outbox = dispatcher(world, smtp_server)
+    alert_id = world.take_offline(DEVICE)
+    settle(world, outbox)
+
+    body = detail(world, alert_id)
+    by_channel = {d["channel"]: d for d in body["deliveries"]}
+    mail, robot = by_channel["email"], by_channel["dingtalk"]
+    assert (mail["kind"], mail["target"], mail["state"]) == ("firing", TECH, "failed")
+    assert "550" in mail["error"] and "mailbox unavailable" in mail["error"]
+    assert mail["attempts"] == 1  # permanent: not retried
+    assert (robot["state"], robot["kind"]) == ("sent", "firing")
+    assert robot["target"].endswith("/dingtalk/robot/send?…")  # the token is not shown
+    assert mail["fallbacks"] == [robot["id"]]  # the person's other route carried it
+    assert [r.accepted for r in webhook_receiver.requests] == [True]
+
+    # The history tells the truth, in order: queued to two, then each fate.
+    kinds = [(e["kind"], e["text"]) for e in body["events"]]
+    assert not any(k == "notified" for k, _ in kinds)
+    queued = next(t for k, t in kinds if k == "queued")
+    assert "queued to 2" in queued and TECH in queued
+    failed = next(t for k, t in kinds if k == "delivery_failed")
+    assert TECH in failed and "550" in failed and "fell back to: dingtalk" in failed
+    assert any(k == "sent" and "dingtalk" in t for k, t in kinds)
+    # The robot reached the technician, so nothing escalates.
+    assert body["escalation_level"] == 0
+
+    # The mailbox works again; the device recovers: "已恢复" only where the alert arrived.
+    smtp_server.accept(TECH)
+    recover(world, outbox)
+    body = detail(world, alert_id)
+    assert body["state"] == "resolved"
+    resolved = [(d["channel"], d["state"]) for d in body["deliveries"] if d["kind"] == "resolved"]
+    assert resolved == [("dingtalk", "sent")]
+    assert to(smtp_server, TECH) == []
+    assert [r.accepted for r in webhook_receiver.requests] == [True, True]
+    assert "已恢复" in webhook_receiver.requests[1].json["markdown"]["title"]
+    skipped = [e["text"] for e in body["events"] if e["kind"] == "recovery_skipped"]
+    assert len(skipped) == 1 and TECH in skipped[0]
+
+
+def test_a_technician_no_route_reaches_escalates_to_the_county_who_alone_hears_the_recovery(
+    world: World, smtp_server: SmtpServer
+) -> None:
+    # The demo school has no robot: the technician's e-mail is the only route.
+    smtp_server.refuse(TECH, REFUSAL)
+    outbox = dispatcher(world, smtp_server)
+    alert_id = world.take_offline(DEVICE)
+    settle(world, outbox)
+
+    body = detail(world, alert_id)
+    assert body["escalation_level"] == 1  # long before the 15 minutes of no acknowledgement
+    escalated = [e["text"] for e in body["events"] if e["kind"] == "escalated"]
+    assert len(escalated) == 1 and "no route reached" in escalated[0] and "550" in escalated[0]
+
+    settle(world, outbox)  # the escalation's group_wait
+    got = to(smtp_server, COUNTY)
+    assert len(got) == 1 and "升级" in got[0]
+    deliveries = detail(world, alert_id)["deliveries"]
+    assert [(d["kind"], d["target"], d["state"]) for d in deliveries] == [
+        ("firing", TECH, "failed"),
+        ("escalation", TECH, "failed"),
+        ("escalation", COUNTY, "sent"),
+    ]
+
+    smtp_server.accept(TECH)
+    recover(world, outbox)
+    assert to(smtp_server, TECH) == []
+    got = to(smtp_server, COUNTY)
+    assert len(got) == 2 and "已恢复" in got[1]
+
+
+def test_failed_deliveries_are_listed_within_each_persons_scope(
+    world: World, smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse(TECH, REFUSAL)
+    outbox = dispatcher(world, smtp_server)
+    alert_id = world.take_offline(DEVICE)
+    settle(world, outbox)
+    settle(world, outbox)  # the escalation: the technician's copy fails, the county's goes
+
+    def failed(who: str) -> list[tuple[str, str, list[int]]]:
+        reply = world.get(who, "/api/v1/notifications", params={"status": "failed"})
+        assert reply.status_code == 200, reply.text
+        return [(d["kind"], d["target"], d["alert_ids"]) for d in reply.json()]
+
+    expected = [("escalation", TECH, [alert_id]), ("firing", TECH, [alert_id])]  # newest first
+    assert failed("dt-luxi-tech") == expected
+    assert failed("dt-dianjiao") == expected  # the county's technician
+    assert failed("admin") == expected
+    assert failed("yq-dianjiao") == []  # another county
+    assert failed("dt-shiyan-tech") == []  # another school of the same county
+    assert world.get("yq-dianjiao", f"/api/v1/alerts/{alert_id}/deliveries").status_code == 404
+    own = world.get("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/deliveries").json()
+    assert [d["state"] for d in own] == ["failed", "failed", "sent"]
+    sent = world.get("dt-dianjiao", "/api/v1/notifications", params={"status": "sent"}).json()
+    assert [(d["kind"], d["target"]) for d in sent] == [("escalation", COUNTY)]
+    bad = world.get("admin", "/api/v1/notifications", params={"status": "lost"})
+    assert bad.status_code == 422  # an unknown status is named, not an empty list
