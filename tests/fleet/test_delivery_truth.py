@@ -11,47 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from fleet.db.base import session_scope
-from fleet.db.models import School
-from fleet.notify import Dispatcher, NotifyConfig, build_channels
-from fleet.notify.config import EmailConfig
+from fleet.notify import Dispatcher
 from tests.fleet.api_world import World, world
+from tests.fleet.delivery_helpers import (
+    COUNTY,
+    DEVICE,
+    REFUSAL,
+    TECH,
+    dispatcher,
+    give_robot,
+    settle,
+)
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 
 __all__ = ["world"]
-
-DEVICE = "dongtou-luxi-sync1"
-SCHOOL = "洞头区鹿西乡小学"
-TECH = "tech@luxi.example.cn"  # dt-luxi-tech, the school's appointed technician
-COUNTY = "dianjiao@dongtou.example.cn"  # dt-dianjiao, 洞头区's 电教 contact
-REFUSAL = "550 5.1.1 mailbox unavailable"
-
-
-def dispatcher(world: World, smtp: SmtpServer) -> Dispatcher:
-    config = NotifyConfig()
-    config.email = EmailConfig(host=smtp.host, port=smtp.port, sender="ops@dongtou.edu.cn")
-    return Dispatcher(world.sessions, build_channels(config, world.clock), config, world.clock)
-
-
-def give_robot(world: World, receiver: WebhookReceiver) -> str:
-    receiver.state.clock = world.clock
-    url = receiver.url("/dingtalk/robot/send?access_token=luxi")
-    with session_scope(world.sessions) as session:
-        school = session.scalars(select(School).where(School.name == SCHOOL)).one()
-        school.dingtalk_webhook = url
-    return url
-
-
-def settle(world: World, outbox: Dispatcher, seconds: float = 31) -> None:
-    """group_wait passes, the outbox delivers, the engine looks at the outcome."""
-    world.clock.advance(seconds)
-    world.alerts.tick()
-    outbox.run_due()
-    world.alerts.tick()
-
 
 def detail(world: World, alert_id: int, who: str = "dt-luxi-tech") -> dict[str, Any]:
     reply = world.get(who, f"/api/v1/alerts/{alert_id}")
