@@ -193,6 +193,7 @@ function renderAlerts(alerts) {
       el("td", {}, alert.device_id || "—"),
       el("td", {}, when(alert.started_at)),
       el("td", {}, badge(alert.state, STATE[alert.state] || alert.state),
+        alert.escalation_level > 0 ? el("div", { class: "sub" }, "已升级至县电教 escalated") : null,
         alert.suppressed_by ? el("div", { class: "sub" }, "静默 muted: " + alert.suppressed_by) : null),
       el("td", {}, toggle),
       action), unfolded];

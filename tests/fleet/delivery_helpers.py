@@ -9,7 +9,7 @@ from sqlalchemy import select
 from fleet.db.base import session_scope
 from fleet.db.models import School
 from fleet.notify import Dispatcher, NotifyConfig, build_channels
-from fleet.notify.config import EmailConfig
+from fleet.notify.config import EmailConfig, RateLimit
 from tests.fleet.api_world import World
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
@@ -23,9 +23,11 @@ COUNTY = "dianjiao@dongtou.example.cn"  # dt-dianjiao, 洞头区's 电教 contac
 REFUSAL = "550 5.1.1 mailbox unavailable"
 
 
-def dispatcher(world: World, smtp: SmtpServer) -> Dispatcher:
+def dispatcher(world: World, smtp: SmtpServer, per_mailbox: int = 10) -> Dispatcher:
+    """The outbox on ``smtp``, taking ``per_mailbox`` messages a minute to one mailbox."""
     config = NotifyConfig()
-    config.email = EmailConfig(host=smtp.host, port=smtp.port, sender="ops@dongtou.edu.cn")
+    config.email = EmailConfig(host=smtp.host, port=smtp.port, sender="ops@dongtou.edu.cn",
+                               limit=RateLimit(per_window=per_mailbox, throttle_s=60.0))
     return Dispatcher(world.sessions, build_channels(config, world.clock), config, world.clock)
 
 

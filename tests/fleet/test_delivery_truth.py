@@ -147,3 +147,27 @@ def test_failed_deliveries_are_listed_within_each_persons_scope(
     assert [(d["kind"], d["target"]) for d in sent] == [("escalation", COUNTY)]
     bad = world.get("admin", "/api/v1/notifications", params={"status": "lost"})
     assert bad.status_code == 422  # an unknown status is named, not an empty list
+
+
+def test_a_notice_carried_in_a_digest_shows_the_digest_on_its_alert(
+    world: World, smtp_server: SmtpServer
+) -> None:
+    # Both 洞头 classrooms go down; nobody acknowledges; after 15 minutes both escalate to
+    # the county's 电教 contact, whose mailbox takes one message a minute here: one digest.
+    outbox = dispatcher(world, smtp_server, per_mailbox=1)
+    other = world.take_offline("dongtou-shiyan-sync1")
+    alert_id = world.take_offline(DEVICE)
+    settle(world, outbox)
+    settle(world, outbox, 900)  # escalated, queued
+    settle(world, outbox)  # group_wait: two escalations owed to one mailbox with one slot
+
+    [digest] = to(smtp_server, COUNTY)
+    assert "汇总" in digest
+    for alert in (other, alert_id):
+        [county] = [d for d in detail(world, alert, "dt-dianjiao")["deliveries"]
+                    if d["target"] == COUNTY]
+        assert (county["kind"], county["state"]) == ("escalation", "sent")
+        assert county["digest_id"] is not None
+        events = detail(world, alert, "dt-dianjiao")["events"]
+        assert any(e["kind"] == "sent" and COUNTY in e["text"]
+                   and f"digest #{county['digest_id']}" in e["text"] for e in events)

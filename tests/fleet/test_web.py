@@ -186,6 +186,7 @@ def test_alert_shows_what_became_of_its_notifications(
     expect(failed).to_contain_text(TECH)
     expect(failed.locator("li")).to_have_count(2)  # the alert and the escalation to them
 
+    expect(page.locator(f"tr[data-alert='{alert_id}']")).to_contain_text("已升级至县电教 escalated")
     deliveries = page.locator(f"tr[data-deliveries='{alert_id}']")
     expect(deliveries).to_be_hidden()
     page.locator(f"tr[data-alert='{alert_id}']").get_by_role(
