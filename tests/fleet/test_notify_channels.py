@@ -11,6 +11,7 @@ import pytest
 
 from agent.settings import ConfigError, section
 from fleet.broker import free_port, make_test_ca
+from fleet.config import parse_config
 from fleet.notify import dingtalk
 from fleet.notify.base import ChannelError, Outgoing, fit_json, truncate_utf8
 from fleet.notify.config import EmailConfig, NotifyConfig, WebhookConfig
@@ -192,6 +193,8 @@ def test_email_config_refuses_contradictions() -> None:
     # ``username = ""`` left in a config file: no AUTH, with or without a password line.
     assert (EmailConfig(username="").username, EmailConfig(username="").password) == (None, None)
     assert EmailConfig(username="", password="x").password is None
+    read = parse_config({"notify": {"email": {"username": "", "password": "x"}}}).notify.email
+    assert (read.username, read.password) == (None, None)
 
 
 # ---------------------------------------------------------------- DingTalk
