@@ -171,3 +171,25 @@ def test_a_notice_carried_in_a_digest_shows_the_digest_on_its_alert(
         events = detail(world, alert, "dt-dianjiao")["events"]
         assert any(e["kind"] == "sent" and COUNTY in e["text"]
                    and f"digest #{county['digest_id']}" in e["text"] for e in events)
+
+
+def test_queued_then_retrying_while_the_relay_is_down_and_nothing_said_sent(
+    world: World, smtp_server: SmtpServer
+) -> None:
+    outbox = dispatcher(world, smtp_server)
+    alert_id = world.take_offline(DEVICE)
+    world.clock.advance(31)
+    world.alerts.tick()  # queued, not yet attempted
+    [queued] = detail(world, alert_id)["deliveries"]
+    assert (queued["state"], queued["attempts"], queued["error"]) == ("queued", 0, None)
+
+    smtp_server.stop()  # the county relay is down: a temporary failure, retried later
+    outbox.run_due()
+    world.alerts.tick()
+    body = detail(world, alert_id)
+    [retrying] = body["deliveries"]
+    assert (retrying["state"], retrying["attempts"]) == ("retrying", 1)
+    assert "Connection" in retrying["error"]
+    kinds = [e["kind"] for e in body["events"]]
+    assert "queued" in kinds and "sent" not in kinds and "delivery_failed" not in kinds
+    assert body["escalation_level"] == 0  # a retry may still reach them
