@@ -5,8 +5,9 @@ The life-cycle only marks an alert with the notice it owes (``notice_kind`` sinc
 has waited ``group_wait`` (Alertmanager's group_wait), muted ones are dropped with their
 reason recorded, and one text per recipient goes to the outbox (the history says "queued
 to N"; each delivery's fate is written there when the dispatcher knows it).  A recovery
-is never hidden by inhibition; a silence hides it only when the fault itself was never
-told; it goes only to the routes a message about the fault actually reached.
+goes only to the routes a message about the fault actually reached, so a fault nobody
+heard of (inhibited, say, or its messages all failed) gets none; for those told, neither
+inhibition nor a silence holds it back.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from fleet.notify.outbox import enqueue
 
 __all__ = ["fall_back"]
 
-_NOT_COPIED = frozenset({"fallback", "secret", "at_mobiles"})
+_NOT_COPIED = frozenset({"fallback", "fell_back_to", "secret", "at_mobiles"})
 
 
 def fall_back(session: Session, row: Notification, now: datetime) -> list[str]:
