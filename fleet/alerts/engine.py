@@ -40,6 +40,7 @@ from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
+from fleet.notify.delivery import unreached
 from fleet.notify.outbox import enqueue as outbox_enqueue
 from fleet.sinks import NullSink
 
@@ -382,12 +383,17 @@ class AlertEngine(NullSink):
             muters = load_muters(session, now, self.config.timezone, self.config.mute_on_holidays)
             live = session.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES))).all()
             lessons = lessons_in_progress(session, now)
+            # A technician no route reached: the county is told, as if nobody had acted.
+            lost = unreached(session, [a for a in live if a.state is AlertState.FIRING
+                                       and a.escalation_level == 0])
             for alert in live:
                 reason = muted_by(muters, alert.labels, now)
                 if reason != alert.suppressed_by:
                     text = reason or "no longer muted / 解除屏蔽"
                     self._record(session, alert, "muted" if reason else "unmuted", text, now)
                     alert.suppressed_by = reason
+                if alert.id in lost and reason is None:
+                    self._escalate(session, alert, now, lost[alert.id])
                 if alert.state in LIVE and reason is None:
                     self._timers(session, alert, now, lessons.get(alert.classroom_id or 0, []))
             flush_notices(
@@ -431,7 +437,7 @@ class AlertEngine(NullSink):
         return session.scalar(
             select(func.min(AlertEvent.at)).where(
                 AlertEvent.alert_id == alert.id,
-                AlertEvent.kind.in_(("notified", "unrouted")),
+                AlertEvent.kind.in_(("queued", "notified", "unrouted")),
                 AlertEvent.at >= alert.started_at,
             )
         )

@@ -3,8 +3,11 @@
 The life-cycle only marks an alert with the notice it owes (``notice_kind`` since
 ``notice_since``).  Here notices of one classroom and kind are gathered once the oldest
 has waited ``group_wait`` (Alertmanager's group_wait), muted ones are dropped with their
-reason recorded, and one text per recipient goes to the outbox.  A recovery is never
-hidden by inhibition; a silence hides it only when the fault itself was never told.
+reason recorded, and one text per recipient goes to the outbox (the history says "queued
+to N"; each delivery's fate is written there when the dispatcher knows it).  A recovery
+goes only to the routes a message about the fault actually reached, so a fault nobody
+heard of (inhibited, say, or its messages all failed) gets none; for those told, neither
+inhibition nor a silence holds it back.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from sqlalchemy.orm import Session
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import LessonContext, lesson_context
 from fleet.alerts.mute import Inhibition, Muter, muted_by
-from fleet.alerts.recipients import recipients
+from fleet.alerts.recipients import Recipient, recipients
 from fleet.alerts.render import AlertLine, render, summary
 from fleet.db.models import Alert, Classroom
+from fleet.notify.base import redact
+from fleet.notify.delivery import reached
 from fleet.notify.digest import SEVERITY_RANK
 
 __all__ = ["Enqueue", "flush_notices", "refresh_summary", "set_notice"]
@@ -140,6 +145,9 @@ def _send(
     message = render(kind, _where(session, classroom_id, first.device_id),
                      [_line(a) for a in alerts], tz, link)
     to = recipients(session, int(school) if school else None, level, config.webhooks)
+    skipped: list[Recipient] = []
+    if kind == "resolved":
+        to, skipped = _who_knew(session, alerts, to)
     ids = [a.id for a in alerts]
     # What a digest needs to order and link this notice among others to the same target.
     about: dict[str, object] = {
@@ -166,8 +174,30 @@ def _send(
     for alert in alerts:
         # Also when nobody is configured: reminders then retry, and the page shows why.
         alert.last_notified_at = now
+        if skipped:
+            names = ", ".join(f"{r.channel} {redact(r.target)}" for r in skipped)
+            record(alert, "recovery_skipped",
+                   f"{kind}: 未收到告警者不发恢复通知 / not sent to those the alert never "
+                   f"reached: {names}")
         if to:
-            record(alert, "notified", f"{kind} → {len(to)} recipient(s)")
-        else:
+            names = ", ".join(f"{r.channel} {redact(r.target)}" for r in to)
+            record(alert, "queued", f"{kind} → 已排队 queued to {len(to)}: {names}")
+        elif not skipped:
             record(alert, "unrouted", f"{kind}: no technician, robot or webhook configured")
+
+
+def _who_knew(
+    session: Session, alerts: Sequence[Alert], to: Sequence[Recipient]
+) -> tuple[list[Recipient], list[Recipient]]:
+    """Split a recovery's recipients into those a message about the fault reached and
+    the rest: "已恢复" to someone who never heard it broke is noise at best, and hides
+    that their alert was lost."""
+    got = reached(session, alerts)
+    keep = [
+        Recipient(r.channel, r.target, r.payload,
+                  tuple(f for f in r.fallback if (f.channel, f.target) in got))
+        for r in to
+        if (r.channel, r.target) in got
+    ]
+    return keep, [r for r in to if (r.channel, r.target) not in got]
 

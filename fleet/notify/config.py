@@ -72,6 +72,9 @@ class EmailConfig:
     def __post_init__(self) -> None:
         if self.ssl and self.starttls:
             raise ValueError("ssl and starttls exclude each other")
+        if self.username == "":
+            # ``username = ""`` left in a config: a relay that takes mail without AUTH.
+            self.username = self.password = None
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         if not (self.username or "").isascii() or not (self.password or "").isascii():

@@ -29,6 +29,7 @@ from fleet.db.models import Notification, NotificationStatus
 from fleet.metrics import Sample
 from fleet.notify.base import Channel, ChannelError, Outgoing, redact
 from fleet.notify.config import NotifyConfig
+from fleet.notify.delivery import record_fate
 from fleet.notify.digest import DIGEST, merge
 from fleet.notify.fallback import fall_back
 from fleet.notify.limits import Limiter
@@ -250,8 +251,9 @@ class Dispatcher:
     def _finish(
         self, message: Outgoing, attempt: int, status: NotificationStatus, error: str | None
     ) -> None:
-        """Record the final fate of the row and of the notices it carries; a failed notice
-        goes to its fallback routes in the same transaction."""
+        """Record the final fate of the row and of the notices it carries, also in their
+        alerts' histories; a failed notice goes to its fallback routes in the same
+        transaction."""
         now = self._clock()
         with session_scope(self._sessions) as session:
             values: dict[str, object] = {"status": status}
@@ -269,23 +271,23 @@ class Dispatcher:
                 # Our lease ran out and another dispatcher took the row: its word stands.
                 log.warning("notification %d was re-claimed before its result was kept", message.id)
                 return
-            failed = [] if status is NotificationStatus.SENT else [session.get_one(
-                Notification, message.id)]
+            settled = [session.get_one(Notification, message.id)]
             for notice in self._carried(session, message.id):
                 notice.status = status
                 if status is NotificationStatus.SENT:
                     notice.sent_at = now
                 else:
                     notice.last_error = f"digest #{message.id}: {error}"[:_MAX_ERROR]
-                    failed.append(notice)
-            for row in failed:
-                notes = fall_back(session, row, now)
+                settled.append(notice)
+            for row in settled:
+                notes = [] if status is NotificationStatus.SENT else fall_back(session, row, now)
                 if notes:
                     self._fallbacks[row.channel] += 1
                     row.last_error = f"{row.last_error} → 改发 fell back to: {'; '.join(notes)}"[
                         :_MAX_ERROR
                     ]
                     log.warning("notification %d fell back to %s", row.id, "; ".join(notes))
+                record_fate(session, row, now)
 
     @staticmethod
     def _carried(session: Session, digest_id: int) -> list[Notification]:

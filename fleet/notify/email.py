@@ -97,7 +97,8 @@ class EmailChannel(Channel):
         where = f"SMTP {self._config.host}:{self._config.port}"
         try:
             with self._connect() as smtp:
-                if self._config.username is not None and self._config.password is not None:
+                # An empty username means a relay that takes mail without AUTH.
+                if self._config.username and self._config.password is not None:
                     smtp.login(self._config.username, self._config.password)
                 smtp.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -20,12 +20,14 @@ from fleet.notify.outbox import enqueue
 
 __all__ = ["fall_back"]
 
-_NOT_COPIED = frozenset({"fallback", "secret", "at_mobiles"})
+_NOT_COPIED = frozenset({"fallback", "fell_back_to", "secret", "at_mobiles"})
 
 
 def fall_back(session: Session, row: Notification, now: datetime) -> list[str]:
-    """Queue ``row``'s message on its fallback routes; one note per route, for its error."""
+    """Queue ``row``'s message on its fallback routes; one note per route, for its error.
+    The rows now carrying the message are named in ``row.payload["fell_back_to"]``."""
     notes = []
+    carriers: list[int] = []
     for route in (row.payload or {}).get("fallback", []):
         channel, target = str(route["channel"]), str(route["target"])
         under_way = session.scalar(
@@ -46,6 +48,7 @@ def fall_back(session: Session, row: Notification, now: datetime) -> list[str]:
         where = f"{channel} {redact(target)}"
         if under_way is not None:
             notes.append(f"{where} #{under_way}（已有 already under way）")
+            carriers.append(under_way)
             continue
         payload: dict[str, Any] = {
             k: v for k, v in (row.payload or {}).items() if k not in _NOT_COPIED
@@ -64,4 +67,7 @@ def fall_back(session: Session, row: Notification, now: datetime) -> list[str]:
             now=now,
         )
         notes.append(f"{where} #{copy.id}")
+        carriers.append(copy.id)
+    if carriers:
+        row.payload = {**(row.payload or {}), "fell_back_to": carriers}
     return notes

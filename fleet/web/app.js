@@ -1,5 +1,6 @@
-// The technicians' page: today's lessons with readiness, open alerts, devices, and the
-// maintenance windows that hold alerts' notifications back.
+// The technicians' page: today's lessons with readiness, open alerts (with what became of
+// their notifications), failed deliveries, devices, and the maintenance windows that hold
+// alerts' notifications back.
 // Plain DOM building (textContent only), so nothing from the server is parsed as HTML.
 "use strict";
 
@@ -15,6 +16,14 @@ const deviceNotes = new Map();
 const SEVERITY = { critical: "严重 critical", warning: "警告 warning", info: "提示 info" };
 const STATE = { firing: "告警中 firing", acknowledged: "已确认 acknowledged", resolved: "已恢复 resolved" };
 const MODE = { live: "直播 live", recorded: "录播 recorded" };
+const DELIVERY = { queued: "排队中 queued", retrying: "重试中 retrying", merged: "并入汇总 in digest",
+                   sent: "已送达 sent", failed: "送达失败 failed" };
+const NOTICE = { firing: "告警 alert", reminder: "提醒 reminder", escalation: "升级 escalation",
+                 resolved: "恢复 recovery" };
+const CHANNEL = { email: "邮件 e-mail", dingtalk: "钉钉 DingTalk", wecom: "企业微信 WeCom",
+                  webhook: "Webhook" };
+// Alerts whose deliveries are unfolded: they stay so across the periodic re-render.
+const openDeliveries = new Set();
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -114,10 +123,47 @@ function commentForm(alert, cell, verb, label, placeholder) {
   input.focus();
 }
 
+// ------------------------------------------------------------------ deliveries
+
+// One notification's fate: what, where, and what became of it (with the channel's reason).
+function deliveryLine(d, prefix) {
+  const notes = [];
+  if (d.attempts > 1) notes.push("尝试 " + d.attempts + " 次 / " + d.attempts + " attempts");
+  if (d.digest_id !== null) notes.push("汇总 digest #" + d.digest_id);
+  if (d.fallback_of !== null) notes.push("代替 instead of #" + d.fallback_of);
+  if (d.fallbacks.length) notes.push("改发 fell back to " + d.fallbacks.map(i => "#" + i).join(", "));
+  return el("li", { "data-delivery": d.id, class: "delivery" }, prefix || null,
+    badge(d.state, DELIVERY[d.state] || d.state), " ",
+    (NOTICE[d.kind] || d.kind) + " → " + (CHANNEL[d.channel] || d.channel) + " " + d.target,
+    el("span", { class: "sub" }, " #" + d.id + " · " + when(d.sent_at || d.created_at)
+      + (notes.length ? " · " + notes.join(" · ") : "")),
+    d.error && d.state !== "sent" ? el("div", { class: "sub reason" }, "原因 reason: " + d.error) : null);
+}
+
+function deliveryList(items) {
+  if (!items.length) return empty("尚无通知 / nothing sent yet");
+  return el("ul", { class: "deliveries" }, items.map(d => deliveryLine(d)));
+}
+
+async function showDeliveries(alertId, cell) {
+  try {
+    cell.replaceChildren(deliveryList(await api("GET", "/alerts/" + alertId + "/deliveries")));
+  } catch (error) { cell.replaceChildren(message("error", error.message)); }
+}
+
+function renderFailed(items) {
+  const body = document.getElementById("failed-body");
+  if (!items.length) { body.replaceChildren(empty("没有送达失败的通知 / no failed deliveries")); return; }
+  body.replaceChildren(el("ul", { class: "deliveries" }, items.map(d =>
+    deliveryLine(d, "告警 alert " + d.alert_ids.map(i => "#" + i).join(", ") + ": "))));
+}
+
+// ------------------------------------------------------------------ alerts
+
 function renderAlerts(alerts) {
   const body = document.getElementById("alerts-body");
   if (!alerts.length) { body.replaceChildren(empty("没有未处理的告警 / no open alerts")); return; }
-  const rows = alerts.map(alert => {
+  const rows = alerts.flatMap(alert => {
     const action = el("td", { class: "action" });
     if (alert.state === "firing") {
       action.append(el("button", { onclick: () => commentForm(alert, action, "ack",
@@ -128,19 +174,35 @@ function renderAlerts(alerts) {
                     el("button", { onclick: () => commentForm(alert, action, "resolve",
                       "标记已解决 Mark resolved", "解决说明 how it was fixed") }, "已解决 Resolve"));
     }
-    return el("tr", { "data-alert": alert.id },
+    const cell = el("td", { colspan: "7" });
+    const unfolded = el("tr", { "data-deliveries": alert.id, class: "hidden" }, cell);
+    const toggle = el("button", { onclick: () => {
+      if (openDeliveries.has(alert.id)) openDeliveries.delete(alert.id);
+      else openDeliveries.add(alert.id);
+      unfold();
+    } }, "送达情况 Deliveries");
+    function unfold() {
+      const open = openDeliveries.has(alert.id);
+      unfolded.classList.toggle("hidden", !open);
+      if (open) showDeliveries(alert.id, cell);
+    }
+    unfold();
+    return [el("tr", { "data-alert": alert.id },
       el("td", {}, badge(alert.severity, SEVERITY[alert.severity] || alert.severity)),
       el("td", {}, alert.summary_zh, el("div", { class: "sub" }, alert.summary_en)),
       el("td", {}, alert.device_id || "—"),
       el("td", {}, when(alert.started_at)),
       el("td", {}, badge(alert.state, STATE[alert.state] || alert.state),
+        alert.escalation_level > 0 ? el("div", { class: "sub" }, "已升级至县电教 escalated") : null,
         alert.suppressed_by ? el("div", { class: "sub" }, "静默 muted: " + alert.suppressed_by) : null),
-      action);
+      el("td", {}, toggle),
+      action), unfolded];
   });
   body.replaceChildren(el("table", {},
     el("thead", {}, el("tr", {},
       el("th", {}, "级别 Severity"), el("th", {}, "告警 Alert"), el("th", {}, "设备 Device"),
-      el("th", {}, "开始 Since"), el("th", {}, "状态 State"), el("th", {}, ""))),
+      el("th", {}, "开始 Since"), el("th", {}, "状态 State"), el("th", {}, "通知 Notices"),
+      el("th", {}, ""))),
     el("tbody", {}, rows)));
 }
 
@@ -301,12 +363,14 @@ function renderWindowForm() {
 
 async function refresh() {
   try {
-    const [lessons, alerts, devices, windows, strangers] = await Promise.all([
+    const [lessons, alerts, devices, windows, strangers, failed] = await Promise.all([
       api("GET", "/lessons"), api("GET", "/alerts"), api("GET", "/devices"),
       api("GET", "/maintenance-windows"), api("GET", "/devices/unknown"),
+      api("GET", "/notifications?status=failed&limit=50"),
     ]);
     renderLessons(lessons);
     renderAlerts(alerts);
+    renderFailed(failed);
     renderDevices(devices);
     renderStrangers(strangers);
     renderWindows(windows);
@@ -341,6 +405,7 @@ function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
   deviceNotes.clear();
+  openDeliveries.clear();
   clearInterval(timer);
   showLogin();
 }

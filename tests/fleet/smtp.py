@@ -51,13 +51,16 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Users:
     passwords: dict[str, str]
+    attempts: list[str] = field(default_factory=list)  # the logins tried, right or wrong
 
     def __call__(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            self.attempts.append(auth_data.login.decode())
         ok = (
             isinstance(auth_data, LoginPassword)
             and self.passwords.get(auth_data.login.decode()) == auth_data.password.decode()
@@ -66,25 +69,43 @@ class _Users:
 
 
 class SmtpServer:
-    def __init__(self, tls: TlsFiles | None = None, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+        auth_required: bool = True,
+    ) -> None:
+        """``users`` with ``auth_required=False``: a relay that offers AUTH (also without
+        TLS) and refuses every login not in ``users``, but takes mail without one."""
         self.host = "127.0.0.1"
         self.port = free_port()
         self._handler = _Handler()
+        self._users = _Users(users or {})
         extra: dict[str, Any] = {}
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert_file, tls.key_file)
             extra.update(tls_context=context, require_starttls=True)
         if users is not None:
-            extra.update(authenticator=_Users(users), auth_required=True)
+            extra.update(authenticator=self._users, auth_required=auth_required)
+            if not auth_required:
+                extra.update(auth_require_tls=False)
         self._controller = Controller(self._handler, hostname=self.host, port=self.port, **extra)
 
     @property
     def messages(self) -> list[Received]:
         return self._handler.messages
 
+    @property
+    def auth_attempts(self) -> list[str]:
+        return self._users.attempts
+
     def refuse(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
         self._handler.refuse[address] = reply
+
+    def accept(self, address: str) -> None:
+        """The mailbox works again."""
+        self._handler.refuse.pop(address, None)
 
     def start(self) -> SmtpServer:
         self._controller.start()

@@ -59,6 +59,7 @@ def test_offline_fires_after_up_delay_and_resolves(world: World) -> None:
     }
     assert next(n for n in fired if n.channel == "dingtalk").payload["secret"] == "SECxyz"
 
+    world.delivered("email")  # the robot's message never arrives
     status(world, "rural-1", "online")
     world.tick_after(10)
     assert alerts(world)[0].state is AlertState.FIRING  # down-delay 30 s not over
@@ -66,9 +67,12 @@ def test_offline_fires_after_up_delay_and_resolves(world: World) -> None:
     [alert] = alerts(world)
     assert alert.state is AlertState.RESOLVED and alert.resolved_at is not None
     world.tick_after(30)
-    assert len(world.notifications("resolved")) == 2
+    # "已恢复" only where the alert arrived: the technician's mailbox, not the robot.
+    resolved = world.notifications("resolved")
+    assert [(n.channel, n.target) for n in resolved] == [("email", "lin@luxi.example.cn")]
+    assert resolved[0].payload["fallback"] == []  # the robot never had the alert either
     assert events(world, alert.id) == [
-        "pending", "fired", "notified", "clearing", "resolved", "notified"
+        "pending", "fired", "queued", "clearing", "resolved", "recovery_skipped", "queued"
     ]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from agent.settings import ConfigError, section
 from fleet.broker import free_port, make_test_ca
+from fleet.config import parse_config
 from fleet.notify import dingtalk
 from fleet.notify.base import ChannelError, Outgoing, fit_json, truncate_utf8
 from fleet.notify.config import EmailConfig, NotifyConfig, WebhookConfig
@@ -157,6 +158,31 @@ def test_email_starttls_and_login(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.parametrize("offers_auth", [False, True], ids=["no-auth-offered", "auth-refused"])
+@pytest.mark.parametrize("password", ["", None, "left-over"])
+def test_email_with_an_empty_username_never_tries_auth(
+    offers_auth: bool, password: str | None
+) -> None:
+    # A relay that does not offer AUTH (smtplib would fail "not supported"), or one that
+    # offers it and refuses every login (535), but takes mail from the fleet's host.
+    server = SmtpServer(users={"ops": "s3cret-pass"} if offers_auth else None,
+                        auth_required=False).start()
+    try:
+        email_channel(server, username="", password=password).send(message("wang@dmd.edu.cn"))
+        assert [m.rcpt_tos for m in server.messages] == [["wang@dmd.edu.cn"]]
+        assert server.auth_attempts == []
+        if offers_auth:  # the relay does refuse a login: the test would see one tried
+            with pytest.raises(ChannelError, match="535"):
+                email_channel(server, username="nobody", password="x").send(message("w@x.cn"))
+            assert server.auth_attempts and set(server.auth_attempts) == {"nobody"}
+        else:
+            with pytest.raises(ChannelError, match="AUTH"):
+                email_channel(server, username="ops", password="x").send(message("w@x.cn"))
+        assert len(server.messages) == 1
+    finally:
+        server.stop()
+
+
 def test_email_config_refuses_contradictions() -> None:
     with pytest.raises(ValueError, match="exclude"):
         EmailConfig(ssl=True, starttls=True)
@@ -164,6 +190,11 @@ def test_email_config_refuses_contradictions() -> None:
         EmailConfig(username="ops")
     with pytest.raises(ValueError, match="ASCII"):
         EmailConfig(username="ops", password="口令")
+    # ``username = ""`` left in a config file: no AUTH, with or without a password line.
+    assert (EmailConfig(username="").username, EmailConfig(username="").password) == (None, None)
+    assert EmailConfig(username="", password="x").password is None
+    read = parse_config({"notify": {"email": {"username": "", "password": "x"}}}).notify.email
+    assert (read.username, read.password) == (None, None)
 
 
 # ---------------------------------------------------------------- DingTalk

@@ -22,6 +22,8 @@ from fleet.ingest.strangers import Strangers
 from fleet.ingest.validate import Validator, load_enabled_devices
 from tests.fleet.api_world import NOW, PASSWORD, World, world
 from tests.fleet.checks_helpers import fleet_ingest
+from tests.fleet.delivery_helpers import COUNTY, DEVICE, REFUSAL, TECH, dispatcher, settle
+from tests.fleet.smtp import SmtpServer
 from tests.served import served as serve
 
 __all__ = ["world"]
@@ -215,3 +217,41 @@ def test_refused_and_never_connected_devices_show_on_the_page(
     _log_in(school, served, "dt-luxi-tech")
     expect(school.locator("tr[data-device='dongtou-luxi-sync1']")).to_be_visible()
     expect(school.locator("#strangers")).to_be_hidden()
+
+
+def test_alert_shows_what_became_of_its_notifications(
+    world: World, served: str, browser: Browser, smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse(TECH, REFUSAL)
+    outbox = dispatcher(world, smtp_server)
+    alert_id = world.take_offline(DEVICE)
+    settle(world, outbox)  # the technician's e-mail is refused for good: escalated
+    settle(world, outbox)  # the county's escalation e-mail goes out
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    _log_in(page, served, "dt-dianjiao")
+    failed = page.locator("#failed-body")
+    expect(failed).to_contain_text(f"告警 alert #{alert_id}")
+    expect(failed).to_contain_text(TECH)
+    expect(failed.locator("li")).to_have_count(2)  # the alert and the escalation to them
+
+    expect(page.locator(f"tr[data-alert='{alert_id}']")).to_contain_text("已升级至县电教 escalated")
+    deliveries = page.locator(f"tr[data-deliveries='{alert_id}']")
+    expect(deliveries).to_be_hidden()
+    page.locator(f"tr[data-alert='{alert_id}']").get_by_role(
+        "button", name="送达情况 Deliveries").click()
+    expect(deliveries).to_be_visible()
+    lines = deliveries.locator("li.delivery")
+    expect(lines).to_have_count(3)
+    expect(lines.nth(0)).to_contain_text("送达失败 failed")
+    expect(lines.nth(0)).to_contain_text("告警 alert → 邮件 e-mail " + TECH)
+    expect(lines.nth(0)).to_contain_text("原因 reason:")
+    expect(lines.nth(0)).to_contain_text("550")
+    expect(lines.nth(2)).to_contain_text("已送达 sent")
+    expect(lines.nth(2)).to_contain_text("升级 escalation → 邮件 e-mail " + COUNTY)
+    # The page's periodic refresh keeps the list unfolded.
+    page.evaluate("refresh()")
+    expect(deliveries).to_be_visible()
+    expect(deliveries.locator("li.delivery")).to_have_count(3)
+    shot = SHOT.with_name("syncclass-web-deliveries.png")
+    page.screenshot(path=str(shot), full_page=True)

@@ -16,9 +16,11 @@ from fleet.alerts.engine import AlertNotFound, AlertStateError, select_alerts
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
+from fleet.api.routes.deliveries import DeliveryOut
 from fleet.api.routes.matchers import MatcherKey, MatcherValue, matchers_in_scope, refuse_matchers
 from fleet.api.scope import Scope, not_found
 from fleet.db.models import Alert, AlertState, Silence
+from fleet.notify.delivery import deliveries
 
 __all__ = ["router"]
 
@@ -64,6 +66,15 @@ class AlertOut(BaseModel):
 
 class AlertDetailOut(AlertOut):
     events: list[AlertEventOut]
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list, description="what became of each notification about it"
+    )
+
+
+def _detail(session: Session, alert: Alert) -> AlertDetailOut:
+    out = AlertDetailOut.model_validate(alert)
+    out.deliveries = [DeliveryOut.model_validate(d) for d in deliveries(session, alert)]
+    return out
 
 
 class CommentIn(BaseModel):
@@ -109,7 +120,7 @@ def list_alerts(
 
 @router.get("/alerts/{alert_id}")
 def get_alert(alert_id: IdPath, session: DB, scope: CurrentScope) -> AlertDetailOut:
-    return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
+    return _detail(session, scope.get(session, Alert, alert_id, "alert"))
 
 
 def _change(
@@ -126,7 +137,7 @@ def _change(
     except ValueError as exc:
         raise invalid(str(exc), "body", "comment") from None
     session.expire_all()
-    return AlertDetailOut.model_validate(scope.get(session, Alert, alert_id, "alert"))
+    return _detail(session, scope.get(session, Alert, alert_id, "alert"))
 
 
 @router.post(
