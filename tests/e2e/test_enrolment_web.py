@@ -4,6 +4,8 @@ shows enrols a real ``syncclass-agent``, and a revoke from the page drops it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
@@ -95,3 +97,17 @@ def test_school_technician_sees_no_enrolment_controls(site: Site, browser: Brows
     refused = site.api("POST", f"/api/v1/classrooms/{site.classroom_id()}/enrol-codes",
                        user=SCHOOL_TECH, body={})
     assert refused.status_code == 403
+
+
+def test_the_command_names_the_configured_fleet_url(site: Site, browser: Browser) -> None:
+    # fleet.toml's [enrol] fleet_url, as behind a reverse proxy: the page is reached on
+    # 127.0.0.1, the mini-PCs reach the fleet by its public name.
+    assert site.fleet.enrolment is not None
+    public = "https://fleet.dongtou.example.cn"
+    site.fleet.enrolment.config = replace(site.fleet.enrolment.config, fleet_url=public + "/")
+    page = _page(browser, site, COUNTY_TECH)
+    page.get_by_role("button", name="生成注册码 Create enrolment code").click()
+    code = page.locator("#enrol .enrol-code")
+    expect(code).to_have_text(CODE)
+    expect(page.locator("#enrol .command")).to_have_text(
+        f"syncclass-agent enrol {code.inner_text()} --fleet {public}")
