@@ -19,7 +19,7 @@ from fleet.api.config import ApiConfig
 from fleet.api.import_jobs import ImportJobs
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
-from fleet.enrolment import Enrolled, EnrolRefused
+from fleet.enrolment import EnrolConfig, Enrolled, EnrolRefused
 from fleet.metrics import MetricSource
 
 __all__ = [
@@ -104,6 +104,8 @@ class ActionService(Protocol):
 class EnrolService(Protocol):
     """``fleet.enrolment.Enrolment``: raises EnrolRefused, and DynsecError when the broker
     refuses or does not answer."""
+
+    config: EnrolConfig
 
     def create_code(self, session: Session, classroom: Classroom, actor: str, *,
                     replaces: Device | None = None, ttl_hours: float | None = None

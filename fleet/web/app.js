@@ -1,6 +1,7 @@
 // The technicians' page: today's lessons with readiness, open alerts (with what became of
-// their notifications), failed deliveries, devices, and the maintenance windows that hold
-// alerts' notifications back.
+// their notifications), failed deliveries, devices, refused agents, and the maintenance
+// windows that hold alerts' notifications back; admins and county technicians also enrol
+// classrooms' mini-PCs, revoke devices and rotate their credentials.
 // Plain DOM building (textContent only), so nothing from the server is parsed as HTML.
 "use strict";
 
@@ -79,6 +80,8 @@ function badge(cls, text) { return el("span", { class: "badge " + cls }, text); 
 function empty(text) { return el("p", { class: "empty" }, text); }
 function message(kind, text) { return el("div", { class: "msg " + kind }, text); }
 function room(r) { return [r.school + " " + r.name]; }
+// School technicians only read the inventory (the API answers them 403).
+function isWriter() { return !!me && (me.role === "admin" || me.role === "county_tech"); }
 
 // ------------------------------------------------------------------ lessons
 
@@ -235,8 +238,10 @@ function renderDevices(devices) {
   if (!devices.length) { body.replaceChildren(empty("没有设备 / no devices")); return; }
   const rows = devices.map(device => {
     const health = device.health;
+    // A revoked device's last message may have said "online": enabled decides first.
     // No state at all: the fleet has never heard from it (its alert says what to check).
-    const state = !health ? badge("unknown", "从未连接 never connected")
+    const state = !device.enabled ? badge("disabled", "已停用 disabled")
+      : !health ? badge("unknown", "从未连接 never connected")
       : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
     let problems = [el("span", { class: "sub" }, "—")];
     if (health && health.problems.length) {
@@ -251,12 +256,17 @@ function renderDevices(devices) {
         requestAction(device, "reboot", status);
       }
     } }, "重启 Reboot");
+    const credentials = isWriter() ? [
+      el("button", { onclick: () => rotate(device, status) }, "更换凭据 Rotate credentials"),
+      device.enabled ? el("button", { class: "danger", onclick: () => revokeForm(device, status) },
+        "吊销 Revoke") : null,
+    ] : [];
     return el("tr", { "data-device": device.id },
       el("td", {}, device.id, el("div", { class: "sub" }, device.school + " " + device.classroom)),
       el("td", {}, state),
       el("td", {}, health ? when(health.last_seen) : "—"),
       el("td", {}, problems),
-      el("td", {}, reboot, status));
+      el("td", {}, reboot, credentials, status));
   });
   body.replaceChildren(el("table", {},
     el("thead", {}, el("tr", {},
@@ -280,6 +290,76 @@ function renderStrangers(strangers) {
       el("td", {}, String(s.messages)),
       el("td", {}, s.topic))))));
 }
+
+// ------------------------------------------------------------------ enrolment
+
+// A code is shown once (only its hash is stored), so it stays on screen until replaced.
+function codeBox(out, title) {
+  return el("div", { class: "code-box" },
+    el("div", {}, title),
+    el("div", { class: "enrol-code" }, out.code),
+    el("div", { class: "sub" }, "有效期至 expires " + when(out.expires_at) +
+      "（仅可使用一次 / works once）"),
+    el("div", {}, "在教室主机上以 root（sudo）运行 / run as root (sudo) on the mini-PC:"),
+    el("pre", { class: "command" }, out.command),
+    el("div", { class: "sub" }, "然后 then: systemctl restart syncclass-agent"));
+}
+
+async function rotate(device, status) {
+  if (!confirm("为 " + device.id + " 生成重新注册码？旧凭据在注册后失效。 / " +
+               "Make a re-enrol code for " + device.id + "? The old credentials stop " +
+               "working once it is used.")) return;
+  try {
+    const out = await api("POST", "/devices/" + encodeURIComponent(device.id) + "/rotate");
+    status.replaceChildren(codeBox(out, "重新注册码 Re-enrol code for " + device.id +
+      "（旧凭据在使用后失效 / the old credentials stop working once it is used）"));
+  } catch (error) { status.replaceChildren(message("error", error.message)); }
+}
+
+// Revoking asks for a reason (it goes to the audit) and a confirmation.
+function revokeForm(device, status) {
+  const reason = el("input", { type: "text", placeholder: "吊销原因 reason (e.g. 主机被盗 stolen)",
+                               "aria-label": "revoke reason" });
+  const note = el("div");
+  const form = el("form", { class: "inline-form" }, reason,
+    el("button", { type: "submit", class: "danger" }, "确认吊销 Confirm revoke"), note);
+  form.addEventListener("submit", async event => {
+    event.preventDefault();
+    if (!reason.value.trim()) { note.replaceChildren(message("error", "请填写原因 / reason needed")); return; }
+    if (!confirm("吊销 " + device.id + "？设备将立即断开并被拒绝连接。 / Revoke " + device.id +
+                 "? It is disconnected at once and refused from then on.")) return;
+    try {
+      await api("POST", "/devices/" + encodeURIComponent(device.id) + "/revoke",
+                { reason: reason.value.trim() });
+      status.replaceChildren(message("note", "已吊销 / revoked"));
+      await refresh();
+    } catch (error) { note.replaceChildren(message("error", error.message)); }
+  });
+  status.replaceChildren(form);
+  reason.focus();
+}
+
+async function renderEnrol() {
+  const section = document.getElementById("enrol");
+  if (!isWriter()) { section.classList.add("hidden"); return; }
+  const [schools, classrooms] = await Promise.all([api("GET", "/schools"), api("GET", "/classrooms")]);
+  const schoolName = new Map(schools.map(s => [s.id, s.name]));
+  document.getElementById("enrol-classroom").replaceChildren(...classrooms.map(c =>
+    el("option", { value: String(c.id) }, (schoolName.get(c.school_id) || "") + " " + c.name)));
+  document.getElementById("enrol-result").replaceChildren();
+  section.classList.remove("hidden");
+}
+
+document.getElementById("enrol-form").addEventListener("submit", async event => {
+  event.preventDefault();
+  const select = document.getElementById("enrol-classroom");
+  const result = document.getElementById("enrol-result");
+  const name = select.options[select.selectedIndex].textContent;
+  try {
+    const out = await api("POST", "/classrooms/" + select.value + "/enrol-codes", {});
+    result.replaceChildren(codeBox(out, "注册码 Enrolment code for " + name));
+  } catch (error) { result.replaceChildren(message("error", error.message)); }
+});
 
 // ------------------------------------------------------------------ maintenance windows
 
@@ -396,6 +476,7 @@ async function showApp() {
   document.getElementById("login").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
   renderWindowForm();
+  await renderEnrol();
   await refresh();
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);
@@ -406,6 +487,7 @@ function logout() {
   me = null;
   deviceNotes.clear();
   openDeliveries.clear();
+  document.getElementById("enrol-result").replaceChildren();  // a code is a secret
   clearInterval(timer);
   showLogin();
 }

@@ -61,7 +61,8 @@ find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
 stage=$work/stage
 opt=$stage/opt/syncclass-agent
 install -d "$stage/DEBIAN" "$opt/wheels" "$stage/usr/bin" "$stage/lib/systemd/system" \
-    "$stage/usr/share/polkit-1/rules.d" "$stage/usr/share/doc/syncclass-agent" \
+    "$stage/usr/share/polkit-1/rules.d" "$stage/var/lib/polkit-1/localauthority/10-vendor.d" \
+    "$stage/usr/share/doc/syncclass-agent" \
     "$stage/etc/syncclass"
 cp "$cache"/*.whl "$work"/project/*.whl "$opt/wheels/"
 chmod 0644 "$opt"/wheels/*.whl
@@ -71,6 +72,9 @@ ln -s /opt/syncclass-agent/venv/bin/syncclass-agent "$stage/usr/bin/syncclass-ag
 install -m 0644 "$repo/systemd/syncclass-agent.service" "$stage/lib/systemd/system/"
 install -m 0644 "$repo/provisioning/polkit/50-syncclass-agent.rules" \
     "$stage/usr/share/polkit-1/rules.d/"
+# polkit 0.105 (Ubuntu 22.04) ignores the rule above and reads this instead.
+install -m 0644 "$repo/provisioning/polkit/50-syncclass-agent.pkla" \
+    "$stage/var/lib/polkit-1/localauthority/10-vendor.d/"
 install -m 0640 "$repo/provisioning/agent.example.toml" "$stage/etc/syncclass/agent.toml"
 install -m 0644 "$src/copyright" "$stage/usr/share/doc/syncclass-agent/copyright"
 install -m 0755 "$src/postinst" "$src/prerm" "$src/postrm" "$stage/DEBIAN/"

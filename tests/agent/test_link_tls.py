@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,9 @@ def test_production_mosquitto_conf_starts(tmp_path: Path, tls_files: TlsFiles) -
         wait_for_port(tls_port)
         admin = DynsecAdmin(AdminLogin(f"mqtt://127.0.0.1:{plain_port}", "admin", "admin-pw"))
         admin.put_device(PREFIX, "room-a", "pw-a-long-enough")
+        # The plugin saved it: the client survives a broker restart.
+        saved = json.loads((tmp_path / "dynamic-security.json").read_text())
+        assert "room-a" in [c["username"] for c in saved["clients"]]
         sub = Subscriber(tls_port, [], username="room-a", password="pw-a-long-enough",
                          ca_file=tls_files.ca_file)
         sub.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,26 @@ def test_package_metadata_and_contents(debs: dict[str, Path]) -> None:
     assert " ./opt/syncclass-agent/venv" not in listing
 
 
+def _check_polkit(root: Path) -> None:
+    """polkit >= 0.106 reads the JavaScript rule, 0.105 (Ubuntu 22.04) only the .pkla: both
+    are installed as shipped, and they grant the same actions to the same user."""
+    rules = root / "usr/share/polkit-1/rules.d/50-syncclass-agent.rules"
+    pkla = root / "var/lib/polkit-1/localauthority/10-vendor.d/50-syncclass-agent.pkla"
+    for path in (rules, pkla):
+        assert owner_mode(path) == (0, 0, 0o644), path
+        assert path.read_text() == (REPO / "provisioning/polkit" / path.name).read_text()
+    authority = configparser.ConfigParser(interpolation=None)
+    authority.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+    authority.read_string(pkla.read_text())
+    granted: set[str] = set()
+    for name in authority.sections():
+        section = authority[name]
+        assert section["Identity"] == "unix-user:syncclass", name
+        assert section["ResultAny"] == "yes", name  # the agent runs outside any session
+        granted.update(section["Action"].split(";"))
+    assert granted == set(re.findall(r'"(org\.freedesktop\.[\w.-]+)"', rules.read_text()))
+
+
 def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) -> None:
     root = installed
     assert "Status: install ok installed" in _dpkg(root, "-s", "syncclass-agent")
@@ -125,8 +146,7 @@ def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) ->
     assert owner_mode(config) == (0, gid, 0o640), "the broker password: group syncclass only"
     state = root / str(RuntimeConfig().state_dir).lstrip("/")
     assert owner_mode(state) == (uid, gid, 0o700)
-    rules = root / "usr/share/polkit-1/rules.d/50-syncclass-agent.rules"
-    assert owner_mode(rules) == (0, 0, 0o644)
+    _check_polkit(root)
 
     venv = root / "opt/syncclass-agent/venv"
     cfg = configparser.ConfigParser()

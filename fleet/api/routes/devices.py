@@ -87,13 +87,15 @@ def _problems(sections: dict[str, Any]) -> list[Problem]:
     return found
 
 
-def _health(state: LiveState | None) -> DeviceHealthOut | None:
+def _health(state: LiveState | None, enabled: bool) -> DeviceHealthOut | None:
     if state is None:
         return None
     telemetry = dict(state.telemetry or {})
     sections = telemetry.get("sections", telemetry)
     return DeviceHealthOut(
-        online=state.online,
+        # The ingest drops a disabled device's messages, its Last Will on a revoke too, so
+        # its last state may still say online: a disabled device is never shown online.
+        online=state.online and enabled,
         last_seen=state.last_seen,
         agent_version=state.agent_version,
         telemetry_at=state.telemetry_at,
@@ -129,7 +131,7 @@ def devices_out(session: Session, services: Services, devices: list[Device]) -> 
             address=device.address,
             enabled=device.enabled,
             note=device.note,
-            health=_health(states.get(device.id)),
+            health=_health(states.get(device.id), device.enabled),
         )
         for device in devices
     ]

@@ -86,8 +86,11 @@ def _broker_failed(exc: DynsecError) -> HTTPException:
     return HTTPException(502, f"消息代理未能执行 / the broker did not apply it: {exc}")
 
 
-def _fleet_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _fleet_url(request: Request, services: Services) -> str:
+    # [enrol] fleet_url, as the CLI prints it: behind a reverse proxy the request's own
+    # URL may be the proxy's loopback address, which no mini-PC can reach.
+    configured = _service(services).config.fleet_url.rstrip("/")
+    return configured or str(request.base_url).rstrip("/")
 
 
 def _code(session: DB, scope: CurrentScope, services: Services, classroom: Classroom,
@@ -110,7 +113,7 @@ def create_enrol_code(classroom_id: IdPath, body: CodeIn, session: DB, scope: Cu
     replaces = (scope.get(session, Device, body.replaces, "device")
                 if body.replaces is not None else None)
     return _code(session, scope, services, classroom, replaces, body.ttl_hours,
-                 _fleet_url(request))
+                 _fleet_url(request, services))
 
 
 @router.post("/devices/{device_id}/rotate", status_code=201)
@@ -121,7 +124,7 @@ def rotate_device(device_id: DeviceIdPath, session: DB, scope: CurrentScope,
     require_writer(scope)
     device = scope.get(session, Device, device_id, "device")
     return _code(session, scope, services, device.classroom, device, None,
-                 _fleet_url(request))
+                 _fleet_url(request, services))
 
 
 @router.post("/devices/{device_id}/revoke")
