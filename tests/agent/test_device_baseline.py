@@ -9,6 +9,7 @@ process, as /var/lib/syncclass-agent outlives a reboot.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -18,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from agent.baseline import FILE_NAME
+from agent.baseline import FILE_NAME, Baseline
+from agent.config import parse_config
+from agent.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 UMOCKDEV = Path(__file__).parent / "fixtures" / "umockdev"
@@ -155,3 +158,62 @@ def test_camera_b_does_not_clear_camera_a_missing(tmp_path: Path) -> None:
     assert both["cameras"]["findings"] == {}
     assert {i: d["expected"] for i, d in devices(both, "cameras").items()} == {
         CAMERA_A: True, "046d:082d:1F2E3D4C": False}
+
+
+def test_a_damaged_baseline_is_kept_aside_and_learned_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / FILE_NAME
+    path.write_text('{"version": 1, "roles": {"cameras": ')  # cut short by a power failure
+    with caplog.at_level(logging.ERROR, logger="agent.baseline"):
+        baseline = Baseline(path)
+    assert "unreadable device baseline" in caplog.text
+    assert (tmp_path / (FILE_NAME + ".bad")).read_text().endswith('"cameras": ')
+    assert baseline.expected("cameras", {"cam-a": {"name": "A"}}) == {
+        "cam-a": {"name": "A", "vendor": "", "model": "", "serial": ""}}
+    assert set(json.loads(path.read_text())["roles"]) == {"cameras"}
+    assert Baseline(path).expected("cameras", {}) == {
+        "cam-a": {"name": "A", "vendor": "", "model": "", "serial": ""}}
+
+
+def test_nothing_present_learns_nothing_yet(tmp_path: Path) -> None:
+    # An agent installed before the camera is plugged in learns the camera, not "none".
+    baseline = Baseline(tmp_path / FILE_NAME)
+    assert baseline.expected("cameras", {}) == {}
+    assert not (tmp_path / FILE_NAME).exists()
+    assert list(baseline.expected("cameras", {"cam-a": {"name": "A"}})) == ["cam-a"]
+    assert list(baseline.expected("cameras", {"cam-b": {"name": "B"}})) == ["cam-a"]
+
+
+def test_configured_devices_are_expected_without_learning(tmp_path: Path) -> None:
+    baseline = Baseline(tmp_path / FILE_NAME, {"cameras": ["046d:082d:8A2B3C4D"]})
+    assert baseline.expected("cameras", {"other": {"name": "X"}}) == {
+        "046d:082d:8A2B3C4D": {"name": "046d:082d:8A2B3C4D"}}
+    assert not (tmp_path / FILE_NAME).exists()
+
+
+def test_an_unwritable_state_directory_keeps_the_baseline_in_memory(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    baseline = Baseline(tmp_path / "gone" / FILE_NAME)  # its directory does not exist
+    with caplog.at_level(logging.ERROR, logger="agent.baseline"):
+        assert list(baseline.expected("speakers", {"spk": {"name": "S"}})) == ["spk"]
+    assert "cannot save the device baseline" in caplog.text
+    assert list(baseline.expected("speakers", {})) == ["spk"]
+
+
+@pytest.mark.parametrize(("hardware", "key"), [
+    ({"expected": {"projectors": ["x"]}}, "hardware.expected.projectors"),
+    ({"expected": {"cameras": [" "]}}, "hardware.expected.cameras"),
+    ({"onboard_audio": ["HDA Intel PCH"]}, "hardware.onboard_audio"),
+])
+def test_bad_expected_devices_in_the_config(hardware: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"device_id": "room-101", "hardware": hardware})
+    assert info.value.key == key
+
+
+def test_expected_devices_in_the_config() -> None:
+    cfg = parse_config({"device_id": "room-101", "hardware": {
+        "onboard_audio": ["PCH:0", "HDMI:3"],
+        "expected": {"cameras": ["046d:082d:8A2B3C4D"], "speakers": ["PCH:0"]}}})
+    assert cfg.hardware.onboard_audio == ["PCH:0", "HDMI:3"]
+    assert cfg.hardware.expected["cameras"] == ["046d:082d:8A2B3C4D"]
