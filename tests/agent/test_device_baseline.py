@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 
+from agent.app import probe_context
 from agent.baseline import FILE_NAME, Baseline
-from agent.config import parse_config
+from agent.config import AgentConfig, RuntimeConfig, parse_config
+from agent.hardware import SimulatedHardware
+from agent.probes.speaker import SpeakerProbe
 from agent.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,3 +220,16 @@ def test_expected_devices_in_the_config() -> None:
         "expected": {"cameras": ["046d:082d:8A2B3C4D"], "speakers": ["PCH:0"]}}})
     assert cfg.hardware.onboard_audio == ["PCH:0", "HDMI:3"]
     assert cfg.hardware.expected["cameras"] == ["046d:082d:8A2B3C4D"]
+
+
+def test_the_agent_keeps_its_baseline_in_the_state_directory(tmp_path: Path) -> None:
+    hardware = SimulatedHardware()
+    enrolled = AgentConfig("room-101", agent=RuntimeConfig(state_dir=tmp_path))
+    ctx = probe_context(enrolled, hardware)
+    assert ctx.baseline is not None and ctx.baseline.path == tmp_path / FILE_NAME
+    SpeakerProbe().collect(ctx)
+    assert list(json.loads((tmp_path / FILE_NAME).read_text())["roles"]) == ["speakers"]
+    # A one-off `check` before enrolment (no state directory yet) writes nothing.
+    adhoc = AgentConfig("room-101", agent=RuntimeConfig(state_dir=tmp_path / "none"))
+    adhoc_baseline = probe_context(adhoc, hardware).baseline
+    assert adhoc_baseline is not None and adhoc_baseline.path is None
