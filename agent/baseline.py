@@ -52,8 +52,9 @@ class Baseline:
                     isinstance(r.get("devices"), dict) for r in roles.values()):
                 raise ValueError(f"not a version {_VERSION} baseline")
             return roles
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # Kept aside, not overwritten: someone may want to see what broke it.
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Kept aside, not overwritten: someone may want to see what broke it.  (An
+            # OSError, such as another user's file, is raised: nothing to learn from.)
             aside = self.path.with_name(self.path.name + ".bad")
             os.replace(self.path, aside)
             log.error("unreadable device baseline %s (%s); moved to %s, learning again",
