@@ -20,6 +20,7 @@ Roles come from capabilities, not from the subsystem alone:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
@@ -36,6 +37,7 @@ __all__ = ["bus_path", "describe", "identity", "monitor", "sound_devices", "vide
 _PCM = re.compile(r"^pcmC(\d+)D(\d+)([cp])$")
 WATCHED = ("video4linux", "sound", "drm")
 T = TypeVar("T", VideoDevice, AudioDevice)
+_SERIAL_MAX = 40
 
 
 def _attr(device: pyudev.Device | None, name: str) -> str:
@@ -96,8 +98,19 @@ def identity(device: pyudev.Device, info: dict[str, str]) -> str:
     if not (vendor and product):
         return info["bus_path"] or device.sys_name
     if info["serial"]:
-        return f"{vendor}:{product}:{info['serial']}"
+        return f"{vendor}:{product}:{_short(info['serial'])}"
     return f"{vendor}:{product}@{info['bus_path']}"
+
+
+def _short(serial: str) -> str:
+    """The serial as an id part: the raw sysfs value may hold spaces and run to 126
+    characters (the fleet keeps entities in 128), so odd characters become ``_`` and a
+    long serial keeps its head and a hash of the whole."""
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", serial)
+    if len(clean) <= _SERIAL_MAX:
+        return clean
+    digest = hashlib.sha256(serial.encode()).hexdigest()[:8]
+    return f"{clean[:_SERIAL_MAX - 9]}~{digest}"
 
 
 def _unique(found: list[T]) -> list[T]:

@@ -129,6 +129,17 @@ def test_without_a_serial_the_port_is_the_identity(tmp_path: Path) -> None:
 
 
 @needs_umockdev
+def test_odd_and_long_serials_make_bounded_ids(tmp_path: Path) -> None:
+    long_serial = "SN 0123456789" * 8  # 104 characters with spaces, as sysfs gives it
+    odd = variant(tmp_path, C920, "odd-serial", {
+        "E: ID_SERIAL_SHORT=8A2B3C4D\n": "", "A: serial=8A2B3C4D": f"A: serial={long_serial}"})
+    [camera_id] = devices(boot(tmp_path / "state", odd), "cameras")
+    head, _, digest = camera_id.removeprefix("046d:082d:").partition("~")
+    assert head == "SN_0123456789SN_0123456789SN_01" and len(digest) == 8
+    assert len(f"microphone:{camera_id}:0") < 128
+
+
+@needs_umockdev
 def test_a_missing_speakerphone_is_noticed_after_a_reboot(tmp_path: Path) -> None:
     state = tmp_path / "state"
     boot(state, C920, JABRA, HDA)
