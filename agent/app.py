@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.baseline import FILE_NAME as BASELINE_FILE
+from agent.baseline import Baseline
 from agent.commands import (
     Accepted,
     CommandError,
@@ -60,14 +62,21 @@ _INTERVAL_RANGE = (1.0, 3600.0)
 def open_hardware(config: AgentConfig, clock: Callable[[], datetime] = utcnow) -> Hardware:
     hw = config.hardware
     return open_backend(hw.backend, scenario=hw.scenario, clock=clock,
-                        extra_cameras=hw.cameras, extra_microphones=hw.microphones)
+                        extra_cameras=hw.cameras, extra_microphones=hw.microphones,
+                        onboard_audio=hw.onboard_audio)
 
 
 def probe_context(config: AgentConfig, hardware: Hardware,
                   clock: Callable[[], datetime] = utcnow) -> ProbeContext:
+    """The probes' context; the device baseline lives in the state directory when it
+    exists (a one-off check before enrolment has none and keeps it in memory)."""
+    state = config.agent.state_dir
+    baseline = Baseline(state / BASELINE_FILE if state.is_dir() else None,
+                        config.hardware.expected)
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
-                        bandwidth_url=config.network.bandwidth_url, clock=clock)
+                        bandwidth_url=config.network.bandwidth_url, clock=clock,
+                        baseline=baseline)
 
 
 def probe_runner(config: AgentConfig, hardware: Hardware,

@@ -8,6 +8,7 @@ credentials, the fleet's public key.
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncclass/agent.toml")
+# The presence probes whose expected devices [hardware.expected] may list.
+EXPECTED_ROLES = ("cameras", "microphones", "speakers")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ class HardwareConfig:
     # node or "lavfi:..."; microphones: an ALSA PCM such as PipeWire's "default".
     cameras: dict[str, str] = field(default_factory=dict)
     microphones: dict[str, str] = field(default_factory=dict)
+    # Onboard PCMs that count as microphones/speakers, as ALSA "card:device" (``aplay -l``:
+    # "PCH:0"); the HDA codec and HDMI/DP outputs are always there, so not by default.
+    onboard_audio: list[str] = field(default_factory=list)
+    # Expected device ids per probe ("cameras", "microphones", "speakers"); a role not
+    # listed is learned on first start (agent.baseline).
+    expected: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,13 @@ def _validate(cfg: AgentConfig) -> None:
     for name in cfg.probes:
         _require(name in PROBES, f"probes.{name}",
                  f"no such probe (known: {', '.join(PROBES)})")
+    for role, ids in cfg.hardware.expected.items():
+        _require(role in EXPECTED_ROLES, f"hardware.expected.{role}",
+                 f"not one of {', '.join(EXPECTED_ROLES)}")
+        _require(all(i.strip() for i in ids), f"hardware.expected.{role}", "has an empty id")
+    for pcm in cfg.hardware.onboard_audio:
+        _require(bool(re.fullmatch(r"[^:\s]+:\d+", pcm)), "hardware.onboard_audio",
+                 f"{pcm!r} is not card:device, e.g. PCH:0")
     for kind, devices in (("cameras", cfg.hardware.cameras),
                           ("microphones", cfg.hardware.microphones)):
         for dev_id, spec in devices.items():

@@ -6,7 +6,7 @@ only when it is chosen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -36,12 +36,14 @@ def open_backend(
     clock: Callable[[], datetime] = utcnow,
     extra_cameras: Mapping[str, str] | None = None,
     extra_microphones: Mapping[str, str] | None = None,
+    onboard_audio: Collection[str] = (),
 ) -> Hardware:
     """The backend named ``kind``.
 
     simulated: ``scenario`` file (None: a healthy default classroom), ``clock`` for its
     fault times.  linux: ``sysfs_root``, and devices udev cannot see, id -> spec:
-    ``extra_cameras`` (RTSP URL, /dev node, ``lavfi:...``), ``extra_microphones`` (ALSA PCM).
+    ``extra_cameras`` (RTSP URL, /dev node, ``lavfi:...``), ``extra_microphones`` (ALSA PCM);
+    ``onboard_audio``: the onboard PCMs (``card:device``) that count as devices.
 
     Raises ValueError for an unknown kind and ConfigError for a bad scenario file.
     """
@@ -51,5 +53,6 @@ def open_backend(
         from agent.hardware.linux import LinuxHardware
 
         return LinuxHardware(sysfs_root=sysfs_root, extra_cameras=extra_cameras or {},
-                             extra_microphones=extra_microphones or {})
+                             extra_microphones=extra_microphones or {},
+                             onboard_audio=onboard_audio)
     raise ValueError(f"unknown hardware backend {kind!r} (known: {', '.join(BACKENDS)})")

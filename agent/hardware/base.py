@@ -48,7 +48,8 @@ class HardwareError(Exception):
 
 @dataclass(frozen=True)
 class VideoDevice:
-    id: str  # stable across re-plugging into the same port (udev ID_PATH style)
+    # USB vendor:product:serial, the same on any port (the port only without a serial)
+    id: str
     name: str
     node: str = ""  # /dev/videoN
     vendor: str = ""

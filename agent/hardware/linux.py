@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -42,6 +42,7 @@ class LinuxHardware(Hardware):
         disk_path: str = "/",
         extra_cameras: Mapping[str, str] = MappingProxyType({}),
         extra_microphones: Mapping[str, str] = MappingProxyType({}),
+        onboard_audio: Collection[str] = (),
         poll_s: float = 5.0,
     ) -> None:
         self.sysfs_root = sysfs_root
@@ -52,6 +53,8 @@ class LinuxHardware(Hardware):
         self.extra_cameras = [VideoDevice(i, i, node=spec) for i, spec in extra_cameras.items()]
         self.extra_microphones = [AudioDevice(i, i, pcm=pcm)
                                   for i, pcm in extra_microphones.items()]
+        # Onboard PCMs (HDA codec, HDMI/DP) that count as devices, as ``card:device``.
+        self.onboard_audio = frozenset(onboard_audio)
         self._context = pyudev.Context()
         self._tracker: DeviceTracker | None = None
         self._tracker_lock = threading.Lock()
@@ -61,10 +64,11 @@ class LinuxHardware(Hardware):
         return udev.video_devices(self._context) + self.extra_cameras
 
     def microphones(self) -> list[AudioDevice]:
-        return udev.sound_devices(self._context, capture=True) + self.extra_microphones
+        return (udev.sound_devices(self._context, capture=True, onboard=self.onboard_audio)
+                + self.extra_microphones)
 
     def speakers(self) -> list[AudioDevice]:
-        return udev.sound_devices(self._context, capture=False)
+        return udev.sound_devices(self._context, capture=False, onboard=self.onboard_audio)
 
     def displays(self) -> list[Display]:
         return sysinfo.displays(self.sysfs_root)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from agent.contract import CheckVerdict, utcnow
 
 if TYPE_CHECKING:
+    from agent.baseline import Baseline
     from agent.hardware.base import Hardware
     from agent.thresholds import Thresholds
 
@@ -81,6 +82,8 @@ class ProbeContext:
     targets: dict[str, str]  # name -> host or URL, from config
     bandwidth_url: str | None = None
     clock: Callable[[], datetime] = utcnow  # for times probes report (``measured_at``)
+    # The classroom's expected devices (None: each presence probe remembers its own).
+    baseline: Baseline | None = None
 
 
 @dataclass

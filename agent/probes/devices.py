@@ -1,9 +1,11 @@
 """What the camera, microphone, speaker and display probes share: presence.
 
-Each device is its own liveness entity: a device seen since the agent started and gone
-now stays in the section as ``ok: false`` ("camera gone, agent alive"), instead of
-silently dropping out of the list.  A device moved to another USB port gets a new id (ids
-follow the port), and the old one is forgotten when the agent restarts.
+Each device is its own liveness entity: a device of the classroom's baseline (see
+agent.baseline) that is gone now stays in the section as ``ok: false`` ("camera gone,
+agent alive") instead of silently dropping out of the list, across restarts too.  Ids are
+USB vendor:product:serial, so a device moved to another port is the same device; devices
+outside the baseline are listed with ``expected: false`` and cannot stand in for a
+missing one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
+from agent.baseline import Baseline
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, mark
@@ -72,9 +75,11 @@ UNUSABLE: Final[dict[str, tuple[tuple[str, str], tuple[str, str]]]] = {
 class PresenceProbe(Probe, Generic[D]):
     role: ClassVar[str]  # a key of MISSING
     minimum: ClassVar[str]  # the Thresholds field with the expected count
+    # Whether the context's persistent baseline applies; else this probe's memory only.
+    persistent: ClassVar[bool] = True
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[str, Any]] = {}
+        self._memory = Baseline()
 
     @abstractmethod
     def present(self, ctx: ProbeContext) -> list[D]:
@@ -115,7 +120,8 @@ class PresenceProbe(Probe, Generic[D]):
     def _survey(self, ctx: ProbeContext, *, deep: bool) -> ProbeReport:
         there = self.present(ctx)
         now = {device.id: self.describe(device) for device in there}
-        self._known = {**self._known, **now}  # replaced whole: collect and check may overlap
+        baseline = ctx.baseline if self.persistent and ctx.baseline else self._memory
+        expected = baseline.expected(self.name, now)
         devices: list[dict[str, Any]] = []
         findings: list[Finding] = []
         for device in there:
@@ -123,17 +129,18 @@ class PresenceProbe(Probe, Generic[D]):
             label = detail.get("name") or device.id
             extra, found = (self.inspect(ctx, device, label, f"{self.role}:{device.id}")
                             if deep else ({}, []))
-            devices.append(mark({**detail, **extra, "present": True}, found))
+            devices.append(mark({**detail, **extra, "present": True,
+                                 "expected": device.id in expected}, found))
             findings += found
-        for dev_id, detail in self._known.items():
+        for dev_id, detail in expected.items():
             if dev_id not in now:
                 label = detail.get("name") or dev_id
                 gone = self._missing(f"{self.role}:{dev_id}", f"{label}：", f"{label}: ")
                 devices.append(mark({"id": dev_id, "name": detail.get("name", ""),
-                                     "present": False}, [gone]))
+                                     "present": False, "expected": True}, [gone]))
                 findings.append(gone)
         need = int(getattr(ctx.thresholds, self.minimum))
-        if len(now) < need and len(self._known) <= len(now):
+        if len(now) < need and set(expected) <= set(now):
             findings.append(self._missing(f"{self.role}:*", f"应有 {need} 个，只有 {len(now)} 个：",
                                           f"{len(now)} of {need} expected: ", len(now), need))
         return ProbeReport(mark({"devices": devices, "count": len(now)}, findings), findings)

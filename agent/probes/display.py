@@ -19,6 +19,9 @@ class DisplayProbe(PresenceProbe[Display]):
     name: ClassVar[str] = "displays"
     role: ClassVar[str] = "display"
     minimum: ClassVar[str] = "min_displays"
+    # A projector switched off overnight is not missing at boot: displays are expected
+    # from what this run of the agent has seen, as before.
+    persistent: ClassVar[bool] = False
 
     def present(self, ctx: ProbeContext) -> list[Display]:
         return [d for d in ctx.hardware.displays() if d.connected]

@@ -28,10 +28,11 @@ def test_a_failing_watcher_does_not_end_hot_plug() -> None:
     result = json.loads(done.stdout.splitlines()[-1])
     assert (result["added"], result["removed"]) == (True, True), done.stderr[-2000:]
     assert [(e["type"], e["entity"]) for e in result["events"]] == [
-        ("device_added", "camera:usb-1-2"), ("device_removed", "camera:usb-1-2")]
-    # Identity and names come from the USB parent's sysfs attributes (no udevd here).
+        ("device_added", "camera:046d:0825:A1B2C3"), ("device_removed", "camera:046d:0825:A1B2C3")]
+    # Identity (vendor:product:serial) and names come from the USB parent's sysfs
+    # attributes (no udevd here).
     assert result["events"][0]["detail"] | {"node": ""} == {
-        "id": "usb-1-2", "name": "Webcam C270", "node": "", "vendor": "Logitech",
+        "id": "046d:0825:A1B2C3", "name": "Webcam C270", "node": "", "vendor": "Logitech",
         "model": "Webcam C270", "serial": "A1B2C3", "bus_path": "usb-1-2"}
     assert "udev-hotplug" in result["threads"]
     assert "udev hot-plug callback failed (1 failures so far" in done.stderr

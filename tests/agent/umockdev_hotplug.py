@@ -11,10 +11,16 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from agent.hardware.linux import LinuxHardware
 from tests.waiting import wait_until
+
+
+class _GError(ctypes.Structure):
+    _fields_ = [("domain", ctypes.c_uint32), ("code", ctypes.c_int),
+                ("message", ctypes.c_char_p)]
 
 
 class Testbed:
@@ -25,6 +31,7 @@ class Testbed:
         self._lib.umockdev_testbed_new.restype = ctypes.c_void_p
         self._lib.umockdev_testbed_add_device.restype = ctypes.c_char_p
         self._tb = ctypes.c_void_p(self._lib.umockdev_testbed_new())
+        self._loaded: set[str] = set()  # the "P: /devices/..." lines of loaded devices
 
     def add(self, subsystem: str, name: str, parent: bytes | None,
             attributes: dict[str, str], properties: dict[str, str]) -> bytes:
@@ -37,6 +44,23 @@ class Testbed:
             self._tb, subsystem.encode(), name.encode(), parent, *args)
         assert path, f"umockdev could not add {name}"
         return bytes(path)
+
+    def load(self, path: Path) -> None:
+        """Add the devices of a ``.umockdev`` file (umockdev-record's format; leading
+        ``#`` lines, which umockdev itself does not accept, are the file's header).
+
+        Devices an earlier file added (the USB controller two fixtures share) are left
+        out: umockdev refuses to add a device twice.
+        """
+        lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+        records = [r for r in "\n".join(lines).split("\n\n") if r.strip()]
+        fresh = [r for r in records if r.split("\n", 1)[0] not in self._loaded]
+        self._loaded |= {r.split("\n", 1)[0] for r in records}
+        text = "\n\n".join(fresh) + "\n"
+        error = ctypes.POINTER(_GError)()
+        if not self._lib.umockdev_testbed_add_from_string(self._tb, text.encode(),
+                                                          ctypes.byref(error)):
+            raise ValueError(f"{path}: {error.contents.message.decode()}")
 
     def uevent(self, sys_path: bytes, action: str) -> None:
         self._lib.umockdev_testbed_uevent(self._tb, sys_path, action.encode())
