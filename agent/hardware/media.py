@@ -34,10 +34,18 @@ def camera_input(node: str) -> list[str]:
 
 
 def _tail(stderr: bytes) -> str:
-    # -progress writes key=value lines to the same stderr; the last other line is the error.
-    lines = [line for line in stderr.decode(errors="replace").strip().splitlines()
-             if not _PROGRESS.match(line)]
+    lines = stderr.decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else "no output"
+
+
+def _ffmpeg_error(stderr: bytes) -> str:
+    """ffmpeg's first error: the layer that failed says why and names the device or host
+    ("Cannot open video device /dev/video9: …"); FFmpeg 7 ends with a summary that names
+    neither.  -progress writes key=value lines to the same stderr."""
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.strip() and not _PROGRESS.match(line):
+            return _LAYER.sub("", line.strip())
+    return "no output"
 
 
 def _busy(stderr: bytes) -> bool:
@@ -46,6 +54,7 @@ def _busy(stderr: bytes) -> bool:
 
 
 _PROGRESS = re.compile(r"^\w+=\S*$")
+_LAYER = re.compile(r"^\[[^]@]+ @ 0x[0-9a-f]+\] ")
 _FRAMES = re.compile(rb"^frame=(\d+)$", re.MULTILINE)
 _MARK = re.compile(r"^frame:(\d+)\s+pts:\S+\s+pts_time:(\S+)")
 
@@ -146,7 +155,7 @@ def sample_picture(
         cause = ffmpeg_cause(out.stderr.decode(errors="replace")) if network else None
         raise HardwareError(
             "camera_busy" if _busy(out.stderr) else "camera_capture_failed",
-            f"got {got} of {frames} frames: {_tail(out.stderr)}",
+            f"got {got} of {frames} frames: {_ffmpeg_error(out.stderr)}",
             refine(cause) if cause else "",
         )
     return read_picture(out.stdout.decode(errors="replace"), got)

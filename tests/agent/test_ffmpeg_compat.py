@@ -20,6 +20,9 @@ from agent.hardware.ffmpeg_compat import MINIMUM, NEWEST, TABLE, parse_version, 
 from agent.hardware.media import camera_input, picture_command
 from agent.probes.camera import criteria
 from agent.thresholds import Thresholds
+from tests.agent.fixtures.media import Build, ffmpeg_build
+
+__all__ = ["ffmpeg_build"]  # fixture used here
 
 _COMMON = {"-hide_banner", "-nostdin", "-loglevel", "-f", "-i", "-vf", "-frames:v",
            "-progress", "-rtsp_transport", "-vsync"}
@@ -29,6 +32,7 @@ OPTIONS: dict[tuple[int, int], tuple[set[str], set[str]]] = {
     (4, 4): (_COMMON, set()),
     (5, 1): (_COMMON | {"-fps_mode"}, {"-vsync"}),
     (6, 1): (_COMMON | {"-fps_mode"}, {"-vsync"}),
+    (7, 0): (_COMMON | {"-fps_mode"}, {"-vsync"}),
     (7, 1): (_COMMON | {"-fps_mode"}, {"-vsync"}),
 }
 _FILTERS = {
@@ -130,6 +134,25 @@ def test_version_lines(line: str, release: tuple[int, int]) -> None:
 def test_unreadable_version_is_none() -> None:
     assert parse_version("") is None
     assert parse_version("avconv version 12.3, Copyright (c) the Libav developers") is None
+
+
+def _help(build: Build, *topic: str) -> str:
+    return subprocess.run([build.path, "-hide_banner", "-h", *topic], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_option_lists_agree_with_real_builds(ffmpeg_build: Build) -> None:
+    """The test data, checked against the builds there are: each lists what its own
+    -h full and -h filter=… say (for those data lists a release of)."""
+    accepted, _ = OPTIONS[ffmpeg_build.version.release]
+    listed = set(re.findall(r"^\s*(-\w+)", _help(ffmpeg_build, "full"), re.MULTILINE))
+    # "-i" is the input itself, not a listed option; -nostdin is the boolean -stdin negated
+    wanted = {o.split(":")[0].replace("-no", "-", 1) for o in accepted - {"-i"}}
+    assert wanted <= listed, wanted - listed
+    assert ("-fps_mode" in listed) == ("-fps_mode" in accepted)
+    for name, options in FILTERS[ffmpeg_build.version.release].items():
+        text = _help(ffmpeg_build, f"filter={name}")
+        assert set(options) <= set(re.findall(r"^\s+(\w+)\s+<", text, re.MULTILINE)), name
 
 
 def test_this_machines_ffmpeg_is_detected_once() -> None:

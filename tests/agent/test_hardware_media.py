@@ -6,21 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.hardware import ffmpeg_compat
 from agent.hardware.base import HardwareError, PictureSample
 from agent.hardware.media import camera_input, record_pcm, sample_picture
 from agent.probes.camera import criteria
 from agent.probes.microphone import analyse_audio
 from agent.thresholds import Thresholds
-from tests.agent.fixtures.media import alsa_feeds, ffmpeg_still
+from tests.agent.fixtures.media import Build, alsa_feeds, ffmpeg_build, ffmpeg_still
 
-__all__ = ["alsa_feeds", "ffmpeg_still"]  # fixtures used here
+__all__ = ["alsa_feeds", "ffmpeg_build", "ffmpeg_still"]  # fixtures used here
 
 TH = Thresholds()
 CRITERIA = criteria(TH)
-HERE = ffmpeg_compat.detect()
-assert HERE is not None, "the tests need ffmpeg (Makefile DEBS_TEST)"
-RELEASE = HERE.release
 
 # A still classroom seen by a real sensor: a static picture (SMPTE bars: flat areas,
 # edges, dark and bright) plus temporal noise, from the faintest ffmpeg's noise filter
@@ -28,52 +24,53 @@ RELEASE = HERE.release
 STILL_ROOM = "lavfi:smptehdbars=size=1280x720:rate=30,noise=alls={}:allf=t"
 
 
-def sample(node_or_args: str | list[str]) -> PictureSample:
+def sample(build: Build, node_or_args: str | list[str]) -> PictureSample:
+    """The picture check as the agent runs it with ``build``: its own option spellings."""
     args = camera_input(node_or_args) if isinstance(node_or_args, str) else node_or_args
-    return sample_picture(args, CRITERIA, RELEASE)
+    return sample_picture(args, CRITERIA, build.version.release, ffmpeg=build.path)
 
 
-def test_moving_picture_is_neither_black_nor_frozen() -> None:
-    got = sample("lavfi:testsrc=size=1280x720:rate=30")
+def test_moving_picture_is_neither_black_nor_frozen(ffmpeg_build: Build) -> None:
+    got = sample(ffmpeg_build, "lavfi:testsrc=size=1280x720:rate=30")
     assert got == PictureSample(frames=40, black_frames=0, frozen_s=None)
     assert not got.black and not got.frozen
 
 
 @pytest.mark.parametrize("strength", [1, 3])
-def test_still_room_with_sensor_noise_is_not_frozen(strength: int) -> None:
-    got = sample(STILL_ROOM.format(strength))
+def test_still_room_with_sensor_noise_is_not_frozen(ffmpeg_build: Build, strength: int) -> None:
+    got = sample(ffmpeg_build, STILL_ROOM.format(strength))
     assert got == PictureSample(frames=40, black_frames=0, frozen_s=None)
 
 
-def test_driver_repeating_one_noisy_frame_is_frozen() -> None:
+def test_driver_repeating_one_noisy_frame_is_frozen(ffmpeg_build: Build) -> None:
     # One frame of the noisy room, then the very same buffer again and again.
     stuck = STILL_ROOM.format(3) + ",trim=end_frame=1,loop=loop=-1:size=1:start=0"
-    got = sample(stuck)
+    got = sample(ffmpeg_build, stuck)
     assert got.frozen and not got.black
     assert got.frozen_s is not None and got.frozen_s >= TH.frozen_min_s
 
 
-def test_still_image_looped_is_frozen(ffmpeg_still: Path) -> None:
-    got = sample(["-loop", "1", "-i", str(ffmpeg_still)])
+def test_still_image_looped_is_frozen(ffmpeg_build: Build, ffmpeg_still: Path) -> None:
+    got = sample(ffmpeg_build, ["-loop", "1", "-i", str(ffmpeg_still)])
     assert got.frozen and not got.black
 
 
-def test_covered_lens_with_noise_is_black() -> None:
-    got = sample("lavfi:color=black:size=1280x720:rate=30,noise=alls=4:allf=t")
+def test_covered_lens_with_noise_is_black(ffmpeg_build: Build) -> None:
+    got = sample(ffmpeg_build, "lavfi:color=black:size=1280x720:rate=30,noise=alls=4:allf=t")
     assert got == PictureSample(frames=40, black_frames=40, frozen_s=None)
     assert got.black
 
 
-def test_picture_that_goes_dark_midway_is_not_black() -> None:
+def test_picture_that_goes_dark_midway_is_not_black(ffmpeg_build: Build) -> None:
     # Black from t = 1.2 s: the last ~20 of the 40 frames (from t = 0.4 s at 25 fps).
-    got = sample("lavfi:testsrc=size=320x240:rate=25,"
+    got = sample(ffmpeg_build, "lavfi:testsrc=size=320x240:rate=25,"
                  "drawbox=c=black:t=fill:enable='gte(t,1.2)'")
     assert 0 < got.black_frames < got.frames and not got.black
 
 
-def test_camera_that_cannot_be_opened() -> None:
+def test_camera_that_cannot_be_opened(ffmpeg_build: Build) -> None:
     with pytest.raises(HardwareError) as err:
-        sample("/dev/video99")
+        sample(ffmpeg_build, "/dev/video99")
     assert err.value.reason == "camera_capture_failed"
     assert "video99" in err.value.message and "of 40 frames" in err.value.message
 
@@ -86,7 +83,7 @@ def test_ffmpeg_older_than_4_2_is_named() -> None:
 
 def test_missing_ffmpeg() -> None:
     with pytest.raises(HardwareError) as err:
-        sample_picture(camera_input("lavfi:testsrc"), CRITERIA, RELEASE,
+        sample_picture(camera_input("lavfi:testsrc"), CRITERIA, (7, 1),
                        ffmpeg="/nonexistent/ffmpeg")
     assert err.value.reason == "ffmpeg_missing"
 
