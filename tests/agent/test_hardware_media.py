@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,28 @@ def test_moving_picture_is_neither_black_nor_frozen(ffmpeg_build: Build) -> None
 def test_still_room_with_sensor_noise_is_not_frozen(ffmpeg_build: Build, strength: int) -> None:
     got = sample(ffmpeg_build, STILL_ROOM.format(strength))
     assert got == PictureSample(frames=40, black_frames=0, frozen_s=None)
+
+
+def _mjpeg(tmp_path: Path, source: str) -> list[str]:
+    """``source`` as a USB webcam sends it: MJPEG (JPEG quality ~90)."""
+    clip = tmp_path / "camera.mkv"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", source, "-t", "2", "-c:v", "mjpeg", "-q:v", "3",
+                    "-pix_fmt", "yuvj422p", str(clip)], check=True)
+    return ["-i", str(clip)]
+
+
+def test_still_room_through_mjpeg_is_not_frozen(ffmpeg_build: Build, tmp_path: Path) -> None:
+    # JPEG quantisation flattens faint noise: at freezedetect's default -60 dB this
+    # room measured as frozen, at the agent's -80 dB it is live.
+    got = sample(ffmpeg_build, _mjpeg(tmp_path, STILL_ROOM.format(2).removeprefix("lavfi:")))
+    assert got == PictureSample(frames=40, black_frames=0, frozen_s=None)
+
+
+def test_stuck_frame_through_mjpeg_is_frozen(ffmpeg_build: Build, tmp_path: Path) -> None:
+    stuck = STILL_ROOM.format(2).removeprefix("lavfi:") + ",trim=end_frame=1,loop=loop=-1:size=1"
+    got = sample(ffmpeg_build, _mjpeg(tmp_path, stuck))
+    assert got.frozen and not got.black
 
 
 def test_driver_repeating_one_noisy_frame_is_frozen(ffmpeg_build: Build) -> None:
