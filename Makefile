@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 GVENV := .venv-grafana
 GSTAMP := $(GVENV)/.installed
 
-.PHONY: demo deb test test-grafana test-agent-pythons fuzz lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo deb test test-grafana test-agent-pythons test-ffmpegs fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -50,7 +50,7 @@ typecheck: venv
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.10 -p agent
 
-test: deps-test venv lint typecheck test-grafana test-agent-pythons
+test: deps-test venv lint typecheck test-grafana test-agent-pythons test-ffmpegs
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # The agent runs on the classroom PC's own python3: 3.10 (Ubuntu 22.04), 3.11 (Debian 12),
@@ -68,6 +68,17 @@ test-agent-pythons:
 	  echo "agent tests on Python $$v ($$py)"; \
 	  PYTHONPATH=$$PWD $$env/bin/pytest -q -p no:cacheprovider $(AGENT_TESTS) || exit 1; \
 	done
+
+# The camera check on other FFmpeg releases than the distribution's (the suite runs it on
+# that one): imageio-ffmpeg's wheels carry static builds, 0.5.1 FFmpeg 4.2.2 (the 4.2 of
+# Ubuntu 20.04) and 0.6.0 FFmpeg 7.0.2.  Installed under build/, not into the venv.
+FFMPEG_WHEELS ?= 0.5.1 0.6.0
+FFMPEG_TESTS := tests/agent/test_ffmpeg_compat.py tests/agent/test_hardware_media.py
+test-ffmpegs: venv
+	@builds=""; for v in $(FFMPEG_WHEELS); do d=build/imageio-ffmpeg-$$v; \
+	  [ -d $$d/imageio_ffmpeg ] || $(BIN)/pip install -q --no-deps --target $$d "imageio-ffmpeg==$$v" || exit 1; \
+	  b=$$(ls $$PWD/$$d/imageio_ffmpeg/binaries/ffmpeg-* | head -1); chmod +x "$$b"; builds="$$builds:$$b"; done; \
+	SYNCCLASS_TEST_FFMPEG="$${builds#:}" $(BIN)/pytest -q -p no:cacheprovider $(FFMPEG_TESTS) -k 'ffmpeg-'
 
 # `grafana push` against a stand-in Grafana, in the venv that has grafana-client.
 test-grafana: $(GSTAMP)

@@ -51,14 +51,21 @@ class Thresholds:
     temp_warn_c: float = 80.0
     temp_fail_c: float = 90.0
 
-    # --- camera -------------------------------------------------------------------------
-    # ffmpeg blackdetect defaults: a pixel is black below 10% luma (pix_th=0.10) and a
-    # picture is black when 98% of its pixels are (picture_black_ratio_th=0.98).
+    # --- camera: ffmpeg's blackdetect and freezedetect judge ~40 frames ----------------
+    # blackdetect defaults (ffmpeg-filters, blackdetect): a pixel is black below 10% of
+    # the luma range (pix_th=0.10), a picture when 98% of its pixels are
+    # (picture_black_ratio_th=0.98).  A camera is black when every sampled frame is.
     black_pixel_luma: float = 0.10
     black_ratio: float = 0.98
-    # ffmpeg freezedetect default noise tolerance -60 dB = 0.001 mean absolute difference:
-    # a live sensor's noise alone exceeds it.
-    frozen_diff: float = 0.001
+    # freezedetect noise tolerance, as a mean absolute difference (its n option).  Its
+    # default, -60 dB (0.001), is too coarse for a still room: the picture is
+    # point-sampled so each pixel keeps its sensor noise, but the faintest noise ffmpeg's
+    # noise filter makes (alls=1, a few pixels off by one level) measured 0.0007 here.
+    # A stuck driver or decoder repeats the very same frame: exactly 0.  So -80 dB.
+    frozen_diff: float = 0.0001
+    # freezedetect's default duration is 2 s; half a second of identical frames is already
+    # 15 repeats at 30 fps, and keeps the sample (40 frames, 1.3 s at 30 fps) short.
+    frozen_min_s: float = 0.5
 
     # --- microphone -------------------------------------------------------------------
     # A classroom's background noise through any live mic sits well above -60 dBFS RMS
@@ -88,5 +95,7 @@ class Thresholds:
         for warn, fail in pairs:
             if getattr(self, warn) > getattr(self, fail):
                 raise ValueError(f"{warn} ({getattr(self, warn)}) is above {fail}")
+        if self.frozen_min_s <= 0:
+            raise ValueError("frozen_min_s must be above 0")
         if self.headroom < 1.0:
             raise ValueError("headroom must be >= 1")

@@ -24,10 +24,11 @@ __all__ = [
     "AudioClip",
     "AudioDevice",
     "Display",
-    "Frame",
     "Hardware",
     "HardwareError",
     "HotplugCallback",
+    "PictureCriteria",
+    "PictureSample",
     "PingResult",
     "StopWatching",
     "SystemStats",
@@ -87,16 +88,36 @@ class Display:
 
 
 @dataclass(frozen=True)
-class Frame:
-    """A downscaled 8-bit grayscale picture: enough to tell black, frozen and live apart."""
+class PictureCriteria:
+    """What ffmpeg's blackdetect and freezedetect are told (see agent.thresholds)."""
 
-    width: int
-    height: int
-    gray: bytes
+    black_pixel_luma: float  # blackdetect pix_th
+    black_ratio: float  # blackdetect pic_th
+    frozen_noise: float  # freezedetect n
+    frozen_min_s: float  # freezedetect d
 
-    def __post_init__(self) -> None:
-        if len(self.gray) != self.width * self.height:
-            raise ValueError(f"{len(self.gray)} bytes for a {self.width}x{self.height} frame")
+
+@dataclass(frozen=True)
+class PictureSample:
+    """A camera's picture over a short sample, as blackdetect and freezedetect saw it."""
+
+    frames: int  # analysed, after the warm-up
+    black_frames: int  # the last frames of the sample that were black
+    # The picture was still frozen at the end of the sample, after this many seconds
+    # (freezedetect reports a freeze once it lasted frozen_min_s); None: it was not.
+    frozen_s: float | None
+
+    @property
+    def black(self) -> bool:
+        """Black from the first analysed frame to the last (a covered lens, a cap)."""
+        return self.frames > 0 and self.black_frames >= self.frames
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_s is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -181,8 +202,8 @@ class Hardware(ABC):
     def displays(self) -> list[Display]: ...
 
     @abstractmethod
-    def capture_frames(self, camera: VideoDevice, count: int = 2) -> list[Frame]:
-        """``count`` frames some tenths of a second apart, after the camera settled."""
+    def sample_picture(self, camera: VideoDevice, criteria: PictureCriteria) -> PictureSample:
+        """Some tenths of a second of ``camera``'s picture, after the camera settled."""
 
     @abstractmethod
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip: ...

@@ -12,14 +12,15 @@ from typing import Any, ClassVar
 import psutil
 import pyudev
 
-from agent.hardware import media, netio, sysinfo, udev
+from agent.hardware import ffmpeg_compat, media, netio, sysinfo, udev
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
     Display,
-    Frame,
     Hardware,
     HotplugCallback,
+    PictureCriteria,
+    PictureSample,
     PingResult,
     StopWatching,
     SystemStats,
@@ -59,6 +60,14 @@ class LinuxHardware(Hardware):
         self._tracker: DeviceTracker | None = None
         self._tracker_lock = threading.Lock()
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; prime it
+        # Once, at start: every camera command line takes its option spellings from it.
+        found = ffmpeg_compat.detect()
+        if found is None:  # not installed, or a version line nobody prints: try the newest
+            log.warning("ffmpeg version unknown; using the newest option spellings")
+            self.ffmpeg_release = ffmpeg_compat.NEWEST
+        else:
+            log.info("%s", found.text)
+            self.ffmpeg_release = found.release
 
     def cameras(self) -> list[VideoDevice]:
         return udev.video_devices(self._context) + self.extra_cameras
@@ -73,8 +82,9 @@ class LinuxHardware(Hardware):
     def displays(self) -> list[Display]:
         return sysinfo.displays(self.sysfs_root)
 
-    def capture_frames(self, camera: VideoDevice, count: int = 2) -> list[Frame]:
-        return media.capture_frames(media.camera_input(camera.node), count)
+    def sample_picture(self, camera: VideoDevice, criteria: PictureCriteria) -> PictureSample:
+        return media.sample_picture(media.camera_input(camera.node), criteria,
+                                    self.ffmpeg_release)
 
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
         return media.record_pcm(microphone.pcm, seconds)

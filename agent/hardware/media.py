@@ -1,21 +1,24 @@
 """Pictures through ffmpeg and sound through arecord, as small subprocesses.
 
-The agent stays light: no OpenCV or numpy, just ffmpeg scaling a camera's picture down to
-a small grayscale frame and arecord writing raw 16-bit samples to a pipe.  Both take the
-input as a parameter, so tests feed them ffmpeg's lavfi sources and an ALSA ``file`` PCM.
+The agent stays light: no OpenCV or numpy.  ffmpeg judges a camera's picture itself with
+its blackdetect and freezedetect filters, and arecord writes raw 16-bit samples to a
+pipe.  Both take the input as a parameter, so tests feed them ffmpeg's lavfi sources and
+an ALSA ``file`` PCM.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from array import array
 from collections.abc import Sequence
 
-from agent.hardware.base import AudioClip, Frame, HardwareError
+from agent.hardware.base import AudioClip, HardwareError, PictureCriteria, PictureSample
+from agent.hardware.ffmpeg_compat import MINIMUM, spelling
 from agent.hardware.netcause import ffmpeg_cause, refine
 
-__all__ = ["camera_input", "capture_frames", "record_pcm"]
+__all__ = ["camera_input", "picture_command", "read_picture", "record_pcm", "sample_picture"]
 
 
 def camera_input(node: str) -> list[str]:
@@ -35,32 +38,108 @@ def _tail(stderr: bytes) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _ffmpeg_error(stderr: bytes) -> str:
+    """ffmpeg's first error: the layer that failed says why and names the device or host
+    ("Cannot open video device /dev/video9: …"); FFmpeg 7 ends with a summary that names
+    neither.  -progress writes key=value lines to the same stderr."""
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.strip() and not _PROGRESS.match(line):
+            return _LAYER.sub("", line.strip())
+    return "no output"
+
+
 def _busy(stderr: bytes) -> bool:
     # EBUSY: the classroom's own streaming software holds the device, which is fine.
     return b"resource busy" in stderr.lower()
 
 
-def capture_frames(
+_PROGRESS = re.compile(r"^\w+=\S*$")
+_LAYER = re.compile(r"^\[[^]@]+ @ 0x[0-9a-f]+\] ")
+_FRAMES = re.compile(rb"^frame=(\d+)$", re.MULTILINE)
+_MARK = re.compile(r"^frame:(\d+)\s+pts:\S+\s+pts_time:(\S+)")
+
+
+def picture_command(
     input_args: Sequence[str],
-    count: int = 2,
+    criteria: PictureCriteria,
+    version: tuple[int, int],
     *,
-    width: int = 160,
-    height: int = 90,
+    frames: int = 40,
     skip: int = 10,
-    spacing: int = 5,
+    width: int = 640,
+    height: int = 360,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """The ffmpeg command line that judges ``frames`` frames after ``skip`` warm-up ones.
+
+    Cameras send dark frames while auto-exposure settles, hence the skip.  The picture is
+    point-sampled (``flags=neighbor``) down to ``width``x``height``: each kept pixel keeps
+    its own sensor noise, where an averaging scaler would smooth the noise away and make a
+    still room look frozen.  blackdetect and freezedetect put their findings into frame
+    metadata, which the metadata filter prints to stdout; -progress counts the frames.
+    """
+    graph = ",".join([
+        f"select='gte(n\\,{skip})'",
+        f"scale={width}:{height}:flags=neighbor",
+        "format=gray",
+        f"blackdetect=d=0:pix_th={criteria.black_pixel_luma:g}:pic_th={criteria.black_ratio:g}",
+        f"freezedetect=n={criteria.frozen_noise:g}:d={criteria.frozen_min_s:g}",
+        "metadata=mode=print:file=-",
+    ])
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
+        "-vf", graph, *spelling("passthrough", version), "-frames:v", str(frames),
+        "-progress", "pipe:2", "-f", "null", "-",
+    ]
+
+
+def read_picture(metadata: str, frames: int) -> PictureSample:
+    """The sample as the metadata filter printed it: one ``frame:N pts:… pts_time:T``
+    line, then that frame's ``key=value`` lines, for each frame that has any."""
+    index, when = 0, 0.0
+    black_from: int | None = None
+    frozen_s: float | None = None
+    for line in metadata.splitlines():
+        if mark := _MARK.match(line):
+            index, when = int(mark[1]), _seconds(mark[2])
+            continue
+        key, _, value = line.partition("=")
+        if key == "lavfi.black_start":
+            black_from = index
+        elif key == "lavfi.black_end":
+            black_from = None
+        elif key == "lavfi.freezedetect.freeze_start":
+            # freeze_start is the time of the first frozen frame; it comes on the frame
+            # where the freeze had lasted frozen_min_s.
+            frozen_s = round(when - _seconds(value), 3)
+        elif key == "lavfi.freezedetect.freeze_end":
+            frozen_s = None
+    black = 0 if black_from is None else frames - black_from
+    return PictureSample(frames, max(black, 0), frozen_s)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # "NOPTS": a frame without a timestamp
+        return 0.0
+
+
+def sample_picture(
+    input_args: Sequence[str],
+    criteria: PictureCriteria,
+    version: tuple[int, int],
+    *,
+    frames: int = 40,
     timeout_s: float = 15.0,
     ffmpeg: str = "ffmpeg",
-) -> list[Frame]:
-    """``count`` gray frames, ``spacing`` frames apart, after ``skip`` warm-up frames.
-
-    Cameras send dark frames while auto-exposure settles, hence the skip.
-    """
-    select = f"select='gte(n\\,{skip})*not(mod(n-{skip}\\,{spacing}))'"
-    cmd = [
-        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", *input_args,
-        "-vf", f"{select},scale={width}:{height},format=gray",
-        "-fps_mode", "passthrough", "-frames:v", str(count), "-f", "rawvideo", "-",
-    ]
+) -> PictureSample:
+    """Judge a camera's picture with ffmpeg's own blackdetect and freezedetect."""
+    if version < MINIMUM:
+        raise HardwareError("ffmpeg_too_old",
+                            f"FFmpeg {version[0]}.{version[1]} is older than "
+                            f"{MINIMUM[0]}.{MINIMUM[1]} (no freezedetect)")
+    cmd = picture_command(input_args, criteria, version, frames=frames, ffmpeg=ffmpeg)
     # A network camera's failure has a network cause (its account, its path, the route).
     network = any("://" in arg for arg in input_args)
     try:
@@ -70,16 +149,16 @@ def capture_frames(
     except subprocess.TimeoutExpired:
         raise HardwareError("camera_timeout", f"no picture within {timeout_s:g} s",
                             refine("timeout") if network else "") from None
-    size = width * height
-    if out.returncode != 0 or len(out.stdout) < size * count:
+    counted = _FRAMES.findall(out.stderr)
+    got = int(counted[-1]) if counted else 0
+    if out.returncode != 0 or got < frames:
         cause = ffmpeg_cause(out.stderr.decode(errors="replace")) if network else None
         raise HardwareError(
             "camera_busy" if _busy(out.stderr) else "camera_capture_failed",
-            f"got {len(out.stdout) // size} of {count} frames: {_tail(out.stderr)}",
+            f"got {got} of {frames} frames: {_ffmpeg_error(out.stderr)}",
             refine(cause) if cause else "",
         )
-    data = out.stdout
-    return [Frame(width, height, data[i * size : (i + 1) * size]) for i in range(count)]
+    return read_picture(out.stdout.decode(errors="replace"), got)
 
 
 def record_pcm(

@@ -2,7 +2,7 @@
 
 It is what the demo and the tests use where the machine has no cameras or microphones.
 Faults come from the scenario with times (seconds since start, on the injected clock) or
-at runtime through ``apply`` / ``clear``.  Everything is deterministic: frames, audio and
+at runtime through ``apply`` / ``clear``.  Everything is deterministic: pictures, audio and
 round trips follow from the scenario and the clock alone.
 """
 
@@ -21,10 +21,11 @@ from agent.hardware.base import (
     AudioClip,
     AudioDevice,
     Display,
-    Frame,
     Hardware,
     HardwareError,
     HotplugCallback,
+    PictureCriteria,
+    PictureSample,
     PingResult,
     StopWatching,
     SystemStats,
@@ -36,7 +37,7 @@ from agent.hardware.targets import parse_target
 
 __all__ = ["SimulatedHardware"]
 
-_FRAME_W, _FRAME_H = 32, 18
+_FRAMES = 40  # as many as the real backend judges
 _RATE = 8000  # enough for level and clipping; keeps a simulated second small
 # Simulated pings are free, so send enough of them that loss has a 1% resolution.
 _SIM_PINGS = 100
@@ -59,7 +60,6 @@ class SimulatedHardware(Hardware):
         self._lock = threading.RLock()
         self._runtime: list[Fault] = []
         self._cleared: set[int] = set()  # indexes of scenario faults cleared at runtime
-        self._frame_no = 0
         self._tracker = DeviceTracker(self)
 
     # --- faults --------------------------------------------------------------------------
@@ -127,24 +127,14 @@ class SimulatedHardware(Hardware):
             for d in self.scenario.display
         ]
 
-    def capture_frames(self, camera: VideoDevice, count: int = 2) -> list[Frame]:
+    def sample_picture(self, camera: VideoDevice, criteria: PictureCriteria) -> PictureSample:
         if camera.id not in {c.id for c in self.cameras()}:
             raise HardwareError("camera_missing", f"{camera.id} is not connected")
         if self._fault("camera_black", camera.id):
-            return [Frame(_FRAME_W, _FRAME_H, bytes(_FRAME_W * _FRAME_H))] * count
-        frozen = self._fault("camera_frozen", camera.id) is not None
-        frames = []
-        for _ in range(count):
-            with self._lock:
-                if not frozen:
-                    self._frame_no += 1
-                shift = self._frame_no
-            gray = bytes(
-                (40 + 4 * ((x + shift) % 40) + y) % 256
-                for y in range(_FRAME_H) for x in range(_FRAME_W)
-            )
-            frames.append(Frame(_FRAME_W, _FRAME_H, gray))
-        return frames
+            return PictureSample(_FRAMES, _FRAMES, None)
+        if self._fault("camera_frozen", camera.id):
+            return PictureSample(_FRAMES, 0, criteria.frozen_min_s)
+        return PictureSample(_FRAMES, 0, None)
 
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
         found = [m for m in self.scenario.microphone if m.id == microphone.id]

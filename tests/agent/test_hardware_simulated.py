@@ -13,7 +13,9 @@ from agent.compat import UTC
 from agent.hardware import Fault, SimulatedHardware, open_backend
 from agent.hardware.base import HardwareError
 from agent.hardware.scenario import load_scenario
+from agent.probes.camera import criteria
 from agent.settings import ConfigError
+from agent.thresholds import Thresholds
 from tests.clock import ManualClock
 
 DEMO = Path(__file__).parents[2] / "agent" / "hardware" / "scenarios" / "demo.toml"
@@ -60,19 +62,20 @@ def test_silent_and_clipping_microphone(clock: ManualClock) -> None:
     assert max(hw.record(mic, 0.1).samples) == 32767
 
 
-def test_camera_faults_change_frames(clock: ManualClock) -> None:
+def test_camera_faults_change_the_picture(clock: ManualClock) -> None:
     hw = SimulatedHardware(clock=clock)
     cam = hw.cameras()[0]
-    live = hw.capture_frames(cam)
-    assert live[0].gray != live[1].gray
+    crit = criteria(Thresholds())
+    live = hw.sample_picture(cam, crit)
+    assert not live.black and not live.frozen
     hw.apply(Fault("camera_frozen", device=cam.id))
-    frozen = hw.capture_frames(cam)
-    assert frozen[0].gray == frozen[1].gray
+    frozen = hw.sample_picture(cam, crit)
+    assert frozen.frozen and frozen.frozen_s == crit.frozen_min_s and not frozen.black
     hw.apply(Fault("camera_black"))
-    assert set(hw.capture_frames(cam)[0].gray) == {0}
+    assert hw.sample_picture(cam, crit).black
     hw.apply(Fault("camera_unplugged", device=cam.id))
     with pytest.raises(HardwareError) as err:
-        hw.capture_frames(cam)
+        hw.sample_picture(cam, crit)
     assert err.value.reason == "camera_missing"
 
 

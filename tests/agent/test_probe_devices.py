@@ -38,6 +38,8 @@ def test_camera_check_on_real_frames() -> None:
         "moving": "lavfi:testsrc=size=320x240:rate=25",
         "black": "lavfi:color=black:size=320x240",
         "frozen": "lavfi:color=gray:size=320x240",  # a constant picture: identical frames
+        # a still room through a real sensor: the same picture, but noisy
+        "still": "lavfi:smptehdbars=size=1280x720:rate=30,noise=alls=3:allf=t",
         "broken": "/dev/video99",
     })
     report = CameraProbe().check(ctx(hw), CheckParams())
@@ -48,10 +50,14 @@ def test_camera_check_on_real_frames() -> None:
     }
     assert report.verdict is CheckVerdict.FAIL
     devices = {d["id"]: d for d in report.section["devices"]}
-    assert devices["moving"]["ok"] is True and devices["moving"]["difference"] > 0
+    for live in ("moving", "still"):
+        assert devices[live]["ok"] is True
+        assert (devices[live]["frames"], devices[live]["black_frames"]) == (40, 0)
+        assert devices[live]["frozen_s"] is None
+    assert devices["frozen"]["frozen_s"] >= 0.5 and "画面冻结" in devices["frozen"]["message"]
     assert devices["black"]["reason"] == "camera_black"
     assert "镜头盖" in devices["black"]["message"]
-    assert report.section["ok"] is False and report.section["count"] == 4
+    assert report.section["ok"] is False and report.section["count"] == 5
 
 
 def test_microphone_check_on_real_alsa_capture(alsa_feeds: Path) -> None:
