@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(GSTAMP): pyproject.toml
 	$(PY) -m venv $(GVENV)
 	$(GVENV)/bin/pip install -q --upgrade pip
-	$(GVENV)/bin/pip install -q -e '.[grafana]' 'pytest>=8' 'pytest-timeout>=2.3'
+	$(GVENV)/bin/pip install -q -e '.[grafana]' 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
 	touch $(GSTAMP)
 
 deps-run:
