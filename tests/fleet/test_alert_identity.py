@@ -6,7 +6,6 @@ fleet processes on one database; threads deliver the same Last Will to both at o
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from fleet.db.base import SessionFactory, make_engine, session_scope
 from fleet.db.models import Alert, AlertEvent, AlertState, Device
 from tests.fleet.alert_helpers import START, World, build_world, payload
 from tests.fleet.pg import fresh_database
+from tests.fleet.race import at_once
 
 DEVICES = [f"rural-{i}" for i in range(1, 21)]
 
@@ -39,27 +39,6 @@ def two_processes(tmp_path: Path, url: str) -> tuple[World, AlertEngine]:
         s.add_all(Device(id=d, classroom_id=world.rural_room) for d in DEVICES[1:])
     other = SessionFactory(bind=make_engine(url), expire_on_commit=False)
     return world, AlertEngine(other, world.engine.config, clock=world.clock)
-
-
-def at_once(*calls: Callable[[], None]) -> None:
-    """Run the calls on threads released together; re-raise what any of them raised."""
-    gate = threading.Barrier(len(calls))
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], None]) -> None:
-        gate.wait()
-        try:
-            call()
-        except BaseException as exc:  # handed to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def status_to(engine: AlertEngine, world: World, state: str) -> Callable[[], None]:
