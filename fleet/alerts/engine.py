@@ -300,20 +300,24 @@ class AlertEngine(NullSink):
         }
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
             else sqlite.insert
-        new_id = session.scalar(
-            insert(Alert)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=[Alert.fingerprint],
-                                    index_where=ALERT_UNRESOLVED)
-            .returning(Alert.id)
-        )
-        # On PostgreSQL the insert waited for the other transaction, so this statement
-        # (a new snapshot under READ COMMITTED) sees the winner; SQLite serialises writers.
-        alert = session.scalars(
-            select(Alert).where(Alert.fingerprint == signal.fingerprint, ALERT_UNRESOLVED)
-            if new_id is None else select(Alert).where(Alert.id == new_id)
-        ).one()
-        return alert, new_id is not None
+        while True:
+            new_id = session.scalar(
+                insert(Alert)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=[Alert.fingerprint],
+                                        index_where=ALERT_UNRESOLVED)
+                .returning(Alert.id)
+            )
+            if new_id is not None:
+                return session.get_one(Alert, new_id), True
+            # On PostgreSQL the insert waited for the other transaction, so this statement
+            # (a new snapshot under READ COMMITTED) sees the winner; SQLite serialises
+            # writers.  Gone again already (its fault cleared inside the up-delay): retry.
+            winner = session.scalars(
+                select(Alert).where(Alert.fingerprint == signal.fingerprint, ALERT_UNRESOLVED)
+            ).first()
+            if winner is not None:
+                return winner, False
 
     @staticmethod
     def _describe(signal: Signal) -> str:
