@@ -49,10 +49,12 @@ The state lives in memory; ``flush()`` writes changed devices to ``DeviceState``
 instance loads the table, so a restarted fleet knows the last state.  ``start()`` runs the
 periodic flush on its own thread (never on the fleet's ticker, whose alert timers and
 checks must not wait for the database) and ``close()`` stops it after a final flush.  A
-flush copies only the changed devices under the lock, and writes them with bulk INSERT
-and executemany UPDATE statements in transactions of ``_CHUNK`` devices, so SQLite's
-write lock is never held for long.  With several fleet processes each flushes what it
-saw; the newer session and the newer telemetry win per device.  Sequence tracking
+flush copies only the changed devices under the lock, and upserts them in device-id order
+in transactions of ``_CHUNK`` devices, so SQLite's write lock is never held for long and
+two PostgreSQL writers lock rows in the same order.  With several fleet processes each
+flushes what it saw; the merge is in the upsert's SET clause, against the stored row
+under its lock, so the newer session and the newer telemetry win per device whichever
+process writes last.  Sequence tracking
 assumes one process sees all of a device's messages: Mosquitto hands shared-subscription
 messages out round-robin, so with several processes on Mosquitto the per-process gap
 counts are not meaningful (EMQX's ``hash_clientid`` / ``hash_topic`` shared-subscription
@@ -71,8 +73,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, case, not_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from agent.contract import Kind, parse_ts
 from fleet.db.base import SessionFactory, session_scope, utcnow
@@ -528,74 +532,65 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
 
 
 def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -> int:
-    """Insert the new rows and merge the existing ones of devices still in the inventory."""
-    t = _TABLE
-    stored = {
-        r.id: r
-        for r in session.execute(
-            # Not the large JSON columns: they are written when they win, never read.
-            select(Device.id, t.c.session, t.c.last_seen, t.c.last_seq, t.c.telemetry_at,
-                   t.c.birth_at)
-            .outerjoin(t, t.c.device_id == Device.id)
-            .where(Device.id.in_([r["device_id"] for r in rows]))
-        )
-    }
-    new: list[dict[str, Any]] = []
-    # executemany needs the same columns in every row: one statement per column set.
-    changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        old = stored.get(row["device_id"])
-        if old is None:
-            continue  # removed from the inventory
-        if old.session is None:  # the outer join found no state row
-            new.append(row)
-        else:
-            merged = _merge(old, row, believable)
-            changed.setdefault(tuple(merged), []).append(merged)
-    if new:
-        session.execute(insert(t), new)
-    for group in changed.values():
-        session.execute(update(t).where(t.c.device_id == bindparam("b_device_id")), group)
-    return len(new) + sum(len(g) for g in changed.values())
+    """Upsert the rows of devices still in the inventory, merging with what is stored in
+    the statement itself (:func:`_merged`), under the row lock: a row another fleet
+    process wrote since anyone read it is merged with, never overwritten.  Rows go in
+    device-id order, so two processes flushing overlapping devices lock them in the
+    same order and cannot deadlock."""
+    known = set(session.scalars(
+        select(Device.id).where(Device.id.in_([r["device_id"] for r in rows]))
+    ))
+    kept = sorted((r for r in rows if r["device_id"] in known), key=lambda r: r["device_id"])
+    if not kept:
+        return 0
+    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert)(_TABLE)
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[_TABLE.c.device_id], set_=_merged(upsert.excluded, believable)
+        ),
+        kept,
+    )
+    return len(kept)
 
 
-def _later_connection(old: Row[Any], snap: dict[str, Any]) -> int:
-    """1 if the snapshot knows a later connection of the device than the stored row, 0 the
-    same one, -1 an older one, by the rule of ``DeviceStates._born``: a higher session is
-    later; a lower or equal one is later only if its birth is stamped later (a reinstalled
-    agent counts its sessions from 1 again)."""
-    mine, theirs = int(snap["session"]), int(old.session)
-    born, stored = snap["birth_at"], old.birth_at
-    if mine > theirs:
-        return 1
-    if born is not None and stored is not None and born != stored:
-        return 1 if born > stored else -1
-    return 0 if mine == theirs else -1
+def _newer(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The later of two nullable values (SQLite's max() would give NULL)."""
+    return case((b.is_(None), a), (a.is_(None), b), (a > b, a), else_=b)
 
 
-def _merge(old: Row[Any], snap: dict[str, Any], believable: datetime) -> dict[str, Any]:
-    """The UPDATE parameters of one stored row: the newer session and telemetry win."""
-    merged: dict[str, Any] = {
-        "b_device_id": snap["device_id"],
-        "seq_gaps": snap["seq_gaps"],
-        "seq_duplicates": snap["seq_duplicates"],
-        "last_seen": max(
-            (t for t in (old.last_seen, snap["last_seen"]) if t is not None), default=None
+def _merged(snap: ReadOnlyColumnCollection[str, Any], believable: datetime
+            ) -> dict[str, ColumnElement[Any]]:
+    """The SET clause: the stored row (``_TABLE.c``) merged with the snapshot.
+
+    The newer connection's status wins: a higher session, or whatever session a later
+    birth stamp (a reinstalled agent counts its sessions from 1 again), by the rule of
+    ``DeviceStates._born``; the same connection's keeps the highest seq.  The newer
+    telemetry wins, unless the stored stamp is beyond belief (written before the ingest
+    judged ts).  ``last_seen`` is the latest either side heard the device."""
+    old = _TABLE.c
+    births = and_(snap.birth_at.is_not(None), old.birth_at.is_not(None))
+    later = or_(snap.session > old.session, and_(births, snap.birth_at > old.birth_at))
+    earlier = and_(births, snap.birth_at < old.birth_at)
+    same = and_(not_(later), not_(earlier), snap.session == old.session)
+    status = or_(later, same)
+    telemetry = and_(
+        snap.telemetry_at.is_not(None),
+        or_(old.telemetry_at.is_(None), snap.telemetry_at >= old.telemetry_at,
+            old.telemetry_at > believable),
+    )
+    merged: dict[str, ColumnElement[Any]] = {
+        "seq_gaps": snap.seq_gaps,
+        "seq_duplicates": snap.seq_duplicates,
+        "last_seen": _newer(old.last_seen, snap.last_seen),
+        "last_seq": case(
+            (later, snap.last_seq),  # the agent's counter may have restarted
+            (same, _newer(old.last_seq, snap.last_seq)),
+            else_=old.last_seq,
         ),
     }
-    order = _later_connection(old, snap)
-    if order > 0:
-        merged["last_seq"] = snap["last_seq"]  # the agent's counter may have restarted
-    elif order == 0:
-        merged["last_seq"] = max(old.last_seq, snap["last_seq"])
-    if order >= 0:
-        merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory",
-                                        "birth_at")}
-    if snap["telemetry_at"] is not None and (
-        old.telemetry_at is None
-        or snap["telemetry_at"] >= old.telemetry_at
-        or old.telemetry_at > believable
-    ):
-        merged |= {"telemetry": snap["telemetry"], "telemetry_at": snap["telemetry_at"]}
+    for name in ("session", "online", "agent_version", "inventory", "birth_at"):
+        merged[name] = case((status, snap[name]), else_=old[name])
+    for name in ("telemetry", "telemetry_at"):
+        merged[name] = case((telemetry, snap[name]), else_=old[name])
     return merged
-

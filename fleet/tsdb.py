@@ -11,15 +11,18 @@ table makes one point tagged ``entity`` (``camera:<id>``, ``target:<name>``).  E
 carries the device's place from the inventory: county, school, pair, classroom, device.
 
 The sink methods only append to a bounded buffer; a background thread writes batches.
-While the database is away, points stay in the buffer and are retried with backoff; when
-the buffer is full the oldest points are dropped and counted, so neither memory nor the
-ingest suffers from a dead time-series server.
+While the database is away (a network error, a 5xx), points stay in the buffer and are
+retried with jittered backoff; when the buffer is full the oldest points are dropped and
+counted, so neither memory nor the ingest suffers from a dead time-series server.  A batch
+the server refuses as bad (a 4xx such as a field type conflict) is counted as rejected
+with one line logged and not retried, so it never holds back the points after it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +33,7 @@ from typing import Any
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
 
 from agent.contract import parse_ts
 from fleet.db.base import SessionFactory, session_scope, utcnow
@@ -59,6 +63,16 @@ MEASUREMENTS: dict[str, tuple[str, str]] = {
     "bandwidth": ("syncclass_bandwidth", ""),
 }
 _VERDICT_CODE = {"pass": 0, "warn": 1, "fail": 2}
+
+# Client errors that say nothing about the batch: the writer is misconfigured (token,
+# URL) or told to slow down, and every batch would get the same answer, so it waits.
+_NOT_THE_BATCH = frozenset({401, 403, 404, 408, 429})
+
+
+def _refused(status: int | None) -> bool:
+    """A 4xx about the batch itself (malformed, too large, a field type conflict)."""
+    return status is not None and 400 <= status < 500 and status not in _NOT_THE_BATCH
+
 
 # Line-protocol escaping.  Commas and spaces end a measurement, and equals signs also end a
 # tag key, tag value or field key.  A backslash is doubled so that one at the end of a
@@ -222,6 +236,7 @@ class TelemetryWriter(NullSink):
         self.written = 0
         self.dropped = 0
         self.write_errors = 0
+        self.rejected = 0
 
     # ------------------------------------------------------------ sink side (never blocks)
 
@@ -275,7 +290,8 @@ class TelemetryWriter(NullSink):
         """Write buffered points in batches; returns how many were written.
 
         On a failure the batch goes back to the head of the buffer and the next attempt
-        waits (exponential backoff up to ``retry_max_s``), unless called directly.
+        waits (jittered exponential backoff up to ``retry_max_s``), unless called
+        directly; a refused batch is dropped and counted (``rejected``).
         """
         total = 0
         while True:
@@ -289,17 +305,33 @@ class TelemetryWriter(NullSink):
                                   record="\n".join(batch),
                                   # typed as the enum class, whose values are plain str
                                   write_precision=WritePrecision.MS)  # type: ignore[arg-type]
+            except ApiException as exc:
+                if not _refused(exc.status):
+                    self._failed(batch, exc)
+                    break
+                # The server refused this batch itself: sending it again gets the same
+                # answer, and at the head of the buffer it would hold back every later
+                # point.  Counted, one line of it logged, and the next batch goes on.
+                self.rejected += len(batch)
+                log.error("time-series server refused %d points (HTTP %s: %s); first: %s",
+                          len(batch), exc.status, (exc.body or exc.reason or "")[:300],
+                          batch[0][:300])
+                continue
             except Exception as exc:
-                self._requeue(batch)
-                self.write_errors += 1
-                self._failures += 1
-                log.warning("time-series write to %s failed (%d points buffered): %s",
-                            self.config.url, self.buffered, exc)
+                self._failed(batch, exc)
                 break
             self._failures = 0
             total += len(batch)
             self.written += len(batch)
         return total
+
+    def _failed(self, batch: list[str], exc: Exception) -> None:
+        """The server is away or failing (5xx, network, auth): the batch waits its turn."""
+        self._requeue(batch)
+        self.write_errors += 1
+        self._failures += 1
+        log.warning("time-series write to %s failed (%d points buffered): %s",
+                    self.config.url, self.buffered, exc)
 
     def _requeue(self, batch: list[str]) -> None:
         with self._lock:
@@ -329,8 +361,11 @@ class TelemetryWriter(NullSink):
     def _next_wait(self) -> float:
         if self._failures == 0:
             return self.config.flush_interval_s
-        return float(min(self.config.retry_max_s,
-                         self.config.flush_interval_s * 2 ** min(self._failures, 16)))
+        backoff = min(self.config.retry_max_s,
+                      self.config.flush_interval_s * 2 ** min(self._failures, 16))
+        # Jittered, so fleet processes that lost the server together do not all come
+        # back at the same instant when it returns.
+        return float(backoff * random.uniform(0.5, 1.0))
 
     def samples(self) -> Iterable[Sample]:
         yield Sample("syncclass_tsdb_points_written_total", "Points written to the TSDB",
@@ -339,5 +374,8 @@ class TelemetryWriter(NullSink):
                      "Points dropped because the TSDB buffer was full", self.dropped)
         yield Sample("syncclass_tsdb_write_errors_total", "Failed TSDB batch writes",
                      self.write_errors)
+        yield Sample("syncclass_tsdb_points_rejected_total",
+                     "Points in batches the TSDB refused as bad (HTTP 4xx), not retried",
+                     self.rejected)
         yield Sample("syncclass_tsdb_points_buffered", "Points waiting to be written",
                      self.buffered, "gauge")

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fleet.alerts import mute, rules, silence
@@ -37,7 +38,7 @@ from fleet.alerts.notices import Enqueue, flush_notices, refresh_summary, set_no
 from fleet.alerts.signal import Observation, Signal
 from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import Alert, AlertEvent, AlertState, Lesson, Silence
+from fleet.db.models import ALERT_UNRESOLVED, Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.delivery import unreached
@@ -246,30 +247,13 @@ class AlertEngine(NullSink):
                 alert.last_seen_at = signal.at
                 return alert
             alert.awaiting_device = False  # unseen for a reopen window: a new episode
+        opened = False
         if alert is None or (
             alert.state is AlertState.RESOLVED
             and (alert.resolved_at is None or alert.resolved_at + window < now)
         ):
-            place = self._places.get(session, device_id)
-            labels = device_labels(signal.device_id, place)
-            labels |= {"rule": signal.rule, "severity": signal.level, "entity": signal.entity}
-            alert = Alert(
-                fingerprint=signal.fingerprint,
-                rule=signal.rule,
-                severity=signal.level,
-                state=AlertState.PENDING,
-                classroom_id=place.classroom_id if place else signal.classroom_id,
-                device_id=signal.device_id,
-                entity=signal.entity,
-                labels=labels,
-                started_at=now,
-                last_seen_at=signal.at,
-                pending_since=now,
-                escalation_level=0,
-                reopen_count=0,
-            )
-            session.add(alert)
-            session.flush()
+            alert, opened = self._open(session, signal, device_id, now)
+        if opened:
             self._record(session, alert, "pending", self._describe(signal), now)
         elif alert.state is AlertState.RESOLVED and alert.pending_since is None:
             alert.pending_since = now
@@ -290,6 +274,50 @@ class AlertEngine(NullSink):
             alert.lesson_id = signal.lesson_id
         self._maybe_fire(session, alert, now)
         return alert
+
+    def _open(
+        self, session: Session, signal: Signal, device_id: str, now: datetime
+    ) -> tuple[Alert, bool]:
+        """A new pending ticket, or the unresolved one another fleet process opened for
+        the same fault a moment ago (the unique index lets only one in); True if new."""
+        place = self._places.get(session, device_id)
+        labels = device_labels(signal.device_id, place)
+        labels |= {"rule": signal.rule, "severity": signal.level, "entity": signal.entity}
+        row = {
+            "fingerprint": signal.fingerprint,
+            "rule": signal.rule,
+            "severity": signal.level,
+            "state": AlertState.PENDING,
+            "classroom_id": place.classroom_id if place else signal.classroom_id,
+            "device_id": signal.device_id,
+            "entity": signal.entity,
+            "labels": labels,
+            "started_at": now,
+            "last_seen_at": signal.at,
+            "pending_since": now,
+            "escalation_level": 0,
+            "reopen_count": 0,
+        }
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
+            else sqlite.insert
+        while True:
+            new_id = session.scalar(
+                insert(Alert)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=[Alert.fingerprint],
+                                        index_where=ALERT_UNRESOLVED)
+                .returning(Alert.id)
+            )
+            if new_id is not None:
+                return session.get_one(Alert, new_id), True
+            # On PostgreSQL the insert waited for the other transaction, so this statement
+            # (a new snapshot under READ COMMITTED) sees the winner; SQLite serialises
+            # writers.  Gone again already (its fault cleared inside the up-delay): retry.
+            winner = session.scalars(
+                select(Alert).where(Alert.fingerprint == signal.fingerprint, ALERT_UNRESOLVED)
+            ).first()
+            if winner is not None:
+                return winner, False
 
     @staticmethod
     def _describe(signal: Signal) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -36,6 +35,7 @@ from fleet.api.routes import (
     timetable,
     web,
 )
+from fleet.db.shared_secret import shared_secret
 
 __all__ = ["create_api"]
 
@@ -104,7 +104,7 @@ def _inventory_hook(services: Services) -> Middleware:
 def create_api(services: Services) -> FastAPI:
     if not services.config.calendar_secret:
         services.config = dataclasses.replace(
-            services.config, calendar_secret=secrets.token_hex(32)
+            services.config, calendar_secret=shared_secret(services.sessions, "calendar")
         )
     app = FastAPI(
         title="syncclass fleet",

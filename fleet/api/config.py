@@ -53,7 +53,8 @@ class ApiConfig:
     # How long a login token lasts; technicians log in once per working day.
     token_ttl_hours: float = 12.0
     # Secret for calendar subscription links (calendar apps cannot send a bearer
-    # header).  Empty: a random secret per process, so links change on restart.
+    # header).  Empty: a random one made once and kept in the database
+    # (``fleet_secret``), the same for every fleet process and across restarts.
     calendar_secret: str = ""
     # What one bandwidth test may move, each direction.
     bandwidth_max_bytes: int = 32 * 1024 * 1024

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from fleet.db.base import Base, utcnow
 
 __all__ = [
+    "ALERT_UNRESOLVED",
     "Alert",
     "AlertEvent",
     "AlertState",
@@ -42,6 +43,7 @@ __all__ = [
     "Device",
     "DeviceState",
     "EnrolCode",
+    "FleetSecret",
     "Holiday",
     "Lesson",
     "LessonMode",
@@ -274,6 +276,9 @@ class Alert(Base):
     """One ticket per (rule, entity): fires, is acknowledged, resolves, may reopen."""
 
     __tablename__ = "alert"
+    # Two fleet processes may both delete a pending ticket whose fault cleared; the one
+    # that finds it gone has nothing left to do.
+    __mapper_args__ = {"confirm_deleted_rows": False}  # noqa: RUF012
     id: Mapped[int] = mapped_column(primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(256), index=True)
     rule: Mapped[str] = mapped_column(String(64))
@@ -318,6 +323,7 @@ class AlertEvent(Base):
     """The alert's history: fired, notified, acknowledged, escalated, resolved, reopened."""
 
     __tablename__ = "alert_event"
+    __mapper_args__ = {"confirm_deleted_rows": False}  # noqa: RUF012  (as Alert's)
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -485,6 +491,15 @@ class LoginThrottle(Base):
     blocked_until: Mapped[datetime | None]
 
 
+class FleetSecret(Base):
+    """A secret all fleet processes share (``fleet.db.shared_secret``), made once."""
+
+    __tablename__ = "fleet_secret"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LoginAudit(Base):
     """Every login attempt and its outcome: ok / failed / throttled (append-only)."""
 
@@ -498,6 +513,11 @@ class LoginAudit(Base):
 
 
 Index("ix_alert_open", Alert.state, Alert.classroom_id)
+# At most one unresolved ticket per fingerprint, whichever fleet process saw the fault
+# first: the others' inserts meet it (ON CONFLICT DO NOTHING) and take it up.
+ALERT_UNRESOLVED = Alert.state != AlertState.RESOLVED
+Index("ux_alert_open_fingerprint", Alert.fingerprint, unique=True,
+      sqlite_where=ALERT_UNRESOLVED, postgresql_where=ALERT_UNRESOLVED)
 # The ticker asks these every second of tables that only grow; partial indexes keep each
 # question to the handful of rows still waiting, however long the history.
 Index("ix_check_run_unanswered", CheckRun.requested_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.fleet.influx2_front import influx_front
 from tests.fleet.notify_helpers import clock, sessions
 from tests.fleet.pg import postgres
 from tests.fleet.pilot import pilot, pilot_template
@@ -11,6 +12,7 @@ from tests.fleet.webhook_receiver import webhook_receiver
 
 __all__ = [
     "clock",
+    "influx_front",
     "pilot",
     "pilot_template",
     "postgres",

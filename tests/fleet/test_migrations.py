@@ -94,3 +94,35 @@ def test_timetable_import_on_each_engine(migrated: SessionFactory) -> None:
         ctx = device_context(s, "yueqing-shantou-sync1")
     assert (again.created, again.unchanged) == (0, 4)
     assert ctx is not None and ctx.pairs == ("乐清城南—山头、龙西结对",)
+
+
+def test_upgrade_closes_duplicate_open_tickets_before_enforcing_one(
+    tmp_path: Path, postgres: str
+) -> None:
+    """Databases written by several processes before the unique index hold duplicate open
+    tickets: the newest stays open, the older ones are resolved with a note saying why."""
+    for url in (f"sqlite:///{tmp_path / 'fleet.db'}",
+                fresh_database(postgres, f"dupes_{uuid.uuid4().hex[:8]}")):
+        upgrade(url, "a1b2c3d40007")
+        engine = sa.create_engine(url)
+        at = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+        row = {"fingerprint": "device_offline|rural-1|", "rule": "device_offline",
+               "severity": "critical", "state": "FIRING", "entity": "", "labels": "{}",
+               "summary_zh": "", "summary_en": "", "started_at": at, "last_seen_at": at,
+               "escalation_level": 0, "reopen_count": 0, "details": "{}"}
+        insert = sa.text(
+            f"INSERT INTO alert ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"
+        ).bindparams(sa.bindparam("started_at", type_=sa.DateTime(timezone=True)),
+                     sa.bindparam("last_seen_at", type_=sa.DateTime(timezone=True)))
+        with engine.begin() as conn:
+            for state in ("RESOLVED", "FIRING", "PENDING"):
+                conn.execute(insert, {**row, "state": state})
+        upgrade(url)
+        with engine.connect() as conn:
+            states = conn.execute(sa.text("SELECT id, state FROM alert ORDER BY id")).all()
+            notes = conn.execute(sa.text("SELECT alert_id, kind, text FROM alert_event")).all()
+        engine.dispose()
+        assert [s for _, s in states] == ["RESOLVED", "RESOLVED", "PENDING"]
+        keep = states[2][0]
+        assert notes == [(states[1][0], "resolved",
+                          f"重复工单，已并入 #{keep} / duplicate of #{keep}, merged")]

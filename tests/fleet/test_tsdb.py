@@ -13,6 +13,7 @@ from fleet.broker import Mosquitto
 from fleet.db.base import SessionFactory
 from fleet.ingest import IngestConfig, create_ingest
 from fleet.tsdb import TelemetryWriter, TsdbConfig
+from tests.fleet.influx2_front import InfluxFront
 from tests.fleet.ingest_helpers import DeviceClient, inventory_db, status, telemetry
 from tests.fleet.tsdb_server import VictoriaMetrics
 
@@ -179,3 +180,47 @@ def test_from_a_device_through_the_broker_into_victoria_metrics(
     finally:
         ingest.close()
         tsdb.close()
+
+
+def test_a_refused_batch_is_counted_and_never_holds_back_later_points(
+    sessions: SessionFactory, influx_front: InfluxFront, victoria: VictoriaMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An agent bug sends cpu_pct as a boolean once: InfluxDB refuses that point (a field
+    keeps its first type).  Its batch is not retried, the next batches arrive."""
+    tsdb = writer(sessions, influx_front.url, batch_size=1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    cpu = [12.5, True, 30.0, 40.0]
+    for n, value in enumerate(cpu):
+        tsdb.on_telemetry("dev-a", telemetry("dev-a", n, when=start + timedelta(seconds=15 * n),
+                                             sections={"system": {"cpu_pct": value}}))
+    assert tsdb.flush() == 3
+    assert (tsdb.rejected, tsdb.buffered, tsdb.write_errors) == (1, 0, 0)
+    assert influx_front.answers == [204, 422, 204, 204]
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1 and "field type conflict" in refusals[0]
+    assert "syncclass_system" in refusals[0] and "cpu_pct=true" in refusals[0]
+    (stored,) = victoria.export('{__name__="syncclass_system_cpu_pct"}', min_series=1)
+    assert stored["values"] == [12.5, 30.0, 40.0]
+    sample = {s.name: s.value for s in tsdb.samples()}
+    assert sample["syncclass_tsdb_points_rejected_total"] == 1
+
+
+def test_a_server_error_keeps_the_batch_for_a_jittered_retry(
+    sessions: SessionFactory, influx_front: InfluxFront, victoria: VictoriaMetrics,
+) -> None:
+    tsdb = writer(sessions, influx_front.url, flush_interval_s=4.0, retry_max_s=60.0)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    for n in range(3):
+        tsdb.on_telemetry("dev-a", telemetry("dev-a", n, when=start + timedelta(seconds=15 * n)))
+    held = tsdb.buffered
+    influx_front.fail_next += [503, 500]
+    assert tsdb.flush() == 0
+    assert tsdb.flush() == 0
+    assert (tsdb.write_errors, tsdb.rejected, tsdb.buffered) == (2, 0, held)
+    # Two failures: 4 s * 2**2 = 16 s, jittered into [8, 16] so processes spread out.
+    waits = {tsdb._next_wait() for _ in range(20)}
+    assert all(8.0 <= w <= 16.0 for w in waits) and len(waits) > 1
+    assert tsdb.flush() == held
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert len(cpu["values"]) == 3
