@@ -75,6 +75,7 @@ def probe_context(config: AgentConfig, hardware: Hardware,
                         config.hardware.expected)
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
+                        av_hosts=dict(config.network.av_hosts),
                         bandwidth_url=config.network.bandwidth_url, clock=clock,
                         baseline=baseline)
 

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, ContractError, unb64
 from agent.contract import validate_device_id as _validate_device_id
 from agent.hardware import BACKENDS
+from agent.hardware.targets import parse_target
 from agent.probes import PROBES
+from agent.redact import redact
 from agent.settings import ConfigError, load_toml, section
 from agent.thresholds import Thresholds
 
@@ -118,6 +120,9 @@ class CommandsConfig:
 class NetworkConfig:
     targets: dict[str, str] = field(default_factory=dict)  # name -> host
     bandwidth_url: str | None = None
+    # Network encoders and recording hosts (录播主机), name -> "http://host", "rtsp://host",
+    # "host:port" (pinged, and that port connected to) or a bare "host" (pinged only).
+    av_hosts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,11 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
     for name, host in cfg.network.targets.items():
         _require(bool(host.strip()), f"network.targets.{name}", "is empty")
+    for name, spec in cfg.network.av_hosts.items():
+        try:
+            parse_target(spec)
+        except ValueError as exc:
+            raise ConfigError(f"network.av_hosts.{name}", redact(str(exc))) from None
     for name in cfg.probes:
         _require(name in PROBES, f"probes.{name}",
                  f"no such probe (known: {', '.join(PROBES)})")
