@@ -98,6 +98,9 @@ class RuntimeConfig:
     # (and the telemetry leaves without it); a check's probes get CHECK_DEADLINE_S.
     probe_deadline_s: float = 10.0
     state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
+    # Where etc/machine-id and sys/class/net are read for the machine's identity
+    # (agent.identity); only tests and containers set it.
+    identity_root: Path = Path("/")
     # A day of telemetry at 15 s is 5,760 records; keep a few days of outage.
     spool_max_records: int = 20_000
     spool_max_bytes: int = 64 * 1024 * 1024
