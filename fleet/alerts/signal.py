@@ -25,6 +25,8 @@ class RuleInfo:
 RULES: Final[dict[str, RuleInfo]] = {
     "device_offline": RuleInfo("critical", "设备离线", "device offline"),
     "device_silent": RuleInfo("critical", "设备在线但停止上报", "device connected but silent"),
+    "device_cloned": RuleInfo("critical", "设备身份被多台电脑共用（克隆镜像）",
+                              "device identity shared by several PCs (cloned image)"),
     "camera_missing": RuleInfo("critical", "摄像头未连接", "camera missing"),
     "camera_black": RuleInfo("critical", "摄像头画面全黑", "camera picture black"),
     "camera_frozen": RuleInfo("critical", "摄像头画面冻结", "camera picture frozen"),
