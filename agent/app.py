@@ -31,6 +31,7 @@ from agent.commands import (
 from agent.config import AgentConfig
 from agent.contract import ContractError, EventType, Kind, RefusalReason, envelope, utcnow
 from agent.hardware import Hardware, open_backend
+from agent.identity import read_identity
 from agent.link import Link
 from agent.probes import build
 from agent.probes.base import CheckParams, ProbeContext
@@ -75,6 +76,7 @@ def probe_context(config: AgentConfig, hardware: Hardware,
                         config.hardware.expected)
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
+                        av_hosts=dict(config.network.av_hosts),
                         bandwidth_url=config.network.bandwidth_url, clock=clock,
                         baseline=baseline)
 
@@ -148,6 +150,9 @@ class Agent:
         self.nonces = NonceStore(state / "nonces.sqlite")
         self.verifier = CommandVerifier(config.device_id, config.commands, self.nonces, clock)
         self.runner = probe_runner(config, self.hardware, clock)
+        # A hash of the machine's identity in every birth: two PCs sharing this device id
+        # (a cloned image) show up at the fleet as births from two machines.
+        self._machine = read_identity(config.agent.identity_root).digest()
         self._commands: queue.Queue[bytes] = queue.Queue(maxsize=100)
         self.link = Link(config.device_id, config.mqtt, self.spool,
                          on_command=self._receive_command, birth=self._birth, clock=clock)
@@ -200,7 +205,8 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval}
+        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval,
+                "machine": self._machine}
 
     def _tick(self) -> None:
         try:

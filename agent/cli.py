@@ -2,7 +2,8 @@
 
 Exit codes: ``check`` returns 0 pass, 1 warn, 2 fail; ``enrol`` 1 when the fleet refuses
 the code and 69 (EX_UNAVAILABLE) when it cannot be reached; every command returns 78
-(EX_CONFIG, sysexits.h) for a bad config file, which the systemd unit does not restart.
+(EX_CONFIG, sysexits.h) for a bad config file, which the systemd unit does not restart,
+and ``run`` returns it too on a machine other than the enrolled one (agent.identity).
 """
 
 from __future__ import annotations
@@ -82,8 +83,15 @@ def render_check(device_id: str, payload: dict[str, Any], when: datetime) -> str
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.app import Agent
+    from agent.identity import ClonedImage, read_identity, verify
 
-    agent = Agent(_config(args, required=True))
+    cfg = _config(args, required=True)
+    try:  # before the first connection: a clone must not take the real device's place
+        verify(cfg.agent.state_dir, cfg.device_id, read_identity(cfg.agent.identity_root))
+    except ClonedImage as exc:
+        print(f"syncclass-agent: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    agent = Agent(cfg)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop()

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 from agent.contract import DEFAULT_PREFIX, MAX_PAYLOAD_BYTES, ContractError, unb64
 from agent.contract import validate_device_id as _validate_device_id
 from agent.hardware import BACKENDS
+from agent.hardware.targets import parse_target
 from agent.probes import PROBES
+from agent.redact import redact
 from agent.settings import ConfigError, load_toml, section
 from agent.thresholds import Thresholds
 
@@ -96,6 +98,9 @@ class RuntimeConfig:
     # (and the telemetry leaves without it); a check's probes get CHECK_DEADLINE_S.
     probe_deadline_s: float = 10.0
     state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
+    # Where etc/machine-id and sys/class/net are read for the machine's identity
+    # (agent.identity); only tests and containers set it.
+    identity_root: Path = Path("/")
     # A day of telemetry at 15 s is 5,760 records; keep a few days of outage.
     spool_max_records: int = 20_000
     spool_max_bytes: int = 64 * 1024 * 1024
@@ -118,6 +123,9 @@ class CommandsConfig:
 class NetworkConfig:
     targets: dict[str, str] = field(default_factory=dict)  # name -> host
     bandwidth_url: str | None = None
+    # Network encoders and recording hosts (录播主机), name -> "http://host", "rtsp://host",
+    # "host:port" (pinged, and that port connected to) or a bare "host" (pinged only).
+    av_hosts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,11 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
     for name, host in cfg.network.targets.items():
         _require(bool(host.strip()), f"network.targets.{name}", "is empty")
+    for name, spec in cfg.network.av_hosts.items():
+        try:
+            parse_target(spec)
+        except ValueError as exc:
+            raise ConfigError(f"network.av_hosts.{name}", redact(str(exc))) from None
     for name in cfg.probes:
         _require(name in PROBES, f"probes.{name}",
                  f"no such probe (known: {', '.join(PROBES)})")

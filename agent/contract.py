@@ -91,6 +91,7 @@ SECTIONS: Final = (
     "displays",
     "network",
     "bandwidth",
+    "avgear",  # RTSP cameras' streams and network encoders / recording hosts
 )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from agent import __version__
+from agent import __version__, identity
 from agent.config import parse_config
 from agent.settings import ConfigError, dump_toml, load_toml
 from agent.spool import Spool
@@ -151,6 +151,9 @@ def write_enrolment(answer: dict[str, Any], password: str, config_path: Path,
     _write_private(config_path, dump_toml(doc), 0o600)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
+    # Enrolling is what makes this machine the device, also for a cloned image's copy.
+    identity.record(state_dir, answer["device_id"], identity.read_identity(
+        config.agent.identity_root))
     spool = Spool(state_dir / "spool.sqlite", config.agent.spool_max_records,
                   config.agent.spool_max_bytes)
     try:

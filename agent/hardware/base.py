@@ -31,6 +31,7 @@ __all__ = [
     "PictureSample",
     "PingResult",
     "StopWatching",
+    "StreamInfo",
     "SystemStats",
     "VideoDevice",
 ]
@@ -164,6 +165,20 @@ class PingResult:
 
 
 @dataclass(frozen=True)
+class StreamInfo:
+    """A network camera's stream as ffprobe and one decoded frame showed it."""
+
+    codec: str
+    width: int | None
+    height: int | None
+    open_ms: float  # ffprobe: connect, describe, first packets
+    frame_ms: float  # ffmpeg: one frame decoded
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class SystemStats:
     cpu_pct: float
     mem_pct: float
@@ -223,6 +238,13 @@ class Hardware(ABC):
     @abstractmethod
     def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
         """POST ``nbytes`` to ``url``; return the measured throughput in Mbit/s."""
+
+    def probe_stream(self, url: str, timeout_s: float = 5.0) -> StreamInfo:
+        """Open a network camera's stream and decode one frame (HardwareError if not).
+
+        Only a backend that can reach a network says more than that it cannot."""
+        raise HardwareError("stream_unsupported",
+                            f"the {self.kind} backend cannot open network streams")
 
     @abstractmethod
     def net_bytes(self) -> tuple[int, int]:

@@ -65,6 +65,20 @@ TABLE: dict[str, tuple[Spelling, ...]] = {
         # released in 5.1, which also deprecated -vsync.
         Spelling((5, 1), ("-fps_mode", "passthrough"), "ffmpeg(1) -fps_mode, FFmpeg 5.1+"),
     ),
+    # How long an RTSP client waits on its socket, in microseconds; the value follows the
+    # option.  Without it a camera that accepts the connection and never answers holds
+    # ffprobe forever.
+    "rtsp_socket_timeout": (
+        # 4.x: "-stimeout: set timeout (in microseconds) of socket TCP I/O operations"
+        # (`ffmpeg -h demuxer=rtsp` of 4.2.2).  There "-timeout" is the *listen* timeout in
+        # seconds and implies rtsp_flags=listen: ffprobe would wait for the camera to
+        # connect to it (4.2.2 already marks it "deprecated, use listen_timeout").
+        Spelling((4, 2), ("-stimeout",), "ffmpeg-protocols(1) rtsp stimeout, FFmpeg 4.x"),
+        # 5.0 dropped the deprecated RTSP options at the libavformat 59 bump: "-timeout"
+        # became the socket I/O timeout in microseconds and "-stimeout" went away
+        # (`-h demuxer=rtsp` of 5.1.x and 7.0.2 list only timeout and listen_timeout).
+        Spelling((5, 0), ("-timeout",), "ffmpeg-protocols(1) rtsp timeout, FFmpeg 5.0+"),
+    ),
 }
 
 

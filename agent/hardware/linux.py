@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import psutil
 import pyudev
 
-from agent.hardware import ffmpeg_compat, media, netio, sysinfo, udev
+from agent.hardware import ffmpeg_compat, media, netio, stream, sysinfo, udev
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
@@ -23,6 +23,7 @@ from agent.hardware.base import (
     PictureSample,
     PingResult,
     StopWatching,
+    StreamInfo,
     SystemStats,
     VideoDevice,
 )
@@ -94,6 +95,9 @@ class LinuxHardware(Hardware):
 
     def resolve(self, host: str) -> float:
         return netio.resolve(host)
+
+    def probe_stream(self, url: str, timeout_s: float = 5.0) -> StreamInfo:
+        return stream.probe_stream(url, self.ffmpeg_release, timeout_s)
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:
         return netio.download(url, nbytes, timeout_s)

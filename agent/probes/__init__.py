@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from agent.probes.avgear import AvGearProbe
 from agent.probes.bandwidth import BandwidthProbe
 from agent.probes.base import Probe
 from agent.probes.camera import CameraProbe
@@ -44,6 +45,7 @@ register("speakers", True, SpeakerProbe)
 register("displays", True, DisplayProbe)
 register("network", True, NetworkProbe)
 register("bandwidth", True, BandwidthProbe)
+register("avgear", True, AvGearProbe)
 
 
 def build(enabled: Mapping[str, bool] | None = None) -> dict[str, Probe]:

@@ -84,6 +84,8 @@ class ProbeContext:
     clock: Callable[[], datetime] = utcnow  # for times probes report (``measured_at``)
     # The classroom's expected devices (None: each presence probe remembers its own).
     baseline: Baseline | None = None
+    # Network encoders and recording hosts (录播主机): name -> URL or host[:port].
+    av_hosts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

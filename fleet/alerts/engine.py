@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fleet.alerts import mute, rules, silence
+from fleet.alerts.clones import CloneWatch
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import device_labels, lessons_in_progress
 from fleet.alerts.index import OpenIndex, is_open, open_condition
@@ -81,6 +82,7 @@ class AlertEngine(NullSink):
         self.notifications: Counter[tuple[str, str]] = Counter()
         self.malformed_sections = 0
         self._places = places or DeviceContextCache()
+        self.clones = CloneWatch()
         self._index = OpenIndex(config.index_resync_s)
         with session_scope(sessions) as session:
             self._index.load(session, clock())
@@ -110,6 +112,10 @@ class AlertEngine(NullSink):
     # ------------------------------------------------------------ MessageSink
 
     def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
+        # Before the session check: two PCs under one id send births of one session each.
+        cloned = self.clones.birth(device_id, payload, self.clock())
+        if cloned is not None:
+            self.observe(Observation(device_id, cloned.at, (cloned,)))
         agent_session = int(payload["session"])
         with self._lock:
             if agent_session < self._agent_sessions.get(device_id, agent_session):

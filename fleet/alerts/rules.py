@@ -84,6 +84,13 @@ _FAMILIES: Final[dict[str, _Family]] = {
         "network_fault",
     ),
     "bandwidth": _Family("", (), "bandwidth_low"),
+    # Network cameras' streams ("stream:<id>") and encoders / recording hosts
+    # ("avhost:<name>"), from the agent's avgear probe.
+    "avgear": _Family(
+        "stream",
+        ((("stream",), "camera_stream_failed"), (("av_host",), "av_host_unreachable")),
+        "avgear_fault",
+    ),
     "system": _Family(
         "",
         (
@@ -152,6 +159,10 @@ def _items(name: str, section: Mapping[str, Any]) -> list[tuple[str, Mapping[str
         if not isinstance(targets, Mapping):
             raise MalformedSection(f"network.targets is {type(targets).__name__}")
         pairs = list(targets.items())
+    elif name == "avgear":
+        return [(f"{kind}:{key}", item) for field, kind in (("streams", "stream"),
+                                                             ("hosts", "avhost"))
+                for key, item in _mapping(section, f"avgear.{field}", field).items()]
     elif family.kind:
         devices = section.get("devices", [])
         if not isinstance(devices, list):
@@ -164,6 +175,17 @@ def _items(name: str, section: Mapping[str, Any]) -> list[tuple[str, Mapping[str
         if not isinstance(item, Mapping):
             raise MalformedSection(f"{name} item {key!r} is not an object")
     return [(f"{family.kind}:{key}", item) for key, item in pairs]
+
+
+def _mapping(section: Mapping[str, Any], where: str, field: str) -> Mapping[str, Any]:
+    """``section[field]``: a mapping of objects, or MalformedSection naming ``where``."""
+    value = section.get(field, {})
+    if not isinstance(value, Mapping):
+        raise MalformedSection(f"{where} is {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(item, Mapping):
+            raise MalformedSection(f"{where} item {key!r} is not an object")
+    return value
 
 
 def _section_signals(device_id: str, at: Any, name: str, section: Any) -> list[Signal]:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import socketserver
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,10 @@ from agent.probes.camera import CameraProbe
 from agent.probes.network import NetworkProbe
 from agent.thresholds import Thresholds
 from fleet.broker import free_port
+from tests.agent.fixtures.rtsp import RtspStatus, rtsp_server
 from tests.agent.test_probe_network import listening
 
-__all__ = ["listening"]  # fixture used here
+__all__ = ["listening", "rtsp_server"]  # fixtures used here
 
 RAW = re.compile(r"Errno|errno|\[-?\d+\]")
 
@@ -93,37 +91,6 @@ def test_a_down_link_explains_every_upstream_failure(tmp_path: Path) -> None:
     assert refine("refused", unplugged) == "refused"
 
 
-class _Rtsp(socketserver.StreamRequestHandler):
-    """Answers every RTSP request with the server's status (RFC 2326 §7.1)."""
-
-    status = "401 Unauthorized"
-
-    def handle(self) -> None:
-        while True:
-            lines = []
-            while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
-                lines.append(line.decode(errors="replace").strip())
-            if not lines:
-                return
-            cseq = next((v.split(":", 1)[1].strip() for v in lines
-                         if v.lower().startswith("cseq:")), "0")
-            extra = 'WWW-Authenticate: Basic realm="cam"\r\n' if self.status.startswith("401") \
-                else ""
-            self.wfile.write(f"RTSP/1.0 {self.status}\r\nCSeq: {cseq}\r\n{extra}"
-                             "Content-Length: 0\r\n\r\n".encode())
-
-
-@pytest.fixture
-def rtsp_server() -> Iterator[tuple[int, type[_Rtsp]]]:
-    handler = type("Handler", (_Rtsp,), {})
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield server.server_address[1], handler
-        server.shutdown()
-
-
 def _camera_findings(cameras: dict[str, str]) -> dict[str, tuple[str, str]]:
     hw = open_backend("linux", extra_cameras=cameras)
     report = CameraProbe().check(ProbeContext(hw, Thresholds(), {}), CheckParams())
@@ -131,7 +98,7 @@ def _camera_findings(cameras: dict[str, str]) -> dict[str, tuple[str, str]]:
 
 
 def test_rtsp_cameras_get_network_advice_and_usb_cameras_a_re_plug(
-        rtsp_server: tuple[int, type[_Rtsp]]) -> None:
+        rtsp_server: tuple[int, type[RtspStatus]]) -> None:
     port, handler = rtsp_server
     closed = free_port()
     found = _camera_findings({

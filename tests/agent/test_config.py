@@ -95,9 +95,11 @@ def test_configured_devices_and_probes_reach_the_agent() -> None:
         "hardware": {"backend": "linux", "cameras": {"podium": "rtsp://192.168.1.64/1"},
                      "microphones": {"room": "default"}},
         "probes": {"displays": False, "bandwidth": False},
+        "network": {"av_hosts": {"recorder": "http://192.168.1.70"}},
     })
     hardware = open_hardware(cfg)
     assert [(c.id, c.node) for c in hardware.cameras()] == [("podium", "rtsp://192.168.1.64/1")]
     assert [(m.id, m.pcm) for m in hardware.microphones()] == [("room", "default")]
     assert set(probe_runner(cfg, hardware).probes) == {
-        "system", "cameras", "microphones", "speakers", "network"}
+        "system", "cameras", "microphones", "speakers", "network", "avgear"}
+    assert probe_runner(cfg, hardware).ctx.av_hosts == {"recorder": "http://192.168.1.70"}

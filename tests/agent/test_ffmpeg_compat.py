@@ -30,6 +30,7 @@ _COMMON = {"-hide_banner", "-nostdin", "-loglevel", "-f", "-i", "-vf", "-frames:
 OPTIONS: dict[tuple[int, int], tuple[set[str], set[str]]] = {
     (4, 2): (_COMMON, set()),
     (4, 4): (_COMMON, set()),
+    (5, 0): (_COMMON, set()),
     (5, 1): (_COMMON | {"-fps_mode"}, {"-vsync"}),
     (6, 1): (_COMMON | {"-fps_mode"}, {"-vsync"}),
     (7, 0): (_COMMON | {"-fps_mode"}, {"-vsync"}),
