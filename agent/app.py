@@ -26,6 +26,7 @@ from agent.commands import (
     CommandVerifier,
     NonceStore,
     check_params,
+    lesson_window,
     run_command,
 )
 from agent.config import AgentConfig
@@ -33,8 +34,9 @@ from agent.contract import ContractError, EventType, Kind, RefusalReason, envelo
 from agent.hardware import Hardware, open_backend
 from agent.link import Link
 from agent.probes import build
-from agent.probes.base import CheckParams, ProbeContext
+from agent.probes.base import ProbeContext
 from agent.probes.runner import CheckOutcome, ProbeRunner
+from agent.quiet import CAPABILITIES, QuietWindows
 from agent.redact import redact, redact_json
 from agent.spool import Spool
 from agent.watchdog import Notifier
@@ -73,10 +75,13 @@ def probe_context(config: AgentConfig, hardware: Hardware,
     state = config.agent.state_dir
     baseline = Baseline(state / BASELINE_FILE if state.is_dir() else None,
                         config.hardware.expected)
+    run = config.agent
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
                         bandwidth_url=config.network.bandwidth_url, clock=clock,
-                        baseline=baseline)
+                        baseline=baseline,
+                        quiet=QuietWindows(run.quiet_lead_s, run.quiet_hold_s, clock),
+                        sample_every_s=run.sample_every_s)
 
 
 def probe_runner(config: AgentConfig, hardware: Hardware,
@@ -200,7 +205,11 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval}
+        # The fleet keeps the birth's inventory: it learns there which run-check args this
+        # agent takes beyond v1's (an older agent refuses unknown args as bad-args).
+        inventory = {**redact_json(self.hardware.inventory()),
+                     "agent": {"capabilities": list(CAPABILITIES)}}
+        return {"inventory": inventory, "interval": self.interval}
 
     def _tick(self) -> None:
         try:
@@ -283,14 +292,22 @@ class Agent:
                                    f"interval set, but not saved: {exc}") from None
         self._emit(Kind.CMD_RESULT, result)
         if command.name == "run-check":
-            self._run_check(command.id, check_params(command.args), command.args.get("lesson_id"))
+            self._run_check(command.id, command.args)
         elif command.name == "reboot":
             # The fleet hears "ok" before the machine goes down; a failure follows as a
             # second result with the same id.
             self.link.flush(_REBOOT_FLUSH_S)
             run_command(cfg.reboot_command, cfg.command_timeout_s)
 
-    def _run_check(self, request_id: str, params: CheckParams,
-                   lesson_id: str | int | None) -> None:
-        outcome = self.runner.check(params)
+    def _run_check(self, request_id: str, args: dict[str, Any]) -> None:
+        lesson_id = args.get("lesson_id")
+        window = lesson_window(args)
+        quiet = self.runner.ctx.quiet
+        if quiet is not None and window is not None:
+            quiet.lesson(*window)  # before the check: it may already be inside the window
+        outcome = self.runner.check(check_params(args))
+        if quiet is not None and window is None and lesson_id is not None:
+            # An older fleet names the lesson only: it starts within the fleet's lead
+            # time, so this check may sample; later ones until the hold ends may not.
+            quiet.lesson()
         self._emit(Kind.CHECK, check_payload(outcome, request_id, lesson_id))

@@ -95,6 +95,13 @@ class RuntimeConfig:
     # How long one probe may take in a collection before it is reported as timed out
     # (and the telemetry leaves without it); a check's probes get CHECK_DEADLINE_S.
     probe_deadline_s: float = 10.0
+    # Cameras and microphones are sampled this often between checks (one device per
+    # collection; 0: only in checks), never while held by another process or while a
+    # lesson is near: from quiet_lead_s before a lesson the fleet named to its end, or
+    # for quiet_hold_s after a check that names a lesson without its times (agent.quiet).
+    sample_every_s: float = 120.0
+    quiet_lead_s: float = 900.0
+    quiet_hold_s: float = 5400.0
     state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
     # A day of telemetry at 15 s is 5,760 records; keep a few days of outage.
     spool_max_records: int = 20_000
@@ -165,6 +172,9 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.agent.interval >= 1, "agent.interval", "must be at least 1 second")
     _require(0 < cfg.agent.probe_deadline_s <= 3600, "agent.probe_deadline_s",
              "must be more than 0 and at most 3600 seconds")
+    _require(cfg.agent.sample_every_s >= 0, "agent.sample_every_s", "must be >= 0")
+    _require(cfg.agent.quiet_lead_s >= 0 and cfg.agent.quiet_hold_s >= 0,
+             "agent.quiet_lead_s", "quiet_lead_s and quiet_hold_s must be >= 0")
     _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
     _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
              f"must be >= {4 * MAX_PAYLOAD_BYTES} (four maximal payloads)")

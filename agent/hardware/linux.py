@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import psutil
 import pyudev
 
-from agent.hardware import ffmpeg_compat, media, netio, sysinfo, udev
+from agent.hardware import ffmpeg_compat, holders, media, netio, sysinfo, udev
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
@@ -27,6 +27,7 @@ from agent.hardware.base import (
     VideoDevice,
 )
 from agent.hardware.events import DeviceTracker, poll_every
+from agent.hardware.holders import Holder
 
 __all__ = ["LinuxHardware"]
 
@@ -45,10 +46,16 @@ class LinuxHardware(Hardware):
         extra_microphones: Mapping[str, str] = MappingProxyType({}),
         onboard_audio: Collection[str] = (),
         poll_s: float = 5.0,
+        proc_root: Path = Path("/proc"),
+        asound_root: Path = Path("/proc/asound"),
+        snd_root: Path = Path("/dev/snd"),
     ) -> None:
         self.sysfs_root = sysfs_root
         self.poll_s = poll_s  # hot-plug polling when no udev monitor can run
         self.disk_path = disk_path
+        # Who holds a device: processes from proc_root, PCM names to nodes through
+        # asound_root's card links and snd_root's nodes.
+        self.proc_root, self.asound_root, self.snd_root = proc_root, asound_root, snd_root
         # Devices udev cannot see, id -> spec: network cameras (an RTSP URL) and ALSA
         # PCMs such as PipeWire's "default" or an asoundrc plug.
         self.extra_cameras = [VideoDevice(i, i, node=spec) for i, spec in extra_cameras.items()]
@@ -88,6 +95,13 @@ class LinuxHardware(Hardware):
 
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
         return media.record_pcm(microphone.pcm, seconds)
+
+    def holders(self, device: VideoDevice | AudioDevice) -> list[Holder]:
+        if isinstance(device, VideoDevice):
+            node = device.node  # a URL or lavfi: spec has no holder to find
+        else:
+            node = holders.pcm_node(device.pcm, self.asound_root, self.snd_root)
+        return holders.holders(node, self.proc_root)
 
     def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
         return netio.ping(host, count, timeout_s)

@@ -1,0 +1,89 @@
+"""Which processes hold a device node open, from /proc (as ``fuser`` finds them).
+
+A camera or a sound card in use by the classroom's conferencing app is healthy evidence,
+not a fault: the check names the app and leaves the device alone.  ALSA PCM names become
+their device node through /proc/asound (``plughw:CARD=C920,DEV=0`` ->
+``/dev/snd/pcmC1D0c``).  Processes of other users can only be seen by root or with
+CAP_SYS_PTRACE; the agent's unit grants neither, so a holder it cannot see leaves the
+device looking free, and ffmpeg/arecord then meet EBUSY, which stays a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Holder", "holders", "in_use_texts", "pcm_node"]
+
+log = logging.getLogger(__name__)
+
+_HW_PCM = re.compile(r"^(?:plug)?hw:(?:CARD=)?([^,]+)(?:,(?:DEV=)?(\d+))?")
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    app: str  # /proc/PID/comm, e.g. "zoom", "pipewire"
+    user: str  # the owner's login name (the uid when it has none)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def holders(node: str, proc: Path = Path("/proc")) -> list[Holder]:
+    """Processes other than this one with ``node`` open; [] for no node or a node that
+    does not exist (nothing can hold what is not there)."""
+    if not node.startswith("/"):
+        return []
+    try:
+        target = os.path.realpath(node, strict=True)
+    except OSError:
+        return []
+    found = []
+    me = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+            held = any(os.readlink(fd) == target for fd in fds)
+            if held:
+                app = (entry / "comm").read_text().strip()
+                found.append(Holder(int(entry.name), app, _user(entry.stat().st_uid)))
+        except OSError:  # gone meanwhile, or another user's fds (EACCES): not visible
+            continue
+    return sorted(found, key=lambda h: h.pid)
+
+
+def pcm_node(pcm: str, asound: Path = Path("/proc/asound"),
+             dev: Path = Path("/dev/snd"), *, capture: bool = True) -> str:
+    """The device node of an ALSA ``hw``/``plughw`` PCM; "" for any other PCM (PipeWire's
+    "default", an asoundrc plug), whose holder cannot be told from a node."""
+    match = _HW_PCM.match(pcm)
+    if not match:
+        return ""
+    card, device = match[1], match[2] or "0"
+    if not card.isdigit():  # /proc/asound/<id> is a symlink to card<N>
+        try:
+            card = (asound / card).resolve(strict=True).name.removeprefix("card")
+        except OSError:
+            return ""
+    return str(dev / f"pcmC{card}D{device}{'c' if capture else 'p'}")
+
+
+def in_use_texts(found: list[Holder]) -> tuple[str, str]:
+    """The bilingual "in use by" message of a held device."""
+    apps = ", ".join(dict.fromkeys(f"{h.app} ({h.user})" for h in found))
+    return f"正在被 {apps} 使用", f"in use by {apps}"
