@@ -21,14 +21,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
-from agent.contract import utcnow
+from agent.contract import CAP_LESSON_WINDOW, CAP_PASSIVE, utcnow
 
 __all__ = ["CAPABILITIES", "QuietWindows"]
 
-#: What this agent's run-check understands beyond the v1 args; the birth advertises it
-#: (inventory ``agent.capabilities``) so that a fleet sends the new args only to agents
-#: that will not refuse them as bad-args.
-CAPABILITIES: Final = ("run-check.passive", "run-check.lesson-window")
+#: What this agent's run-check understands beyond the v1 args, for its birth.
+CAPABILITIES: Final = (CAP_PASSIVE, CAP_LESSON_WINDOW)
 
 
 class QuietWindows:

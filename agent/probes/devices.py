@@ -201,6 +201,7 @@ class PresenceProbe(Probe, Generic[D]):
         self._samples = {**self._samples, device.id: taken}
         if taken.good:
             self._last_good = {**self._last_good, device.id: now}
+            evidence["last_good_at"] = format_ts(now)
         return {**extra, **evidence, "sampled": True, "sampled_at": format_ts(now)}, found
 
     def _survey(self, ctx: ProbeContext, params: CheckParams | None) -> ProbeReport:
