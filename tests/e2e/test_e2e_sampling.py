@@ -3,12 +3,14 @@ periodic sampling: no pre-class check is involved (issue 6, detection outside le
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from agent.hardware.scenario import Fault, default_scenario
 from fleet.db.base import session_scope
 from fleet.db.models import AlertState, CheckRun
-from tests.e2e.world import LUXI, LUXI_TECH, World, wait_until
+from tests.e2e.world import LUXI, LUXI_TECH, MORNING, SHIYAN, LessonRow, World, wait_until
 
 MICROPHONE = default_scenario().microphone[0].id
 
@@ -48,3 +50,35 @@ def test_a_silent_microphone_raises_its_alert_without_a_check(world: World) -> N
     world.wait_fresh_telemetry(LUXI)
     wait_until("the alert to resolve", lambda: world.alerts(rule="mic_silent")[0].state
                is AlertState.RESOLVED, between=world.tick)
+
+
+def test_near_a_lesson_the_agent_is_told_its_times_and_samples_nothing(world: World) -> None:
+    """The real agent's birth lists the lesson-window capability, so the fleet's check
+    names the lesson's times; inside the agent's quiet lead (15 min) the check answers
+    from passive evidence and the periodic sampling pauses until the lesson ends."""
+    world.start_fleet()
+    world.start_agent(SHIYAN)
+    world.start_agent(LUXI)
+    world.wait_reporting(SHIYAN, LUXI)
+    sampled_at = world.wait_fresh_telemetry(LUXI).telemetry["sections"]["microphones"][
+        "devices"][0]["sampled_at"]
+    start = MORNING + timedelta(minutes=30)
+    [lesson] = world.import_lessons(LessonRow(start, "洞头区实验小学", ("洞头区鹿西乡小学",)))
+    # The planner reads the births from the device state table, flushed every 5 s.
+    world.running.states.flush()
+    world.clock.set(start - timedelta(minutes=10))  # the e2e config's check lead
+    world.tick()
+    def answered() -> list[CheckRun] | None:
+        runs = [r for r in world.check_runs(lesson) if r.verdict is not None]
+        return runs if len(runs) == 2 else None
+
+    runs = wait_until("both checks answered", answered, between=world.tick)
+    for run in runs:
+        assert run.verdict == "pass"
+        [mic] = run.probes["microphones"]["devices"]
+        assert mic["sampled"] is False and mic["sampled_at"] == sampled_at
+        assert run.probes["bandwidth"]["sampled"] is False
+    # Minutes later, still before the lesson: the periodic sampling keeps away too.
+    world.clock.advance(seconds=240)
+    mic = world.wait_fresh_telemetry(LUXI).telemetry["sections"]["microphones"]["devices"][0]
+    assert mic["sampled"] is False and mic["sampled_at"] == sampled_at
