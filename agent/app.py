@@ -65,7 +65,7 @@ def open_hardware(config: AgentConfig, clock: Callable[[], datetime] = utcnow) -
     hw = config.hardware
     return open_backend(hw.backend, scenario=hw.scenario, clock=clock,
                         extra_cameras=hw.cameras, extra_microphones=hw.microphones,
-                        onboard_audio=hw.onboard_audio)
+                        onboard_audio=hw.onboard_audio, pulse_server=hw.pulse_server)
 
 
 def probe_context(config: AgentConfig, hardware: Hardware,

@@ -82,6 +82,10 @@ class HardwareConfig:
     # Onboard PCMs that count as microphones/speakers, as ALSA "card:device" (``aplay -l``:
     # "PCH:0"); the HDA codec and HDMI/DP outputs are always there, so not by default.
     onboard_audio: list[str] = field(default_factory=list)
+    # Where microphones given as "pulse:<source>" record (PulseAudio or pipewire-pulse,
+    # e.g. "unix:/run/syncclass/pulse/native"); "": $PULSE_SERVER, else the socket of the
+    # logged-in user's session under /run/user (not reachable under ProtectHome=yes).
+    pulse_server: str = ""
     # Expected device ids per probe ("cameras", "microphones", "speakers"); a role not
     # listed is learned on first start (agent.baseline).
     expected: dict[str, list[str]] = field(default_factory=dict)

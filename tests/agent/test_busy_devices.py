@@ -12,18 +12,25 @@ ffmpeg/arecord fail on it: that is how the tests see that a held device was not 
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from agent.hardware.base import HardwareError
 from agent.hardware.holders import Holder, holders, in_use_texts, pcm_node
-from agent.hardware.linux import LinuxHardware
+from agent.hardware.linux import LinuxHardware, pulse_server
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.camera import CameraProbe
 from agent.probes.microphone import MicrophoneProbe
 from agent.thresholds import Thresholds
+from tests.agent.fixtures.media import pulse_session
+
+__all__ = ["pulse_session"]  # fixture used here
 
 _HOLD = """
 import sys, time
@@ -127,3 +134,40 @@ def test_a_fault_found_before_stands_while_the_app_holds_the_device(tmp_path: Pa
     assert [f.reason for f in again.findings] == [f.reason for f in first.findings] == [
         "camera_capture_failed"]
     assert camera["ok"] is False and camera["sampled"] is False and camera["held_by"]
+
+
+def test_microphones_through_pulseaudio_are_shared_not_taken(pulse_session: str) -> None:
+    """parec records beside another recorder of the same source: a stream of the sound
+    server, where ALSA's hw PCM would be busy."""
+    hardware = LinuxHardware(extra_microphones={"room": "pulse:tone",
+                                                "muted": "pulse:quiet.monitor",
+                                                "gone": "pulse:no-such-source"},
+                             pulse_server=pulse_session)
+    ctx = ProbeContext(hardware, Thresholds(), {})
+    other = subprocess.Popen(["parec", "-d", "tone", "--raw"], stdout=subprocess.DEVNULL,
+                             env={**os.environ, "PULSE_SERVER": pulse_session})
+    try:
+        report = MicrophoneProbe().check(ctx, CheckParams())
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
+    devices = {d["id"]: d for d in report.section["devices"]}
+    assert devices["room"]["ok"] is True and devices["room"]["sampled"] is True
+    assert -30 < devices["room"]["level_dbfs"] < 0 and "held_by" not in devices["room"]
+    assert devices["muted"]["reason"] == "microphone_silent"
+    assert devices["gone"]["reason"] == "microphone_capture_failed"
+    assert "no-such-source" in devices["gone"]["message"]
+
+
+def test_the_sound_server_is_found_in_the_users_session(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PULSE_SERVER", raising=False)
+    with pytest.raises(HardwareError) as err:
+        pulse_server("", tmp_path)
+    assert err.value.reason == "sound_server_missing"
+    (tmp_path / "1000" / "pulse").mkdir(parents=True)
+    (tmp_path / "1000" / "pulse" / "native").write_bytes(b"")
+    assert pulse_server("", tmp_path) == f"unix:{tmp_path}/1000/pulse/native"
+    monkeypatch.setenv("PULSE_SERVER", "unix:/run/syncclass/pulse")
+    assert pulse_server("", tmp_path) == "unix:/run/syncclass/pulse"
+    assert pulse_server("tcp:10.0.0.5", tmp_path) == "tcp:10.0.0.5"
