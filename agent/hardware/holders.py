@@ -3,9 +3,10 @@
 A camera or a sound card in use by the classroom's conferencing app is healthy evidence,
 not a fault: the check names the app and leaves the device alone.  ALSA PCM names become
 their device node through /proc/asound (``plughw:CARD=C920,DEV=0`` ->
-``/dev/snd/pcmC1D0c``).  Processes of other users can only be seen by root or with
-CAP_SYS_PTRACE; the agent's unit grants neither, so a holder it cannot see leaves the
-device looking free, and ffmpeg/arecord then meet EBUSY, which stays a warning.
+``/dev/snd/pcmC1D0c``).  Another user's file descriptors can only be read by root or
+with CAP_SYS_PTRACE, which the agent's unit does not grant: for a PCM, ALSA's own
+substream status names the owner to anyone; a camera held by another user's app looks
+free, and ffmpeg then meets EBUSY on it, a warning that leaves the holder undisturbed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Holder", "holders", "in_use_texts", "pcm_node"]
+__all__ = ["Holder", "holders", "in_use_texts", "pcm_node", "pcm_owners"]
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,50 @@ def holders(node: str, proc: Path = Path("/proc")) -> list[Holder]:
     return sorted(found, key=lambda h: h.pid)
 
 
-def pcm_node(pcm: str, asound: Path = Path("/proc/asound"),
-             dev: Path = Path("/dev/snd"), *, capture: bool = True) -> str:
-    """The device node of an ALSA ``hw``/``plughw`` PCM; "" for any other PCM (PipeWire's
-    "default", an asoundrc plug), whose holder cannot be told from a node."""
+def _pcm_card(pcm: str, asound: Path) -> tuple[str, str] | None:
+    """(card number, device number) of an ALSA ``hw``/``plughw`` PCM, or None."""
     match = _HW_PCM.match(pcm)
     if not match:
-        return ""
+        return None
     card, device = match[1], match[2] or "0"
     if not card.isdigit():  # /proc/asound/<id> is a symlink to card<N>
         try:
             card = (asound / card).resolve(strict=True).name.removeprefix("card")
         except OSError:
-            return ""
-    return str(dev / f"pcmC{card}D{device}{'c' if capture else 'p'}")
+            return None
+    return card, device
+
+
+def pcm_node(pcm: str, asound: Path = Path("/proc/asound"),
+             dev: Path = Path("/dev/snd"), *, capture: bool = True) -> str:
+    """The device node of an ALSA ``hw``/``plughw`` PCM; "" for any other PCM (PipeWire's
+    "default", an asoundrc plug), whose holder cannot be told from a node."""
+    found = _pcm_card(pcm, asound)
+    if found is None:
+        return ""
+    return str(dev / f"pcmC{found[0]}D{found[1]}{'c' if capture else 'p'}")
+
+
+def pcm_owners(pcm: str, asound: Path = Path("/proc/asound"),
+               proc: Path = Path("/proc")) -> list[Holder]:
+    """Who has a capture PCM open, as ALSA itself says (``owner_pid`` in each substream's
+    status).  Anyone may read it, so an agent without ptrace rights, which cannot see
+    another user's file descriptors, still names the conferencing app that holds a PCM."""
+    found = _pcm_card(pcm, asound)
+    if found is None:
+        return []
+    owners = []
+    for status in sorted((asound / f"card{found[0]}" / f"pcm{found[1]}c").glob("sub*/status")):
+        try:
+            fields = {key.strip(): value.strip() for key, _, value in
+                      (line.partition(":") for line in status.read_text().splitlines())}
+            pid = int(fields["owner_pid"])
+            entry = proc / str(pid)
+            owners.append(Holder(pid, (entry / "comm").read_text().strip(),
+                                 _user(entry.stat().st_uid)))
+        except (OSError, KeyError, ValueError):  # closed ("closed"), or gone meanwhile
+            continue
+    return owners
 
 
 def in_use_texts(found: list[Holder]) -> tuple[str, str]:

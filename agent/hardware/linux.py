@@ -124,10 +124,10 @@ class LinuxHardware(Hardware):
 
     def holders(self, device: VideoDevice | AudioDevice) -> list[Holder]:
         if isinstance(device, VideoDevice):
-            node = device.node  # a URL or lavfi: spec has no holder to find
-        else:
-            node = holders.pcm_node(device.pcm, self.asound_root, self.snd_root)
-        return holders.holders(node, self.proc_root)
+            return holders.holders(device.node, self.proc_root)  # a URL has no holder
+        node = holders.pcm_node(device.pcm, self.asound_root, self.snd_root)
+        return (holders.holders(node, self.proc_root)
+                or holders.pcm_owners(device.pcm, self.asound_root, self.proc_root))
 
     def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
         return netio.ping(host, count, timeout_s)

@@ -171,3 +171,22 @@ def test_the_sound_server_is_found_in_the_users_session(
     monkeypatch.setenv("PULSE_SERVER", "unix:/run/syncclass/pulse")
     assert pulse_server("", tmp_path) == "unix:/run/syncclass/pulse"
     assert pulse_server("tcp:10.0.0.5", tmp_path) == "tcp:10.0.0.5"
+
+
+def test_alsa_names_a_pcms_owner_to_an_agent_that_cannot_see_its_fds(tmp_path: Path) -> None:
+    """/proc/asound/cardN/pcmDc/subK/status is ALSA's own word on who has a PCM open (here
+    a test copy in the kernel's format, the owner a real process)."""
+    asound, snd = tmp_path / "asound", tmp_path / "snd"
+    sub = asound / "card1" / "pcm0c" / "sub0"
+    sub.mkdir(parents=True)
+    (asound / "Speak").symlink_to("card1")
+    (sub / "status").write_text("closed\n")
+    hardware = LinuxHardware(extra_microphones={"speak": "plughw:CARD=Speak,DEV=0"},
+                             asound_root=asound, snd_root=snd)
+    [mic] = hardware.microphones()
+    assert hardware.holders(mic) == []
+    (tmp_path / "stream").write_bytes(b"")
+    with held(tmp_path / "stream", "wemeetapp") as pid:  # a real owner process
+        (sub / "status").write_text(
+            f"state: RUNNING\nowner_pid   : {pid}\ntrigger_time: 5.1\n")
+        assert hardware.holders(mic) == [Holder(pid, "wemeetapp", getpass.getuser())]
