@@ -59,6 +59,8 @@ _REBOOT_FLUSH_S = 10.0
 _SLICE_S = 0.2
 # What the set-interval command accepts (agent.commands checks its args the same way).
 _INTERVAL_RANGE = (1.0, 3600.0)
+# Sound servers run per user (systemd --user), not under the system manager.
+_SESSION_UNITS = frozenset({"pipewire", "pipewire-pulse", "wireplumber", "pulseaudio"})
 
 
 def open_hardware(config: AgentConfig, clock: Callable[[], datetime] = utcnow) -> Hardware:
@@ -158,6 +160,11 @@ class Agent:
                          on_command=self._receive_command, birth=self._birth, clock=clock)
         self._stop = threading.Event()
         self._next_tick = 0.0
+        for unit in set(config.commands.allowed_units) - set(config.commands.user_units):
+            if unit.removesuffix(".service") in _SESSION_UNITS:
+                log.warning("commands.allowed_units: %s is a unit of the user's session; "
+                            "the system's restart_command cannot restart it: list it in "
+                            "commands.user_units with a user_restart_command", unit)
 
     # ------------------------------------------------------------------ life cycle
     def stop(self) -> None:
@@ -280,7 +287,9 @@ class Agent:
         cfg = self.config.commands
         result: dict[str, Any] = {"id": command.id, "ok": True}
         if command.name == "restart-service":
-            argv = [*cfg.restart_command, command.args["unit"]]
+            unit = command.args["unit"]
+            restart = cfg.user_restart_command if unit in cfg.user_units else cfg.restart_command
+            argv = [*restart, unit]
             result["output"] = run_command(argv, cfg.command_timeout_s)
         elif command.name == "set-interval":
             self.interval = float(command.args["seconds"])

@@ -118,6 +118,12 @@ class CommandsConfig:
     allowed_units: list[str] = field(default_factory=list)
     reboot_command: list[str] = field(default_factory=lambda: ["systemctl", "reboot"])
     restart_command: list[str] = field(default_factory=lambda: ["systemctl", "restart"])
+    # Units of the logged-in user's session (pipewire.service, wireplumber.service,
+    # pipewire-pulse.service, pulseaudio.service): the system manager does not know them,
+    # so they restart with user_restart_command, e.g.
+    # ["systemctl", "--user", "-M", "teacher@", "restart"] (polkit must allow it).
+    user_units: list[str] = field(default_factory=list)
+    user_restart_command: list[str] = field(default_factory=list)
     # Classroom PCs drift when NTP is blocked; a command this far early/late still counts.
     clock_skew_s: float = 120.0
     # A command valid for longer is refused: its nonce must be remembered that long.
@@ -177,8 +183,8 @@ def _validate(cfg: AgentConfig) -> None:
     _require(0 < cfg.agent.probe_deadline_s <= 3600, "agent.probe_deadline_s",
              "must be more than 0 and at most 3600 seconds")
     _require(cfg.agent.sample_every_s >= 0, "agent.sample_every_s", "must be >= 0")
-    _require(cfg.agent.quiet_lead_s >= 0 and cfg.agent.quiet_hold_s >= 0,
-             "agent.quiet_lead_s", "quiet_lead_s and quiet_hold_s must be >= 0")
+    _require(cfg.agent.quiet_lead_s >= 0, "agent.quiet_lead_s", "must be >= 0")
+    _require(cfg.agent.quiet_hold_s >= 0, "agent.quiet_hold_s", "must be >= 0")
     _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
     _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
              f"must be >= {4 * MAX_PAYLOAD_BYTES} (four maximal payloads)")
@@ -191,6 +197,10 @@ def _validate(cfg: AgentConfig) -> None:
                  f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
     _require(bool(cfg.commands.reboot_command), "commands.reboot_command", "is empty")
     _require(bool(cfg.commands.restart_command), "commands.restart_command", "is empty")
+    _require(set(cfg.commands.user_units) <= set(cfg.commands.allowed_units),
+             "commands.user_units", "every user unit must be in commands.allowed_units too")
+    _require(bool(cfg.commands.user_restart_command) or not cfg.commands.user_units,
+             "commands.user_restart_command", "is empty, but commands.user_units names units")
     _require(cfg.commands.clock_skew_s >= 0, "commands.clock_skew_s", "must be >= 0")
     _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
     for name, host in cfg.network.targets.items():
