@@ -43,9 +43,14 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
+def _parent(entry: Path) -> int:
+    # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+    return int(entry.joinpath("stat").read_text().rpartition(")")[2].split()[1])
+
+
 def holders(node: str, proc: Path = Path("/proc")) -> list[Holder]:
-    """Processes other than this one with ``node`` open; [] for no node or a node that
-    does not exist (nothing can hold what is not there)."""
+    """Processes other than this one and its children with ``node`` open; [] for no node
+    or a node that does not exist (nothing can hold what is not there)."""
     if not node.startswith("/"):
         return []
     try:
@@ -60,7 +65,8 @@ def holders(node: str, proc: Path = Path("/proc")) -> list[Holder]:
         try:
             fds = list((entry / "fd").iterdir())
             held = any(os.readlink(fd) == target for fd in fds)
-            if held:
+            # The agent's own ffmpeg/arecord (a check's, seen by a collection) is no app.
+            if held and _parent(entry) != me:
                 app = (entry / "comm").read_text().strip()
                 found.append(Holder(int(entry.name), app, _user(entry.stat().st_uid)))
         except OSError:  # gone meanwhile, or another user's fds (EACCES): not visible

@@ -29,29 +29,41 @@ from agent.probes.camera import CameraProbe
 from agent.probes.microphone import MicrophoneProbe
 from agent.thresholds import Thresholds
 from tests.agent.fixtures.media import pulse_session
+from tests.waiting import wait_until
 
 __all__ = ["pulse_session"]  # fixture used here
 
 _HOLD = """
-import sys, time
+import os, sys
 with open("/proc/self/comm", "w") as comm:
     comm.write(sys.argv[2])
 held = open(sys.argv[1], "rb")
-print("holding", flush=True)
+print(os.getpid(), flush=True)
 sys.stdin.read()
 """
 
 
 @contextmanager
 def held(node: Path, app: str = "zoom") -> Iterator[int]:
-    """A real process with ``node`` open until the block ends; yields its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(node), app],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """A real process with ``node`` open until the block ends; yields its pid.
+
+    Started through a shell that exits at once, so it is no child of this process (the
+    lesson's app is never the agent's child, and the agent's own children are skipped).
+    """
+    # An asynchronous command's stdin is /dev/null unless redirected from a saved copy.
+    shell = subprocess.Popen(["sh", "-c", 'exec 3<&0; "$@" <&3 3<&- &', "sh",
+                              sys.executable, "-c", _HOLD,
+                              str(node), app],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert shell.stdin is not None and shell.stdout is not None
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "holding\n"
-        yield proc.pid
+        pid = int(shell.stdout.readline())
+        yield pid
     finally:
-        proc.communicate(timeout=10)  # closing stdin lets it exit
+        shell.stdin.close()  # the holder exits at end of input
+        shell.wait(timeout=10)
+    # Its files closed (exited; the container's init may reap it later).
+    assert wait_until(lambda: not any(Path(f"/proc/{pid}/fd").glob("*")), timeout=10)
 
 
 def test_holders_names_the_process_its_app_and_its_user(tmp_path: Path) -> None:
@@ -190,3 +202,16 @@ def test_alsa_names_a_pcms_owner_to_an_agent_that_cannot_see_its_fds(tmp_path: P
         (sub / "status").write_text(
             f"state: RUNNING\nowner_pid   : {pid}\ntrigger_time: 5.1\n")
         assert hardware.holders(mic) == [Holder(pid, "wemeetapp", getpass.getuser())]
+
+
+def test_the_agents_own_children_are_not_holders(tmp_path: Path) -> None:
+    """A check's ffmpeg, seen by a collection running meanwhile, is not the lesson's app."""
+    node = tmp_path / "video0"
+    node.write_bytes(b"")
+    with node.open("rb") as mine, held(node) as other:
+        child = subprocess.Popen(["sleep", "30"], pass_fds=(mine.fileno(),))
+        try:
+            assert [h.pid for h in holders(str(node))] == [other]
+        finally:
+            child.kill()
+            child.wait()
