@@ -18,6 +18,7 @@ stands until a newer sample clears it.
 from __future__ import annotations
 
 import logging
+import threading
 from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,9 @@ class PresenceProbe(Probe, Generic[D]):
         self._memory = Baseline()
         self._samples: dict[str, _Sample] = {}  # device id -> its last sample
         self._last_good: dict[str, datetime] = {}
+        # One sample at a time: a collection does not sample while a check does (the
+        # second ffmpeg would only meet EBUSY); it reports passive evidence instead.
+        self._sampling = threading.Lock()
 
     @abstractmethod
     def present(self, ctx: ProbeContext) -> list[D]:
@@ -175,7 +179,7 @@ class PresenceProbe(Probe, Generic[D]):
         return oldest.id
 
     def _look(self, ctx: ProbeContext, device: D, label: str, entity: str,
-              sample: bool) -> tuple[dict[str, Any], list[Finding]]:
+              sample: bool, wait: bool) -> tuple[dict[str, Any], list[Finding]]:
         """One present device: sampled when ``sample`` allows and nothing holds it, else
         passive evidence (held by whom, the last sample and its findings)."""
         holders = self.held(ctx, device) if self.samples else []
@@ -189,20 +193,22 @@ class PresenceProbe(Probe, Generic[D]):
             zh, en = in_use_texts(holders)
             evidence |= {"held_by": [h.to_json() for h in holders],
                          "message": f"{label}：{zh} / {label}: {en}"}
-        if holders or not sample:
-            # A fault the last sample found stands until a sample says otherwise: a
-            # silent microphone does not come back because the lesson's app opened it.
-            kept = last.findings if last is not None and not last.good else []
-            return {**(last.extra if kept and last else {}), **evidence,
-                    "sampled": False}, kept
-        extra, found = self.inspect(ctx, device, label, entity)
-        now = ctx.clock()
-        taken = _Sample(now, extra, found)
-        self._samples = {**self._samples, device.id: taken}
-        if taken.good:
-            self._last_good = {**self._last_good, device.id: now}
-            evidence["last_good_at"] = format_ts(now)
-        return {**extra, **evidence, "sampled": True, "sampled_at": format_ts(now)}, found
+        if not holders and sample and self._sampling.acquire(blocking=wait):
+            try:
+                extra, found = self.inspect(ctx, device, label, entity)
+            finally:
+                self._sampling.release()
+            now = ctx.clock()
+            taken = _Sample(now, extra, found)
+            self._samples = {**self._samples, device.id: taken}
+            if taken.good:
+                self._last_good = {**self._last_good, device.id: now}
+                evidence["last_good_at"] = format_ts(now)
+            return {**extra, **evidence, "sampled": True, "sampled_at": format_ts(now)}, found
+        # A fault the last sample found stands until a sample says otherwise: a silent
+        # microphone does not come back because the lesson's app opened it.
+        kept = last.findings if last is not None and not last.good else []
+        return {**(last.extra if kept and last else {}), **evidence, "sampled": False}, kept
 
     def _survey(self, ctx: ProbeContext, params: CheckParams | None) -> ProbeReport:
         there = self.present(ctx)
@@ -221,7 +227,8 @@ class PresenceProbe(Probe, Generic[D]):
                 extra, found = self.inspect(ctx, device, label, entity)
             elif params is not None or device.id in self._samples or device.id == due:
                 extra, found = self._look(ctx, device, label, entity,
-                                          allowed and (params is not None or device.id == due))
+                                          allowed and (params is not None or device.id == due),
+                                          wait=params is not None)
             else:
                 extra, found = {}, []
             devices.append(mark({**detail, **extra, "present": True,

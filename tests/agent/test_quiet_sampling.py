@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from agent.commands import CommandError, check_params, lesson_window, parse_args
 from agent.compat import UTC
 from agent.contract import format_ts
 from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.base import AudioClip, AudioDevice
 from agent.probes.bandwidth import BandwidthProbe
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.camera import CameraProbe
@@ -141,3 +143,31 @@ def test_run_check_window_args() -> None:
         with pytest.raises(CommandError) as err:
             parse_args("run-check", bad)
         assert err.value.reason.value == "bad-args"
+
+
+class _SlowMicrophone(SimulatedHardware):
+    """Records only when told: a check's recording is under way while a collection runs."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.recording, self.finish = threading.Event(), threading.Event()
+
+    def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
+        self.recording.set()
+        assert self.finish.wait(10)
+        return super().record(microphone, seconds)
+
+
+def test_a_collection_does_not_sample_while_a_check_does() -> None:
+    clock = ManualClock(START)
+    hw = _SlowMicrophone(clock)
+    ctx = ProbeContext(hw, Thresholds(), {}, clock=clock, sample_every_s=120)
+    probe = MicrophoneProbe()
+    check = threading.Thread(target=probe.check, args=(ctx, CheckParams()))
+    check.start()
+    assert hw.recording.wait(10)
+    [mic] = probe.collect(ctx).section["devices"]  # due, but the check is recording
+    assert mic["sampled"] is False
+    hw.finish.set()
+    check.join(10)
+    assert _mic(probe, ctx)["sampled_at"] == format_ts(START)  # the check's sample
