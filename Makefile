@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS_RUN := mosquitto mosquitto-clients openssl
 DEBS_TEST := $(DEBS_RUN) ffmpeg alsa-utils postgresql chromium victoria-metrics influxdb \
-	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd strace umockdev
+	prometheus-node-exporter fonts-wqy-microhei iputils-ping systemd strace umockdev \
+	pulseaudio pulseaudio-utils
 STAMP := $(VENV)/.installed
 # grafana-client's urllib3-future would replace urllib3 in .venv: its tests get a venv of their own.
 GVENV := .venv-grafana

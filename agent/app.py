@@ -26,6 +26,7 @@ from agent.commands import (
     CommandVerifier,
     NonceStore,
     check_params,
+    lesson_window,
     run_command,
 )
 from agent.config import AgentConfig
@@ -34,8 +35,9 @@ from agent.hardware import Hardware, open_backend
 from agent.identity import read_identity
 from agent.link import Link
 from agent.probes import build
-from agent.probes.base import CheckParams, ProbeContext
+from agent.probes.base import ProbeContext
 from agent.probes.runner import CheckOutcome, ProbeRunner
+from agent.quiet import CAPABILITIES, QuietWindows
 from agent.redact import redact, redact_json
 from agent.spool import Spool
 from agent.watchdog import Notifier
@@ -58,13 +60,15 @@ _REBOOT_FLUSH_S = 10.0
 _SLICE_S = 0.2
 # What the set-interval command accepts (agent.commands checks its args the same way).
 _INTERVAL_RANGE = (1.0, 3600.0)
+# Sound servers run per user (systemd --user), not under the system manager.
+_SESSION_UNITS = frozenset({"pipewire", "pipewire-pulse", "wireplumber", "pulseaudio"})
 
 
 def open_hardware(config: AgentConfig, clock: Callable[[], datetime] = utcnow) -> Hardware:
     hw = config.hardware
     return open_backend(hw.backend, scenario=hw.scenario, clock=clock,
                         extra_cameras=hw.cameras, extra_microphones=hw.microphones,
-                        onboard_audio=hw.onboard_audio)
+                        onboard_audio=hw.onboard_audio, pulse_server=hw.pulse_server)
 
 
 def probe_context(config: AgentConfig, hardware: Hardware,
@@ -74,11 +78,14 @@ def probe_context(config: AgentConfig, hardware: Hardware,
     state = config.agent.state_dir
     baseline = Baseline(state / BASELINE_FILE if state.is_dir() else None,
                         config.hardware.expected)
+    run = config.agent
     return ProbeContext(hardware=hardware, thresholds=config.thresholds,
                         targets=dict(config.network.targets),
                         av_hosts=dict(config.network.av_hosts),
                         bandwidth_url=config.network.bandwidth_url, clock=clock,
-                        baseline=baseline)
+                        baseline=baseline,
+                        quiet=QuietWindows(run.quiet_lead_s, run.quiet_hold_s, clock),
+                        sample_every_s=run.sample_every_s)
 
 
 def probe_runner(config: AgentConfig, hardware: Hardware,
@@ -158,6 +165,11 @@ class Agent:
                          on_command=self._receive_command, birth=self._birth, clock=clock)
         self._stop = threading.Event()
         self._next_tick = 0.0
+        for unit in set(config.commands.allowed_units) - set(config.commands.user_units):
+            if unit.removesuffix(".service") in _SESSION_UNITS:
+                log.warning("commands.allowed_units: %s is a unit of the user's session; "
+                            "the system's restart_command cannot restart it: list it in "
+                            "commands.user_units with a user_restart_command", unit)
 
     # ------------------------------------------------------------------ life cycle
     def stop(self) -> None:
@@ -205,8 +217,11 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        return {"inventory": redact_json(self.hardware.inventory()), "interval": self.interval,
-                "machine": self._machine}
+        # The fleet keeps the birth's inventory: it learns there which run-check args this
+        # agent takes beyond v1's (an older agent refuses unknown args as bad-args).
+        inventory = {**redact_json(self.hardware.inventory()),
+                     "agent": {"capabilities": list(CAPABILITIES)}}
+        return {"inventory": inventory, "interval": self.interval, "machine": self._machine}
 
     def _tick(self) -> None:
         try:
@@ -277,7 +292,9 @@ class Agent:
         cfg = self.config.commands
         result: dict[str, Any] = {"id": command.id, "ok": True}
         if command.name == "restart-service":
-            argv = [*cfg.restart_command, command.args["unit"]]
+            unit = command.args["unit"]
+            restart = cfg.user_restart_command if unit in cfg.user_units else cfg.restart_command
+            argv = [*restart, unit]
             result["output"] = run_command(argv, cfg.command_timeout_s)
         elif command.name == "set-interval":
             self.interval = float(command.args["seconds"])
@@ -289,14 +306,22 @@ class Agent:
                                    f"interval set, but not saved: {exc}") from None
         self._emit(Kind.CMD_RESULT, result)
         if command.name == "run-check":
-            self._run_check(command.id, check_params(command.args), command.args.get("lesson_id"))
+            self._run_check(command.id, command.args)
         elif command.name == "reboot":
             # The fleet hears "ok" before the machine goes down; a failure follows as a
             # second result with the same id.
             self.link.flush(_REBOOT_FLUSH_S)
             run_command(cfg.reboot_command, cfg.command_timeout_s)
 
-    def _run_check(self, request_id: str, params: CheckParams,
-                   lesson_id: str | int | None) -> None:
-        outcome = self.runner.check(params)
+    def _run_check(self, request_id: str, args: dict[str, Any]) -> None:
+        lesson_id = args.get("lesson_id")
+        window = lesson_window(args)
+        quiet = self.runner.ctx.quiet
+        if quiet is not None and window is not None:
+            quiet.lesson(*window)  # before the check: it may already be inside the window
+        outcome = self.runner.check(check_params(args))
+        if quiet is not None and window is None and lesson_id is not None:
+            # An older fleet names the lesson only: it starts within the fleet's lead
+            # time, so this check may sample; later ones until the hold ends may not.
+            quiet.lesson()
         self._emit(Kind.CHECK, check_payload(outcome, request_id, lesson_id))

@@ -44,6 +44,7 @@ __all__ = [
     "CommandVerifier",
     "NonceStore",
     "check_params",
+    "lesson_window",
     "parse_args",
     "run_command",
 ]
@@ -105,7 +106,9 @@ class Accepted:
 _ARG_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "run-check": {"targets": (dict,), "need_up_mbps": (int, float),
                   "need_down_mbps": (int, float), "uplink": (bool,),
-                  "bandwidth_url": (str,), "lesson_id": (str, int)},
+                  "bandwidth_url": (str,), "lesson_id": (str, int),
+                  # agent.quiet.CAPABILITIES: sent only to agents whose birth lists them
+                  "passive": (bool,), "lesson_starts_at": (str,), "lesson_ends_at": (str,)},
     "reboot": {},
     "restart-service": {"unit": (str,)},
     "set-interval": {"seconds": (int, float)},
@@ -138,9 +141,25 @@ def parse_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
         for key in ("need_up_mbps", "need_down_mbps"):
             if args.get(key) is not None and args[key] < 0:
                 raise _bad(f"run-check: {key} must be >= 0")
+        window = lesson_window(args)
+        if window is not None and window[1] <= window[0]:
+            raise _bad("run-check: lesson_ends_at is not after lesson_starts_at")
     if name == "set-interval" and not 1 <= args["seconds"] <= 3600:
         raise _bad("set-interval: seconds must be 1..3600")
     return args
+
+
+def lesson_window(args: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """A run-check's lesson start and end, when it names both."""
+    starts, ends = args.get("lesson_starts_at"), args.get("lesson_ends_at")
+    if starts is None or ends is None:
+        if (starts is None) != (ends is None):
+            raise _bad("run-check: lesson_starts_at and lesson_ends_at go together")
+        return None
+    try:
+        return parse_ts(starts), parse_ts(ends)
+    except ContractError as exc:
+        raise _bad(f"run-check: {exc.message}") from None
 
 
 def check_params(args: dict[str, Any]) -> CheckParams:
@@ -150,6 +169,7 @@ def check_params(args: dict[str, Any]) -> CheckParams:
         need_down_mbps=args.get("need_down_mbps"),
         uplink=args.get("uplink", True) is not False,
         bandwidth_url=args.get("bandwidth_url"),
+        passive=args.get("passive") is True,
     )
 
 

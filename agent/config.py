@@ -84,6 +84,10 @@ class HardwareConfig:
     # Onboard PCMs that count as microphones/speakers, as ALSA "card:device" (``aplay -l``:
     # "PCH:0"); the HDA codec and HDMI/DP outputs are always there, so not by default.
     onboard_audio: list[str] = field(default_factory=list)
+    # Where microphones given as "pulse:<source>" record (PulseAudio or pipewire-pulse,
+    # e.g. "unix:/run/syncclass/pulse/native"); "": $PULSE_SERVER, else the socket of the
+    # logged-in user's session under /run/user (not reachable under ProtectHome=yes).
+    pulse_server: str = ""
     # Expected device ids per probe ("cameras", "microphones", "speakers"); a role not
     # listed is learned on first start (agent.baseline).
     expected: dict[str, list[str]] = field(default_factory=dict)
@@ -97,6 +101,13 @@ class RuntimeConfig:
     # How long one probe may take in a collection before it is reported as timed out
     # (and the telemetry leaves without it); a check's probes get CHECK_DEADLINE_S.
     probe_deadline_s: float = 10.0
+    # Cameras and microphones are sampled this often between checks (one device per
+    # collection; 0: only in checks), never while held by another process or while a
+    # lesson is near: from quiet_lead_s before a lesson the fleet named to its end, or
+    # for quiet_hold_s after a check that names a lesson without its times (agent.quiet).
+    sample_every_s: float = 120.0
+    quiet_lead_s: float = 900.0
+    quiet_hold_s: float = 5400.0
     state_dir: Path = Path("/var/lib/syncclass-agent")  # spool, seq, session, nonces
     # Where etc/machine-id and sys/class/net are read for the machine's identity
     # (agent.identity); only tests and containers set it.
@@ -112,6 +123,12 @@ class CommandsConfig:
     allowed_units: list[str] = field(default_factory=list)
     reboot_command: list[str] = field(default_factory=lambda: ["systemctl", "reboot"])
     restart_command: list[str] = field(default_factory=lambda: ["systemctl", "restart"])
+    # Units of the logged-in user's session (pipewire.service, wireplumber.service,
+    # pipewire-pulse.service, pulseaudio.service): the system manager does not know them,
+    # so they restart with user_restart_command, e.g.
+    # ["systemctl", "--user", "-M", "teacher@", "restart"] (polkit must allow it).
+    user_units: list[str] = field(default_factory=list)
+    user_restart_command: list[str] = field(default_factory=list)
     # Classroom PCs drift when NTP is blocked; a command this far early/late still counts.
     clock_skew_s: float = 120.0
     # A command valid for longer is refused: its nonce must be remembered that long.
@@ -173,6 +190,9 @@ def _validate(cfg: AgentConfig) -> None:
     _require(cfg.agent.interval >= 1, "agent.interval", "must be at least 1 second")
     _require(0 < cfg.agent.probe_deadline_s <= 3600, "agent.probe_deadline_s",
              "must be more than 0 and at most 3600 seconds")
+    _require(cfg.agent.sample_every_s >= 0, "agent.sample_every_s", "must be >= 0")
+    _require(cfg.agent.quiet_lead_s >= 0, "agent.quiet_lead_s", "must be >= 0")
+    _require(cfg.agent.quiet_hold_s >= 0, "agent.quiet_hold_s", "must be >= 0")
     _require(cfg.agent.spool_max_records >= 10, "agent.spool_max_records", "must be >= 10")
     _require(cfg.agent.spool_max_bytes >= 4 * MAX_PAYLOAD_BYTES, "agent.spool_max_bytes",
              f"must be >= {4 * MAX_PAYLOAD_BYTES} (four maximal payloads)")
@@ -185,6 +205,10 @@ def _validate(cfg: AgentConfig) -> None:
                  f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
     _require(bool(cfg.commands.reboot_command), "commands.reboot_command", "is empty")
     _require(bool(cfg.commands.restart_command), "commands.restart_command", "is empty")
+    _require(set(cfg.commands.user_units) <= set(cfg.commands.allowed_units),
+             "commands.user_units", "every user unit must be in commands.allowed_units too")
+    _require(bool(cfg.commands.user_restart_command) or not cfg.commands.user_units,
+             "commands.user_restart_command", "is empty, but commands.user_units names units")
     _require(cfg.commands.clock_skew_s >= 0, "commands.clock_skew_s", "must be >= 0")
     _require(cfg.commands.max_validity_s > 0, "commands.max_validity_s", "must be > 0")
     for name, host in cfg.network.targets.items():

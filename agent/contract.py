@@ -30,6 +30,8 @@ from agent.compat import UTC, StrEnum
 
 __all__ = [
     "BANDWIDTH_TOKEN_PARAM",
+    "CAP_LESSON_WINDOW",
+    "CAP_PASSIVE",
     "COMMAND_NAMES",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
@@ -119,6 +121,13 @@ COMMAND_NAMES: Final = frozenset({"run-check", "reboot", "restart-service", "set
 #: in the URL, not a run-check arg of its own, because an agent refuses a run-check with
 #: an arg it does not know: v1 agents send the URL as given and so carry the token.
 BANDWIDTH_TOKEN_PARAM: Final = "token"
+
+
+#: Capabilities an agent lists in its birth (``inventory.agent.capabilities``): the
+#: run-check args it takes beyond v1's.  A fleet sends such an arg only to an agent that
+#: lists it, for the same reason as above: an older agent refuses it as bad-args.
+CAP_LESSON_WINDOW: Final = "run-check.lesson-window"  # lesson_starts_at, lesson_ends_at
+CAP_PASSIVE: Final = "run-check.passive"  # passive: no picture, sound or throughput sampled
 
 
 def with_bandwidth_token(url: str, token: str) -> str:

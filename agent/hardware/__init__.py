@@ -37,13 +37,16 @@ def open_backend(
     extra_cameras: Mapping[str, str] | None = None,
     extra_microphones: Mapping[str, str] | None = None,
     onboard_audio: Collection[str] = (),
+    pulse_server: str = "",
 ) -> Hardware:
     """The backend named ``kind``.
 
     simulated: ``scenario`` file (None: a healthy default classroom), ``clock`` for its
     fault times.  linux: ``sysfs_root``, and devices udev cannot see, id -> spec:
     ``extra_cameras`` (RTSP URL, /dev node, ``lavfi:...``), ``extra_microphones`` (ALSA PCM);
-    ``onboard_audio``: the onboard PCMs (``card:device``) that count as devices.
+    ``onboard_audio``: the onboard PCMs (``card:device``) that count as devices;
+    ``pulse_server``: where ``pulse:`` microphones record ("": $PULSE_SERVER or the
+    logged-in user's session socket).
 
     Raises ValueError for an unknown kind and ConfigError for a bad scenario file.
     """
@@ -54,5 +57,5 @@ def open_backend(
 
         return LinuxHardware(sysfs_root=sysfs_root, extra_cameras=extra_cameras or {},
                              extra_microphones=extra_microphones or {},
-                             onboard_audio=onboard_audio)
+                             onboard_audio=onboard_audio, pulse_server=pulse_server)
     raise ValueError(f"unknown hardware backend {kind!r} (known: {', '.join(BACKENDS)})")

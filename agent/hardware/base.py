@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from agent.hardware.holders import Holder
+
 __all__ = [
     "AudioClip",
     "AudioDevice",
@@ -222,6 +224,10 @@ class Hardware(ABC):
 
     @abstractmethod
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip: ...
+
+    def holders(self, device: VideoDevice | AudioDevice) -> list[Holder]:
+        """The other processes that have ``device`` open now ([]: free, or cannot tell)."""
+        return []
 
     @abstractmethod
     def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -12,12 +13,13 @@ from typing import Any, ClassVar
 import psutil
 import pyudev
 
-from agent.hardware import ffmpeg_compat, media, netio, stream, sysinfo, udev
+from agent.hardware import ffmpeg_compat, holders, media, netio, stream, sysinfo, udev
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
     Display,
     Hardware,
+    HardwareError,
     HotplugCallback,
     PictureCriteria,
     PictureSample,
@@ -28,8 +30,27 @@ from agent.hardware.base import (
     VideoDevice,
 )
 from agent.hardware.events import DeviceTracker, poll_every
+from agent.hardware.holders import Holder
 
-__all__ = ["LinuxHardware"]
+__all__ = ["PULSE_PREFIX", "LinuxHardware", "pulse_server"]
+
+#: A microphone spec naming a PulseAudio/PipeWire source: "pulse:" + the source's name
+#: (``pactl list short sources``), or "pulse:" alone for the session's default source.
+PULSE_PREFIX = "pulse:"
+
+
+def pulse_server(configured: str, run_user: Path = Path("/run/user")) -> str:
+    """The sound server to record from: the configured one, else $PULSE_SERVER, else the
+    logged-in user's session socket (pipewire-pulse and PulseAudio both serve it)."""
+    if configured:
+        return configured
+    if found := os.environ.get("PULSE_SERVER"):
+        return found
+    sockets = sorted(run_user.glob("*/pulse/native"))
+    if not sockets:
+        raise HardwareError("sound_server_missing",
+                            f"no PulseAudio/PipeWire session socket under {run_user}")
+    return f"unix:{sockets[0]}"
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +67,19 @@ class LinuxHardware(Hardware):
         extra_microphones: Mapping[str, str] = MappingProxyType({}),
         onboard_audio: Collection[str] = (),
         poll_s: float = 5.0,
+        proc_root: Path = Path("/proc"),
+        asound_root: Path = Path("/proc/asound"),
+        snd_root: Path = Path("/dev/snd"),
+        pulse_server: str = "",
     ) -> None:
         self.sysfs_root = sysfs_root
         self.poll_s = poll_s  # hot-plug polling when no udev monitor can run
         self.disk_path = disk_path
+        # Who holds a device: processes from proc_root, PCM names to nodes through
+        # asound_root's card links and snd_root's nodes.
+        self.proc_root, self.asound_root, self.snd_root = proc_root, asound_root, snd_root
+        # Microphones "pulse:<source>" record through this PulseAudio/pipewire-pulse server.
+        self.pulse_server = pulse_server
         # Devices udev cannot see, id -> spec: network cameras (an RTSP URL) and ALSA
         # PCMs such as PipeWire's "default" or an asoundrc plug.
         self.extra_cameras = [VideoDevice(i, i, node=spec) for i, spec in extra_cameras.items()]
@@ -88,7 +118,17 @@ class LinuxHardware(Hardware):
                                     self.ffmpeg_release)
 
     def record(self, microphone: AudioDevice, seconds: float = 1.0) -> AudioClip:
+        if microphone.pcm.startswith(PULSE_PREFIX):
+            return media.record_pulse(microphone.pcm.removeprefix(PULSE_PREFIX),
+                                      pulse_server(self.pulse_server), seconds)
         return media.record_pcm(microphone.pcm, seconds)
+
+    def holders(self, device: VideoDevice | AudioDevice) -> list[Holder]:
+        if isinstance(device, VideoDevice):
+            return holders.holders(device.node, self.proc_root)  # a URL has no holder
+        node = holders.pcm_node(device.pcm, self.asound_root, self.snd_root)
+        return (holders.holders(node, self.proc_root)
+                or holders.pcm_owners(device.pcm, self.asound_root, self.proc_root))
 
     def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
         return netio.ping(host, count, timeout_s)

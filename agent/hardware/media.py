@@ -1,4 +1,4 @@
-"""Pictures through ffmpeg and sound through arecord, as small subprocesses.
+"""Pictures through ffmpeg and sound through arecord or parec, as small subprocesses.
 
 The agent stays light: no OpenCV or numpy.  ffmpeg judges a camera's picture itself with
 its blackdetect and freezedetect filters, and arecord writes raw 16-bit samples to a
@@ -8,9 +8,11 @@ an ALSA ``file`` PCM.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Sequence
 
@@ -18,7 +20,14 @@ from agent.hardware.base import AudioClip, HardwareError, PictureCriteria, Pictu
 from agent.hardware.ffmpeg_compat import MINIMUM, spelling
 from agent.hardware.netcause import ffmpeg_cause, refine
 
-__all__ = ["camera_input", "picture_command", "read_picture", "record_pcm", "sample_picture"]
+__all__ = [
+    "camera_input",
+    "picture_command",
+    "read_picture",
+    "record_pcm",
+    "record_pulse",
+    "sample_picture",
+]
 
 
 def camera_input(node: str) -> list[str]:
@@ -161,6 +170,52 @@ def sample_picture(
     return read_picture(out.stdout.decode(errors="replace"), got)
 
 
+def _clip(raw: bytes, rate: int) -> AudioClip:
+    data = array("h")
+    data.frombytes(raw[: len(raw) // 2 * 2])
+    if sys.byteorder == "big":
+        data.byteswap()
+    return AudioClip(rate, data)
+
+
+def record_pulse(
+    source: str,
+    server: str,
+    seconds: float = 1.0,
+    *,
+    rate: int = 48000,
+    timeout_s: float = 10.0,
+    parec: str = "parec",
+) -> AudioClip:
+    """Record mono S16_LE from PulseAudio (or PipeWire's pipewire-pulse) source
+    ``source`` ("" for the default) on ``server``: a shared stream beside the lesson's
+    app, where ALSA's hw PCM would be busy.  parec records until stopped: it is stopped
+    once it gave ``seconds`` of sound."""
+    wanted = 2 * max(1, int(rate * seconds))
+    cmd = [parec, "--raw", "--format=s16le", f"--rate={rate}", "--channels=1",
+           "--latency-msec=100", *(["-d", source] if source else [])]
+    env = {**os.environ, "PULSE_SERVER": server}
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    except FileNotFoundError:
+        raise HardwareError("parec_missing", f"{parec} not installed (pulseaudio-utils)") from None
+    assert proc.stdout is not None
+    timer = threading.Timer(timeout_s + seconds, proc.kill)
+    timer.start()
+    try:
+        raw = b""
+        while len(raw) < wanted and (chunk := proc.stdout.read(min(65536, wanted - len(raw)))):
+            raw += chunk
+    finally:
+        timer.cancel()
+        proc.kill()
+        _, stderr = proc.communicate()
+    if len(raw) < wanted:
+        raise HardwareError("microphone_capture_failed",
+                            f"{source or 'default source'} on {server}: {_tail(stderr)}")
+    return _clip(raw, rate)
+
+
 def record_pcm(
     pcm: str,
     seconds: float = 1.0,
@@ -182,8 +237,4 @@ def record_pcm(
     if out.returncode != 0 or not out.stdout:
         reason = "microphone_busy" if _busy(out.stderr) else "microphone_capture_failed"
         raise HardwareError(reason, f"{pcm}: {_tail(out.stderr)}")
-    data = array("h")
-    data.frombytes(out.stdout[: len(out.stdout) // 2 * 2])
-    if sys.byteorder == "big":
-        data.byteswap()
-    return AudioClip(rate, data)
+    return _clip(out.stdout, rate)

@@ -78,6 +78,7 @@ FAULT_KINDS: Final[dict[str, bool]] = {
     "bandwidth_down": True,
     "disk_full": False,  # value: percent used, default 99
     "overheat": False,  # value: °C, default 95
+    "device_in_use": False,  # a camera or microphone held by the lesson's app
     "cpu_busy": False,  # value: percent, default 100
     "clock_unsynced": False,
 }

@@ -32,6 +32,7 @@ from agent.hardware.base import (
     VideoDevice,
 )
 from agent.hardware.events import DeviceTracker, poll_every
+from agent.hardware.holders import Holder
 from agent.hardware.scenario import Fault, Link, Scenario, SimAudio, default_scenario
 from agent.hardware.targets import parse_target
 
@@ -150,6 +151,11 @@ class SimulatedHardware(Hardware):
         peak = min(32767.0, 32768.0 * 10 ** (found[0].level_dbfs / 20) * math.sqrt(2))
         return AudioClip(_RATE, array("h", (round(peak * math.sin(2 * math.pi * 440 * i / _RATE))
                                             for i in range(n))))
+
+    def holders(self, device: VideoDevice | AudioDevice) -> list[Holder]:
+        if self._fault("device_in_use", device.id):
+            return [Holder(4242, "classroom-app", "teacher")]
+        return []
 
     # --- network -------------------------------------------------------------------------
 

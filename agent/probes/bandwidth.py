@@ -3,7 +3,8 @@
 The active test talks to any endpoint that answers ``GET url?bytes=N`` with N bytes and
 accepts a ``POST`` body (the fleet serves one, only to the device whose token the URL of
 a fleet-sent check carries).  It runs only in checks: it costs the classroom the very
-uplink it measures.  Telemetry repeats the last result with its time.  A server that
+uplink it measures, and not in a check while a lesson is near or the fleet asks for
+passive evidence (agent.quiet).  Telemetry repeats the last result with its time.  A server that
 refuses the test (401/403: no or a stale token, as for a local check against the fleet's
 endpoint; 429: too many tests) leaves the bandwidth untested, a warning that says why,
 not a failed link.
@@ -72,6 +73,10 @@ class BandwidthProbe(Probe):
         }
 
     def check(self, ctx: ProbeContext, params: CheckParams) -> ProbeReport:
+        if not ctx.may_disturb(params):
+            # The test fills the uplink for seconds: not while teachers connect or teach.
+            # The last result and its time stand, as in telemetry.
+            return ProbeReport(mark({**self._last, **self._passive(ctx), "sampled": False}, []))
         url = params.bandwidth_url or ctx.bandwidth_url
         th = ctx.thresholds
         if not url:

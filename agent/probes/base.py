@@ -19,6 +19,7 @@ from agent.contract import CheckVerdict, utcnow
 if TYPE_CHECKING:
     from agent.baseline import Baseline
     from agent.hardware.base import Hardware
+    from agent.quiet import QuietWindows
     from agent.thresholds import Thresholds
 
 __all__ = [
@@ -73,6 +74,8 @@ class CheckParams:
     # A recorded lesson (录播) needs no uplink from the receiving end.
     uplink: bool = True
     bandwidth_url: str | None = None
+    # Passive evidence only: no picture, sound or throughput sampled (see agent.quiet).
+    passive: bool = False
 
 
 @dataclass
@@ -86,6 +89,17 @@ class ProbeContext:
     baseline: Baseline | None = None
     # Network encoders and recording hosts (录播主机): name -> URL or host[:port].
     av_hosts: dict[str, str] = field(default_factory=dict)
+    # Lessons near, when nothing may be sampled (None: no lesson is ever known).
+    quiet: QuietWindows | None = None
+    # Cameras and microphones are sampled between checks this often, one device per
+    # collection, when nothing holds them and no lesson is near (0: only in checks).
+    sample_every_s: float = 0.0
+
+    def may_disturb(self, params: CheckParams | None = None) -> bool:
+        """Whether sampling (which takes devices and the uplink) is allowed now."""
+        if params is not None and params.passive:
+            return False
+        return self.quiet is None or self.quiet.quiet_until() is None
 
 
 @dataclass

@@ -24,6 +24,7 @@ class CameraProbe(PresenceProbe[VideoDevice]):
     name: ClassVar[str] = "cameras"
     role: ClassVar[str] = "camera"
     minimum: ClassVar[str] = "min_cameras"
+    samples: ClassVar[bool] = True
 
     def present(self, ctx: ProbeContext) -> list[VideoDevice]:
         return ctx.hardware.cameras()

@@ -6,19 +6,34 @@ agent alive") instead of silently dropping out of the list, across restarts too.
 USB vendor:product:serial, so a device moved to another port is the same device; devices
 outside the baseline are listed with ``expected: false`` and cannot stand in for a
 missing one.
+
+Cameras and microphones are sampled (opened: a picture, a second of sound) in checks and,
+one device per collection every ``sample_every_s``, between them; never while another
+process holds the device (it is then "in use by <app>", healthy evidence) nor while a
+lesson is near (agent.quiet).  A device not sampled carries passive evidence instead: who
+holds it, when it was last sampled and last good, and the last sample's fault, which
+stands until a newer sample clears it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from abc import abstractmethod
-from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, cast
 
 from agent.baseline import Baseline
-from agent.contract import CheckVerdict
-from agent.hardware.base import HardwareError
+from agent.compat import UTC
+from agent.contract import CheckVerdict, format_ts
+from agent.hardware.base import AudioDevice, HardwareError, VideoDevice
+from agent.hardware.holders import Holder, in_use_texts
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, mark
 
 __all__ = ["MISSING", "UNUSABLE", "PresenceProbe"]
+
+log = logging.getLogger(__name__)
 
 
 class _Device(Protocol):
@@ -72,14 +87,35 @@ UNUSABLE: Final[dict[str, tuple[tuple[str, str], tuple[str, str]]]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Sample:
+    """A device's last sample: when, what it showed, and what it found."""
+
+    at: datetime
+    extra: dict[str, Any]
+    findings: list[Finding]
+
+    @property
+    def good(self) -> bool:
+        return not any(f.level is CheckVerdict.FAIL for f in self.findings)
+
+
 class PresenceProbe(Probe, Generic[D]):
     role: ClassVar[str]  # a key of MISSING
     minimum: ClassVar[str]  # the Thresholds field with the expected count
     # Whether the context's persistent baseline applies; else this probe's memory only.
     persistent: ClassVar[bool] = True
+    # Whether ``inspect`` samples the device (opens it): such probes also sample between
+    # checks, and never a device another process holds (see agent.quiet).
+    samples: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._memory = Baseline()
+        self._samples: dict[str, _Sample] = {}  # device id -> its last sample
+        self._last_good: dict[str, datetime] = {}
+        # One sample at a time: a collection does not sample while a check does (the
+        # second ffmpeg would only meet EBUSY); it reports passive evidence instead.
+        self._sampling = threading.Lock()
 
     @abstractmethod
     def present(self, ctx: ProbeContext) -> list[D]:
@@ -94,6 +130,15 @@ class PresenceProbe(Probe, Generic[D]):
         """A check's deeper look at one present device: extra fields and findings."""
         return {}, []
 
+    def held(self, ctx: ProbeContext, device: D) -> list[Holder]:
+        """Other processes holding ``device`` (only sampling probes ask)."""
+        hw_device = cast("VideoDevice | AudioDevice", device)
+        try:
+            return ctx.hardware.holders(hw_device)
+        except OSError as exc:  # /proc unreadable: cannot tell, so sample as before
+            log.warning("cannot tell who holds %s: %s", device.id, exc)
+            return []
+
     def unusable(self, error: HardwareError | str, label: str,
                  entity: str) -> tuple[dict[str, Any], list[Finding]]:
         """``inspect``'s answer when the device could not be read (``error``: why)."""
@@ -106,10 +151,10 @@ class PresenceProbe(Probe, Generic[D]):
                             f"{label}：{failed[0]}：{why}", f"{label}: {failed[1]}: {why}", entity)]
 
     def collect(self, ctx: ProbeContext) -> ProbeReport:
-        return self._survey(ctx, deep=False)
+        return self._survey(ctx, None)
 
     def check(self, ctx: ProbeContext, params: CheckParams) -> ProbeReport:
-        return self._survey(ctx, deep=True)
+        return self._survey(ctx, params)
 
     def _missing(self, entity: str, zh_prefix: str, en_prefix: str,
                  value: float | None = None, threshold: float | None = None) -> Finding:
@@ -117,18 +162,75 @@ class PresenceProbe(Probe, Generic[D]):
         return Finding(CheckVerdict.FAIL, reason, f"{zh_prefix}{zh}", f"{en_prefix}{en}",
                        entity, value, threshold)
 
-    def _survey(self, ctx: ProbeContext, *, deep: bool) -> ProbeReport:
+    def _due(self, ctx: ProbeContext, there: list[D]) -> str | None:
+        """The one device a collection samples: the longest unsampled, once it is due.
+
+        One per collection keeps a collection within its deadline (a camera's sample
+        takes seconds) and spreads the devices over the intervals.
+        """
+        if not self.samples or ctx.sample_every_s <= 0 or not there:
+            return None
+        never = datetime.min.replace(tzinfo=UTC)
+        oldest = min(there, key=lambda d: self._samples[d.id].at if d.id in self._samples
+                     else never)
+        last = self._samples.get(oldest.id)
+        if last is not None and (ctx.clock() - last.at).total_seconds() < ctx.sample_every_s:
+            return None
+        return oldest.id
+
+    def _look(self, ctx: ProbeContext, device: D, label: str, entity: str,
+              sample: bool, wait: bool) -> tuple[dict[str, Any], list[Finding]]:
+        """One present device: sampled when ``sample`` allows and nothing holds it, else
+        passive evidence (held by whom, the last sample and its findings)."""
+        holders = self.held(ctx, device) if self.samples else []
+        last = self._samples.get(device.id)
+        evidence: dict[str, Any] = {}
+        if last is not None:
+            evidence["sampled_at"] = format_ts(last.at)
+        if device.id in self._last_good:
+            evidence["last_good_at"] = format_ts(self._last_good[device.id])
+        if holders:
+            zh, en = in_use_texts(holders)
+            evidence |= {"held_by": [h.to_json() for h in holders],
+                         "message": f"{label}：{zh} / {label}: {en}"}
+        if not holders and sample and self._sampling.acquire(blocking=wait):
+            try:
+                extra, found = self.inspect(ctx, device, label, entity)
+            finally:
+                self._sampling.release()
+            now = ctx.clock()
+            taken = _Sample(now, extra, found)
+            self._samples = {**self._samples, device.id: taken}
+            if taken.good:
+                self._last_good = {**self._last_good, device.id: now}
+                evidence["last_good_at"] = format_ts(now)
+            return {**extra, **evidence, "sampled": True, "sampled_at": format_ts(now)}, found
+        # A fault the last sample found stands until a sample says otherwise: a silent
+        # microphone does not come back because the lesson's app opened it.
+        kept = last.findings if last is not None and not last.good else []
+        return {**(last.extra if kept and last else {}), **evidence, "sampled": False}, kept
+
+    def _survey(self, ctx: ProbeContext, params: CheckParams | None) -> ProbeReport:
         there = self.present(ctx)
         now = {device.id: self.describe(device) for device in there}
         baseline = ctx.baseline if self.persistent and ctx.baseline else self._memory
         expected = baseline.expected(self.name, now)
+        allowed = ctx.may_disturb(params)
+        due = self._due(ctx, there) if params is None and allowed else None
         devices: list[dict[str, Any]] = []
         findings: list[Finding] = []
         for device in there:
             detail = now[device.id]
             label = detail.get("name") or device.id
-            extra, found = (self.inspect(ctx, device, label, f"{self.role}:{device.id}")
-                            if deep else ({}, []))
+            entity = f"{self.role}:{device.id}"
+            if params is not None and not self.samples:
+                extra, found = self.inspect(ctx, device, label, entity)
+            elif params is not None or device.id in self._samples or device.id == due:
+                extra, found = self._look(ctx, device, label, entity,
+                                          allowed and (params is not None or device.id == due),
+                                          wait=params is not None)
+            else:
+                extra, found = {}, []
             devices.append(mark({**detail, **extra, "present": True,
                                  "expected": device.id in expected}, found))
             findings += found

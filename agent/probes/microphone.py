@@ -56,6 +56,7 @@ class MicrophoneProbe(PresenceProbe[AudioDevice]):
     name: ClassVar[str] = "microphones"
     role: ClassVar[str] = "microphone"
     minimum: ClassVar[str] = "min_microphones"
+    samples: ClassVar[bool] = True
 
     def __init__(self, seconds: float = 1.0) -> None:
         super().__init__()

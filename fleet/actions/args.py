@@ -7,10 +7,8 @@ from typing import Any
 
 from fleet.actions.outcomes import ActionRefused, RefusalCode
 
-__all__ = ["ACTIONS", "DISRUPTIVE", "validate_args"]
+__all__ = ["ACTIONS", "validate_args"]
 
-#: Actions that interrupt the classroom: refused in a lesson or its lead window.
-DISRUPTIVE = frozenset({"reboot", "restart-service"})
 ACTIONS = frozenset({"reboot", "restart-service", "run-check", "set-interval"})
 
 _CHECK_TYPES: dict[str, tuple[type, ...]] = {

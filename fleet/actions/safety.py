@@ -2,7 +2,10 @@
 
 Meeting-room fleets refuse restarts while a room is in use (Teams Rooms Pro, Zoom Device
 Management); a classroom is also busy during the pre-class lead window, when its check
-runs and the teacher is setting up.
+runs and the teacher is setting up.  A check is disruptive inside the lesson itself: it
+opens the cameras and microphones and fills the uplink when the agent does not know the
+lesson (an agent that does keeps it passive, see agent.quiet).  In the lead window it
+stays allowed: re-running the check is how a technician sees a fix take effect.
 """
 
 from __future__ import annotations
@@ -16,7 +19,19 @@ from sqlalchemy.orm import Session
 from fleet.actions.outcomes import ActionRefused, RefusalCode
 from fleet.db.models import Lesson, LessonReceiver
 
-__all__ = ["busy_lesson", "busy_refusal"]
+__all__ = ["busy_lesson", "busy_refusal", "refused_within"]
+
+#: Restarts are refused from the lead window on; a check only inside the lesson.
+_RESTARTS = frozenset({"reboot", "restart-service"})
+
+
+def refused_within(name: str, lead: timedelta) -> timedelta | None:
+    """How long before a lesson ``name`` is refused unless forced (None: never)."""
+    if name in _RESTARTS:
+        return lead
+    if name == "run-check":
+        return timedelta(0)
+    return None
 
 
 def busy_lesson(

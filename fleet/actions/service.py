@@ -21,11 +21,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent.contract import Kind, encode, topic
-from fleet.actions.args import DISRUPTIVE, validate_args
+from fleet.actions.args import validate_args
 from fleet.actions.config import ActionConfig
 from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
 from fleet.actions.ratelimit import first_exceeded
-from fleet.actions.safety import busy_lesson, busy_refusal
+from fleet.actions.safety import busy_lesson, busy_refusal, refused_within
 from fleet.actions.signer import Signer, build_command
 from fleet.bandwidth import BandwidthAccess
 from fleet.db.base import SessionFactory, session_scope, utcnow
@@ -177,12 +177,12 @@ class Actions(NullSink):
                 f"设备 {device_id} 已停用",
                 f"device {device_id} is disabled",
             )
-        if name in DISRUPTIVE:
+        lead = refused_within(name, timedelta(minutes=self.config.lead_minutes))
+        if lead is not None:  # disruptive: fleet.actions.safety
             if force and not reason:
                 raise ActionRefused(
                     RefusalCode.REASON_REQUIRED, "强制执行必须填写原因", "forcing needs a reason"
                 )
-            lead = timedelta(minutes=self.config.lead_minutes)
             lesson = busy_lesson(session, device.classroom_id, now, lead)
             if lesson is not None and not force:
                 raise busy_refusal(lesson, now, lead, device.classroom.school.timezone)

@@ -18,9 +18,17 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from agent.contract import CAP_LESSON_WINDOW, format_ts
 from fleet.actions.safety import busy_lesson
 from fleet.checks.config import CheckConfig
-from fleet.db.models import Classroom, Device, Lesson, LessonMode, LessonReceiver
+from fleet.db.models import (
+    Classroom,
+    Device,
+    DeviceState,
+    Lesson,
+    LessonMode,
+    LessonReceiver,
+)
 
 __all__ = ["CheckPlanner", "End", "load_ends"]
 
@@ -96,6 +104,19 @@ class CheckPlanner:
         return args | {"targets": _peer_targets(others), "uplink": True,
                        "need_up_mbps": up, "need_down_mbps": down}
 
+    @staticmethod
+    def window(session: Session, device_id: str, lesson: Lesson) -> dict[str, Any]:
+        """The lesson's times, for an agent whose birth says it takes them: it then keeps
+        its checks and sampling passive from shortly before the lesson to its end."""
+        with session.no_autoflush:  # a read: the checks being recorded stay unflushed
+            state = session.get(DeviceState, device_id)
+        agent = (state.inventory or {}).get("agent") if state is not None else None
+        capabilities = agent.get("capabilities") if isinstance(agent, dict) else None
+        if not isinstance(capabilities, list) or CAP_LESSON_WINDOW not in capabilities:
+            return {}
+        return {"lesson_starts_at": format_ts(lesson.starts_at),
+                "lesson_ends_at": format_ts(lesson.ends_at)}
+
     def args_for_device(self, session: Session, device: Device, now: datetime) -> dict[str, Any]:
         """Args for a manual check: those of the device's current or next lesson, if any.
 
@@ -107,5 +128,5 @@ class CheckPlanner:
             ends = load_ends(session, [lesson])[lesson.id]
             for end in ends:
                 if end.classroom.id == device.classroom_id:
-                    return self.args(end, ends)
+                    return self.args(end, ends) | self.window(session, device.id, lesson)
         return {"targets": {}, "uplink": True, "bandwidth_url": self.config.bandwidth_url or None}

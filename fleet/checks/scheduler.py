@@ -203,7 +203,7 @@ class CheckScheduler(NullSink):
         command = self._actions.prepare(
             device.id,
             "run-check",
-            self.planner.args(end, ends),
+            self.planner.args(end, ends) | self.planner.window(session, device.id, end.lesson),
             command_id=command_id,
             ttl=timedelta(seconds=self.config.answer_timeout_s),
         )

@@ -134,7 +134,10 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
     restarted = tmp_path / "restarted"
     cfg = make_config(tmp_path, broker.url, agent={"interval": 3600}, commands={
         "fleet_public_key": public_key(KEY),
-        "allowed_units": ["pipewire.service", "broken.service"],
+        "allowed_units": ["pipewire.service", "broken.service", "wireplumber.service"],
+        # A unit of the teacher's session: systemctl --user -M teacher@ in production.
+        "user_units": ["wireplumber.service"],
+        "user_restart_command": ["sh", "-c", f'echo "user $0" > {restarted}'],
         "reboot_command": ["touch", str(rebooted)],
         # $0 is the unit the agent appends; broken.service fails like a missing unit.
         "restart_command": ["sh", "-c", f'[ "$0" != broken.service ] && echo "$0" > {restarted}'
@@ -179,6 +182,10 @@ def test_commands_over_mqtt(broker: Mosquitto, tmp_path: Path) -> None:
         sub.publish(cmd_topic, restart)
         assert _result(sub, restart["id"])["ok"] is True
         assert restarted.read_text().strip() == "pipewire.service"
+        user = sign(KEY, "room-1", "restart-service", {"unit": "wireplumber.service"})
+        sub.publish(cmd_topic, user)
+        assert _result(sub, user["id"])["ok"] is True
+        assert restarted.read_text().strip() == "user wireplumber.service"
 
         broken = sign(KEY, "room-1", "restart-service", {"unit": "broken.service"})
         sub.publish(cmd_topic, broken)

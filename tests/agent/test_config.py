@@ -66,6 +66,13 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     ({"device_id": "r1", "hardware": {"cameras": {"door": " "}}}, "hardware.cameras.door"),
     ({"device_id": "r1", "hardware": {"microphones": {"room": 1}}},
      "hardware.microphones.room"),
+    ({"device_id": "r1", "commands": {"user_units": ["pipewire.service"]}},
+     "commands.user_units"),
+    ({"device_id": "r1", "commands": {"allowed_units": ["pipewire.service"],
+                                      "user_units": ["pipewire.service"]}},
+     "commands.user_restart_command"),
+    ({"device_id": "r1", "agent": {"sample_every_s": -1}}, "agent.sample_every_s"),
+    ({"device_id": "r1", "agent": {"quiet_hold_s": -1}}, "agent.quiet_hold_s"),
 ])
 def test_malformed_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -114,9 +114,27 @@ def test_reboot_during_a_lesson_is_refused_and_never_sent(
     assert (row.outcome, row.action, row.device_id, row.command_id) == (
         "refused", "reboot", "r-1", None)
     assert row.id == refusal.audit_id and row.detail.startswith("in_lesson: ")
-    # run-check is always allowed; it is the first command the device ever sees.
+
+
+
+def test_a_check_is_refused_inside_a_lesson_but_not_before_it(
+    setup: Setup, device: MqttDevice
+) -> None:
+    """A check opens cameras and microphones and fills the uplink: not in the lesson."""
+    setup.clock.set(IN_LESSON)
+    refusal = setup.refused("tech-zhang", "r-1", "run-check")
+    assert refusal.code is RefusalCode.IN_LESSON
+    assert "二年级数学（08:00–08:40）" in refusal.message_zh
+    forced = setup.actions.request("tech-zhang", "r-1", "run-check", force=True,
+                                   reason="老师说麦克风没声音 / teacher reports no sound")
+    assert device.next_command()["id"] == forced.command_id
+    # In the lead window a re-run is how a technician sees a fix take effect.
+    setup.clock.set(IN_LEAD)
     entry = setup.actions.request("tech-zhang", "r-1", "run-check")
     assert device.next_command()["id"] == entry.command_id
+    assert [(r.action, r.outcome, r.forced) for r in setup.audit()] == [
+        ("run-check", "refused", False), ("run-check", "accepted", True),
+        ("run-check", "accepted", False)]
 
 
 def test_restart_inside_the_lead_window_is_refused_at_both_ends(setup: Setup) -> None:

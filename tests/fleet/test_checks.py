@@ -13,7 +13,16 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from agent.contract import DEFAULT_PREFIX, Kind, parse_ts, subscription
+from agent.commands import lesson_window, parse_args
+from agent.contract import (
+    CAP_LESSON_WINDOW,
+    CAP_PASSIVE,
+    DEFAULT_PREFIX,
+    Kind,
+    format_ts,
+    parse_ts,
+    subscription,
+)
 from fleet.actions.config import ActionConfig
 from fleet.actions.service import Actions
 from fleet.actions.signer import Signer
@@ -23,7 +32,7 @@ from fleet.checks.plan import load_ends
 from fleet.checks.readiness import Readiness, ReadinessState, lesson_readiness
 from fleet.checks.scheduler import CheckScheduler, Unanswered
 from fleet.db.base import SessionFactory, make_engine, session_scope
-from fleet.db.models import CheckRun, Lesson, LessonMode
+from fleet.db.models import CheckRun, DeviceState, Lesson, LessonMode
 from fleet.ingest import MqttIngest
 from tests.clock import ManualClock
 from tests.fleet.checks_helpers import (
@@ -318,7 +327,7 @@ def test_answers_that_match_no_check_are_ignored_and_counted(fleet: Fleet) -> No
     assert samples["syncclass_checks_unmatched_total"] == 2
 
 
-def test_manual_check_in_a_lesson_uses_its_args_and_counts_for_readiness(
+def test_manual_check_before_a_lesson_uses_its_args_and_counts_for_readiness(
     fleet: Fleet,
 ) -> None:
     fleet.actions = Actions(fleet.world.sessions, fleet.publisher,
@@ -326,7 +335,8 @@ def test_manual_check_in_a_lesson_uses_its_args_and_counts_for_readiness(
                             run_check_args=fleet.scheduler.planner.args_for_device)
     lesson = fleet.world.pair(MONDAY_0800)
     recv = fleet.device("r-1")
-    fleet.clock.set(MONDAY_0800 + timedelta(minutes=5))
+    # In the lead window (inside the lesson a check is refused unless forced).
+    fleet.clock.set(MONDAY_0800 - timedelta(minutes=5))
     entry = fleet.actions.request("tech-zhang", "r-1", "run-check")
     command = recv.next_command()
     assert command["id"] == entry.command_id
@@ -396,3 +406,25 @@ def test_without_rechecks_of_silence_the_first_no_answer_is_final(fleet: Fleet) 
     fleet.at(25)
     fleet.at(21)
     assert {(u.device_id, u.final) for u in got} == {("m-1", True), ("r-1", True)}
+
+
+def test_only_agents_that_advertise_it_are_told_the_lesson_times(fleet: Fleet) -> None:
+    """An older agent refuses an arg it does not know, so the lesson window goes only to
+    agents whose birth lists the capability (kept in the device state's inventory)."""
+    lesson = fleet.world.pair(MONDAY_0800)
+    with session_scope(fleet.world.sessions) as s:
+        s.add(DeviceState(device_id="r-1", inventory={
+            "cameras": [], "agent": {"capabilities": [CAP_PASSIVE, CAP_LESSON_WINDOW]}}))
+        s.add(DeviceState(device_id="m-1", inventory={"cameras": []}))
+    main, recv = fleet.device("m-1"), fleet.device("r-1")
+    assert fleet.at(25) == 2
+    cm, cr = main.next_command(), recv.next_command()
+    assert "lesson_starts_at" not in cm["args"] and "lesson_ends_at" not in cm["args"]
+    assert (cr["args"]["lesson_id"], cr["args"]["lesson_starts_at"],
+            cr["args"]["lesson_ends_at"]) == (lesson, format_ts(MONDAY_0800),
+                                              format_ts(MONDAY_0800 + timedelta(minutes=40)))
+    # The agent's own parser takes them (and refuses them from a fleet it cannot read).
+    assert lesson_window(parse_args("run-check", cr["args"])) == (
+        MONDAY_0800, MONDAY_0800 + timedelta(minutes=40))
+    main.close()
+    recv.close()
