@@ -75,7 +75,7 @@ def test_technician_checks_the_morning_and_acknowledges(
     expect(page.locator("#login-error")).to_contain_text("用户名或密码错误")
     _log_in(page, served, "dt-luxi-tech")
 
-    row = page.locator(f"tr[data-lesson='{lesson}']")
+    row = page.locator(f"[data-lesson='{lesson}']")
     expect(row.locator(".readiness")).to_contain_text("就绪")
     expect(row).to_contain_text("洞头区鹿西乡小学")
     alert = page.locator(f"tr[data-alert='{alert_id}']")

@@ -56,6 +56,24 @@ class LessonOut(BaseModel):
     main_classroom: ClassroomRef
     receivers: list[ClassroomRef]
     readiness: ReadinessOut
+    # As of the fleet's clock (a browser's clock may be wrong): ended / in_progress /
+    # next (the soonest lesson still to start, and any starting with it) / later /
+    # cancelled.
+    timing: str
+
+
+def _timing(lessons: list[Lesson], now: datetime) -> dict[int, str]:
+    upcoming = [lesson.starts_at for lesson in lessons if lesson.starts_at > now]
+    soonest = min(upcoming, default=None)
+    out: dict[int, str] = {}
+    for lesson in lessons:
+        if lesson.ends_at <= now:
+            out[lesson.id] = "ended"
+        elif lesson.starts_at <= now:
+            out[lesson.id] = "in_progress"
+        else:
+            out[lesson.id] = "next" if lesson.starts_at == soonest else "later"
+    return out
 
 
 def _room(room: Classroom) -> ClassroomRef:
@@ -66,8 +84,10 @@ def _room(room: Classroom) -> ClassroomRef:
 
 def lesson_views(session: Session, services: Services, lessons: list[Lesson]) -> list[LessonOut]:
     states: dict[int, dict[str, Any]] = {}
+    now = services.clock()
+    timing = _timing([lesson for lesson in lessons if not lesson.cancelled], now)
     if services.readiness is not None and lessons:
-        views = services.readiness(session, lessons, services.clock())
+        views = services.readiness(session, lessons, now)
         states = {lesson_id: view.to_json() for lesson_id, view in views.items()}
     return [
         LessonOut(
@@ -82,6 +102,7 @@ def lesson_views(session: Session, services: Services, lessons: list[Lesson]) ->
             main_classroom=_room(lesson.main_classroom),
             receivers=[_room(r.classroom) for r in lesson.receivers],
             readiness=ReadinessOut.model_validate(states.get(lesson.id, _PENDING)),
+            timing=timing.get(lesson.id, "cancelled"),
         )
         for lesson in lessons
     ]
