@@ -7,11 +7,13 @@
 
 const API = "/api/v1";
 const REFRESH_MS = 30000;
-// In localStorage with its expiry, so a new tab (an e-mail's link) needs no new login.
-// The server judges the expiry (a 401 logs out): a phone's clock is often wrong, so the
-// stored expiry is only shown, never compared with the local clock.
-const TOKEN_KEY = "syncclass.token";
-const EXPIRES_KEY = "syncclass.token_expires";
+// The session is an HttpOnly cookie the page never sees (every tab of the browser has
+// it, so an e-mail's link needs no new login); each write echoes the session's CSRF
+// token, kept with the expiry in localStorage for the other tabs.  The server judges
+// the expiry (a 401 logs out): a phone's clock is often wrong, so the stored expiry is
+// only shown, never compared with the local clock.
+const CSRF_KEY = "syncclass.csrf";
+const EXPIRES_KEY = "syncclass.session_expires";
 let timer = null;
 let me = null;
 // Each device's action message survives the periodic re-render, so a refusal's reason
@@ -44,16 +46,16 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function token() { return localStorage.getItem(TOKEN_KEY); }
-function forget() { localStorage.removeItem(TOKEN_KEY); localStorage.removeItem(EXPIRES_KEY); }
+function csrf() { return localStorage.getItem(CSRF_KEY); }
+function forget() { localStorage.removeItem(CSRF_KEY); localStorage.removeItem(EXPIRES_KEY); }
 
 async function api(method, path, body) {
-  const headers = { "Authorization": "Bearer " + token() };
+  const headers = { "X-CSRF-Token": csrf() || "" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(API + path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401) { logout(); throw new Error("登录已失效 / please log in again"); }
+  if (response.status === 401) { leave(); throw new Error("登录已失效 / please log in again"); }
   const data = response.status === 204 ? null : await response.json();
   if (!response.ok) {
     const error = new Error(describe(data, response.status));
@@ -612,7 +614,13 @@ async function showApp() {
   timer = setInterval(refresh, REFRESH_MS);
 }
 
-function logout() {
+// Logging out ends the session on the server too; the other tabs follow (storage event).
+async function logout() {
+  try { await api("DELETE", "/auth/session"); } catch (error) { /* already gone */ }
+  leave();
+}
+
+function leave() {
   forget();
   me = null;
   deviceNotes.clear();
@@ -626,7 +634,7 @@ document.getElementById("login-form").addEventListener("submit", async event => 
   event.preventDefault();
   const error = document.getElementById("login-error");
   error.classList.add("hidden");
-  const response = await fetch(API + "/auth/login", {
+  const response = await fetch(API + "/auth/session", {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({
       username: document.getElementById("username").value,
@@ -642,14 +650,14 @@ document.getElementById("login-form").addEventListener("submit", async event => 
     return;
   }
   const session = await response.json();
-  localStorage.setItem(TOKEN_KEY, session.access_token);
+  localStorage.setItem(CSRF_KEY, session.csrf_token);
   localStorage.setItem(EXPIRES_KEY, session.expires_at);
   await showApp();
 });
 
 // Logging out in one tab logs out the others.
 window.addEventListener("storage", event => {
-  if (event.key === TOKEN_KEY && !event.newValue && me) logout();
+  if (event.key === CSRF_KEY && !event.newValue && me) leave();
 });
 
-if (token()) showApp().catch(showLogin); else showLogin();
+if (csrf()) showApp().catch(showLogin); else showLogin();

@@ -1,7 +1,8 @@
 """The technicians' page on a phone (390×844, touch) and on a desktop (1366×768), in real
 Chromium against the served app: no sideways scrolling, why a lesson is not ready in
 plain words without a click, the ack and reboot buttons on screen and clickable, a
-``#alert-N`` link opening its alert (in a new tab too, without a new login), bilingual
+``#alert-N`` link opening its alert (in a new tab too, without a new login: an HttpOnly
+cookie session the page's scripts cannot read), bilingual
 validation errors, and the API docs with no request leaving the machine.
 
 Screenshots for a reviewer are written to ``tests/screenshots/``."""
@@ -175,6 +176,17 @@ def test_alert_link_opens_the_alert_after_login_and_in_a_new_tab(
     form.locator("input[name=end_time]").fill("06:00")
     form.get_by_role("button", name="添加维护时段 Add window").click()
     expect(form).to_contain_text("weekdays：至少需要一项 / List should have at least 1 item")
+
+    # The page's scripts never hold the session's token (it is an HttpOnly cookie).
+    assert "syncclass_session" not in tab.evaluate("document.cookie")
+    stored = tab.evaluate("Object.values(localStorage).join(' ')")
+    assert [c["value"] for c in context.cookies() if c["name"] == "syncclass_session"] != []
+    assert all(c["value"] not in stored for c in context.cookies())
+    # Logging out in one tab ends the session for the other too.
+    tab.get_by_role("button", name="退出 Log out").click()
+    expect(tab.locator("#login")).to_be_visible()
+    page.evaluate("refresh()")
+    expect(page.locator("#login")).to_be_visible()
     context.close()
 
 
