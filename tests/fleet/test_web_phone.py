@@ -47,9 +47,17 @@ def unplugged_camera_findings() -> list[dict[str, Any]]:
     return [finding.to_json() for finding in probe.check(context, CheckParams()).findings]
 
 
+def screen_width(page: Page) -> int:
+    # Not window.innerWidth: a phone widens its layout viewport to a page that overflows
+    # (the old page read 617 px wide at 390 px), and would then hide the overflow.
+    size = page.viewport_size
+    assert size is not None
+    return size["width"]
+
+
 def no_sideways_scroll(page: Page) -> None:
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], widths
+    assert widths[0] <= widths[1] == screen_width(page), widths
 
 
 def on_screen(page: Page, selector: str) -> None:
@@ -57,7 +65,7 @@ def on_screen(page: Page, selector: str) -> None:
     target = page.locator(selector)
     target.scroll_into_view_if_needed()
     box = target.bounding_box()
-    width = page.evaluate("window.innerWidth")
+    width = screen_width(page)
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
 
 
