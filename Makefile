@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 GVENV := .venv-grafana
 GSTAMP := $(GVENV)/.installed
 
-.PHONY: demo deb test test-grafana test-agent-pythons test-ffmpegs fuzz lint typecheck bench deps-run deps-test venv clean
+.PHONY: demo deb screenshots test test-grafana test-agent-pythons test-ffmpegs fuzz lint typecheck bench deps-run deps-test venv clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -101,6 +101,10 @@ deb: $(DEB_VENV)/bin/python
 
 bench: deps-test venv
 	$(BIN)/python -m bench
+
+# The page at 390x844 (touch) and 1366x768, written to tests/screenshots/ by its tests.
+screenshots: deps-test venv
+	$(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py
 
 clean:
 	rm -rf $(VENV) $(GVENV) .mypy_cache .ruff_cache

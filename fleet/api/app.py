@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -106,7 +107,11 @@ def create_api(services: Services) -> FastAPI:
         services.config = dataclasses.replace(
             services.config, calendar_secret=shared_secret(services.sessions, "calendar")
         )
-    app = FastAPI(
+    # /docs from the Swagger UI files in the fastapi-offline wheel, not from a CDN: a
+    # county's network may have no internet, and then the docs page would be blank.
+    app = FastAPIOffline(
+        static_url="/static-docs",
+        favicon_url=web.FAVICON_URL,
         title="syncclass fleet",
         version="1",
         description="同步课堂设备监测 / synchronous classroom fleet monitor. People log in at "

@@ -1,6 +1,7 @@
 """People's authentication: argon2 password hashes and bearer tokens.
 
-A login returns a random token; only its SHA-256 is stored (``ApiToken``), so a copy of
+A login returns a random token (or, for the page, puts it in an HttpOnly cookie:
+``cookie_session``); only its SHA-256 is stored (``ApiToken``), so a copy of
 the database does not let anyone in.  Calendar subscriptions cannot send a bearer header,
 so each person also has a calendar token: an HMAC of their id, good for their calendar
 feed and nothing else.  Failed logins back off and lock out (``login_guard``), and every
@@ -18,11 +19,12 @@ from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
+from fleet.api.cookie_session import clear_cookie, cookie_token, csrf_for, set_cookie
 from fleet.api.deps import API_PREFIX, DB, Services, ServicesDep
 from fleet.api.login_guard import (
     Attempt,
@@ -101,14 +103,21 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _presented(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The bearer token, else the page's session cookie (whose writes need CSRF)."""
+    raw = credentials.credentials if credentials is not None else cookie_token(request)
+    if raw is None:
+        raise _unauthorized("需要登录 / login required")
+    return raw
+
+
 def current_scope(
+    request: Request,
     session: DB,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Scope:
-    if credentials is None:
-        raise _unauthorized("需要登录 / login required")
-    token = session.get(ApiToken, _sha256(credentials.credentials))
+    token = session.get(ApiToken, _sha256(_presented(request, credentials)))
     if token is None or token.expires_at <= services.clock():
         raise _unauthorized("登录已失效 / token invalid or expired")
     person = session.get(Person, token.person_id)
@@ -121,6 +130,7 @@ CurrentScope = Annotated[Scope, Depends(current_scope)]
 
 
 def calendar_scope(
+    request: Request,
     session: DB,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -130,7 +140,7 @@ def calendar_scope(
 ) -> Scope:
     """A bearer token, or the person's calendar token for calendar apps."""
     if credentials is not None or token is None:
-        return current_scope(session, services, credentials)
+        return current_scope(request, session, services, credentials)
     person = _calendar_person(session, services.config.calendar_secret, token)
     if person is None or not person.active:
         raise _unauthorized("日历链接无效 / calendar token invalid")
@@ -157,6 +167,13 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_at: str
+
+
+class SessionOut(BaseModel):
+    """The page's login: the token is in the HttpOnly cookie, never in the page."""
+
+    expires_at: str
+    csrf_token: str  # to send as X-CSRF-Token with every write
 
 
 class MeOut(BaseModel):
@@ -191,6 +208,40 @@ def _audit_refusal(services: Services, attempt: Attempt, outcome: str, detail: s
     },
 )
 def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -> TokenOut:
+    token, expires = _log_in(body, request, session, services)
+    return TokenOut(access_token=token, expires_at=expires.isoformat())
+
+
+@router.post(
+    "/auth/session",
+    responses={
+        401: {"description": "wrong username or password"},
+        429: {"description": "too many failed logins: wait Retry-After seconds"},
+    },
+)
+def open_session(
+    body: LoginIn, request: Request, response: Response, session: DB, services: ServicesDep
+) -> SessionOut:
+    """The page's login: an HttpOnly SameSite=Strict cookie and its CSRF token."""
+    token, expires = _log_in(body, request, session, services)
+    set_cookie(response, request, token, expires, services.clock())
+    return SessionOut(expires_at=expires.isoformat(), csrf_token=csrf_for(token))
+
+
+@router.delete(
+    "/auth/session", status_code=204, responses={403: {"description": "CSRF token missing"}}
+)
+def close_session(request: Request, response: Response, session: DB) -> None:
+    """Logs the page out; the cookie goes whether or not its session was still valid."""
+    token = cookie_token(request)  # a cross-site logout is refused like any write
+    if token is not None:
+        session.execute(delete(ApiToken).where(ApiToken.token_hash == _sha256(token)))
+    clear_cookie(response)
+
+
+def _log_in(
+    body: LoginIn, request: Request, session: DB, services: Services
+) -> tuple[str, datetime]:
     now = services.clock()
     attempt = Attempt(body.username, _client_address(request))
     limits = services.config.login
@@ -230,7 +281,7 @@ def login(body: LoginIn, request: Request, session: DB, services: ServicesDep) -
     session.add(
         ApiToken(token_hash=_sha256(token), person_id=person.id, created_at=now, expires_at=expires)
     )
-    return TokenOut(access_token=token, expires_at=expires.isoformat())
+    return token, expires
 
 
 class LoginAuditOut(BaseModel):

@@ -7,7 +7,13 @@
 
 const API = "/api/v1";
 const REFRESH_MS = 30000;
-const TOKEN_KEY = "syncclass.token";
+// The session is an HttpOnly cookie the page never sees (every tab of the browser has
+// it, so an e-mail's link needs no new login); each write echoes the session's CSRF
+// token, kept with the expiry in localStorage for the other tabs.  The server judges
+// the expiry (a 401 logs out): a phone's clock is often wrong, so the stored expiry is
+// only shown, never compared with the local clock.
+const CSRF_KEY = "syncclass.csrf";
+const EXPIRES_KEY = "syncclass.session_expires";
 let timer = null;
 let me = null;
 // Each device's action message survives the periodic re-render, so a refusal's reason
@@ -40,15 +46,16 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function token() { return sessionStorage.getItem(TOKEN_KEY); }
+function csrf() { return localStorage.getItem(CSRF_KEY); }
+function forget() { localStorage.removeItem(CSRF_KEY); localStorage.removeItem(EXPIRES_KEY); }
 
 async function api(method, path, body) {
-  const headers = { "Authorization": "Bearer " + token() };
+  const headers = { "X-CSRF-Token": csrf() || "" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(API + path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401) { logout(); throw new Error("登录已失效 / please log in again"); }
+  if (response.status === 401) { leave(); throw new Error("登录已失效 / please log in again"); }
   const data = response.status === 204 ? null : await response.json();
   if (!response.ok) {
     const error = new Error(describe(data, response.status));
@@ -59,15 +66,38 @@ async function api(method, path, body) {
   return data;
 }
 
+// Pydantic's error types in words a technician reads; the English stays alongside.
+const INVALID = {
+  missing: "必填", too_short: "至少需要一项", too_long: "内容过长",
+  string_too_short: "不能为空", string_too_long: "文字过长", string_type: "应为文字",
+  int_parsing: "应为整数", int_type: "应为整数", float_parsing: "应为数字",
+  greater_than_equal: "数值过小", greater_than: "数值过小", less_than_equal: "数值过大",
+  less_than: "数值过大", time_parsing: "时间格式不对（应为 时:分）",
+  date_parsing: "日期格式不对", datetime_parsing: "日期时间格式不对", enum: "不是可选的值",
+  literal_error: "不是可选的值", bool_parsing: "应为 是/否", json_invalid: "请求格式不对",
+  extra_forbidden: "不认识的字段", value_error: "内容不对", dict_type: "应为键值表",
+  list_type: "应为列表",
+};
+
+function invalidText(d) {
+  const field = (d.loc || []).filter(part => part !== "body").join(".");
+  const zh = INVALID[d.type] || "输入有误";
+  return (field ? field + "：" : "") + zh + " / " + d.msg;
+}
+
 function describe(data, status) {
   if (data && data.message_zh) return data.message_zh + " / " + data.message_en;
   if (data && typeof data.detail === "string") return data.detail;
-  if (data && Array.isArray(data.detail)) return data.detail.map(d => d.msg).join("; ");
+  if (data && Array.isArray(data.detail)) return data.detail.map(invalidText).join("; ");
   return "请求失败 / request failed (" + status + ")";
 }
 
 const timeFmt = new Intl.DateTimeFormat("zh-CN", {
   timeZone: "Asia/Shanghai", hour: "2-digit", minute: "2-digit", hour12: false,
+});
+const secondsFmt = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit",
+  minute: "2-digit", second: "2-digit", hour12: false,
 });
 const dateTimeFmt = new Intl.DateTimeFormat("zh-CN", {
   timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit",
@@ -80,30 +110,97 @@ function badge(cls, text) { return el("span", { class: "badge " + cls }, text); 
 function empty(text) { return el("p", { class: "empty" }, text); }
 function message(kind, text) { return el("div", { class: "msg " + kind }, text); }
 function room(r) { return [r.school + " " + r.name]; }
+// A table that turns into one card per row on a phone: each cell carries its column's
+// name, which the narrow layout shows in front of the value.
+function table(heads, rows) {
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (heads[i] && !cell.hasAttribute("colspan")) cell.setAttribute("data-label", heads[i]);
+    });
+  }
+  return el("table", { class: "cards" },
+    el("thead", {}, el("tr", {}, heads.map(h => el("th", {}, h)))), el("tbody", {}, rows));
+}
 // School technicians only read the inventory (the API answers them 403).
 function isWriter() { return !!me && (me.role === "admin" || me.role === "county_tech"); }
 
 // ------------------------------------------------------------------ lessons
 
+const TIMING = { in_progress: "进行中 in progress", next: "下一节 next", ended: "已结束 ended" };
+const ROLE = { main: "主讲 main", receiver: "听课 receiving" };
+// Lessons that need someone: not ready, warnings, or not checkable.
+const PROBLEM = new Set(["not_ready", "warn", "unknown"]);
+
+function mine(lesson) {
+  if (!me || !me.school_ids.length) return false;
+  const rooms = [lesson.main_classroom, ...lesson.receivers];
+  return rooms.some(r => me.school_ids.includes(r.school_id));
+}
+
+// What to do first: lessons still to come before ended ones, problems first, then the
+// technician's own schools, then time.
+function lessonOrder(a, b) {
+  const key = l => [l.timing === "ended" ? 1 : 0, PROBLEM.has(l.readiness.state) ? 0 : 1,
+                    mine(l) ? 0 : 1];
+  const [ka, kb] = [key(a), key(b)];
+  for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] - kb[i];
+  return Date.parse(a.starts_at) - Date.parse(b.starts_at) || a.id - b.id;
+}
+
+// Why an end is in its state, in plain words: its findings, or what is awaited.
+function endWhy(end) {
+  const place = end.school + " " + end.classroom;
+  if (end.findings.length) {
+    return end.findings.map(f => el("li", { class: "finding " + f.level },
+      place + " " + f.message_zh, el("div", { class: "sub" }, f.message_en)));
+  }
+  const why = {
+    not_ready: ["课前检查未通过", "the pre-class check failed"],
+    unknown: end.device_id ? ["尚未检查，课程已开始", "never checked before the start"]
+                           : ["教室没有启用的设备", "no enabled device in this classroom"],
+    checking: ["正在检查，等待设备回复", "check sent, waiting for the device"],
+    pending: ["课前检查尚未开始", "the pre-class check has not run yet"],
+  }[end.state];
+  return why ? [el("li", { class: "finding" }, place + " " + why[0],
+                   el("div", { class: "sub" }, why[1]))] : [];
+}
+
+// Both ends of the lesson, each with its readiness; a classroom with no check yet still
+// shows (as pending) so nobody wonders where the receiving school went.
+function lessonEnds(lesson) {
+  let ends = lesson.readiness.ends;
+  if (!ends.length) {
+    const pending = (r, role) => ({ classroom_id: r.id, classroom: r.name, school: r.school,
+      role, device_id: null, state: "pending", label_zh: "待检查", label_en: "pending",
+      findings: [] });
+    ends = [pending(lesson.main_classroom, "main"),
+            ...lesson.receivers.map(r => pending(r, "receiver"))];
+  }
+  return el("ul", { class: "ends" }, ends.map(end => el("li", {
+    class: "end", "data-classroom": end.classroom_id, "data-end-state": end.state },
+    el("div", { class: "end-head" },
+      el("span", { class: "role" }, ROLE[end.role] || end.role),
+      el("strong", {}, end.school + " " + end.classroom),
+      badge(end.state, end.label_zh + " " + end.label_en),
+      end.device_id ? el("span", { class: "sub" }, end.device_id) : null),
+    el("ul", { class: "why" }, endWhy(end)))));
+}
+
 function renderLessons(lessons) {
   const body = document.getElementById("lessons-body");
   if (!lessons.length) { body.replaceChildren(empty("今天没有同步课堂 / no lessons today")); return; }
-  const rows = lessons.map(lesson => el("tr", { "data-lesson": lesson.id },
-    el("td", {}, hm(lesson.starts_at) + "–" + hm(lesson.ends_at)),
-    el("td", {}, (lesson.grade ? lesson.grade + " " : "") + lesson.subject,
-      el("div", { class: "sub" }, lesson.teacher)),
-    el("td", {}, room(lesson.main_classroom)),
-    el("td", {}, lesson.receivers.map(r => el("div", {}, room(r)))),
-    el("td", {}, MODE[lesson.mode] || lesson.mode),
-    el("td", { class: "readiness" },
-      badge(lesson.readiness.state, lesson.readiness.label_zh + " " + lesson.readiness.label_en)),
-  ));
-  body.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {},
-      el("th", {}, "时间 Time"), el("th", {}, "课程 Lesson"), el("th", {}, "主讲教室 Main"),
-      el("th", {}, "听课教室 Receiving"), el("th", {}, "方式 Mode"),
-      el("th", {}, "就绪 Readiness"))),
-    el("tbody", {}, rows)));
+  const cards = [...lessons].sort(lessonOrder).map(lesson => el("article", {
+    class: "lesson " + lesson.timing + (mine(lesson) ? " mine" : ""), "data-lesson": lesson.id },
+    el("div", { class: "lesson-head" },
+      el("span", { class: "time" }, hm(lesson.starts_at) + "–" + hm(lesson.ends_at)),
+      TIMING[lesson.timing] ? el("span", { class: "marker " + lesson.timing },
+        TIMING[lesson.timing]) : null,
+      el("span", { class: "subject" }, (lesson.grade ? lesson.grade + " " : "") + lesson.subject),
+      el("span", { class: "sub" }, lesson.teacher + " · " + (MODE[lesson.mode] || lesson.mode)),
+      el("span", { class: "readiness" }, badge(lesson.readiness.state,
+        lesson.readiness.label_zh + " " + lesson.readiness.label_en))),
+    lessonEnds(lesson)));
+  body.replaceChildren(...cards);
 }
 
 // ------------------------------------------------------------------ alerts
@@ -190,7 +287,8 @@ function renderAlerts(alerts) {
       if (open) showDeliveries(alert.id, cell);
     }
     unfold();
-    return [el("tr", { "data-alert": alert.id },
+    return [el("tr", { "data-alert": alert.id, id: "alert-" + alert.id,
+                       class: alert.id === linkedAlert() ? "linked" : "" },
       el("td", {}, badge(alert.severity, SEVERITY[alert.severity] || alert.severity)),
       el("td", {}, alert.summary_zh, el("div", { class: "sub" }, alert.summary_en)),
       el("td", {}, alert.device_id || "—"),
@@ -201,36 +299,77 @@ function renderAlerts(alerts) {
       el("td", {}, toggle),
       action), unfolded];
   });
-  body.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {},
-      el("th", {}, "级别 Severity"), el("th", {}, "告警 Alert"), el("th", {}, "设备 Device"),
-      el("th", {}, "开始 Since"), el("th", {}, "状态 State"), el("th", {}, "通知 Notices"),
-      el("th", {}, ""))),
-    el("tbody", {}, rows)));
+  body.replaceChildren(table(["级别 Severity", "告警 Alert", "设备 Device", "开始 Since",
+    "状态 State", "通知 Notices", "处理 Handle"], rows));
 }
+
+// ------------------------------------------------------------------ deep links
+
+// "#alert-N" (the link in an e-mail or a robot's message) opens that alert.
+function linkedAlert() {
+  const match = /^#alert-(\d+)$/.exec(location.hash);
+  return match ? Number(match[1]) : null;
+}
+
+// The open alerts, and the linked one when it is no longer open (it may be resolved).
+async function alertsWithLinked(alerts) {
+  const id = linkedAlert();
+  if (id === null || alerts.some(a => a.id === id)) return alerts;
+  try { return [await api("GET", "/alerts/" + id), ...alerts]; }
+  catch (error) {
+    document.getElementById("link-note").replaceChildren(message("error",
+      "链接的告警 #" + id + " 无法打开 / the linked alert cannot be opened: " + error.message));
+    return alerts;
+  }
+}
+
+// Scrolls to the linked alert once per link, so the periodic refresh does not jump.
+let shownLink = null;
+function showLinked() {
+  const id = linkedAlert();
+  if (id === null || shownLink === location.hash) return;
+  const row = document.getElementById("alert-" + id);
+  if (!row) return;
+  shownLink = location.hash;
+  row.scrollIntoView({ block: "center" });
+}
+
+window.addEventListener("hashchange", () => { shownLink = null; if (me) refresh(); });
 
 // ------------------------------------------------------------------ devices
 
-async function requestAction(device, name, status, force, reason) {
+async function requestAction(device, name, status) {
   try {
     await api("POST", "/devices/" + encodeURIComponent(device.id) + "/actions/" + name,
-              { args: {}, force: !!force, reason: reason || "" });
+              { args: {}, force: false, reason: "" });
     status.replaceChildren(message("note", "已发送 / sent"));
   } catch (error) {
     const refusal = error.data && error.data.code;
     const box = el("div", {}, message("error", "被拒绝 refused: " + error.message));
-    if (refusal === "in_lesson" || refusal === "lead_window") {
-      const reasonInput = el("input", { type: "text", placeholder: "强制原因 reason to force" });
-      const form = el("form", { class: "inline-form" }, reasonInput,
-        el("button", { type: "submit", class: "danger" }, "强制重启 Force"));
-      form.addEventListener("submit", event => {
-        event.preventDefault();
-        requestAction(device, name, status, true, reasonInput.value.trim());
-      });
-      box.append(form);
-    }
+    if (refusal === "in_lesson" || refusal === "lead_window") box.append(forceForm(device, name, status));
     status.replaceChildren(box);
   }
+}
+
+// Forcing needs a reason (it goes to the audit): the form stays until it is sent, and
+// says what is wrong under itself.
+function forceForm(device, name, status) {
+  const reasonInput = el("input", { type: "text", placeholder: "强制原因 reason to force",
+                                    "aria-label": "force reason" });
+  const note = el("div");
+  const form = el("form", { class: "inline-form" }, reasonInput,
+    el("button", { type: "submit", class: "danger" }, "强制重启 Force"), note);
+  form.addEventListener("submit", async event => {
+    event.preventDefault();
+    const reason = reasonInput.value.trim();
+    if (!reason) { note.replaceChildren(message("error", "请填写强制原因 / reason needed")); return; }
+    try {
+      await api("POST", "/devices/" + encodeURIComponent(device.id) + "/actions/" + name,
+                { args: {}, force: true, reason });
+      status.replaceChildren(message("note", "已发送 / sent"));
+    } catch (error) { note.replaceChildren(message("error", "被拒绝 refused: " + error.message)); }
+  });
+  return form;
 }
 
 function renderDevices(devices) {
@@ -268,27 +407,21 @@ function renderDevices(devices) {
       el("td", {}, problems),
       el("td", {}, reboot, credentials, status));
   });
-  body.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {},
-      el("th", {}, "设备 Device"), el("th", {}, "状态 Status"), el("th", {}, "最近上报 Last seen"),
-      el("th", {}, "健康 Health"), el("th", {}, "操作 Actions"))),
-    el("tbody", {}, rows)));
+  body.replaceChildren(table(["设备 Device", "状态 Status", "最近上报 Last seen", "健康 Health",
+    "操作 Actions"], rows));
 }
 
 function renderStrangers(strangers) {
   // Agents the broker lets in but the inventory refuses: never only in a server log.
   const body = document.getElementById("strangers-body");
   document.getElementById("strangers").classList.toggle("hidden", !strangers.length);
-  body.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {},
-      el("th", {}, "设备 Device"), el("th", {}, "原因 Why refused"),
-      el("th", {}, "最近 Last seen"), el("th", {}, "消息数 Messages"), el("th", {}, "主题 Topic"))),
-    el("tbody", {}, strangers.map(s => el("tr", { "data-stranger": s.device_id },
+  body.replaceChildren(table(["设备 Device", "原因 Why refused", "最近 Last seen",
+    "消息数 Messages", "主题 Topic"], strangers.map(s => el("tr", { "data-stranger": s.device_id },
       el("td", {}, s.device_id),
       el("td", {}, s.disabled ? "已停用 disabled in the inventory" : "未登记 not in the inventory"),
       el("td", {}, when(s.last_seen)),
       el("td", {}, String(s.messages)),
-      el("td", {}, s.topic))))));
+      el("td", {}, s.topic)))));
 }
 
 // ------------------------------------------------------------------ enrolment
@@ -395,11 +528,7 @@ function renderWindows(windows) {
       el("td", {}, matcherText(w.matchers)),
       el("td", {}, remove, status));
   });
-  body.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {},
-      el("th", {}, "名称 Name"), el("th", {}, "星期 Days"), el("th", {}, "时间 Time"),
-      el("th", {}, "范围 Applies to"), el("th", {}, ""))),
-    el("tbody", {}, rows)));
+  body.replaceChildren(table(["名称 Name", "星期 Days", "时间 Time", "范围 Applies to", ""], rows));
 }
 
 // Admins add fleet-wide windows; a county technician's window covers their county.
@@ -449,13 +578,14 @@ async function refresh() {
       api("GET", "/notifications?status=failed&limit=50"),
     ]);
     renderLessons(lessons);
-    renderAlerts(alerts);
+    renderAlerts(await alertsWithLinked(alerts));
     renderFailed(failed);
     renderDevices(devices);
     renderStrangers(strangers);
     renderWindows(windows);
     document.getElementById("updated").textContent =
-      "更新于 updated " + dateTimeFmt.format(new Date());
+      "更新于 updated " + secondsFmt.format(new Date());
+    showLinked();
   } catch (error) {
     document.getElementById("updated").replaceChildren(message("error", error.message));
   }
@@ -470,7 +600,9 @@ function showLogin() {
 async function showApp() {
   me = await api("GET", "/me");
   const who = document.getElementById("who");
+  const expires = localStorage.getItem(EXPIRES_KEY);
   who.replaceChildren(me.name + " (" + me.username + ")",
+    expires ? el("span", { class: "sub" }, " 登录有效至 valid until " + when(expires)) : null,
     el("button", { onclick: logout }, "退出 Log out"));
   who.classList.remove("hidden");
   document.getElementById("login").classList.add("hidden");
@@ -482,8 +614,14 @@ async function showApp() {
   timer = setInterval(refresh, REFRESH_MS);
 }
 
-function logout() {
-  sessionStorage.removeItem(TOKEN_KEY);
+// Logging out ends the session on the server too; the other tabs follow (storage event).
+async function logout() {
+  try { await api("DELETE", "/auth/session"); } catch (error) { /* already gone */ }
+  leave();
+}
+
+function leave() {
+  forget();
   me = null;
   deviceNotes.clear();
   openDeliveries.clear();
@@ -496,7 +634,7 @@ document.getElementById("login-form").addEventListener("submit", async event => 
   event.preventDefault();
   const error = document.getElementById("login-error");
   error.classList.add("hidden");
-  const response = await fetch(API + "/auth/login", {
+  const response = await fetch(API + "/auth/session", {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({
       username: document.getElementById("username").value,
@@ -511,8 +649,15 @@ document.getElementById("login-form").addEventListener("submit", async event => 
     error.classList.remove("hidden");
     return;
   }
-  sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+  const session = await response.json();
+  localStorage.setItem(CSRF_KEY, session.csrf_token);
+  localStorage.setItem(EXPIRES_KEY, session.expires_at);
   await showApp();
 });
 
-if (token()) showApp().catch(showLogin); else showLogin();
+// Logging out in one tab logs out the others.
+window.addEventListener("storage", event => {
+  if (event.key === CSRF_KEY && !event.newValue && me) leave();
+});
+
+if (csrf()) showApp().catch(showLogin); else showLogin();

@@ -92,9 +92,15 @@ class World:
             return lesson.id
 
     def add_check(
-        self, lesson_id: int, device_id: str, verdict: str, requested_at: datetime
+        self,
+        lesson_id: int,
+        device_id: str,
+        verdict: str,
+        requested_at: datetime,
+        findings: list[dict[str, Any]] | None = None,
     ) -> None:
-        """A check run as the scheduler records it once the agent answered."""
+        """A check run as the scheduler records it once the agent answered (``findings``:
+        the agent's, as it sent them)."""
         with session_scope(self.sessions) as session:
             session.add(
                 CheckRun(
@@ -105,6 +111,7 @@ class World:
                     requested_at=requested_at,
                     answered_at=requested_at + timedelta(seconds=20),
                     verdict=verdict,
+                    findings=findings or [],
                 )
             )
 

@@ -156,6 +156,21 @@ def test_lessons_today_with_readiness_by_scope(world: World) -> None:
     admin = world.get("admin", "/api/v1/lessons").json()
     assert {x["id"]: x["readiness"]["state"] for x in admin}[failing] == "not_ready"
     next_day = (NOW + timedelta(days=1)).date().isoformat()
+    # "next" by the fleet's clock: both lessons at ten (one in a county the school
+    # technician does not see), not the one at two.
+    assert {x["id"]: x["timing"] for x in admin} == {
+        ready: "next", failing: "next", later: "later"
+    }
+    tomorrows = world.get("admin", "/api/v1/lessons", params={"from": next_day}).json()
+    assert [x["timing"] for x in tomorrows] == ["later"]  # today's lessons come before
+    world.clock.advance(minutes=40)  # 10:10: the lessons at ten are in progress
+    timing = {x["id"]: x["timing"] for x in world.get("admin", "/api/v1/lessons").json()}
+    assert timing == {ready: "in_progress", failing: "in_progress", later: "next"}
+    # One lesson asked for alone is told against the others the asker sees.
+    assert world.get("dt-luxi-tech", f"/api/v1/lessons/{later}").json()["timing"] == "next"
+    assert world.get("dt-luxi-tech", f"/api/v1/lessons/{tomorrow}").json()["timing"] == "later"
+    world.clock.advance(minutes=40)  # 10:50: over
+    assert world.get("admin", f"/api/v1/lessons/{ready}").json()["timing"] == "ended"
     ahead = world.get("dt-luxi-tech", "/api/v1/lessons", params={"from": next_day}).json()
     assert [x["id"] for x in ahead] == [tomorrow]
     assert world.get("dt-luxi-tech", f"/api/v1/lessons/{failing}").status_code == 404

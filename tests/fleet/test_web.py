@@ -6,59 +6,25 @@ maintenance window."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from agent import contract
 from agent.contract import DEFAULT_PREFIX, Kind
-from fleet.actions.service import Actions
-from fleet.actions.signer import Signer
-from fleet.broker import Mosquitto
 from fleet.ingest.strangers import Strangers
 from fleet.ingest.validate import Validator, load_enabled_devices
-from tests.fleet.api_world import NOW, PASSWORD, World, world
-from tests.fleet.checks_helpers import fleet_ingest
+from tests.fleet.api_world import NOW, World, world
 from tests.fleet.delivery_helpers import COUNTY, DEVICE, REFUSAL, TECH, dispatcher, settle
 from tests.fleet.smtp import SmtpServer
-from tests.served import served as serve
+from tests.fleet.web_page import browser, log_in, served
 
-__all__ = ["world"]
+__all__ = ["browser", "served", "world"]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Where the last screenshot is kept for a person to look at (tmp_path is cleaned up).
 STRANGER = "dongtou-stranger-sync9"  # a broker account the inventory lacks
 SHOT = Path(os.environ.get("SYNCCLASS_WEB_SHOT", "/tmp/syncclass-web.png"))
-
-
-@pytest.fixture
-def served(world: World, broker: Mosquitto, tmp_path: Path) -> Iterator[str]:
-    publisher = fleet_ingest(broker, world.sessions, [])
-    world.services.actions = Actions(
-        world.sessions, publisher, Signer.from_file(tmp_path / "fleet.key"), clock=world.clock
-    )
-    with serve(world.app) as url:
-        yield url
-    publisher.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def _log_in(page: Page, url: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(url)
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("#login-form button[type=submit]")
 
 
 def test_technician_checks_the_morning_and_acknowledges(
@@ -71,11 +37,11 @@ def test_technician_checks_the_morning_and_acknowledges(
 
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page.on("dialog", lambda dialog: dialog.accept())
-    _log_in(page, served, "dt-luxi-tech", "wrong-password")
+    log_in(page, served, "dt-luxi-tech", "wrong-password")
     expect(page.locator("#login-error")).to_contain_text("用户名或密码错误")
-    _log_in(page, served, "dt-luxi-tech")
+    log_in(page, served, "dt-luxi-tech")
 
-    row = page.locator(f"tr[data-lesson='{lesson}']")
+    row = page.locator(f"[data-lesson='{lesson}']")
     expect(row.locator(".readiness")).to_contain_text("就绪")
     expect(row).to_contain_text("洞头区鹿西乡小学")
     alert = page.locator(f"tr[data-alert='{alert_id}']")
@@ -127,13 +93,13 @@ def test_county_technician_resolves_and_deletes_a_window(
 
     # The school technician sees the window but does not get to delete it.
     school_page = browser.new_page(locale="zh-CN")
-    _log_in(school_page, served, "dt-luxi-tech")
+    log_in(school_page, served, "dt-luxi-tech")
     expect(school_page.locator(window_row)).to_contain_text("周六 Sat 周日 Sun")
     expect(school_page.locator(window_row).get_by_role("button")).to_have_count(0)
 
     page = browser.new_page(locale="zh-CN")
     page.on("dialog", lambda dialog: dialog.accept())
-    _log_in(page, served, "dt-dianjiao")
+    log_in(page, served, "dt-dianjiao")
     window = page.locator(window_row)
     expect(window).to_contain_text("22:00–06:00 (次日 next day)")
     alert = page.locator(f"tr[data-alert='{alert_id}']")
@@ -155,7 +121,7 @@ def test_county_technician_adds_a_window_for_the_county(
     world: World, served: str, browser: Browser
 ) -> None:
     page = browser.new_page(locale="zh-CN")
-    _log_in(page, served, "dt-dianjiao")
+    log_in(page, served, "dt-dianjiao")
     form = page.locator("#window-form")
     form.get_by_placeholder("名称 name（如 夜间 nights）").fill("洞头夜间")
     form.get_by_label("周一 Mon").check()
@@ -170,7 +136,7 @@ def test_county_technician_adds_a_window_for_the_county(
     assert made["matchers"] == {"county_id": str(me["county_id"])}
 
     school_page = browser.new_page(locale="zh-CN")
-    _log_in(school_page, served, "dt-luxi-tech")
+    log_in(school_page, served, "dt-luxi-tech")
     expect(school_page.locator("#maintenance-body")).to_contain_text("洞头夜间")
     expect(school_page.locator("#window-form")).to_have_count(0)
 
@@ -182,10 +148,10 @@ def test_a_locked_out_technician_is_told_how_long_to_wait(
         wrong = {"username": "dt-luxi-tech", "password": "wrong-password"}
         assert world.client.post("/api/v1/auth/login", json=wrong).status_code == 401
     page = browser.new_page(locale="zh-CN")
-    _log_in(page, served, "dt-luxi-tech")
+    log_in(page, served, "dt-luxi-tech")
     expect(page.locator("#login-error")).to_contain_text("登录失败次数过多，请 1 秒后再试")
     world.clock.advance(seconds=1)
-    _log_in(page, served, "dt-luxi-tech")
+    log_in(page, served, "dt-luxi-tech")
     expect(page.locator("#login-error")).to_be_hidden()
     expect(page.locator("#login")).to_be_hidden()
 
@@ -204,7 +170,7 @@ def test_refused_and_never_connected_devices_show_on_the_page(
                         contract.encode(body))
 
     page = browser.new_page(locale="zh-CN")
-    _log_in(page, served, "admin")
+    log_in(page, served, "admin")
     row = page.locator(f"tr[data-stranger='{STRANGER}']")
     expect(row).to_contain_text("未登记 not in the inventory")
     expect(row.locator("td").nth(3)).to_have_text("3")
@@ -214,7 +180,7 @@ def test_refused_and_never_connected_devices_show_on_the_page(
         "从未连接 never connected")
 
     school = browser.new_page(locale="zh-CN")  # a placeless stranger is the admins' business
-    _log_in(school, served, "dt-luxi-tech")
+    log_in(school, served, "dt-luxi-tech")
     expect(school.locator("tr[data-device='dongtou-luxi-sync1']")).to_be_visible()
     expect(school.locator("#strangers")).to_be_hidden()
 
@@ -229,7 +195,7 @@ def test_alert_shows_what_became_of_its_notifications(
     settle(world, outbox)  # the county's escalation e-mail goes out
 
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    _log_in(page, served, "dt-dianjiao")
+    log_in(page, served, "dt-dianjiao")
     failed = page.locator("#failed-body")
     expect(failed).to_contain_text(f"告警 alert #{alert_id}")
     expect(failed).to_contain_text(TECH)

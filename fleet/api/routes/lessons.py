@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.api.auth import CurrentScope
@@ -56,6 +56,29 @@ class LessonOut(BaseModel):
     main_classroom: ClassroomRef
     receivers: list[ClassroomRef]
     readiness: ReadinessOut
+    # As of the fleet's clock (a browser's clock may be wrong): ended / in_progress /
+    # next (no lesson the asker sees, of the same classroom filter, starts before it) /
+    # later / cancelled.
+    timing: str
+
+
+def _soonest(session: Session, now: datetime, *where: ColumnElement[bool]) -> datetime | None:
+    """When the next lesson among those ``where`` selects starts."""
+    return session.scalar(
+        select(func.min(Lesson.starts_at)).where(
+            *where, Lesson.starts_at > now, Lesson.cancelled.is_(False)
+        )
+    )
+
+
+def _timing(lesson: Lesson, now: datetime, soonest: datetime | None) -> str:
+    if lesson.cancelled:
+        return "cancelled"
+    if lesson.ends_at <= now:
+        return "ended"
+    if lesson.starts_at <= now:
+        return "in_progress"
+    return "next" if lesson.starts_at == soonest else "later"
 
 
 def _room(room: Classroom) -> ClassroomRef:
@@ -64,10 +87,15 @@ def _room(room: Classroom) -> ClassroomRef:
     )
 
 
-def lesson_views(session: Session, services: Services, lessons: list[Lesson]) -> list[LessonOut]:
+def lesson_views(
+    session: Session, services: Services, lessons: list[Lesson], *where: ColumnElement[bool]
+) -> list[LessonOut]:
+    """``where``: which lessons count when telling the next one."""
     states: dict[int, dict[str, Any]] = {}
+    now = services.clock()
+    soonest = _soonest(session, now, *where)
     if services.readiness is not None and lessons:
-        views = services.readiness(session, lessons, services.clock())
+        views = services.readiness(session, lessons, now)
         states = {lesson_id: view.to_json() for lesson_id, view in views.items()}
     return [
         LessonOut(
@@ -82,6 +110,7 @@ def lesson_views(session: Session, services: Services, lessons: list[Lesson]) ->
             main_classroom=_room(lesson.main_classroom),
             receivers=[_room(r.classroom) for r in lesson.receivers],
             readiness=ReadinessOut.model_validate(states.get(lesson.id, _PENDING)),
+            timing=_timing(lesson, now, soonest),
         )
         for lesson in lessons
     ]
@@ -112,16 +141,19 @@ def list_lessons(
     )
     if not include_cancelled:
         query = query.where(Lesson.cancelled.is_(False))
+    where = [scope.lesson()]
     if classroom_id is not None:
         receiver = exists().where(
             LessonReceiver.lesson_id == Lesson.id, LessonReceiver.classroom_id == classroom_id
         )
-        query = query.where(or_(Lesson.main_classroom_id == classroom_id, receiver))
-    return lesson_views(session, services, list(session.scalars(query)))
+        where.append(or_(Lesson.main_classroom_id == classroom_id, receiver))
+        query = query.where(where[-1])
+    return lesson_views(session, services, list(session.scalars(query)), *where)
 
 
 @router.get("/{lesson_id}")
 def get_lesson(
     lesson_id: IdPath, session: DB, scope: CurrentScope, services: ServicesDep
 ) -> LessonOut:
-    return lesson_views(session, services, [scope.get(session, Lesson, lesson_id, "lesson")])[0]
+    lesson = scope.get(session, Lesson, lesson_id, "lesson")
+    return lesson_views(session, services, [lesson], scope.lesson())[0]
