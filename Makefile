@@ -104,7 +104,7 @@ bench: deps-test venv
 
 # The page at 390x844 (touch) and 1366x768, written to tests/screenshots/ by its tests.
 screenshots: deps-test venv
-	$(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py
+	SYNCCLASS_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py
 
 clean:
 	rm -rf $(VENV) $(GVENV) .mypy_cache .ruff_cache

@@ -5,10 +5,14 @@ plain words without a click, the ack and reboot buttons on screen and clickable,
 cookie session the page's scripts cannot read), bilingual
 validation errors, and the API docs with no request leaving the machine.
 
-Screenshots for a reviewer are written to ``tests/screenshots/``."""
+Screenshots for a reviewer are written to ``tests/screenshots/`` by ``make screenshots``
+(``SYNCCLASS_SCREENSHOTS``); a plain test run writes them to a temporary folder, so it
+never changes the committed ones."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,9 @@ from tests.fleet.web_page import browser, log_in, served
 
 __all__ = ["browser", "served", "world"]
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+SCREENSHOTS = Path(os.environ.get(
+    "SYNCCLASS_SCREENSHOTS", Path(tempfile.gettempdir()) / "syncclass-screenshots"))
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
     "is_mobile": True,
