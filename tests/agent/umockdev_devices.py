@@ -36,7 +36,8 @@ def main() -> None:
     for fixture in args.fixtures:
         bed.load(fixture)
     config = AgentConfig("room-101", hardware=HardwareConfig(onboard_audio=args.onboard),
-                         agent=RuntimeConfig(state_dir=args.state))
+                         # Presence only: sampling would open a camera umockdev cannot feed.
+                         agent=RuntimeConfig(state_dir=args.state, sample_every_s=0))
     hardware = LinuxHardware(onboard_audio=args.onboard)
     ctx = probe_context(config, hardware)
     probes: list[PresenceProbe[Any]] = [CameraProbe(), MicrophoneProbe(), SpeakerProbe()]
