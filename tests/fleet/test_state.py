@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract import Kind, envelope
+from agent.contract import Kind, envelope, format_ts
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
@@ -110,7 +110,7 @@ def test_replayed_older_telemetry_does_not_replace_the_latest(sessions: SessionF
     feed(states, Kind.TELEMETRY, telemetry("dev-a", 3, when=T0, sections={"system": {}}))
     snap = states.get("dev-a")
     assert snap is not None
-    assert snap.telemetry_at == T0 + timedelta(minutes=5)
+    assert snap.telemetry["ts"] == format_ts(T0 + timedelta(minutes=5))
     assert "cameras" in snap.telemetry["sections"]
 
 
@@ -149,13 +149,14 @@ def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
                                    inventory={"cameras": [{"id": "cam0"}]}))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
     assert mine.flush() == 1
+    # Another process heard only an older telemetry of the device's previous session.
+    clock.set(T0 + timedelta(seconds=30))
+    feed(other, Kind.TELEMETRY, telemetry("dev-a", 2, when=clock(),
+                                          sections={"system": {"cpu_pct": 50.0}}))
     clock.set(T0 + timedelta(minutes=1))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 3, when=clock(),
                                          sections={"system": {"cpu_pct": 99.0}}))
     feed(mine, Kind.STATUS, status("dev-a", "online", 2, 4, inventory={"cameras": []}))
-    # Another process heard only an older telemetry of the device's previous session.
-    feed(other, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(seconds=30),
-                                          sections={"system": {"cpu_pct": 50.0}}))
     assert mine.flush() == 1
     assert other.flush() == 1
 
@@ -313,7 +314,7 @@ def test_stored_telemetry_follows_the_sequence_not_the_clock(sessions: SessionFa
     snap = states.get("dev-a")
     assert snap is not None
     assert snap.telemetry["sections"] == {"system": {"cpu_pct": 5.0}}
-    assert snap.telemetry_at == T0 + timedelta(seconds=10)
+    assert snap.telemetry["ts"] == format_ts(T0 + timedelta(seconds=10))  # for display
 
 
 def test_a_stored_stamp_from_the_future_does_not_outrank_real_telemetry(
