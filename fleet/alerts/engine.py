@@ -76,6 +76,11 @@ class AlertEngine(NullSink):
         # The newest agent session seen per device: a late Last Will of an older
         # session must not mark a reconnected device offline.
         self._agent_sessions: dict[str, int] = {}
+        # The highest seq heard per device: the ingest hands messages over in seq order
+        # except a late fill of a gap (a spool record resent after a lost PUBACK), which
+        # is older news than what the tickets already know and must not reopen them.
+        self._heads: dict[str, int] = {}
+        self.late_ignored = 0
         self.signals_observed: Counter[str] = Counter()
         self.notifications: Counter[tuple[str, str]] = Counter()
         self.malformed_sections = 0
@@ -120,6 +125,10 @@ class AlertEngine(NullSink):
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
             self._agent_sessions[device_id] = agent_session
+            if payload["state"] == "online" and int(payload["seq"]) < self._heads.get(
+                device_id, -1
+            ):
+                self._heads.pop(device_id)  # its counter started again (a reinstall)
         now = self.clock()
         status = rules.from_status(device_id, payload, now)
         # Any status means it has connected and is enrolled (the ingest let it through).
@@ -132,7 +141,19 @@ class AlertEngine(NullSink):
             heard.append(silence.heard(device_id, now, silence.NO_ANSWER))
         self.observe(status, *heard)
 
+    def _late(self, device_id: str, payload: dict[str, Any]) -> bool:
+        """Whether the message is a late fill, behind what this engine has heard."""
+        seq = int(payload["seq"])
+        with self._lock:
+            if seq < self._heads.get(device_id, -1):
+                self.late_ignored += 1
+                return True
+            self._heads[device_id] = seq
+            return False
+
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+        if self._late(device_id, payload):
+            return
         now = self.clock()
         observation, problems = rules.from_telemetry(device_id, payload, now)
         with self._lock:
@@ -172,6 +193,8 @@ class AlertEngine(NullSink):
         self.observe(Observation(device_id, now, (signal,)))
 
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
+        if self._late(device_id, payload):
+            return
         self.observe(rules.from_event(device_id, payload, self.clock()))
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
@@ -579,6 +602,9 @@ class AlertEngine(NullSink):
         for (kind, channel), n in sorted(self.notifications.items()):
             yield Sample("syncclass_alert_notifications_total", "Notifications enqueued",
                          float(n), labels={"kind": kind, "channel": channel})
+        yield Sample("syncclass_alert_late_ignored_total",
+                     "Late-filled telemetry and events, older than what the tickets know",
+                     float(self.late_ignored))
         yield Sample("syncclass_alert_malformed_sections_total",
                      "Telemetry sections skipped as malformed", float(self.malformed_sections))
 
