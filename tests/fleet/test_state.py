@@ -383,3 +383,36 @@ def test_a_forged_burst_believed_as_a_jump_is_undone_by_the_real_agent(
     assert snap.last_seq == 506 and "microphones" in snap.telemetry["sections"]
     assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_004))  # held again
     assert sample_value(states.samples(), "syncclass_seq_jumps_adopted_total") == 2
+
+
+def test_the_device_clock_is_measured_on_live_telemetry_only(sessions: SessionFactory) -> None:
+    """Live telemetry (above the birth's seq) measures the device's clock; a spool replay
+    (older records, at or below it) does not, and a delayed live message cannot make a
+    right clock look slow while a prompt one follows."""
+    clock = ManualClock(T0)
+    told: list[tuple[str, float, bool]] = []
+    states = DeviceStates(sessions, clock=clock, clock_skew_s=120,
+                          on_clock=lambda *args: told.append(args))
+    fast = timedelta(hours=8)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 10))
+    # Ten hours of spool, replayed after the birth: old stamps, not the clock's fault.
+    for seq in (9, 10):
+        feed(states, Kind.TELEMETRY, telemetry("dev-a", seq, when=T0 - timedelta(hours=10)))
+    assert told == [] and states.clock_offset("dev-a") == 0.0
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 11, when=T0 + fast))
+    assert told == [("dev-a", fast.total_seconds(), True)]
+    snap = states.get("dev-a")
+    assert snap is not None and snap.clock_offset_s == fast.total_seconds()
+    assert snap.telemetry_at == T0  # stamped on fleet time, whatever the clock says
+
+    # Set right by NTP and reconnected: a new connection's samples alone count.
+    clock.advance(seconds=15)
+    feed(states, Kind.STATUS, status("dev-a", "online", 2, 11))
+    late = clock() - timedelta(seconds=300)  # a live message that queued for 5 min
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 12, when=late))
+    assert told[-1] == ("dev-a", -300.0, True)
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 13, when=clock()))  # prompt: 0 s
+    assert told[-1] == ("dev-a", 0.0, False)
+    told.clear()
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 14, when=clock()))
+    assert told == []  # a right clock staying right is nobody's news
