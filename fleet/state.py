@@ -298,6 +298,7 @@ class DeviceStates(NullSink):
                     telemetry=dict(row.telemetry or {}),
                     telemetry_at=row.telemetry_at,
                     birth_at=row.birth_at,
+                    status_at=row.status_at,
                     seq=self._tracker(
                         high=row.last_seq, gaps=row.seq_gaps, duplicates=row.seq_duplicates
                     ),
@@ -575,6 +576,7 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
         "telemetry": dev.telemetry,
         "telemetry_at": dev.telemetry_at,
         "birth_at": dev.birth_at,
+        "status_at": dev.status_at,
     }
 
 
@@ -641,7 +643,7 @@ def _merge(old: Row[Any], snap: dict[str, Any], believable: datetime) -> dict[st
         merged["last_seq"] = max(old.last_seq, snap["last_seq"])
     if order >= 0:
         merged |= {k: snap[k] for k in ("session", "online", "agent_version", "inventory",
-                                        "birth_at")}
+                                        "birth_at", "status_at")}
     if snap["telemetry_at"] is not None and (
         old.telemetry_at is None
         or snap["telemetry_at"] >= old.telemetry_at

@@ -155,6 +155,10 @@ def test_an_agent_8_hours_fast_reports_on_fleet_time_and_its_clock_is_an_alert(
     gone = wait_until("LUXI offline", lambda: (
         s if (s := fleet.states.get(LUXI)) and not s.online else None))
     assert gone.status_at == died_at and gone.last_seen == died_at
+    fleet.states.flush()
+    health = _health(world)
+    assert health["online"] is False
+    assert parse_ts(health["status_at"].replace("+00:00", "Z")) == died_at
     def pending_offline() -> Alert | None:
         with session_scope(fleet.sessions) as session:
             return next(iter(fleet.alerts.query(session, rule="device_offline", device_id=LUXI,

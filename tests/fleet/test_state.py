@@ -133,6 +133,7 @@ def test_flush_and_reload_keep_the_last_state(stored: SessionFactory) -> None:
     assert snap.telemetry["sections"]["system"]["cpu_pct"] == 12.5
     assert snap.telemetry_at == T0
     assert snap.last_seen == T0
+    assert snap.status_at == T0  # when the fleet learnt it online, kept across restarts
     assert snap.interval == 15
     assert [s.device_id for s in restarted.all()] == ["dev-a", "dev-b"]
     # Seqs up to the flushed one count as seen; the next one is new.

@@ -66,6 +66,7 @@ class DeviceHealthOut(BaseModel):
     last_seen: datetime | None
     agent_version: str
     telemetry_at: datetime | None  # fleet time the latest telemetry arrived
+    status_at: datetime | None  # fleet time it was learnt online or offline (Last Will)
     # The worst open alert: "critical", "warning", else "ok".
     status: str
     # The device's firing or acknowledged alerts, worst first.
@@ -124,6 +125,7 @@ def _health(
         last_seen=state.last_seen,
         agent_version=state.agent_version,
         telemetry_at=state.telemetry_at,
+        status_at=state.status_at,
         status=problems[0].severity if problems else "ok",
         problems=problems,
         telemetry=dict(state.telemetry or {}),
