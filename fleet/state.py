@@ -506,6 +506,9 @@ class DeviceStates(NullSink):
                      len(devices) - online, "gauge")
         yield Sample("syncclass_devices_stale", "Online devices silent for 3 intervals",
                      stale, "gauge")
+        yield Sample("syncclass_devices_clock_skewed",
+                     "Devices whose clock is further off the fleet's than clock_skew_s",
+                     sum(1 for d in devices if d.skewed), "gauge")
         yield Sample("syncclass_seq_missing", "Sequence numbers skipped and not received",
                      sum(d.seq.gaps for d in devices), "gauge")
         yield Sample("syncclass_seq_duplicates_total", "Duplicate (device, seq) messages",

@@ -125,6 +125,7 @@ def test_an_agent_8_hours_fast_reports_on_fleet_time_and_its_clock_is_an_alert(
     assert re.search(r"8 h \d+ min ahead of", skew.details["message_en"])
     assert "NTP" in skew.details["message_en"]
     assert skew.last_seen_at <= world.clock()
+    assert sample_value(fleet.states.samples(), "syncclass_devices_clock_skewed") == 1
 
     # Its tickets update at once: the camera it unplugs is a ticket on fleet time.
     camera = _alert(world, "camera_missing")
