@@ -77,14 +77,18 @@ class Fleet:
         self.sessions: SessionFactory = sessionmaker(self.engine, expire_on_commit=False)
 
         self.signer = Signer.from_file(config.actions.key_file)
+        # A device clock off the fleet's is told to the alert engine (clock_skew).
         self.states = DeviceStates(self.sessions, clock, seq_jump=config.mqtt.seq_jump,
                                    seq_confirm=config.mqtt.seq_confirm,
-                                   ts_ahead_s=config.mqtt.ts_ahead_s)
+                                   ts_ahead_s=config.mqtt.ts_ahead_s,
+                                   clock_skew_s=config.mqtt.clock_skew_s,
+                                   on_clock=self._clock_skew)
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()
         self.tsdb = (
-            TelemetryWriter(self.sessions, config.tsdb, clock, places=self.places)
+            TelemetryWriter(self.sessions, config.tsdb, clock, places=self.places,
+                            offset=self.states.clock_offset)
             if config.tsdb.enabled else None
         )
         # Every run-check carries the device's token for the bandwidth test endpoint.
@@ -147,6 +151,9 @@ class Fleet:
     # The Publisher the actions use.
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.mqtt.publish(topic, payload, qos, retain)
+
+    def _clock_skew(self, device_id: str, offset_s: float, skewed: bool) -> None:
+        self.alerts.clock_skew(device_id, offset_s, skewed)
 
     def _unanswered(self, runs: Sequence[Unanswered]) -> None:
         """Lesson checks nobody answered: a device the fleet has never heard from is

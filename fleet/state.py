@@ -42,8 +42,20 @@ birth is placed by its stamp as well as its session (``_born``), and the stamp i
 with the state.  Status messages are never dropped: retained ones are redelivered on
 every reconnect.
 
-Stored telemetry follows the sequence, not ``ts``: the message that advances the cursor
-replaces it, a late fill does not, so a wrong clock can never freeze it.
+Time: the fleet times everything by its own clock when the message reaches the state
+(``telemetry_at``, ``status_at``, ``last_seen``) and orders it by session and seq; the
+device's ``ts`` is kept for display (``telemetry["ts"]``) and to measure the device's
+clock.  Stored telemetry follows the sequence: the message that advances the cursor
+replaces it, a late fill does not, so a wrong clock can never freeze it.  A Last Will is
+stamped when the fleet learns of it, not with the connect time it carries.
+
+Clock offset (``clock_offset``): each live telemetry message (above the current birth's
+seq, so not a spool replay, and at the head of the line) gives a sample ``ts - receive
+time``.  Transport and queueing delay only ever make a sample smaller than the true
+offset, so the estimate is the largest of the last ``_OFFSET_SAMPLES`` samples (NTP's
+minimum-delay filter): a backlog cannot make a correct clock look slow for long.  When
+the estimate's size crosses ``clock_skew_s`` either way, or while it stays beyond it,
+``on_clock`` is told (device id, offset in seconds, skewed?), outside the lock.
 
 The state lives in memory; ``flush()`` writes changed devices to ``DeviceState`` and a new
 instance loads the table, so a restarted fleet knows the last state.  ``start()`` runs the
@@ -91,6 +103,8 @@ log = logging.getLogger(__name__)
 # How many skipped seqs per device are remembered for late filling; beyond it the oldest
 # are forgotten (and a late arrival of those counts as a duplicate).
 _MAX_MISSING = 10_000
+# Live samples the clock offset estimate is the largest of (see the module docstring).
+_OFFSET_SAMPLES = 5
 # Devices per flush transaction: short SQLite write locks for the other writers (alert
 # engine, checks) and IN lists far below any database's bound-parameter limit.
 _CHUNK = 1_000
@@ -214,7 +228,9 @@ class DeviceStatus:
     interval: float
     inventory: dict[str, Any]
     telemetry: dict[str, Any]
-    telemetry_at: datetime | None
+    telemetry_at: datetime | None  # fleet time the stored telemetry arrived
+    status_at: datetime | None = None  # fleet time the current online/offline was learnt
+    clock_offset_s: float | None = None  # device clock minus fleet clock, once measured
 
 
 @dataclass
@@ -228,6 +244,9 @@ class _Device:
     telemetry: dict[str, Any] = field(default_factory=dict)
     telemetry_at: datetime | None = None
     birth_at: datetime | None = None  # ts of the current session's birth, once seen
+    status_at: datetime | None = None
+    offsets: list[float] = field(default_factory=list)  # the latest live samples, seconds
+    skewed: bool = False
     seq: SeqTracker = field(default_factory=SeqTracker)
     # Messages of a held seq jump, released in order if it is adopted.
     held: list[tuple[Kind, dict[str, Any]]] = field(default_factory=list)
@@ -244,9 +263,13 @@ class DeviceStates(NullSink):
         stale_intervals: float = 3.0,
         seq_jump: int = 1_000,
         seq_confirm: int = 3,
-        ts_ahead_s: float = 600.0,
+        ts_ahead_s: float = 86_400.0,
+        clock_skew_s: float = 120.0,
+        on_clock: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._skew = clock_skew_s
+        self._on_clock = on_clock
         self._clock = clock
         self._seq_jump = seq_jump
         self._seq_confirm = seq_confirm
@@ -279,6 +302,7 @@ class DeviceStates(NullSink):
                     telemetry=dict(row.telemetry or {}),
                     telemetry_at=row.telemetry_at,
                     birth_at=row.birth_at,
+                    status_at=row.status_at,
                     seq=self._tracker(
                         high=row.last_seq, gaps=row.seq_gaps, duplicates=row.seq_duplicates
                     ),
@@ -377,9 +401,12 @@ class DeviceStates(NullSink):
             if born:
                 dev.held.clear()
                 dev.birth_at = parse_ts(payload["ts"])
+                dev.offsets = []  # a new connection: perhaps after the clock was set right
                 if dev.seq.new_session(int(payload["seq"])):
                     self.seq_restarts += 1
             dev.session = session
+            if online != dev.online or born or dev.status_at is None:
+                dev.status_at = self._clock()
             dev.online = online
             dev.agent_version = str(payload.get("agent_version", dev.agent_version))
             if online and isinstance(payload.get("inventory"), dict):
@@ -411,16 +438,39 @@ class DeviceStates(NullSink):
         return last is None or at > last
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
-        at = parse_ts(payload["ts"])
+        now = self._clock()
+        told: tuple[float, bool] | None = None
         with self._lock:
             dev = self._device(device_id)
             self._dirty.add(device_id)
             dev.interval = float(payload["interval"])
             # The newest is the one at the head of the sequence, whatever its clock says:
             # a late fill from the spool never replaces it, and a wrong ts never freezes it.
-            if int(payload["seq"]) >= dev.seq.high:
-                dev.telemetry = {"interval": dev.interval, "sections": payload["sections"]}
-                dev.telemetry_at = at
+            seq = int(payload["seq"])
+            if seq >= dev.seq.high:
+                dev.telemetry = {"interval": dev.interval, "sections": payload["sections"],
+                                 "ts": payload["ts"]}
+                dev.telemetry_at = now
+                if seq > dev.seq.ceiling:  # live: written after the current connection began
+                    told = self._sample(dev, (parse_ts(payload["ts"]) - now).total_seconds())
+        if told is not None and self._on_clock is not None:
+            self._on_clock(device_id, *told)
+
+    def _sample(self, dev: _Device, offset: float) -> tuple[float, bool] | None:
+        """Add one live offset sample; what to tell ``on_clock``, if anything."""
+        dev.offsets = [*dev.offsets[1 - _OFFSET_SAMPLES:], offset]
+        estimate = max(dev.offsets)
+        skewed = abs(estimate) > self._skew
+        if skewed or dev.skewed:
+            dev.skewed = skewed
+            return estimate, skewed
+        return None
+
+    def clock_offset(self, device_id: str) -> float:
+        """The device clock minus the fleet's, in seconds (0 until measured)."""
+        with self._lock:
+            dev = self._devices.get(device_id)
+            return max(dev.offsets) if dev is not None and dev.offsets else 0.0
 
     # ------------------------------------------------------------ queries
 
@@ -460,6 +510,9 @@ class DeviceStates(NullSink):
                      len(devices) - online, "gauge")
         yield Sample("syncclass_devices_stale", "Online devices silent for 3 intervals",
                      stale, "gauge")
+        yield Sample("syncclass_devices_clock_skewed",
+                     "Devices whose clock is further off the fleet's than clock_skew_s",
+                     sum(1 for d in devices if d.skewed), "gauge")
         yield Sample("syncclass_seq_missing", "Sequence numbers skipped and not received",
                      sum(d.seq.gaps for d in devices), "gauge")
         yield Sample("syncclass_seq_duplicates_total", "Duplicate (device, seq) messages",
@@ -504,6 +557,8 @@ class DeviceStates(NullSink):
             inventory=dev.inventory,
             telemetry=dev.telemetry,
             telemetry_at=dev.telemetry_at,
+            status_at=dev.status_at,
+            clock_offset_s=max(dev.offsets) if dev.offsets else None,
         )
 
 
@@ -528,6 +583,7 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
         "telemetry": dev.telemetry,
         "telemetry_at": dev.telemetry_at,
         "birth_at": dev.birth_at,
+        "status_at": dev.status_at,
     }
 
 
@@ -589,7 +645,8 @@ def _merged(snap: ReadOnlyColumnCollection[str, Any], believable: datetime
             else_=old.last_seq,
         ),
     }
-    for name in ("session", "online", "agent_version", "inventory", "birth_at"):
+    for name in ("session", "online", "agent_version", "inventory", "birth_at",
+                 "status_at"):
         merged[name] = case((status, snap[name]), else_=old[name])
     for name in ("telemetry", "telemetry_at"):
         merged[name] = case((telemetry, snap[name]), else_=old[name])

@@ -10,6 +10,14 @@ numbers and booleans make one point, and each item of its ``devices`` list or ``
 table makes one point tagged ``entity`` (``camera:<id>``, ``target:<name>``).  Every point
 carries the device's place from the inventory: county, school, pair, classroom, device.
 
+Time: a status point (the birth, the Last Will) is stamped when the fleet receives it: the
+Last Will carries the time its connection began, and stamped with that a dead device
+would read online on the dashboard until the next point.  Telemetry, events and checks
+are stamped with the device's ``ts`` corrected by its measured clock offset
+(``DeviceStates.clock_offset``) and never later than their arrival: a live message lands
+at its receive time whatever the device's clock says, and a spool replayed after an
+outage lands where it happened, not piled on the moment of reconnection.
+
 The sink methods only append to a bounded buffer; a background thread writes batches.
 While the database is away (a network error, a 5xx), points stay in the buffer and are
 retried with jittered backoff; when the buffer is full the oldest points are dropped and
@@ -212,9 +220,12 @@ class TelemetryWriter(NullSink):
         clock: Callable[[], datetime] = utcnow,
         tags: Callable[[str], dict[str, str]] | None = None,
         places: DeviceContextCache | None = None,
+        offset: Callable[[str], float] | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
+        # The device clock minus the fleet's, seconds (the device state measures it).
+        self._offset = offset
         self._sessions = sessions
         self._tags = tags
         # Shared with the alert engine by the app, so one inventory reload clears both.
@@ -242,22 +253,27 @@ class TelemetryWriter(NullSink):
 
     def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
         fields = {"online": payload["state"] == "online", "session": payload["session"]}
-        self._add([line("syncclass_status", self._tags_of(device_id), fields,
-                        parse_ts(payload["ts"]))])
+        self._add([line("syncclass_status", self._tags_of(device_id), fields, self._clock())])
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         self._add(telemetry_lines(payload["sections"], self._tags_of(device_id),
-                                  parse_ts(payload["ts"])))
+                                  self._when(device_id, payload)))
 
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "type": payload["type"], "entity": payload["entity"]}
-        self._add([line("syncclass_event", tags, {"count": 1}, parse_ts(payload["ts"]))])
+        self._add([line("syncclass_event", tags, {"count": 1}, self._when(device_id, payload))])
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "verdict": payload["verdict"]}
         fields = {"verdict_code": _VERDICT_CODE[payload["verdict"]],
                   "findings": len(payload["findings"])}
-        self._add([line("syncclass_check", tags, fields, parse_ts(payload["ts"]))])
+        self._add([line("syncclass_check", tags, fields, self._when(device_id, payload))])
+
+    def _when(self, device_id: str, payload: dict[str, Any]) -> datetime:
+        """Fleet time of a message: its ts less the device's clock offset, never later
+        than now (see the module docstring)."""
+        offset = self._offset(device_id) if self._offset is not None else 0.0
+        return min(parse_ts(payload["ts"]) - timedelta(seconds=offset), self._clock())
 
     def reload_tags(self) -> None:
         """Forget cached inventory tags (call after inventory changes)."""

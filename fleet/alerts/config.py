@@ -12,8 +12,11 @@ def _default_up() -> dict[str, float]:
     # Netdata's ``delay: up`` idea: a fault must last this long before anyone is told.
     # Offline waits out a quick agent restart or an MQTT reconnect (keepalive 1.5x);
     # network numbers wobble, so they must persist for a minute; a missing camera is
-    # unambiguous and the technician should hear about it at once.
+    # unambiguous and the technician should hear about it at once.  A clock's skew is
+    # measured on live messages, and one that queued behind a backlog looks slow until
+    # the next prompt one: five minutes of it is a clock, not a queue.
     return {
+        "clock_skew": 300.0,
         "device_offline": 30.0,
         "network_loss": 60.0,
         "network_jitter": 60.0,

@@ -78,6 +78,11 @@ class AlertEngine(NullSink):
         # The newest agent session seen per device: a late Last Will of an older
         # session must not mark a reconnected device offline.
         self._agent_sessions: dict[str, int] = {}
+        # The highest seq heard per device: the ingest hands messages over in seq order
+        # except a late fill of a gap (a spool record resent after a lost PUBACK), which
+        # is older news than what the tickets already know and must not reopen them.
+        self._heads: dict[str, int] = {}
+        self.late_ignored = 0
         self.signals_observed: Counter[str] = Counter()
         self.notifications: Counter[tuple[str, str]] = Counter()
         self.malformed_sections = 0
@@ -111,6 +116,10 @@ class AlertEngine(NullSink):
 
     # ------------------------------------------------------------ MessageSink
 
+    # Every signal of a message is stamped with the fleet's clock when the message reaches
+    # the engine (its receive time): the device's ts is its own clock's word, kept for
+    # display.  The ingest hands each device's messages over in (session, seq) order.
+
     def on_status(self, device_id: str, payload: dict[str, Any]) -> None:
         # Before the session check: two PCs under one id send births of one session each.
         cloned = self.clones.birth(device_id, payload, self.clock())
@@ -118,26 +127,46 @@ class AlertEngine(NullSink):
             self.observe(Observation(device_id, cloned.at, (cloned,)))
         agent_session = int(payload["session"])
         with self._lock:
-            if agent_session < self._agent_sessions.get(device_id, agent_session):
+            known = self._agent_sessions.get(device_id)
+            if known is not None and agent_session < known:
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
             self._agent_sessions[device_id] = agent_session
-        status = rules.from_status(device_id, payload)
-        # Any status means it has connected and is enrolled (the ingest let it through);
-        # a connection newer than an unanswered check (a retained older one is skipped as
-        # older news) means it can answer again.
-        heard = [silence.heard(device_id, self.clock(), silence.NEVER_CONNECTED,
-                               silence.NOT_ENROLLED)]
-        if payload["state"] == "online":
-            heard.append(silence.heard(device_id, status.at, silence.NO_ANSWER))
+            if payload["state"] == "online" and int(payload["seq"]) < self._heads.get(
+                device_id, -1
+            ):
+                self._heads.pop(device_id)  # its counter started again (a reinstall)
+        now = self.clock()
+        status = rules.from_status(device_id, payload, now)
+        # Any status means it has connected and is enrolled (the ingest let it through).
+        heard = [silence.heard(device_id, now, silence.NEVER_CONNECTED, silence.NOT_ENROLLED)]
+        # A connection made after the missed check can answer again: a birth of a session
+        # newer than the one this engine knew.  The retained birth redelivered when the
+        # fleet (re)subscribes is not one, and after a fleet restart the first birth is not
+        # known to be: the device's next check answer clears the ticket then.
+        if payload["state"] == "online" and known is not None and agent_session > known:
+            heard.append(silence.heard(device_id, now, silence.NO_ANSWER))
         self.observe(status, *heard)
 
+    def _late(self, device_id: str, payload: dict[str, Any]) -> bool:
+        """Whether the message is a late fill, behind what this engine has heard."""
+        seq = int(payload["seq"])
+        with self._lock:
+            if seq < self._heads.get(device_id, -1):
+                self.late_ignored += 1
+                return True
+            self._heads[device_id] = seq
+            return False
+
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
-        observation, problems = rules.from_telemetry(device_id, payload)
+        if self._late(device_id, payload):
+            return
+        now = self.clock()
+        observation, problems = rules.from_telemetry(device_id, payload, now)
         with self._lock:
             self.malformed_sections += len(problems)
-        reporting = Signal("device_silent", device_id, False, observation.at)
-        self.observe(observation, Observation(device_id, observation.at, (reporting,)))
+        reporting = Signal("device_silent", device_id, False, now)
+        self.observe(observation, Observation(device_id, now, (reporting,)))
 
     def device_silent(self, device_id: str) -> None:
         """A connected agent that stopped reporting: its Last Will never comes, since
@@ -151,14 +180,36 @@ class AlertEngine(NullSink):
         )
         self.observe(Observation(device_id, now, (signal,)))
 
+    def clock_skew(self, device_id: str, offset_s: float, skewed: bool) -> None:
+        """The device's clock is ``offset_s`` seconds off the fleet's (from the device
+        state's live samples); ``skewed`` when that is beyond the configured limit."""
+        now = self.clock()
+        signal = Signal(
+            "clock_skew", device_id, skewed, now, value=round(offset_s, 1),
+            details={"offset_s": round(offset_s, 1)},
+            message_zh=f"设备时钟比平台{'快' if offset_s > 0 else '慢'}{_span_zh(offset_s)}。"
+            "请在设备上启用NTP时间同步（运行 timedatectl 查看 \"System clock synchronized\"，"
+            "用 timedatectl set-ntp true 开启）；若正好相差整数小时，检查BIOS时钟是否设成了"
+            "本地时间（timedatectl set-local-rtc 0）",
+            message_en=f"the device clock is {_span_en(offset_s)} "
+            f"{'ahead of' if offset_s > 0 else 'behind'} the fleet's. Enable NTP on the "
+            "device (timedatectl shows \"System clock synchronized\"; timedatectl set-ntp "
+            "true turns it on); a whole number of hours off means the BIOS clock is kept in "
+            "local time (timedatectl set-local-rtc 0)",
+        )
+        self.observe(Observation(device_id, now, (signal,)))
+
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
-        self.observe(rules.from_event(device_id, payload))
+        if self._late(device_id, payload):
+            return
+        self.observe(rules.from_event(device_id, payload, self.clock()))
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
         with self._writing() as session:
-            observation = rules.from_check(session, device_id, payload)
+            now = self.clock()
+            observation = rules.from_check(session, device_id, payload, now)
             self._count(observation)
-            self._observe(session, observation, self.clock())
+            self._observe(session, observation, now)
         # Any answer, even a late one, ends the silence (on fleet time: it is news now).
         self.observe(silence.heard(device_id, self.clock(), silence.NO_ANSWER,
                                    silence.NEVER_CONNECTED))
@@ -585,8 +636,21 @@ class AlertEngine(NullSink):
         for (kind, channel), n in sorted(self.notifications.items()):
             yield Sample("syncclass_alert_notifications_total", "Notifications enqueued",
                          float(n), labels={"kind": kind, "channel": channel})
+        yield Sample("syncclass_alert_late_ignored_total",
+                     "Late-filled telemetry and events, older than what the tickets know",
+                     float(self.late_ignored))
         yield Sample("syncclass_alert_malformed_sections_total",
                      "Telemetry sections skipped as malformed", float(self.malformed_sections))
+
+
+def _span_zh(offset_s: float) -> str:
+    hours, rest = divmod(round(abs(offset_s)), 3600)
+    return f"{hours}小时{rest // 60}分" if hours else f"{rest // 60}分{rest % 60}秒"
+
+
+def _span_en(offset_s: float) -> str:
+    hours, rest = divmod(round(abs(offset_s)), 3600)
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
 
 
 def select_alerts(

@@ -5,6 +5,10 @@ machine ``reason`` and a short ``message``; a rule only maps the reason to its a
 (by keyword, so "network_loss_high" and "loss" both land on ``network_loss``).  A
 section that is not a JSON object is skipped and counted, never fatal: the other
 sections of the same message still count.
+
+Time: every function takes ``at``, the fleet's receive time, which the signals carry;
+the payload's ``ts`` is the device's clock, kept in the details for display only, so an
+agent whose clock is hours off neither freezes its tickets nor clears them late.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent.contract import CheckVerdict, EventType, parse_ts
+from agent.contract import CheckVerdict, EventType
 from fleet.alerts.signal import Observation, Signal
 from fleet.db.models import CheckRun
 
@@ -134,7 +139,8 @@ def _text(data: Mapping[str, Any], lang: str) -> str:
 
 
 def _fault(
-    device_id: str, at: Any, rule: str, entity: str, data: Mapping[str, Any], value_key: str = ""
+    device_id: str, at: datetime, rule: str, entity: str, data: Mapping[str, Any],
+    value_key: str = "",
 ) -> Signal:
     value = _number(data.get(value_key)) if value_key else _number(data.get("value"))
     return Signal(
@@ -188,7 +194,7 @@ def _mapping(section: Mapping[str, Any], where: str, field: str) -> Mapping[str,
     return value
 
 
-def _section_signals(device_id: str, at: Any, name: str, section: Any) -> list[Signal]:
+def _section_signals(device_id: str, at: datetime, name: str, section: Any) -> list[Signal]:
     if not isinstance(section, Mapping):
         raise MalformedSection(f"section {name!r} is {type(section).__name__}, not an object")
     family = _FAMILIES[name]
@@ -207,9 +213,10 @@ def _section_signals(device_id: str, at: Any, name: str, section: Any) -> list[S
     return out
 
 
-def from_telemetry(device_id: str, payload: Mapping[str, Any]) -> tuple[Observation, list[str]]:
+def from_telemetry(
+    device_id: str, payload: Mapping[str, Any], at: datetime
+) -> tuple[Observation, list[str]]:
     """The faults in a telemetry message, and the problems of sections it had to skip."""
-    at = parse_ts(payload["ts"])
     signals: list[Signal] = []
     covers: set[str] = set()
     problems: list[str] = []
@@ -226,20 +233,20 @@ def from_telemetry(device_id: str, payload: Mapping[str, Any]) -> tuple[Observat
     return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
 
 
-def from_status(device_id: str, payload: Mapping[str, Any]) -> Observation:
-    at = parse_ts(payload["ts"])
+def from_status(device_id: str, payload: Mapping[str, Any], at: datetime) -> Observation:
+    """A Last Will carries the time its connection began: ``at`` is when it came."""
     signal = Signal(
         rule="device_offline",
         device_id=device_id,
         active=payload["state"] == "offline",
         at=at,
-        details={"session": payload["session"], "agent_version": payload["agent_version"]},
+        details={"session": payload["session"], "agent_version": payload["agent_version"],
+                 "device_ts": payload["ts"]},
     )
     return Observation(device_id, at, (signal,))
 
 
-def from_event(device_id: str, payload: Mapping[str, Any]) -> Observation:
-    at = parse_ts(payload["ts"])
+def from_event(device_id: str, payload: Mapping[str, Any], at: datetime) -> Observation:
     kind = EventType(payload["type"])
     entity = str(payload["entity"])
     prefix, _, name = entity.partition(":")
@@ -268,13 +275,14 @@ def from_event(device_id: str, payload: Mapping[str, Any]) -> Observation:
     return Observation(device_id, at, (signal,))
 
 
-def from_check(session: Session, device_id: str, payload: Mapping[str, Any]) -> Observation:
+def from_check(
+    session: Session, device_id: str, payload: Mapping[str, Any], at: datetime
+) -> Observation:
     """A failed check is one ticket per device, linked to its lesson through the CheckRun.
 
     The checks scheduler writes the CheckRun before sending the command; without one
     the check was run by hand or by the agent itself, and no lesson is named.
     """
-    at = parse_ts(payload["ts"])
     request_id = payload.get("request_id")
     lesson_id = None
     if isinstance(request_id, str):

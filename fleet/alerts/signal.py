@@ -53,6 +53,7 @@ RULES: Final[dict[str, RuleInfo]] = {
     "disk_full": RuleInfo("warning", "磁盘空间不足", "disk nearly full"),
     "overheating": RuleInfo("warning", "设备温度过高", "device overheating"),
     "clock_unsynced": RuleInfo("warning", "系统时钟未同步", "clock not synchronised"),
+    "clock_skew": RuleInfo("warning", "设备时钟与平台相差过大", "device clock far off the fleet's"),
     "system_fault": RuleInfo("warning", "系统异常", "system problem"),
     "probe_failed": RuleInfo("warning", "检测程序出错", "probe failed"),
     "check_failed": RuleInfo("critical", "课前检测未通过", "pre-class check failed"),

@@ -250,6 +250,9 @@ class DeviceState(Base):
     # The agent's ts of the current session's birth: tells a reinstalled agent (whose
     # session count started again) from a late birth of an old connection.
     birth_at: Mapped[datetime | None]
+    # Fleet time the current online/offline was learnt: a Last Will carries the time its
+    # connection began, so the offline point is when the fleet received it.
+    status_at: Mapped[datetime | None]
 
 
 class CheckRun(Base):

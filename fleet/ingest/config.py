@@ -32,10 +32,17 @@ class IngestConfig:
     # it the message is counted as suspicious and kept out of the device's state.  Behind:
     # long, because an agent replays its spool after an outage (20,000 records: three and
     # a half days at 15 s, weeks at longer intervals), so it only catches nonsense such as
-    # a reset RTC's 1970.  Ahead: short, because a ts from the future would otherwise
-    # outrank every real message after it; a few minutes cover an unsynced clock's drift.
+    # a reset RTC's 1970.  Ahead: one day.  The fleet orders by session, seq and its own
+    # receive time, so a fast clock no longer outranks anything; what stays refused is
+    # nonsense (a year-3000 stamp).  A day, not minutes, because the common skew is a
+    # whole number of hours: a BIOS clock kept in local time and read as UTC is 8 h fast
+    # in China (at most 14 h anywhere), and such an agent must keep reporting while its
+    # skew is alerted (clock_skew) rather than fall silent.
     ts_behind_s: float = 30 * 86400.0
-    ts_ahead_s: float = 600.0
+    ts_ahead_s: float = 86_400.0
+    # A device clock further than this from the fleet's (measured on live telemetry,
+    # never on spool replays) is a clock_skew alert.
+    clock_skew_s: float = 120.0
     # A seq more than seq_jump beyond the expected next one is held aside, not believed,
     # until seq_confirm consecutive seqs follow it with nothing on the device's current
     # line in between (fleet.state.SeqTracker says why).
@@ -51,7 +58,7 @@ class IngestConfig:
             raise ValueError("queue_size must be >= 1")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
-        if self.ts_behind_s <= 0 or self.ts_ahead_s <= 0:
-            raise ValueError("ts_behind_s and ts_ahead_s must be > 0")
+        if self.ts_behind_s <= 0 or self.ts_ahead_s <= 0 or self.clock_skew_s <= 0:
+            raise ValueError("ts_behind_s, ts_ahead_s and clock_skew_s must be > 0")
         if self.seq_jump < 1 or self.seq_confirm < 1:
             raise ValueError("seq_jump and seq_confirm must be >= 1")

@@ -14,8 +14,10 @@ reason (``unknown-device``) whatever its payload looks like.
 
 Time: a ``ts`` outside [now - ``ts_behind_s``, now + ``ts_ahead_s``] is not a broken
 message but a suspicious one; it is counted apart (``suspicious``), because it is what a
-poisoned or a badly wrong clock sends, and it never reaches the device's state, where a
-year-3000 stamp would outrank every real message after it.  Status is exempt: its order is
+poisoned or a nonsensical clock sends (a reset RTC's 1970, a year-3000 stamp), and it never
+reaches the sinks.  The window ahead is a day (``IngestConfig.ts_ahead_s`` says why): the
+fleet orders by session, seq and its own receive time, so a skewed but live agent keeps
+flowing and its skew is alerted (``clock_skew``) instead.  Status is exempt: its order is
 the connection's ``session``, and a retained birth is rightly as old as the connection.
 """
 
@@ -67,7 +69,7 @@ class Validator:
         refresh_s: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
         ts_behind_s: float = 30 * 86400.0,
-        ts_ahead_s: float = 600.0,
+        ts_ahead_s: float = 86_400.0,
         on_unknown: Callable[[str, str], None] | None = None,
     ) -> None:
         self._prefix = prefix

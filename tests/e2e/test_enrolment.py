@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from agent.config import load_config
-from agent.contract import DEFAULT_PREFIX
+from agent.contract import DEFAULT_PREFIX, parse_ts
 from fleet.app import Fleet
 from fleet.broker import Mosquitto, free_port, wait_for_port
 from fleet.db.base import session_scope, utcnow
@@ -334,8 +334,10 @@ def test_a_replacement_keeps_the_classroom_history(site: Site) -> None:
 
     def new_machine_reporting() -> bool:
         state = site.fleet.states.get(device_id)
+        # The agent's own stamp: these agents run on real time, the fleet on a stopped
+        # clock (its telemetry_at is when the message arrived by that clock).
         return bool(state and state.online and state.session > old_session
-                    and state.telemetry_at and state.telemetry_at > replaced_at)
+                    and "ts" in state.telemetry and parse_ts(state.telemetry["ts"]) > replaced_at)
 
     wait_until("telemetry of the new machine", new_machine_reporting, timeout=30)
     assert not new.said("refused")

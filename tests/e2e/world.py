@@ -25,6 +25,7 @@ from sqlalchemy import select
 from agent.app import Agent
 from agent.config import AgentConfig, CommandsConfig, HardwareConfig, MqttConfig, NetworkConfig
 from agent.config import RuntimeConfig as AgentRuntime
+from agent.contract import format_ts
 from agent.hardware.scenario import Scenario, default_scenario
 from agent.hardware.simulated import SimulatedHardware
 from fleet.alerts.config import AlertConfig
@@ -319,12 +320,14 @@ class World:
 
     def wait_fresh_telemetry(self, device_id: str) -> DeviceStatus:
         """Move the clock on one agent interval; wait until the fleet's state of the device
-        holds telemetry stamped at that new instant (sent after everything before)."""
+        holds telemetry the agent stamped at that new instant (sent after everything
+        before; the fleet's own ``telemetry_at`` is when it arrived)."""
         now = self.clock.advance(seconds=1)
 
         def fresh() -> DeviceStatus | None:
             state = self.running.states.get(device_id)
-            return state if state is not None and state.telemetry_at == now else None
+            return state if state is not None and state.telemetry.get("ts") == format_ts(
+                now) else None
 
         return wait_until(f"telemetry of {device_id} stamped {now:%H:%M:%S}", fresh)
 

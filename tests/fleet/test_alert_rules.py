@@ -24,7 +24,7 @@ def telemetry(sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def rules_of(sections: dict[str, Any]) -> set[tuple[str, str]]:
-    observation, problems = from_telemetry("d1", telemetry(sections))
+    observation, problems = from_telemetry("d1", telemetry(sections), NOW)
     assert problems == []
     return {(s.rule, s.entity) for s in observation.signals}
 
@@ -56,7 +56,7 @@ def test_each_section_maps_the_agents_reason_to_a_rule() -> None:
         ("bandwidth_low", ""),
         ("disk_full", ""),
     }
-    observation, _ = from_telemetry("d1", telemetry(sections))
+    observation, _ = from_telemetry("d1", telemetry(sections), NOW)
     loss = next(s for s in observation.signals if s.rule == "network_loss")
     assert loss.value == 7.5
     black = next(s for s in observation.signals if s.rule == "camera_black")
@@ -72,7 +72,7 @@ def test_malformed_sections_are_skipped_and_reported_the_rest_counts() -> None:
         "cameras": ["not", "an", "object"],
         "network": {"ok": False, "targets": ["x"]},
         "system": {"ok": False, "reason": "overheating", "temp_c": 95},
-    }))
+    }), NOW)
     assert len(problems) == 2 and "cameras" in problems[0]
     assert [s.rule for s in observation.signals] == ["overheating"]
     # Skipped sections cover nothing: their open alerts are left alone, not cleared.
@@ -82,12 +82,12 @@ def test_malformed_sections_are_skipped_and_reported_the_rest_counts() -> None:
 
 def test_events_use_the_same_ticket_as_telemetry() -> None:
     removed = from_event("d1", payload(Kind.EVENT, "d1", NOW, 2, type="device_removed",
-                                       entity="camera:usb-1"))
+                                       entity="camera:usb-1"), NOW)
     [signal] = removed.signals
     assert (signal.rule, signal.entity, signal.active) == ("camera_missing", "camera", True)
     assert signal.details["id"] == "usb-1"
     spool = from_event("d1", payload(Kind.EVENT, "d1", NOW, 3, type="spool_dropped",
-                                     entity="spool"))
+                                     entity="spool"), NOW)
     assert spool.signals == ()
 
 

@@ -3,8 +3,11 @@ a comment; silences; and lessons with readiness from the real check records."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
+from typing import Any
 
+from agent.contract import envelope
 from tests.fleet.api_world import NOW, World, world
 
 __all__ = ["world"]
@@ -182,29 +185,44 @@ def test_lessons_today_with_readiness_by_scope(world: World) -> None:
     assert far.status_code == 422
 
 
-def test_devices_show_latest_health(world: World) -> None:
-    states = world.states
-    base = {"ts": NOW.isoformat(), "seq": 0}
-    states.on_status(
-        "dongtou-luxi-sync1", base | {"state": "online", "session": 1, "agent_version": "0.1.0"}
-    )
-    camera = {
-        "ok": False,
-        "reason": "camera_missing",
-        "message": "摄像头未连接 camera missing",
-        "devices": [],
-    }
-    states.on_telemetry(
-        "dongtou-luxi-sync1",
-        base | {"seq": 1, "interval": 15, "sections": {"system": {"ok": True}, "cameras": camera}},
-    )
-    device = world.get("dt-luxi-tech", "/api/v1/devices/dongtou-luxi-sync1").json()
-    health = device["health"]
-    assert health["online"] is True and health["agent_version"] == "0.1.0"
-    assert health["problems"] == [
-        {"section": "cameras", "reason": "camera_missing", "message": "摄像头未连接 camera missing"}
-    ]
-    assert device["school"] == "洞头区鹿西乡小学"
+def test_device_health_is_the_devices_open_alerts(world: World) -> None:
+    """Health and alerts agree: the device reads "ok" only while none of its tickets is
+    firing, and a firing critical alert is its problem, worst first."""
+    device_id = "dongtou-luxi-sync1"
+    world.status(device_id, "online")
+
+    def health() -> dict[str, Any]:
+        return dict(world.get("dt-luxi-tech", f"/api/v1/devices/{device_id}").json()["health"])
+
+    seqs = itertools.count(1)
+
+    def report(camera: dict[str, Any]) -> None:
+        body = envelope(device_id, next(seqs), world.clock.advance(seconds=15)) | {
+            "interval": 15, "sections": {"system": {"ok": True}, "cameras": camera}}
+        world.states.on_telemetry(device_id, body)
+        world.alerts.on_telemetry(device_id, body)
+        world.alerts.tick()
+
+    report({"ok": True, "devices": []})
+    healthy = health()
+    assert healthy["online"] is True and healthy["agent_version"] == "0.1.0"
+    assert (healthy["status"], healthy["problems"]) == ("ok", [])
+    report({"ok": False, "reason": "camera_missing", "message": "摄像头未连接 camera missing",
+            "devices": []})
+    firing = health()
+    [alert] = world.get("dt-luxi-tech", "/api/v1/alerts").json()
+    assert firing["status"] == "critical"
+    assert firing["problems"] == [{
+        "section": "camera", "reason": "camera_missing", "alert_id": alert["id"],
+        "severity": "critical",
+        "message": "摄像头未连接 camera missing：摄像头未连接 camera missing",
+    }]
+    # The camera is back: the device stays "critical" while its ticket is still open.
+    report({"ok": True, "devices": []})
+    assert health()["status"] == "critical"
+    for _ in range(5):  # past the down-delay: resolved, and the device is ok again
+        report({"ok": True, "devices": []})
+    assert (health()["status"], health()["problems"]) == ("ok", [])
     # A device the ingest has not heard from yet has no health rather than a guess.
     town = world.get("dt-dianjiao", "/api/v1/devices/dongtou-shiyan-sync1").json()
     assert town["health"] is None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract import Kind, envelope
+from agent.contract import Kind, envelope, format_ts
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device, DeviceState
 from fleet.state import DeviceStates, SeqTracker
@@ -110,7 +110,7 @@ def test_replayed_older_telemetry_does_not_replace_the_latest(sessions: SessionF
     feed(states, Kind.TELEMETRY, telemetry("dev-a", 3, when=T0, sections={"system": {}}))
     snap = states.get("dev-a")
     assert snap is not None
-    assert snap.telemetry_at == T0 + timedelta(minutes=5)
+    assert snap.telemetry["ts"] == format_ts(T0 + timedelta(minutes=5))
     assert "cameras" in snap.telemetry["sections"]
 
 
@@ -133,6 +133,7 @@ def test_flush_and_reload_keep_the_last_state(stored: SessionFactory) -> None:
     assert snap.telemetry["sections"]["system"]["cpu_pct"] == 12.5
     assert snap.telemetry_at == T0
     assert snap.last_seen == T0
+    assert snap.status_at == T0  # when the fleet learnt it online, kept across restarts
     assert snap.interval == 15
     assert [s.device_id for s in restarted.all()] == ["dev-a", "dev-b"]
     # Seqs up to the flushed one count as seen; the next one is new.
@@ -149,13 +150,14 @@ def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
                                    inventory={"cameras": [{"id": "cam0"}]}))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
     assert mine.flush() == 1
+    # Another process heard only an older telemetry of the device's previous session.
+    clock.set(T0 + timedelta(seconds=30))
+    feed(other, Kind.TELEMETRY, telemetry("dev-a", 2, when=clock(),
+                                          sections={"system": {"cpu_pct": 50.0}}))
     clock.set(T0 + timedelta(minutes=1))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 3, when=clock(),
                                          sections={"system": {"cpu_pct": 99.0}}))
     feed(mine, Kind.STATUS, status("dev-a", "online", 2, 4, inventory={"cameras": []}))
-    # Another process heard only an older telemetry of the device's previous session.
-    feed(other, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(seconds=30),
-                                          sections={"system": {"cpu_pct": 50.0}}))
     assert mine.flush() == 1
     assert other.flush() == 1
 
@@ -313,7 +315,7 @@ def test_stored_telemetry_follows_the_sequence_not_the_clock(sessions: SessionFa
     snap = states.get("dev-a")
     assert snap is not None
     assert snap.telemetry["sections"] == {"system": {"cpu_pct": 5.0}}
-    assert snap.telemetry_at == T0 + timedelta(seconds=10)
+    assert snap.telemetry["ts"] == format_ts(T0 + timedelta(seconds=10))  # for display
 
 
 def test_a_stored_stamp_from_the_future_does_not_outrank_real_telemetry(
@@ -382,3 +384,36 @@ def test_a_forged_burst_believed_as_a_jump_is_undone_by_the_real_agent(
     assert snap.last_seq == 506 and "microphones" in snap.telemetry["sections"]
     assert not feed(states, Kind.TELEMETRY, telemetry("dev-a", 1_000_004))  # held again
     assert sample_value(states.samples(), "syncclass_seq_jumps_adopted_total") == 2
+
+
+def test_the_device_clock_is_measured_on_live_telemetry_only(sessions: SessionFactory) -> None:
+    """Live telemetry (above the birth's seq) measures the device's clock; a spool replay
+    (older records, at or below it) does not, and a delayed live message cannot make a
+    right clock look slow while a prompt one follows."""
+    clock = ManualClock(T0)
+    told: list[tuple[str, float, bool]] = []
+    states = DeviceStates(sessions, clock=clock, clock_skew_s=120,
+                          on_clock=lambda *args: told.append(args))
+    fast = timedelta(hours=8)
+    feed(states, Kind.STATUS, status("dev-a", "online", 1, 10))
+    # Ten hours of spool, replayed after the birth: old stamps, not the clock's fault.
+    for seq in (9, 10):
+        feed(states, Kind.TELEMETRY, telemetry("dev-a", seq, when=T0 - timedelta(hours=10)))
+    assert told == [] and states.clock_offset("dev-a") == 0.0
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 11, when=T0 + fast))
+    assert told == [("dev-a", fast.total_seconds(), True)]
+    snap = states.get("dev-a")
+    assert snap is not None and snap.clock_offset_s == fast.total_seconds()
+    assert snap.telemetry_at == T0  # stamped on fleet time, whatever the clock says
+
+    # Set right by NTP and reconnected: a new connection's samples alone count.
+    clock.advance(seconds=15)
+    feed(states, Kind.STATUS, status("dev-a", "online", 2, 11))
+    late = clock() - timedelta(seconds=300)  # a live message that queued for 5 min
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 12, when=late))
+    assert told[-1] == ("dev-a", -300.0, True)
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 13, when=clock()))  # prompt: 0 s
+    assert told[-1] == ("dev-a", 0.0, False)
+    told.clear()
+    feed(states, Kind.TELEMETRY, telemetry("dev-a", 14, when=clock()))
+    assert told == []  # a right clock staying right is nobody's news

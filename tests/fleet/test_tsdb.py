@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.contract import Kind, envelope
+from agent.contract import Kind, envelope, format_ts
 from fleet.broker import Mosquitto
 from fleet.db.base import SessionFactory
 from fleet.ingest import IngestConfig, create_ingest
@@ -224,3 +224,28 @@ def test_a_server_error_keeps_the_batch_for_a_jittered_retry(
     assert tsdb.flush() == held
     (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
     assert len(cpu["values"]) == 3
+
+
+def test_points_are_on_fleet_time_for_a_skewed_clock_and_a_last_will(
+    sessions: SessionFactory, victoria: VictoriaMetrics
+) -> None:
+    """An agent 8 h fast: live telemetry lands at its arrival, a replayed record where it
+    happened (its ts less the measured offset), and a Last Will, which carries the time
+    its connection began, at the moment the fleet received it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    fast = timedelta(hours=8)
+    tsdb = TelemetryWriter(sessions, TsdbConfig(enabled=True, url=victoria.url, timeout_s=2),
+                           clock=lambda: now, offset=lambda _: fast.total_seconds())
+    replayed = now - timedelta(minutes=10)
+    tsdb.on_telemetry("dev-b", telemetry("dev-b", 1, when=replayed + fast,
+                                         sections={"system": {"cpu_pct": 1.0}}))
+    tsdb.on_telemetry("dev-b", telemetry("dev-b", 2, when=now + fast + timedelta(seconds=2),
+                                         sections={"system": {"cpu_pct": 2.0}}))
+    connected = now - timedelta(hours=1) + fast
+    tsdb.on_status("dev-b", status("dev-b", "offline", 3, 2) | {"ts": format_ts(connected)})
+    assert tsdb.flush() == 3
+    (cpu,) = victoria.export('{__name__="syncclass_system_cpu_pct"}')
+    assert cpu["values"] == [1.0, 2.0]
+    assert cpu["timestamps"] == [int(replayed.timestamp() * 1000), int(now.timestamp() * 1000)]
+    (online,) = victoria.export('{__name__="syncclass_status_online"}')
+    assert (online["values"], online["timestamps"]) == ([0], [int(now.timestamp() * 1000)])

@@ -1,4 +1,10 @@
-"""Devices (the agents' mini-PCs) with their latest health."""
+"""Devices (the agents' mini-PCs) with their latest health.
+
+Health is derived from the same open alerts the alert list shows: a device is "ok" only
+while none of its tickets is firing or acknowledged, and its problems are those tickets
+(one per fault, in the alert rules' words), so the device list never says "正常 OK" next
+to a firing critical alert.  Pending faults (inside their up-delay) are not yet problems.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from agent.contract import DEVICE_ID_RE
+from fleet.alerts.signal import rule_info
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, LiveState, Services, ServicesDep
 from fleet.api.routes.common import (
@@ -22,7 +29,7 @@ from fleet.api.routes.common import (
     flush_or_409,
     require_writer,
 )
-from fleet.db.models import Classroom, Device, DeviceState
+from fleet.db.models import Alert, AlertState, Classroom, Device, DeviceState
 
 __all__ = ["router"]
 
@@ -45,17 +52,24 @@ class DevicePatch(BaseModel):
 
 
 class Problem(BaseModel):
-    section: str
-    reason: str
+    """One open alert of the device."""
+
+    section: str  # the entity kind ("camera", "target"...), "" for the device itself
+    reason: str  # the alert rule
     message: str
+    alert_id: int
+    severity: str
 
 
 class DeviceHealthOut(BaseModel):
     online: bool
     last_seen: datetime | None
     agent_version: str
-    telemetry_at: datetime | None
-    # Sections reporting not ok, in the agent's words (camera missing, loss high...).
+    telemetry_at: datetime | None  # fleet time the latest telemetry arrived
+    status_at: datetime | None  # fleet time it was learnt online or offline (Last Will)
+    # The worst open alert: "critical", "warning", else "ok".
+    status: str
+    # The device's firing or acknowledged alerts, worst first.
     problems: list[Problem]
     telemetry: dict[str, Any]
 
@@ -72,26 +86,38 @@ class DeviceOut(BaseModel):
     health: DeviceHealthOut | None
 
 
-def _problems(sections: dict[str, Any]) -> list[Problem]:
-    found: list[Problem] = []
-    for name, data in sorted(sections.items()):
-        if not isinstance(data, dict) or data.get("ok", True):
-            continue
-        found.append(
-            Problem(
-                section=name,
-                reason=str(data.get("reason", "")),
-                message=str(data.get("message", "")),
-            )
-        )
+_SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+def _problems(session: Session, ids: list[str]) -> dict[str, list[Problem]]:
+    """Each device's firing or acknowledged alerts, worst first."""
+    found: dict[str, list[Problem]] = {}
+    query = (
+        select(Alert)
+        .where(Alert.device_id.in_(ids),
+               Alert.state.in_((AlertState.FIRING, AlertState.ACKNOWLEDGED)))
+        .order_by(Alert.id)
+    )
+    for alert in session.scalars(query):
+        info = rule_info(alert.rule)
+        own = str((alert.details or {}).get("message_zh") or "")
+        found.setdefault(alert.device_id or "", []).append(Problem(
+            section=alert.entity.partition(":")[0],
+            reason=alert.rule,
+            message=f"{info.title_zh} {info.title_en}" + (f"：{own}" if own else ""),
+            alert_id=alert.id,
+            severity=alert.severity,
+        ))
+    for problems in found.values():
+        problems.sort(key=lambda p: _SEVERITY_ORDER.get(p.severity, 2))
     return found
 
 
-def _health(state: LiveState | None, enabled: bool) -> DeviceHealthOut | None:
+def _health(
+    state: LiveState | None, enabled: bool, problems: list[Problem]
+) -> DeviceHealthOut | None:
     if state is None:
         return None
-    telemetry = dict(state.telemetry or {})
-    sections = telemetry.get("sections", telemetry)
     return DeviceHealthOut(
         # The ingest drops a disabled device's messages, its Last Will on a revoke too, so
         # its last state may still say online: a disabled device is never shown online.
@@ -99,8 +125,10 @@ def _health(state: LiveState | None, enabled: bool) -> DeviceHealthOut | None:
         last_seen=state.last_seen,
         agent_version=state.agent_version,
         telemetry_at=state.telemetry_at,
-        problems=_problems(sections if isinstance(sections, dict) else {}),
-        telemetry=telemetry,
+        status_at=state.status_at,
+        status=problems[0].severity if problems else "ok",
+        problems=problems,
+        telemetry=dict(state.telemetry or {}),
     )
 
 
@@ -120,7 +148,9 @@ def _states(session: Session, services: Services, ids: list[str]) -> dict[str, L
 
 
 def devices_out(session: Session, services: Services, devices: list[Device]) -> list[DeviceOut]:
-    states = _states(session, services, [d.id for d in devices])
+    ids = [d.id for d in devices]
+    states = _states(session, services, ids)
+    problems = _problems(session, ids)
     return [
         DeviceOut(
             id=device.id,
@@ -131,7 +161,8 @@ def devices_out(session: Session, services: Services, devices: list[Device]) -> 
             address=device.address,
             enabled=device.enabled,
             note=device.note,
-            health=_health(states.get(device.id), device.enabled),
+            health=_health(states.get(device.id), device.enabled,
+                           problems.get(device.id, [])),
         )
         for device in devices
     ]
