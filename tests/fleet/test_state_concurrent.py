@@ -46,22 +46,24 @@ def test_concurrent_flush_rounds_of_two_processes_neither_deadlock_nor_lose_upda
     seen_by_b = [d for i, d in enumerate(DEVICES) if i % 4]
     for r in range(ROUNDS):
         base = T0 + timedelta(minutes=r + 1)
+        # The fleet orders by its own receive time: in even rounds the second process
+        # heard the device last, in odd rounds the first (the agents' own stamps, which
+        # disagree, do not count).
+        late, early = base + timedelta(seconds=2), base + timedelta(seconds=1)
+        clocks[0].set(early if r % 2 == 0 else late)
+        clocks[1].set(late if r % 2 == 0 else early)
         expected: dict[str, tuple[datetime, str, datetime]] = {}
-        clocks[0].set(base + timedelta(seconds=1))
         for i, device in enumerate(DEVICES):
             at = base + timedelta(seconds=2 if i % 2 else 1)
             feed(a, Kind.TELEMETRY, telemetry(device, 2 * r + 1, at, {"from": f"a{r}"}))
-            expected[device] = (at, f"a{r}", clocks[0]())
-        clocks[1].set(base + timedelta(seconds=2))
+            expected[device] = (clocks[0](), f"a{r}", clocks[0]())
         for i, device in enumerate(DEVICES):
             if device not in seen_by_b:
                 continue
             at = base + timedelta(seconds=1 if i % 2 else 2)
             feed(b, Kind.TELEMETRY, telemetry(device, 2 * r + 2, at, {"from": f"b{r}"}))
-            if at > expected[device][0]:
-                expected[device] = (at, f"b{r}", clocks[1]())
-            else:
-                expected[device] = (*expected[device][:2], clocks[1]())
+            if clocks[1]() > clocks[0]():
+                expected[device] = (clocks[1](), f"b{r}", clocks[1]())
         at_once(a.flush, b.flush)
         with session_scope(sessionmaker(engines[2])) as s:
             stored = {
