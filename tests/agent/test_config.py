@@ -19,7 +19,7 @@ def test_example_config_loads() -> None:
     assert cfg.device_id == "zj-lishui-qy-xiaoxue-301"
     assert cfg.mqtt.tls and cfg.mqtt.port == 8883 and cfg.mqtt.host == "mqtt.syncclass.example.cn"
     assert cfg.thresholds.need_up_mbps == 3.0
-    assert cfg.commands.allowed_units == ["pipewire.service", "syncclass-player.service"]
+    assert cfg.commands.allowed_units == ["syncclass-player.service"]  # pipewire: user unit
     # A plain classroom: udev finds the devices, and nothing example-only is probed or
     # trusted (the fleet's key comes from `syncclass-fleet public-key` or enrolment).
     assert cfg.hardware.cameras == {} and cfg.hardware.microphones == {}

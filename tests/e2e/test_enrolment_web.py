@@ -15,7 +15,7 @@ from fleet.enrolment import code_hash
 from tests.e2e.test_enrolment import COUNTY_TECH, LUXI_SCHOOL, SCHOOL_TECH, Site, site
 from tests.e2e.world import wait_until
 from tests.fleet.test_enrolment_cli import CODE
-from tests.fleet.test_web import _log_in, browser
+from tests.fleet.web_page import browser, log_in
 
 __all__ = ["browser", "site"]
 
@@ -23,7 +23,7 @@ __all__ = ["browser", "site"]
 def _page(browser: Browser, site: Site, username: str) -> Page:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page.on("dialog", lambda dialog: dialog.accept())
-    _log_in(page, site.url, username)
+    log_in(page, site.url, username)
     expect(page.locator("#app")).to_be_visible()
     return page
 
