@@ -130,3 +130,20 @@ def test_an_inventory_change_is_sent_to_the_running_agent_once(world: World) -> 
     fleet.reload_inventory()  # nothing changed for this device: nothing sent again
     world.wait_fresh_telemetry(LUXI)
     assert len(_set_expected(world, LUXI)) == 1
+
+    # A restart: the agent's birth reports the list it kept, so nothing is sent again,
+    # and the camera is still missing.
+    first = world.agents.pop(LUXI)
+    session = first.agent.link.session
+    first.agent.stop()
+    first.thread.join(timeout=10)
+    world.start_agent(LUXI)
+    wait_until("the new birth", lambda: (state := fleet.states.get(LUXI)) is not None
+               and state.online and state.session > session)
+    reported = fleet.states.get(LUXI)
+    assert reported is not None
+    assert reported.inventory["agent"]["expected"]["cameras"] == sorted(EXPECTED["cameras"])
+    cameras = world.wait_fresh_telemetry(LUXI).telemetry["sections"]["cameras"]["devices"]
+    assert {d["id"]: d["present"] for d in cameras if d["expected"]} == {
+        STUDENT_CAMERA: True, ABSENT: False}
+    assert len(_set_expected(world, LUXI)) == 1
