@@ -225,9 +225,9 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        # The fleet keeps the birth's inventory: it learns there which run-check args this
-        # agent takes beyond v1's (an older agent refuses unknown args as bad-args).
-        # With the baseline, so the fleet sends set-expected only when its list differs.
+        # The fleet keeps the birth's inventory: it learns there which run-check args and
+        # commands this agent takes beyond v1's (an older agent refuses unknown ones), and
+        # the baseline, so that it sends set-expected only when its list differs.
         baseline = self.runner.ctx.baseline
         agent = {"capabilities": [*CAPABILITIES, CAP_EXPECTED],
                  "expected": baseline.snapshot() if baseline is not None else {}}
