@@ -30,7 +30,15 @@ from agent.commands import (
     run_command,
 )
 from agent.config import AgentConfig
-from agent.contract import ContractError, EventType, Kind, RefusalReason, envelope, utcnow
+from agent.contract import (
+    CAP_EXPECTED,
+    ContractError,
+    EventType,
+    Kind,
+    RefusalReason,
+    envelope,
+    utcnow,
+)
 from agent.hardware import Hardware, open_backend
 from agent.identity import read_identity
 from agent.link import Link
@@ -217,10 +225,13 @@ class Agent:
         return seq
 
     def _birth(self) -> dict[str, Any]:
-        # The fleet keeps the birth's inventory: it learns there which run-check args this
-        # agent takes beyond v1's (an older agent refuses unknown args as bad-args).
-        inventory = {**redact_json(self.hardware.inventory()),
-                     "agent": {"capabilities": list(CAPABILITIES)}}
+        # The fleet keeps the birth's inventory: it learns there which run-check args and
+        # commands this agent takes beyond v1's (an older agent refuses unknown ones), and
+        # the baseline, so that it sends set-expected only when its list differs.
+        baseline = self.runner.ctx.baseline
+        agent = {"capabilities": [*CAPABILITIES, CAP_EXPECTED],
+                 "expected": baseline.snapshot() if baseline is not None else {}}
+        inventory = {**redact_json(self.hardware.inventory()), "agent": agent}
         return {"inventory": inventory, "interval": self.interval, "machine": self._machine}
 
     def _tick(self) -> None:
@@ -304,6 +315,8 @@ class Agent:
             except OSError as exc:  # in force until a restart: the fleet must know
                 raise CommandError(RefusalReason.FAILED,
                                    f"interval set, but not saved: {exc}") from None
+        elif command.name == "set-expected":
+            self._set_expected(command.args)
         self._emit(Kind.CMD_RESULT, result)
         if command.name == "run-check":
             self._run_check(command.id, command.args)
@@ -312,6 +325,17 @@ class Agent:
             # second result with the same id.
             self.link.flush(_REBOOT_FLUSH_S)
             run_command(cfg.reboot_command, cfg.command_timeout_s)
+
+    def _set_expected(self, roles: dict[str, list[str]]) -> None:
+        baseline = self.runner.ctx.baseline
+        if baseline is None:  # probe_context always makes one; a caller's own may not
+            raise CommandError(RefusalReason.FAILED, "this agent keeps no device baseline")
+        saved = baseline.assign(roles)
+        # Report against the new baseline now, not an interval later.
+        self._next_tick = time.monotonic()
+        if not saved:  # in force until a restart: the fleet must know
+            raise CommandError(RefusalReason.FAILED,
+                               "expected devices set, but not saved (see the agent's log)")
 
     def _run_check(self, request_id: str, args: dict[str, Any]) -> None:
         lesson_id = args.get("lesson_id")

@@ -28,9 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.config import CommandsConfig
 from agent.contract import (
     COMMAND_NAMES,
+    EXPECTED_ROLES,
     SCHEMA,
     ContractError,
     RefusalReason,
+    check_expected,
     command_signing_bytes,
     parse_ts,
     unb64,
@@ -112,6 +114,8 @@ _ARG_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "reboot": {},
     "restart-service": {"unit": (str,)},
     "set-interval": {"seconds": (int, float)},
+    # agent.contract.CAP_EXPECTED: sent only to agents whose birth lists it
+    "set-expected": {role: (list,) for role in EXPECTED_ROLES},
 }
 _REQUIRED_ARGS = {"restart-service": ("unit",), "set-interval": ("seconds",)}
 
@@ -146,6 +150,11 @@ def parse_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
             raise _bad("run-check: lesson_ends_at is not after lesson_starts_at")
     if name == "set-interval" and not 1 <= args["seconds"] <= 3600:
         raise _bad("set-interval: seconds must be 1..3600")
+    if name == "set-expected":
+        try:
+            return check_expected({k: v for k, v in args.items() if v is not None})
+        except ContractError as exc:
+            raise _bad(f"set-expected: {exc.message}") from None
     return args
 
 

@@ -30,12 +30,15 @@ from agent.compat import UTC, StrEnum
 
 __all__ = [
     "BANDWIDTH_TOKEN_PARAM",
+    "CAP_EXPECTED",
     "CAP_LESSON_WINDOW",
     "CAP_PASSIVE",
     "COMMAND_NAMES",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
+    "EXPECTED_ROLES",
     "MAX_DEPTH",
+    "MAX_EXPECTED",
     "MAX_PAYLOAD_BYTES",
     "QOS",
     "SCHEMA",
@@ -47,6 +50,7 @@ __all__ = [
     "RefusalReason",
     "b64",
     "bandwidth_token",
+    "check_expected",
     "command_signing_bytes",
     "decode",
     "encode",
@@ -113,7 +117,13 @@ class CheckVerdict(StrEnum):
     FAIL = "fail"
 
 
-COMMAND_NAMES: Final = frozenset({"run-check", "reboot", "restart-service", "set-interval"})
+COMMAND_NAMES: Final = frozenset({"run-check", "reboot", "restart-service", "set-interval",
+                                  "set-expected"})
+
+#: The roles a ``set-expected`` command (args: role -> list of device ids, as the agent
+#: names them) sets the expected devices of, and how many ids one role may list.
+EXPECTED_ROLES: Final = ("cameras", "microphones", "speakers")
+MAX_EXPECTED: Final = 32
 
 
 #: The query parameter of a run-check's ``bandwidth_url`` that carries the device's
@@ -128,6 +138,37 @@ BANDWIDTH_TOKEN_PARAM: Final = "token"
 #: lists it, for the same reason as above: an older agent refuses it as bad-args.
 CAP_LESSON_WINDOW: Final = "run-check.lesson-window"  # lesson_starts_at, lesson_ends_at
 CAP_PASSIVE: Final = "run-check.passive"  # passive: no picture, sound or throughput sampled
+#: An agent that takes the ``set-expected`` command (older agents refuse it as an unknown
+#: command); its birth then also reports its baseline (``inventory.agent.expected``).
+CAP_EXPECTED: Final = "set-expected"
+
+
+# An alert's entity is "<role>:<id>" in at most 128 characters ("microphone:" is 11).
+_EXPECTED_ID_MAX = 110
+
+
+def check_expected(value: Any) -> dict[str, list[str]]:
+    """A ``set-expected`` args object (also the inventory's ``expected`` table), checked:
+    role -> device ids.  At least one role; an empty list expects none of that role."""
+    if not isinstance(value, dict) or not value:
+        raise ContractError("bad-expected", f"must name one or more of {', '.join(EXPECTED_ROLES)}")
+    checked: dict[str, list[str]] = {}
+    for role, ids in value.items():
+        if role not in EXPECTED_ROLES:
+            raise ContractError("bad-expected",
+                                f"{role!r} is not one of {', '.join(EXPECTED_ROLES)}")
+        if not isinstance(ids, list) or len(ids) > MAX_EXPECTED:
+            raise ContractError("bad-expected",
+                                f"{role} must be a list of at most {MAX_EXPECTED} device ids")
+        for dev_id in ids:
+            if (not isinstance(dev_id, str) or not 0 < len(dev_id) <= _EXPECTED_ID_MAX
+                    or not dev_id.isprintable() or any(c.isspace() for c in dev_id)):
+                raise ContractError("bad-expected", f"{role}: {dev_id!r} is not a device id "
+                                    f"(1-{_EXPECTED_ID_MAX} printable, no spaces)")
+        if len(set(ids)) != len(ids):
+            raise ContractError("bad-expected", f"{role} lists a device twice")
+        checked[role] = list(ids)
+    return checked
 
 
 def with_bandwidth_token(url: str, token: str) -> str:

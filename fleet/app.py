@@ -33,6 +33,7 @@ from fleet.db.base import SessionFactory, make_engine, utcnow
 from fleet.db.migrate import upgrade
 from fleet.dynsec import AdminLogin, DynsecAdmin
 from fleet.enrolment import Enrolment
+from fleet.expected import ExpectedDevices
 from fleet.ingest.mqtt import create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
@@ -109,10 +110,13 @@ class Fleet:
         # Agents the broker lets in but the inventory refuses: listed and alerted.
         self.strangers = Strangers(self.sessions, clock, report=self.alerts.stranger)
 
+        # The inventory's expected devices, sent after births (which the states keep).
+        self.expected = ExpectedDevices(self.sessions, self.actions, self.states)
+
         sinks: list[MessageSink] = [self.states]
         if self.tsdb is not None:
             sinks.append(self.tsdb)
-        sinks += [self.checks, self.actions, self.alerts]
+        sinks += [self.checks, self.actions, self.alerts, self.expected]
         self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states,
                                   clock=clock, on_unknown=self.strangers.seen)
         self.notifier = NotifyDispatcher(
@@ -166,9 +170,13 @@ class Fleet:
 
     def reload_inventory(self) -> None:
         """After devices were added, moved or disabled: refresh who may publish and where
-        each device is."""
+        each device is, and send changed expected devices to the agents."""
         self.mqtt.reload_devices()
         self.places.clear()
+        try:
+            self.expected.inventory_changed()
+        except Exception:  # the inventory is loaded either way; the next birth sends it
+            log.exception("sending the expected devices after an inventory change failed")
 
     def start(self) -> None:
         if self.tsdb is not None:

@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.contract import ContractError, check_expected
 from fleet.db.models import (
     Classroom,
     County,
@@ -192,7 +193,20 @@ class _Loader:
                 enabled = True
             self.upsert("device", self.session.get(Device, device_id), Device, id=device_id,
                         classroom_id=room.id, address=self.text(ddoc, "address", dwhere),
-                        enabled=enabled, note=self.text(ddoc, "note", dwhere))
+                        enabled=enabled, note=self.text(ddoc, "note", dwhere),
+                        expected=self.expected(ddoc, dwhere))
+
+    def expected(self, ddoc: Mapping[str, Any], where: str) -> dict[str, list[str]] | None:
+        """The device's expected devices; absent: the agent keeps its own (learned or
+        configured)."""
+        value = ddoc.get("expected")
+        if value is None:
+            return None
+        try:
+            return check_expected(dict(value) if isinstance(value, Mapping) else value)
+        except ContractError as exc:
+            self.problems.append(f"{where}.expected: 预期设备有误 / {exc.message}")
+            return None
 
     def verifies(self, password_hash: str, password: str) -> bool:
         try:

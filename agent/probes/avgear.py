@@ -7,12 +7,16 @@ says whether it works: ffprobe opens its stream and ffmpeg decodes one frame
 host that answers ping with its service port closed is a stopped service, not a cable.
 Failures get network advice by cause (agent.probes.advice), never "re-plug"; URLs are
 shown redacted, so a camera's password never leaves the PC.
+
+Opening a stream takes one of the camera's few RTSP sessions, so while a lesson is near
+(``ProbeContext.may_disturb``) a camera is only asked whether its port answers.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError, PingResult
@@ -43,12 +47,12 @@ class AvGearProbe(Probe):
         self.ping_timeout_s = ping_timeout_s
 
     def collect(self, ctx: ProbeContext) -> ProbeReport:
-        return self._measure(ctx, self.collect_timeout_s)
+        return self._measure(ctx, self.collect_timeout_s, ctx.may_disturb())
 
     def check(self, ctx: ProbeContext, params: CheckParams) -> ProbeReport:
-        return self._measure(ctx, self.check_timeout_s)
+        return self._measure(ctx, self.check_timeout_s, ctx.may_disturb(params))
 
-    def _measure(self, ctx: ProbeContext, timeout_s: float) -> ProbeReport:
+    def _measure(self, ctx: ProbeContext, timeout_s: float, disturb: bool) -> ProbeReport:
         cameras = {c.id: c.node for c in ctx.hardware.cameras() if is_stream(c.node)}
         jobs = len(cameras) + len(ctx.av_hosts)
         if not jobs:
@@ -56,7 +60,8 @@ class AvGearProbe(Probe):
         # Each camera and host in its own thread: one dead camera costs its own timeout,
         # not everybody's.  The runner's deadline still bounds the whole.
         with ThreadPoolExecutor(max_workers=min(8, jobs), thread_name_prefix="avgear") as pool:
-            streams = {i: pool.submit(_stream, ctx, i, url, timeout_s)
+            streams = {i: pool.submit(_stream if disturb else self._stream_port,
+                                      ctx, i, url, timeout_s)
                        for i, url in cameras.items()}
             hosts = {name: pool.submit(self._host, ctx, name, spec)
                      for name, spec in ctx.av_hosts.items()}
@@ -101,6 +106,24 @@ class AvGearProbe(Probe):
         return item, [Finding(CheckVerdict.FAIL, reason,
                               f"{name}（{redact(spec)}）{what_zh}：{zh}",
                               f"{name} ({redact(spec)}): {what_en}: {en}", entity)]
+
+    def _stream_port(self, ctx: ProbeContext, camera: str, url: str,
+                     timeout_s: float) -> tuple[dict[str, Any], list[Finding]]:
+        """Passive evidence near a lesson: the camera's RTSP (or HTTP) port answers."""
+        parts = urlsplit(url)
+        default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
+        port = parts.port or default
+        item: dict[str, Any] = {"url": redact(url), "passive": True, "port_ms": None}
+        tcp = self._ping(ctx, f"{parts.hostname}:{port}")
+        if isinstance(tcp, PingResult) and tcp.rtt_ms is not None:
+            item["port_ms"] = round(tcp.rtt_ms, 2)
+            return item, []
+        cause = (tcp.error if isinstance(tcp, PingResult) else tcp) or "timeout"
+        zh, en = network_advice(cause)
+        return item, [Finding(CheckVerdict.FAIL, "stream_unreachable",
+                              f"{camera}：网络摄像头端口无应答：{zh}",
+                              f"{camera}: network camera's port does not answer: {en}",
+                              f"stream:{camera}")]
 
     def _ping(self, ctx: ProbeContext, spec: str) -> PingResult | str:
         """The result, or the cause word when the ping could not even be tried."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from agent.contract import ContractError, check_expected
 from fleet.actions.outcomes import ActionRefused, RefusalCode
 
 __all__ = ["ACTIONS", "validate_args"]
 
-ACTIONS = frozenset({"reboot", "restart-service", "run-check", "set-interval"})
+ACTIONS = frozenset({"reboot", "restart-service", "run-check", "set-expected", "set-interval"})
 
 _CHECK_TYPES: dict[str, tuple[type, ...]] = {
     "targets": (dict,),
@@ -44,6 +45,12 @@ def validate_args(name: str, args: Any, allowed_units: Collection[str]) -> None:
         ) or not 1 <= seconds <= 3600:
             raise _bad("set-interval 需要 seconds（1–3600 的整数）",
                        "set-interval needs seconds, an integer 1-3600")
+    if name == "set-expected":
+        try:
+            check_expected(args)
+        except ContractError as exc:
+            raise _bad(f"set-expected 参数有误：{exc.message}",
+                       f"set-expected: {exc.message}") from None
     if name == "restart-service":
         unit = args.get("unit")
         if set(args) != {"unit"} or not isinstance(unit, str) or not unit:

@@ -104,11 +104,14 @@ class Actions(NullSink):
         *,
         force: bool = False,
         reason: str = "",
+        system: bool = False,
     ) -> AuditEntry:
         """Vet, audit and send one action; raise ActionRefused (already audited) if refused.
 
         The returned entry is detached, outcome ``accepted`` (or ``failed`` when the
-        broker connection refused the publish).
+        broker connection refused the publish).  A ``system`` action (the fleet's own,
+        such as sending the inventory's expected devices after every birth) is not rate
+        limited: births, not a person's clicks, bound how many there are.
         """
         if not actor:
             raise ValueError("an action needs an actor")
@@ -130,7 +133,8 @@ class Actions(NullSink):
             command: dict[str, Any] | None = None
             refused: ActionRefused | None = None
             try:
-                device = self._vet(session, actor, device_id, name, args, force, reason, now)
+                device = self._vet(session, actor, device_id, name, args, force, reason, now,
+                                   limited=not system)
                 command = self._record(session, entry, device, name, args, now)
             except ActionRefused as refusal:
                 entry.outcome = Outcome.REFUSED.value
@@ -164,6 +168,8 @@ class Actions(NullSink):
         force: bool,
         reason: str,
         now: datetime,
+        *,
+        limited: bool = True,
     ) -> Device:
         validate_args(name, args, self.config.allowed_units)
         device = session.get(Device, device_id)
@@ -188,7 +194,7 @@ class Actions(NullSink):
                 raise busy_refusal(lesson, now, lead, device.classroom.school.timezone)
         exceeded = first_exceeded(
             session, self.config.limits, actor=actor, device_id=device_id, action=name, now=now
-        )
+        ) if limited else None
         if exceeded is not None:
             limit = exceeded.limit
             who_zh, who_en = ("该设备", "this device") if limit.scope == "device" else ("你", "you")

@@ -165,6 +165,9 @@ class Device(Base):
     address: Mapped[str] = mapped_column(String(256), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     note: Mapped[str] = mapped_column(String(256), default="")
+    # The inventory's expected devices, role -> ids as the agent names them
+    # (agent.contract.check_expected); None: the agent's own (configured or learned).
+    expected: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     classroom: Mapped[Classroom] = relationship(back_populates="devices")
 
 

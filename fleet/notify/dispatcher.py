@@ -261,15 +261,7 @@ class Dispatcher:
                 values["sent_at"] = now
             else:
                 values["last_error"] = (error or "")[:_MAX_ERROR]
-            result = session.execute(
-                update(Notification)
-                .where(Notification.id == message.id, Notification.attempts == attempt)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                # Our lease ran out and another dispatcher took the row: its word stands.
-                log.warning("notification %d was re-claimed before its result was kept", message.id)
+            if not _kept(session, message, attempt, values):
                 return
             settled = [session.get_one(Notification, message.id)]
             for notice in self._carried(session, message.id):
@@ -308,15 +300,7 @@ class Dispatcher:
 
     def _record(self, message: Outgoing, attempt: int, **values: object) -> None:
         with session_scope(self._sessions) as session:
-            result = session.execute(
-                update(Notification)
-                .where(Notification.id == message.id, Notification.attempts == attempt)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                # Our lease ran out and another dispatcher took the row: its word stands.
-                log.warning("notification %d was re-claimed before its result was kept", message.id)
+            _kept(session, message, attempt, values)
 
     def samples(self) -> Iterable[Sample]:
         """Outbox rows by channel and status, the oldest pending age, delivery outcomes."""
@@ -371,3 +355,18 @@ class Dispatcher:
                 float(n),
                 labels={"channel": channel},
             )
+
+
+def _kept(session: Session, message: Outgoing, attempt: int, values: dict[str, object]) -> bool:
+    """Write ``values`` to the row this dispatcher claimed for ``attempt``; False (and a
+    warning) when the lease ran out and another dispatcher took the row: its word stands."""
+    result = session.execute(
+        update(Notification)
+        .where(Notification.id == message.id, Notification.attempts == attempt)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        log.warning("notification %d was re-claimed before its result was kept", message.id)
+        return False
+    return True

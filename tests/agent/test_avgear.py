@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import datetime, timedelta
 
 import pytest
 
+from agent.compat import UTC
 from agent.config import parse_config
 from agent.hardware import open_backend
 from agent.hardware.base import HardwareError
@@ -16,12 +18,19 @@ from agent.hardware.ffmpeg_compat import NEWEST, spelling
 from agent.hardware.stream import frame_command, probe_stream
 from agent.probes.avgear import AvGearProbe
 from agent.probes.base import CheckParams, ProbeContext
+from agent.quiet import QuietWindows
 from agent.redact import redact_json
 from agent.settings import ConfigError
 from agent.thresholds import Thresholds
 from fleet.broker import free_port
 from tests.agent.fixtures.media import Build, ffmpeg_build
-from tests.agent.fixtures.rtsp import RtspStatus, rtsp_camera, rtsp_server, silent_service
+from tests.agent.fixtures.rtsp import (
+    RtspStatus,
+    _requests,
+    rtsp_camera,
+    rtsp_server,
+    silent_service,
+)
 from tests.agent.test_probe_network import listening
 
 __all__ = ["ffmpeg_build", "listening", "rtsp_camera", "rtsp_server", "silent_service"]
@@ -155,3 +164,31 @@ def test_a_bad_host_in_the_config_is_named_without_its_password() -> None:
             "recorder": f"http://admin:{SECRET}@10.0.0.5:http/"}}})
     assert caught.value.key == "network.av_hosts.recorder"
     assert SECRET not in str(caught.value)
+
+
+def test_near_a_lesson_a_camera_is_asked_only_whether_its_port_answers(
+        rtsp_server: tuple[int, type[RtspStatus]]) -> None:
+    """Opening a stream takes one of the camera's few RTSP sessions, which the lesson's
+    software needs: inside the quiet window no RTSP request is sent."""
+    port, handler = rtsp_server
+    asked: list[str] = []
+
+    class Recording(RtspStatus):
+        def handle(self) -> None:
+            asked.extend(line for line, _ in _requests(self))
+
+    handler.handle = Recording.handle  # type: ignore[method-assign]
+    closed = free_port()
+    quiet = QuietWindows()
+    quiet.lesson(starts_at=datetime.now(UTC) + timedelta(minutes=5))
+    ctx = ProbeContext(open_backend("linux", extra_cameras={
+        "ptz": f"rtsp://admin:{SECRET}@127.0.0.1:{port}/live",
+        "off": f"rtsp://127.0.0.1:{closed}/live"}), Thresholds(), {}, quiet=quiet)
+    report = AvGearProbe(pings=1).collect(ctx)
+    streams = report.section["streams"]
+    assert streams["ptz"]["ok"] is True and streams["ptz"]["passive"] is True
+    assert streams["ptz"]["port_ms"] is not None
+    assert asked == []  # no DESCRIBE, no OPTIONS: the camera's sessions stay free
+    (finding,) = report.findings
+    assert (finding.entity, finding.reason) == ("stream:off", "stream_unreachable")
+    assert SECRET not in json.dumps(report.section)

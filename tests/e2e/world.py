@@ -284,9 +284,10 @@ class World:
     # ------------------------------------------------------------ the classrooms
 
     def start_agent(self, device_id: str, reboot_command: list[str] | None = None,
-                    scenario: Scenario | None = None) -> SimulatedHardware:
+                    scenario: Scenario | None = None,
+                    agent_type: type[Agent] = Agent) -> SimulatedHardware:
         """A real agent on a simulated classroom (default: healthy), reporting every
-        second."""
+        second; ``agent_type`` may stand in for an older agent's birth."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
         hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
         config = AgentConfig(
@@ -303,7 +304,7 @@ class World:
             ),
             network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
         )
-        agent = Agent(config, hardware, clock=self.clock)
+        agent = agent_type(config, hardware, clock=self.clock)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
         self.agents[device_id] = _RunningAgent(agent, thread)

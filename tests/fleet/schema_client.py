@@ -46,8 +46,11 @@ def httpx_kwargs(case: schemathesis.Case, headers: dict[str, str]) -> dict[str, 
     data = kwargs.get("data")
     if isinstance(data, bytes | str):
         kwargs["content"] = kwargs.pop("data")
-    if "files" in kwargs:
+    # schemathesis may generate a multipart body with no file part at all (files=None).
+    if kwargs.get("files") is not None:
         kwargs["files"] = [(name, _file(value)) for name, value in _items(kwargs["files"])]
+    else:
+        kwargs.pop("files", None)
     return kwargs
 
 

@@ -176,6 +176,27 @@ def test_one_reboot_per_device_per_ten_minutes(setup: Setup) -> None:
     assert [r.outcome for r in setup.audit()] == ["accepted", "refused", "accepted", "accepted"]
 
 
+def test_set_expected_is_sent_during_a_lesson_and_not_rate_limited_for_the_fleet(
+    setup: Setup, device: MqttDevice
+) -> None:
+    """Not disruptive: it changes what the agent reports, nothing the lesson uses."""
+    setup.actions = Actions(setup.world.sessions, setup.publisher, setup.signer,
+                            ActionConfig(limits=(RateLimit("actor", 1, 60.0),)), setup.clock)
+    setup.clock.set(IN_LESSON)
+    args = {"cameras": ["046d:082d:8A2B3C4D"], "speakers": []}
+    sent = [setup.actions.request("inventory", "r-1", "set-expected", args, system=True)
+            for _ in range(3)]
+    for entry in sent:
+        command = device.next_command()
+        assert (command["id"], command["name"], command["args"]) == (
+            entry.command_id, "set-expected", args)
+    assert [(r.actor, r.action, r.outcome) for r in setup.audit()] == [
+        ("inventory", "set-expected", "accepted")] * 3
+    # A person asking the same is counted against their limit like any action.
+    setup.actions.request("tech-li", "r-1", "set-expected", args)
+    assert setup.refused("tech-li", "r-1", "set-expected", args).code is RefusalCode.RATE_LIMITED
+
+
 def test_actions_per_actor_per_minute(setup: Setup) -> None:
     setup.actions = Actions(setup.world.sessions, setup.publisher, setup.signer,
                             ActionConfig(limits=(RateLimit("actor", 2, 60.0),)), setup.clock)
@@ -199,6 +220,10 @@ def test_actions_per_actor_per_minute(setup: Setup) -> None:
         ("r-1", "run-check", {"uplink": "yes"}, RefusalCode.BAD_ARGS, 422),
         ("r-1", "run-check", {"lesson_id": 999}, RefusalCode.BAD_ARGS, 422),
         ("r-1", "format-disk", {}, RefusalCode.UNKNOWN_ACTION, 422),
+        ("r-1", "set-expected", {}, RefusalCode.BAD_ARGS, 422),
+        ("r-1", "set-expected", {"displays": ["HDMI-A-1"]}, RefusalCode.BAD_ARGS, 422),
+        ("r-1", "set-expected", {"cameras": "046d:082d:1"}, RefusalCode.BAD_ARGS, 422),
+        ("r-1", "set-expected", {"cameras": ["a b"]}, RefusalCode.BAD_ARGS, 422),
     ],
 )
 def test_bad_requests_are_refused_and_audited(

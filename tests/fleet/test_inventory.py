@@ -130,6 +130,29 @@ def test_changes_update_in_place(pilot: SessionFactory) -> None:
         assert [m.school.name for m in pair.members] == ["乐清市龙西乡小学"]
 
 
+def test_expected_devices_load_and_bad_ones_are_named(pilot: SessionFactory) -> None:
+    doc = _demo()
+    devices = doc["counties"][0]["schools"][0]["classrooms"][0]["devices"]
+    devices[0]["expected"] = {"cameras": ["046d:082d:8A2B3C4D"], "speakers": []}
+    with session_scope(pilot) as s:
+        assert load_inventory(s, doc, hasher=FAST_HASHER).updated == {"device": 1}
+    with session_scope(pilot) as s:
+        device = s.get_one(Device, "dongtou-shiyan-sync1")
+        assert device.expected == {"cameras": ["046d:082d:8A2B3C4D"], "speakers": []}
+    for bad, says in (({"projectors": ["x"]}, "'projectors' is not one of"),
+                      ({"cameras": ["a b"]}, "not a device id"),
+                      (["046d:082d:1"], "must name one or more of")):
+        devices[0]["expected"] = bad
+        with session_scope(pilot) as s, pytest.raises(InventoryError) as err:
+            load_inventory(s, doc, hasher=FAST_HASHER)
+        [problem] = err.value.problems
+        assert problem.startswith("counties[0].schools[0].classrooms[0].devices[0].expected: ")
+        assert says in problem
+    with session_scope(pilot) as s:  # the bad documents changed nothing
+        assert s.get_one(Device, "dongtou-shiyan-sync1").expected == {
+            "cameras": ["046d:082d:8A2B3C4D"], "speakers": []}
+
+
 def test_json_document_loads_too(pilot: SessionFactory) -> None:
     doc = {"counties": [{"name": "瑞安市", "city": "温州市", "schools": [
         {"name": "瑞安市示例小学", "kind": "town",
