@@ -1,5 +1,6 @@
-"""Shared pieces of the outbox tests: a fresh database, a stopped clock, rows queued the
-way the alert engine queues them, and rows read back."""
+"""Shared pieces of the outbox tests: a fresh database (or one shared by two processes'
+connections), a stopped clock, rows queued the way the alert engine queues them, and rows
+read back."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Notification
@@ -16,7 +18,7 @@ from fleet.notify import enqueue
 from tests.clock import ManualClock
 from tests.fleet.db import fresh_db
 
-__all__ = ["T0", "add", "clock", "load", "sample", "sessions"]
+__all__ = ["T0", "add", "clock", "load", "sample", "sessions", "two_processes"]
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)  # a Monday, 09:30 in Zhejiang
 
@@ -31,6 +33,19 @@ def sessions(tmp_path: Path) -> Iterator[SessionFactory]:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
+
+
+def two_processes(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                  *tables: type) -> list[SessionFactory]:
+    """Two processes' connections to one database ("sqlite": a file; "postgresql": the real
+    server), with ``tables`` (default: the outbox) emptied."""
+    url = (f"sqlite:///{tmp_path / 'shared.db'}" if backend == "sqlite"
+           else request.getfixturevalue("postgres"))
+    factories = [fresh_db(tmp_path, url) for _ in range(2)]
+    with session_scope(factories[0]) as session:
+        for table in tables or (Notification,):
+            session.execute(delete(table))
+    return factories
 
 
 def add(

@@ -20,8 +20,7 @@ from fleet.notify.config import EmailConfig
 from fleet.notify.outbox import failed_notifications, requeue
 from fleet.notify.webhook import WebhookChannel
 from tests.clock import ManualClock as Clock
-from tests.fleet.db import fresh_db
-from tests.fleet.notify_helpers import T0, add, load, sample
+from tests.fleet.notify_helpers import T0, add, load, sample, two_processes
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 from tests.waiting import wait_until
@@ -300,15 +299,8 @@ def test_two_dispatchers_in_parallel_deliver_each_message_once(
     request: pytest.FixtureRequest,
     webhook_receiver: WebhookReceiver,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'shared.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres")
-    )
-    factories = [fresh_db(tmp_path, url) for _ in range(2)]  # two processes' connections
+    factories = two_processes(backend, tmp_path, request)
     clock = Clock(datetime.now(UTC))
-    with session_scope(factories[0]) as session:
-        session.execute(delete(Notification))
     ids = [add(factories[0], "webhook", webhook_receiver.url("/hook"), clock) for _ in range(40)]
     dispatchers = [
         Dispatcher(f, {"webhook": WebhookChannel()}, NotifyConfig(batch_size=40), clock)

@@ -22,8 +22,7 @@ from fleet.notify.config import EmailConfig, RateLimit
 from fleet.notify.email import EmailChannel
 from fleet.notify.outbox import failed_notifications, requeue
 from tests.clock import ManualClock
-from tests.fleet.db import fresh_db
-from tests.fleet.notify_helpers import T0, add, load, sample
+from tests.fleet.notify_helpers import T0, add, load, sample, two_processes
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 
@@ -229,18 +228,10 @@ def test_two_fleet_processes_share_one_robots_limit(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest,
     webhook_receiver: WebhookReceiver,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'shared.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres")
-    )
-    factories = [fresh_db(tmp_path, url) for _ in range(2)]  # two processes' connections
+    tables = (Notification, NotifySlot, NotifyTarget)
+    factories = two_processes(backend, tmp_path, request, *tables)
     clock = ManualClock(datetime.now(UTC))
     target = robot(webhook_receiver, clock)
-    tables = (Notification, NotifySlot, NotifyTarget)
-    with session_scope(factories[0]) as session:
-        for table in tables:
-            session.execute(delete(table))
     processes = [dispatcher(f, clock) for f in factories]
     queued: list[int] = []
 
