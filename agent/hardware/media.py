@@ -21,7 +21,9 @@ from agent.hardware.ffmpeg_compat import MINIMUM, spelling
 from agent.hardware.netcause import ffmpeg_cause, refine
 
 __all__ = [
+    "FRAMES",
     "camera_input",
+    "ffmpeg_error",
     "picture_command",
     "read_picture",
     "record_pcm",
@@ -47,7 +49,7 @@ def _tail(stderr: bytes) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _ffmpeg_error(stderr: bytes) -> str:
+def ffmpeg_error(stderr: bytes) -> str:
     """ffmpeg's first error: the layer that failed says why and names the device or host
     ("Cannot open video device /dev/video9: …"); FFmpeg 7 ends with a summary that names
     neither.  -progress writes key=value lines to the same stderr."""
@@ -64,7 +66,7 @@ def _busy(stderr: bytes) -> bool:
 
 _PROGRESS = re.compile(r"^\w+=\S*$")
 _LAYER = re.compile(r"^\[[^]@]+ @ 0x[0-9a-f]+\] ")
-_FRAMES = re.compile(rb"^frame=(\d+)$", re.MULTILINE)
+FRAMES = re.compile(rb"^frame=(\d+)$", re.MULTILINE)
 _MARK = re.compile(r"^frame:(\d+)\s+pts:\S+\s+pts_time:(\S+)")
 
 
@@ -158,13 +160,13 @@ def sample_picture(
     except subprocess.TimeoutExpired:
         raise HardwareError("camera_timeout", f"no picture within {timeout_s:g} s",
                             refine("timeout") if network else "") from None
-    counted = _FRAMES.findall(out.stderr)
+    counted = FRAMES.findall(out.stderr)
     got = int(counted[-1]) if counted else 0
     if out.returncode != 0 or got < frames:
         cause = ffmpeg_cause(out.stderr.decode(errors="replace")) if network else None
         raise HardwareError(
             "camera_busy" if _busy(out.stderr) else "camera_capture_failed",
-            f"got {got} of {frames} frames: {_ffmpeg_error(out.stderr)}",
+            f"got {got} of {frames} frames: {ffmpeg_error(out.stderr)}",
             refine(cause) if cause else "",
         )
     return read_picture(out.stdout.decode(errors="replace"), got)

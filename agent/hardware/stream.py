@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 from agent.hardware.base import HardwareError, StreamInfo
 from agent.hardware.ffmpeg_compat import spelling
-from agent.hardware.media import _FRAMES as FRAMES  # read as the camera sampling does
-from agent.hardware.media import _ffmpeg_error as ffmpeg_error
+from agent.hardware.media import FRAMES, camera_input, ffmpeg_error
 from agent.hardware.netcause import ffmpeg_cause, refine
 from agent.redact import redact
 
@@ -30,10 +29,9 @@ _GRACE_S = 2.0
 
 
 def _input(url: str, version: tuple[int, int], timeout_s: float) -> list[str]:
-    args = [*spelling("rtsp_socket_timeout", version), str(int(timeout_s * 1_000_000))] \
+    timeout = [*spelling("rtsp_socket_timeout", version), str(int(timeout_s * 1_000_000))] \
         if url.startswith("rtsp://") else []
-    transport = ["-rtsp_transport", "tcp"] if url.startswith("rtsp://") else []
-    return [*transport, *args, "-i", url]
+    return [*timeout, *camera_input(url)]
 
 
 def probe_command(url: str, version: tuple[int, int], timeout_s: float,

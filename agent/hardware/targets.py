@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 __all__ = ["DEFAULT_PORTS", "is_address", "parse_target", "ping_spec"]
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883, "http": 80, "https": 443,
-                        "rtmp": 1935, "rtsp": 554, "ws": 80, "wss": 443}
+                        "rtmp": 1935, "rtsp": 554, "rtsps": 322, "ws": 80, "wss": 443}
 
 
 def parse_target(spec: str) -> tuple[str, int | None]:

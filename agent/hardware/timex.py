@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from dataclasses import dataclass
 
 __all__ = ["ClockStatus", "Timex", "clock_status", "read_timex"]
 
 # <linux/timex.h>
-STA_UNSYNC = 0x0040
 _MAXERROR_SYNCED_US = 16_000_000  # systemd's ntp_synced() threshold (NTP_PHASE_MAX)
 
 
@@ -54,11 +54,12 @@ class Timex(ctypes.Structure):
 @dataclass(frozen=True, slots=True)
 class ClockStatus:
     synced: bool
-    unsync_flag: bool  # STA_UNSYNC: no NTP daemon has told the kernel it is in sync
     maxerror_us: int
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Once: find_library runs /sbin/ldconfig, which must not be spawned every interval.
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     except OSError:
@@ -82,6 +83,5 @@ def clock_status() -> ClockStatus | None:
         return None
     return ClockStatus(
         synced=tx.maxerror < _MAXERROR_SYNCED_US,
-        unsync_flag=bool(tx.status & STA_UNSYNC),
         maxerror_us=int(tx.maxerror),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["NETWORK", "network_advice"]
+__all__ = ["NETWORK", "network_advice", "stream_advice"]
 
 #: cause (agent.hardware.netcause) -> (Chinese, English).
 NETWORK: Final[dict[str, tuple[str, str]]] = {
@@ -45,3 +45,12 @@ def network_advice(cause: str) -> tuple[str, str]:
     """The advice for ``cause``; an unknown cause gets the general network advice."""
     return NETWORK.get(cause, ("检查网络连接、网关和校园网出口",
                                "check the network connection, the gateway and the school uplink"))
+
+
+def stream_advice(cause: str, message: str) -> tuple[str, str]:
+    """Advice for a network camera that gives no picture: by cause, or with ffmpeg's own
+    (redacted) line where it named none, the best clue there is."""
+    if cause:
+        return network_advice(cause)
+    return (f"检查摄像头电源、网线、IP 地址和 RTSP 地址（{message}）",
+            f"check the camera's power, cable, IP address and RTSP URL ({message})")

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError, PingResult
 from agent.hardware.targets import parse_target, ping_spec
-from agent.probes.advice import network_advice
+from agent.probes.advice import network_advice, stream_advice
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, mark
 from agent.redact import redact
 
@@ -110,11 +109,8 @@ class AvGearProbe(Probe):
     def _stream_port(self, ctx: ProbeContext, camera: str, url: str,
                      timeout_s: float) -> tuple[dict[str, Any], list[Finding]]:
         """Passive evidence near a lesson: the camera's RTSP (or HTTP) port answers."""
-        parts = urlsplit(url)
-        default = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}[parts.scheme]
-        port = parts.port or default
         item: dict[str, Any] = {"url": redact(url), "passive": True, "port_ms": None}
-        tcp = self._ping(ctx, f"{parts.hostname}:{port}")
+        tcp = self._ping(ctx, ping_spec(url))
         if isinstance(tcp, PingResult) and tcp.rtt_ms is not None:
             item["port_ms"] = round(tcp.rtt_ms, 2)
             return item, []
@@ -139,11 +135,7 @@ def _stream(ctx: ProbeContext, camera: str, url: str,
     try:
         info = ctx.hardware.probe_stream(url, timeout_s)
     except HardwareError as exc:
-        if exc.cause:
-            zh, en = network_advice(exc.cause)
-        else:  # ffmpeg said something else: its (redacted) line is the best clue there is
-            zh = f"检查摄像头电源、网线、IP 地址和 RTSP 地址（{exc.message}）"
-            en = f"check the camera's power, cable, IP address and RTSP URL ({exc.message})"
+        zh, en = stream_advice(exc.cause, exc.message)
         item["cause"] = exc.cause or None
         return item, [Finding(CheckVerdict.FAIL, exc.reason,
                               f"{camera}：网络摄像头无法取流：{zh}",

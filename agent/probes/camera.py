@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from agent.contract import CheckVerdict
 from agent.hardware.base import HardwareError, PictureCriteria, VideoDevice
-from agent.probes.advice import network_advice
+from agent.probes.advice import stream_advice
+from agent.probes.avgear import is_stream
 from agent.probes.base import Finding, ProbeContext
 from agent.probes.devices import PresenceProbe
 from agent.thresholds import Thresholds
@@ -35,7 +36,7 @@ class CameraProbe(PresenceProbe[VideoDevice]):
         try:
             sample = ctx.hardware.sample_picture(device, criteria(th))
         except HardwareError as exc:
-            if _is_network_camera(device) and exc.reason != "camera_busy":
+            if is_stream(device.node) and exc.reason != "camera_busy":
                 return {}, [_network_camera_failed(exc, label, entity)]
             return self.unusable(exc, label, entity)
         extra = sample.to_json()
@@ -57,17 +58,9 @@ class CameraProbe(PresenceProbe[VideoDevice]):
         return extra, findings
 
 
-def _is_network_camera(device: VideoDevice) -> bool:
-    return "://" in device.node and not device.node.startswith("lavfi:")
-
-
 def _network_camera_failed(exc: HardwareError, label: str, entity: str) -> Finding:
     """Re-plugging does nothing for an RTSP camera: name the network cause instead."""
-    if exc.cause:
-        zh, en = network_advice(exc.cause)
-    else:  # ffmpeg said something else: its (redacted) line is the best clue there is
-        zh = f"检查摄像头电源、网线、IP 地址和 RTSP 地址（{exc.message}）"
-        en = f"check the camera's power, cable, IP address and RTSP URL ({exc.message})"
+    zh, en = stream_advice(exc.cause, exc.message)
     return Finding(CheckVerdict.FAIL, "camera_capture_failed",
                    f"{label}：网络摄像头取不到画面：{zh}",
                    f"{label}: network camera gives no picture: {en}", entity)

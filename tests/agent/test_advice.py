@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.hardware import open_backend
-from agent.hardware.netcause import ffmpeg_cause, gai_cause, local_cause, os_cause, refine
+from agent.hardware.netcause import CAUSES, ffmpeg_cause, gai_cause, local_cause, os_cause, refine
 from agent.probes.advice import NETWORK
 from agent.probes.base import CheckParams, Finding, ProbeContext
 from agent.probes.camera import CameraProbe
@@ -126,3 +126,7 @@ def test_ffmpeg_lines_sort_into_causes() -> None:
     assert ffmpeg_cause("[rtsp @ 0x5] method DESCRIBE failed: 401 Unauthorized") == "auth"
     assert ffmpeg_cause("rtsp://cam/x: Connection timed out") == "timeout"
     assert ffmpeg_cause("Invalid data found when processing input") is None
+
+
+def test_every_cause_the_agent_names_has_its_own_advice() -> None:
+    assert set(CAUSES) <= set(NETWORK)
