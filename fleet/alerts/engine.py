@@ -128,14 +128,17 @@ class AlertEngine(NullSink):
         agent_session = int(payload["session"])
         with self._lock:
             known = self._agent_sessions.get(device_id)
-            if known is not None and agent_session < known:
+            # A birth behind the seqs already heard: its counters started again (a
+            # reinstall counts sessions and seqs from 1), so its lower session is news too.
+            restarted = payload["state"] == "online" and int(payload["seq"]) < self._heads.get(
+                device_id, -1
+            )
+            if restarted:
+                self._heads.pop(device_id)
+            elif known is not None and agent_session < known:
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
             self._agent_sessions[device_id] = agent_session
-            if payload["state"] == "online" and int(payload["seq"]) < self._heads.get(
-                device_id, -1
-            ):
-                self._heads.pop(device_id)  # its counter started again (a reinstall)
         now = self.clock()
         status = rules.from_status(device_id, payload, now)
         # Any status means it has connected and is enrolled (the ingest let it through).

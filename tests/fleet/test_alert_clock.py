@@ -84,3 +84,19 @@ def test_only_a_new_connection_answers_for_a_missed_check(world: World) -> None:
     born = world.clock()
     _send(world, Kind.STATUS, skew=-FAST, state="online", session=4, agent_version="0.1.0")
     assert _alerts(world, "check_no_answer")[0].clear_since == born
+
+
+def test_a_reinstalled_agent_counting_from_one_again_is_heard(world: World) -> None:
+    """A reinstalled agent starts its sessions and seqs at 1 again: its reports are news,
+    not late fills behind the old installation's seqs."""
+    world.seq = 500
+    _send(world, Kind.STATUS, skew=timedelta(0), state="online", session=7,
+          agent_version="0.1.0")
+    _send(world, Kind.TELEMETRY, skew=timedelta(0), interval=30, sections=GOOD)
+    world.seq = 0  # the new installation
+    world.tick_after(60)
+    _send(world, Kind.STATUS, skew=timedelta(0), state="online", session=1,
+          agent_version="0.1.0")
+    _send(world, Kind.TELEMETRY, skew=timedelta(0), interval=30, sections=BAD)
+    assert [a.rule for a in _alerts(world, "camera_missing")] == ["camera_missing"]
+    assert world.engine.late_ignored == 0
