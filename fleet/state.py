@@ -86,12 +86,11 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, case, not_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from agent.contract import Kind, parse_ts
-from fleet.db.base import SessionFactory, session_scope, utcnow
+from fleet.db.base import SessionFactory, insert_on_conflict, session_scope, utcnow
 from fleet.db.models import Device, DeviceState
 from fleet.metrics import Sample
 from fleet.sinks import Admission, NullSink
@@ -599,8 +598,7 @@ def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -
     kept = sorted((r for r in rows if r["device_id"] in known), key=lambda r: r["device_id"])
     if not kept:
         return 0
-    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)(_TABLE)
+    upsert = insert_on_conflict(session, _TABLE)
     session.execute(
         upsert.on_conflict_do_update(
             index_elements=[_TABLE.c.device_id], set_=_merged(upsert.excluded, believable)

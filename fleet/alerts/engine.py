@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fleet.alerts import mute, rules, silence
@@ -38,7 +37,7 @@ from fleet.alerts.mute import OPEN_STATES, load_muters, muted_by
 from fleet.alerts.notices import Enqueue, flush_notices, refresh_summary, set_notice
 from fleet.alerts.signal import Observation, Signal
 from fleet.checks.scheduler import Unanswered
-from fleet.db.base import SessionFactory, session_scope, utcnow
+from fleet.db.base import SessionFactory, insert_on_conflict, session_scope, utcnow
 from fleet.db.models import ALERT_UNRESOLVED, Alert, AlertEvent, AlertState, Lesson, Silence
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
@@ -358,11 +357,9 @@ class AlertEngine(NullSink):
             "escalation_level": 0,
             "reopen_count": 0,
         }
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
-            else sqlite.insert
         while True:
             new_id = session.scalar(
-                insert(Alert)
+                insert_on_conflict(session, Alert)
                 .values(row)
                 .on_conflict_do_nothing(index_elements=[Alert.fingerprint],
                                         index_where=ALERT_UNRESOLVED)

@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, func, literal, null, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fleet.api.config import LoginConfig, LoginLimit
-from fleet.db.base import SessionFactory, UTCDateTime, session_scope
+from fleet.db.base import SessionFactory, UTCDateTime, insert_on_conflict, session_scope
 from fleet.db.models import LoginAudit, LoginThrottle
 
 __all__ = ["Attempt", "audit_login", "drop_stale", "login_succeeded", "reserve_attempt"]
@@ -74,11 +73,9 @@ def _lock_rows(session: Session, keys: Sequence[str]) -> None:
     The no-op update is for PostgreSQL, where a plain "do nothing" would leave an
     existing row unlocked for ``drop_stale`` to delete before the charge.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     rows = [{"key": key, "failures": 0} for key in keys]
     session.execute(
-        insert(LoginThrottle)
+        insert_on_conflict(session, LoginThrottle)
         .values(rows)
         .on_conflict_do_update(
             index_elements=[LoginThrottle.key], set_={"failures": LoginThrottle.failures}

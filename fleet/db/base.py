@@ -12,10 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "SessionFactory", "UTCDateTime", "make_engine", "session_scope", "utcnow"]
+__all__ = [
+    "Base",
+    "SessionFactory",
+    "UTCDateTime",
+    "insert_on_conflict",
+    "make_engine",
+    "session_scope",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -84,3 +93,11 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_on_conflict(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that takes ``on_conflict_do_nothing/update``: the one of
+    the session's database, since only the dialects' own inserts have them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -13,9 +13,8 @@ import secrets
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from fleet.db.base import SessionFactory, session_scope, utcnow
+from fleet.db.base import SessionFactory, insert_on_conflict, session_scope, utcnow
 from fleet.db.models import FleetSecret
 
 __all__ = ["shared_secret"]
@@ -26,10 +25,8 @@ def shared_secret(
 ) -> str:
     """The secret ``name``, created with ``make`` by whichever process asks first."""
     with session_scope(sessions) as session:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
-            else sqlite.insert
         session.execute(
-            insert(FleetSecret)
+            insert_on_conflict(session, FleetSecret)
             .values(name=name, value=make(), created_at=utcnow())
             .on_conflict_do_nothing(index_elements=[FleetSecret.name])
         )

@@ -193,15 +193,13 @@ class Dispatcher:
         limit = self._config.channel(message.channel).limit
         routes = self._has_fallback(message)
         refused_long = routes and attempt >= self._config.fallback_after
+        if exc.throttled:
+            # The service said "too fast": it refuses everything for its throttle period,
+            # so this row (if retried) and every other one to the target wait that out.
+            self._limiter.throttle(message.channel, message.target,
+                                   now + timedelta(seconds=limit.throttle_s), error[:200])
         if exc.retryable and attempt < self._config.max_attempts and not refused_long:
-            if exc.throttled:
-                # The service said "too fast": it refuses everything for its throttle
-                # period, so this row and every other one to the target wait that out.
-                delay = limit.throttle_s
-                until = now + timedelta(seconds=delay)
-                self._limiter.throttle(message.channel, message.target, until, error[:200])
-            else:
-                delay = self._config.backoff(attempt)
+            delay = limit.throttle_s if exc.throttled else self._config.backoff(attempt)
             self._record(
                 message,
                 attempt,
@@ -219,11 +217,6 @@ class Dispatcher:
                 error,
             )
             return
-        if exc.throttled:
-            self._limiter.throttle(
-                message.channel, message.target,
-                now + timedelta(seconds=limit.throttle_s), error[:200],
-            )
         self._finish(message, attempt, NotificationStatus.FAILED, error)
         self._outcomes[(message.channel, "failed")] += 1
         why = "permanent error" if not exc.retryable else f"{attempt} attempts"
