@@ -413,6 +413,8 @@ def test_rate_limits_default_to_the_documented_ones_and_are_configurable() -> No
     assert (config.dingtalk.limit.per_window, config.dingtalk.limit.window_s) == (20, 60.0)
     assert config.dingtalk.limit.throttle_s == 600.0  # DingTalk: 10 minutes after passing it
     assert (config.wecom.limit.per_window, config.wecom.limit.window_s) == (20, 60.0)
+    # No documented limit: ours (the README names them).
+    assert (config.email.limit.per_window, config.webhook.limit.per_window) == (10, 60)
     table = {"dingtalk": {"limit": {"per_window": 5, "window_s": 6, "throttle_s": 60}}}
     scaled = section(NotifyConfig, table, "notify")
     assert (scaled.dingtalk.limit.per_window, scaled.dingtalk.limit.throttle_s) == (5, 60.0)
