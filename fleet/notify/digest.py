@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from fleet.db.models import Notification, NotificationStatus
 from fleet.notify import dingtalk, wecom
 
-__all__ = ["DIGEST", "SEVERITY_RANK", "merge"]
+__all__ = ["DIGEST", "SEVERITY_RANK", "carried", "merge"]
 
 DIGEST = "digest"
 #: Most urgent first: the order of a digest's notices (then by lesson time).
@@ -47,12 +47,29 @@ def _order(row: Notification) -> tuple[int, int, str, datetime, int]:
     )
 
 
+def carried(session: Session, digest_id: int) -> list[Notification]:
+    """The rows merged into a digest: its notices, and digests merged into it with theirs."""
+    out: list[Notification] = []
+    queue = [digest_id]
+    while queue:
+        rows = session.scalars(
+            select(Notification).where(
+                Notification.digest_id == queue.pop(),
+                Notification.status == NotificationStatus.MERGED,
+            )
+        ).all()
+        out += rows
+        queue += [r.id for r in rows if r.kind == DIGEST]
+    return out
+
+
 def _leaves(session: Session, rows: list[Notification]) -> list[Notification]:
-    """The notices themselves: a waiting digest stands for the notices it carries."""
+    """The notices themselves: a waiting digest stands for the notices it carries, however
+    deep (a digest that waited was merged into the next)."""
     out: list[Notification] = []
     for row in rows:
         if row.kind == DIGEST:
-            out += session.scalars(select(Notification).where(Notification.digest_id == row.id))
+            out += [n for n in carried(session, row.id) if n.kind != DIGEST]
         else:
             out.append(row)
     return out

@@ -30,7 +30,7 @@ from fleet.metrics import Sample
 from fleet.notify.base import Channel, ChannelError, Outgoing, redact
 from fleet.notify.config import NotifyConfig
 from fleet.notify.delivery import record_fate
-from fleet.notify.digest import DIGEST, merge
+from fleet.notify.digest import DIGEST, carried, merge
 from fleet.notify.fallback import fall_back
 from fleet.notify.limits import Limiter
 
@@ -234,12 +234,8 @@ class Dispatcher:
         if message.kind != DIGEST:
             return bool(message.payload.get("fallback"))
         with session_scope(self._sessions) as session:
-            return any(
-                n.payload.get("fallback")
-                for n in session.scalars(
-                    select(Notification).where(Notification.digest_id == message.id)
-                )
-            )
+            return any((n.payload or {}).get("fallback")
+                       for n in carried(session, message.id) if n.kind != DIGEST)
 
     def _finish(
         self, message: Outgoing, attempt: int, status: NotificationStatus, error: str | None
@@ -257,7 +253,7 @@ class Dispatcher:
             if not _kept(session, message, attempt, values):
                 return
             settled = [session.get_one(Notification, message.id)]
-            for notice in self._carried(session, message.id):
+            for notice in carried(session, message.id):
                 notice.status = status
                 if status is NotificationStatus.SENT:
                     notice.sent_at = now
@@ -273,23 +269,6 @@ class Dispatcher:
                     ]
                     log.warning("notification %d fell back to %s", row.id, "; ".join(notes))
                 record_fate(session, row, now)
-
-    @staticmethod
-    def _carried(session: Session, digest_id: int) -> list[Notification]:
-        """The notices a digest carries, through digests merged into it."""
-        out: list[Notification] = []
-        queue = [digest_id]
-        while queue:
-            rows = session.scalars(
-                select(Notification).where(
-                    Notification.digest_id == queue.pop(),
-                    Notification.status == NotificationStatus.MERGED,
-                )
-            ).all()
-            out += [r for r in rows if r.kind != DIGEST]
-            queue += [r.id for r in rows if r.kind == DIGEST]
-            out += [r for r in rows if r.kind == DIGEST]
-        return out
 
     def _record(self, message: Outgoing, attempt: int, **values: object) -> None:
         with session_scope(self._sessions) as session:
