@@ -178,6 +178,7 @@ def unreached(session: Session, alerts: Sequence[Alert]) -> dict[int, str]:
         .order_by(Notification.id)
     ).all()
     found: dict[int, str] = {}
+    episodes: dict[int, list[Notification]] = {}  # each alert's notices, read once
     for row in failed:
         mine = [
             by_id[i] for i in alert_ids(row)
@@ -192,7 +193,8 @@ def unreached(session: Session, alerts: Sequence[Alert]) -> dict[int, str]:
         for alert in mine:
             alive = any(
                 (r.channel, r.target) in routes and r.status in _ALIVE
-                for r in _of_alert(session, alert, alert.started_at)
+                for r in episodes.setdefault(
+                    alert.id, _of_alert(session, alert, alert.started_at))
             )
             if not alive:
                 tried = ", ".join(f"{c} {redact(t)}" for c, t in sorted(routes))
