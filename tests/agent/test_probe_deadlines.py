@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.contract import CheckVerdict, Kind, decode, encode
-from agent.hardware import SimulatedHardware
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams, Probe, ProbeContext, ProbeReport
 from agent.probes.network import NetworkProbe
 from agent.probes.runner import Collection, ProbeRunner

@@ -7,7 +7,8 @@ from typing import ClassVar
 import pytest
 
 from agent.contract import CheckVerdict, Kind, decode, encode, envelope
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes import PROBES, build
 from agent.probes.base import CheckParams, Probe, ProbeContext, ProbeReport
 from agent.probes.runner import ProbeRunner
