@@ -246,7 +246,8 @@ class Agent:
         baseline = self.runner.ctx.baseline
         agent = {"capabilities": [*CAPABILITIES, CAP_EXPECTED],
                  "expected": baseline.snapshot() if baseline is not None else {}}
-        inventory = {**redact_json(self.hardware.inventory()), "agent": agent}
+        # The baseline names devices by id, and an RTSP camera's id may be its URL.
+        inventory = redact_json({**self.hardware.inventory(), "agent": agent})
         return {"inventory": inventory, "interval": self.interval, "machine": self._machine}
 
     def _tick(self) -> None:
