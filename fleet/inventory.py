@@ -416,6 +416,11 @@ class DeviceContextCache:
         self._lock = threading.Lock()
         self._generation = 0
 
+    def known(self, device_id: str) -> DeviceContext | None:
+        """The remembered place, without a database round trip (None: not remembered)."""
+        with self._lock:
+            return self._known.get(device_id)
+
     def get(self, session: Session, device_id: str) -> DeviceContext | None:
         with self._lock:
             place = self._known.get(device_id)
