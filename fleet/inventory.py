@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from agent.contract import ContractError, check_expected
@@ -91,6 +91,12 @@ def parse_document(data: bytes | str, filename: str) -> dict[str, Any]:
     return doc
 
 
+# One row of a level: its key among its siblings and its column values; and the part of
+# the document under it, with where that part is (for problems).
+_Row = tuple[Any, dict[str, Any]]
+_Doc = tuple[Any, Mapping[str, Any], str]
+
+
 class _Loader:
     """Applies one document; collects every problem before the caller commits."""
 
@@ -139,9 +145,63 @@ class _Loader:
         self.session.flush()
         return obj
 
+    def level(self, table: str, model: type[Any], found: dict[Any, Any],
+              rows: list[_Row]) -> None:
+        """Upsert one level of the tree (every school, say) into ``found`` (key -> row).
+
+        New rows go in one bulk INSERT … RETURNING, so the next level has their ids:
+        row by row through the ORM's unit of work, 20,000 devices took 21 s against
+        0.3–0.4 s for a bulk insert (issue 13).  Existing rows change in place.
+        """
+        new: dict[Any, dict[str, Any]] = {}
+        for key, values in rows:
+            if key in new:  # named twice: the later entry wins, as it always did
+                new[key].update(values)
+            elif key in found:
+                obj = found[key]
+                changed = [k for k, v in values.items() if getattr(obj, k) != v]
+                for k in changed:
+                    setattr(obj, k, values[k])
+                if changed:
+                    self.result._count(table, False)
+            else:
+                new[key] = values
+        if not new:
+            return
+        inserted = self.session.scalars(
+            insert(model).returning(model, sort_by_parameter_order=True), list(new.values()))
+        for key, obj in zip(new, inserted, strict=True):
+            found[key] = obj
+            self.result._count(table, True)
+
     def load(self, doc: Mapping[str, Any]) -> None:
-        for ci, cdoc in enumerate(self.items(doc, "counties", "")):
-            self.county(cdoc, f"counties[{ci}]")
+        # Level by level, each with one query for what exists and one bulk insert of
+        # what is new, so that the next level can name its parents' ids.
+        counties: dict[Any, County] = {c.name: c for c in self.session.scalars(select(County))}
+        rows, cdocs = self.counties(doc)
+        self.level("county", County, counties, rows)
+        schools: dict[Any, School] = {(s.county_id, s.name): s
+                                      for s in self.session.scalars(select(School))}
+        rows, sdocs = [], []
+        for name, cdoc, where in cdocs:
+            more_rows, more_docs = self.schools_of(counties[name], cdoc, where)
+            rows += more_rows
+            sdocs += more_docs
+        self.level("school", School, schools, rows)
+        for key in dict.fromkeys(k for k, _, _ in sdocs):
+            self.schools.setdefault(key[1], []).append(schools[key])
+        rooms: dict[Any, Classroom] = {(r.school_id, r.name): r
+                                       for r in self.session.scalars(select(Classroom))}
+        rows, rdocs = [], []
+        for key, sdoc, where in sdocs:
+            more_rows, more_docs = self.classrooms_of(schools[key], sdoc, where)
+            rows += more_rows
+            rdocs += more_docs
+        self.level("classroom", Classroom, rooms, rows)
+        devices: dict[Any, Device] = {d.id: d for d in self.session.scalars(select(Device))}
+        self.level("device", Device, devices, [
+            row for key, rdoc, where in rdocs for row in self.devices_of(rooms[key], rdoc, where)])
+        self.session.flush()
         for pi, pdoc in enumerate(self.items(doc, "pairs", "")):
             self.pair(pdoc, f"pairs[{pi}]")
         for ui, udoc in enumerate(self.items(doc, "people", "")):
@@ -150,39 +210,54 @@ class _Loader:
     def webhooks(self, item: Mapping[str, Any], where: str) -> dict[str, str | None]:
         return {k: self.text(item, k, where) or None for k in _WEBHOOK_KEYS}
 
-    def county(self, cdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(cdoc, "name", where, required=True)
-        found = self.session.scalar(select(County).where(County.name == name))
-        county = self.upsert("county", found, County, name=name,
-                             city=self.text(cdoc, "city", where), **self.webhooks(cdoc, where))
+    def counties(self, doc: Mapping[str, Any]) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
+        for ci, cdoc in enumerate(self.items(doc, "counties", "")):
+            where = f"counties[{ci}]"
+            name = self.text(cdoc, "name", where, required=True)
+            rows.append((name, {"name": name, "city": self.text(cdoc, "city", where),
+                                **self.webhooks(cdoc, where)}))
+            out.append((name, cdoc, where))
+        return rows, out
+
+    def schools_of(self, county: County, cdoc: Mapping[str, Any],
+                   where: str) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
         for si, sdoc in enumerate(self.items(cdoc, "schools", f"{where}.")):
-            self.school(county, sdoc, f"{where}.schools[{si}]")
+            swhere = f"{where}.schools[{si}]"
+            name = self.text(sdoc, "name", swhere, required=True)
+            kind = sdoc.get("kind")
+            if kind not in {k.value for k in SchoolKind}:
+                self.problems.append(f"{swhere}.kind: 应为 town 或 rural / must be town or rural")
+                kind = SchoolKind.TOWN.value
+            tz = self.text(sdoc, "timezone", swhere, default="Asia/Shanghai")
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.problems.append(f"{swhere}.timezone: 未知时区 / unknown time zone {tz!r}")
+            key = (county.id, name)
+            rows.append((key, {"county_id": county.id, "name": name, "kind": SchoolKind(kind),
+                               "address": self.text(sdoc, "address", swhere), "timezone": tz,
+                               **self.webhooks(sdoc, swhere)}))
+            out.append((key, sdoc, swhere))
+        return rows, out
 
-    def school(self, county: County, sdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(sdoc, "name", where, required=True)
-        kind = sdoc.get("kind")
-        if kind not in {k.value for k in SchoolKind}:
-            self.problems.append(f"{where}.kind: 应为 town 或 rural / must be town or rural")
-            kind = SchoolKind.TOWN.value
-        tz = self.text(sdoc, "timezone", where, default="Asia/Shanghai")
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problems.append(f"{where}.timezone: 未知时区 / unknown time zone {tz!r}")
-        found = self.session.scalar(
-            select(School).where(School.county_id == county.id, School.name == name))
-        school = self.upsert("school", found, School, county_id=county.id, name=name,
-                             kind=SchoolKind(kind), address=self.text(sdoc, "address", where),
-                             timezone=tz, **self.webhooks(sdoc, where))
-        self.schools.setdefault(name, []).append(school)
+    def classrooms_of(self, school: School, sdoc: Mapping[str, Any],
+                      where: str) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
         for ri, rdoc in enumerate(self.items(sdoc, "classrooms", f"{where}.")):
-            self.classroom(school, rdoc, f"{where}.classrooms[{ri}]")
+            rwhere = f"{where}.classrooms[{ri}]"
+            name = self.text(rdoc, "name", rwhere, required=True)
+            key = (school.id, name)
+            rows.append((key, {"school_id": school.id, "name": name}))
+            out.append((key, rdoc, rwhere))
+        return rows, out
 
-    def classroom(self, school: School, rdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(rdoc, "name", where, required=True)
-        found = self.session.scalar(
-            select(Classroom).where(Classroom.school_id == school.id, Classroom.name == name))
-        room = self.upsert("classroom", found, Classroom, school_id=school.id, name=name)
+    def devices_of(self, room: Classroom, rdoc: Mapping[str, Any], where: str) -> list[_Row]:
+        rows: list[_Row] = []
         for di, ddoc in enumerate(self.items(rdoc, "devices", f"{where}.")):
             dwhere = f"{where}.devices[{di}]"
             device_id = self.text(ddoc, "id", dwhere, required=True)
@@ -191,10 +266,11 @@ class _Loader:
             if not isinstance(enabled, bool):
                 self.problems.append(f"{dwhere}.enabled: 应为 true/false / must be a boolean")
                 enabled = True
-            self.upsert("device", self.session.get(Device, device_id), Device, id=device_id,
-                        classroom_id=room.id, address=self.text(ddoc, "address", dwhere),
-                        enabled=enabled, note=self.text(ddoc, "note", dwhere),
-                        expected=self.expected(ddoc, dwhere))
+            rows.append((device_id, {
+                "id": device_id, "classroom_id": room.id,
+                "address": self.text(ddoc, "address", dwhere), "enabled": enabled,
+                "note": self.text(ddoc, "note", dwhere), "expected": self.expected(ddoc, dwhere)}))
+        return rows
 
     def expected(self, ddoc: Mapping[str, Any], where: str) -> dict[str, list[str]] | None:
         """The device's expected devices; absent: the agent keeps its own (learned or
