@@ -52,6 +52,9 @@ class _Family:
     keywords: Keywords
     fallback: str
     missing: str | None = None  # the rule of an absent item, one ticket per kind
+    # Measured only in checks: the telemetry repeats the last figures ungraded, so it
+    # neither raises nor clears the rule; a check that measured the section does.
+    check_only: bool = False
 
     @cached_property  # asked for every section of every telemetry message
     def rules(self) -> frozenset[str]:
@@ -89,7 +92,7 @@ _FAMILIES: Final[dict[str, _Family]] = {
         ),
         "network_fault",
     ),
-    "bandwidth": _Family("", (), "bandwidth_low"),
+    "bandwidth": _Family("", (), "bandwidth_low", check_only=True),
     # Network cameras' streams ("stream:<id>") and encoders / recording hosts
     # ("avhost:<name>"), from the agent's avgear probe.
     "avgear": _Family(
@@ -276,7 +279,8 @@ def from_telemetry(
             log.warning("telemetry from %s: %s (section skipped)", device_id, exc)
             problems.append(str(exc))
             continue
-        covers |= _FAMILIES[name].rules
+        if not _FAMILIES[name].check_only:
+            covers |= _FAMILIES[name].rules
     return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
 
 
@@ -344,8 +348,9 @@ def from_check(
     findings no fault rule takes make a ``check_failed`` ticket, one per device.  The
     CheckRun links the lesson: the checks scheduler writes it before sending the command;
     without one the check was run by hand or by the agent itself, and no lesson is named.
-    A check clears only its own ``check_failed``: the faults clear as telemetry, which
-    reports every fault a check can find, sees them gone.
+    A check clears its own ``check_failed`` and the faults only a check measures (the
+    bandwidth, when it was measured rather than looked on); the others clear as the
+    telemetry, which reports them every interval, sees them gone.
     """
     request_id = payload.get("request_id")
     lesson_id = None
@@ -383,4 +388,12 @@ def from_check(
         message_zh="；".join(str(f.get("message_zh", "")) for f in failing[:3]),
         message_en="; ".join(str(f.get("message_en", "")) for f in failing[:3]),
     )
-    return Observation(device_id, at, (*faults, signal), frozenset({"check_failed"}))
+    probes = payload.get("probes")
+    measured = {
+        rule
+        for name, family in _FAMILIES.items()
+        if family.check_only and isinstance(probes, Mapping)
+        and isinstance(section := probes.get(name), Mapping) and section.get("sampled") is not False
+        for rule in family.rules
+    }
+    return Observation(device_id, at, (*faults, signal), frozenset({"check_failed", *measured}))

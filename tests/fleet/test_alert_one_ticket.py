@@ -130,3 +130,20 @@ def test_reasons_map_to_rules_by_name_never_by_substring() -> None:
         assert rule_for_reason(reason) is None
     for reason in ("camera_missing", "network_loss_high", "overheat", "clock_unsynced"):
         assert rule_for_reason(reason) in RULES
+
+
+def test_only_a_measuring_check_clears_what_only_checks_measure(world: World) -> None:
+    """The telemetry repeats the last bandwidth figures ungraded ("ok": true even at
+    0.5 Mbit/s): it must not clear the bandwidth ticket its check raised a moment ago."""
+    room = Classroom(SimulatedHardware(default_scenario()))
+    room.hardware.apply(Fault("bandwidth_up", value=0.5))
+    _lesson_check(world, room, "cmd-1")
+    world.send(Kind.TELEMETRY, "rural-1", **room.telemetry())
+    world.tick_after(61)  # bandwidth_low's up-delay
+    [alert] = _alerts(world)
+    assert (alert.rule, alert.state, alert.clear_since) == ("bandwidth_low", "firing", None)
+
+    room.hardware.clear("bandwidth_up")
+    _lesson_check(world, room, "cmd-2")  # measured again, and enough now
+    world.tick_after(21)  # the world's down-delay
+    assert _alerts(world)[0].state == "resolved"
