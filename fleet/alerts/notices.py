@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import LessonContext, lesson_context
 from fleet.alerts.render import summary
-from fleet.db.models import Alert
+from fleet.db.models import Alert, Classroom
 
 __all__ = ["ENDINGS", "Enqueue", "refresh_summary", "set_notice"]
 
@@ -39,12 +39,16 @@ def set_notice(alert: Alert, kind: str, now: datetime) -> None:
 def refresh_summary(
     session: Session, alert: Alert, config: AlertConfig, now: datetime
 ) -> LessonContext | None:
-    """Rewrite the ticket's one-line texts with the lesson now at stake; that lesson."""
+    """Rewrite the ticket's one-line texts (where, what, the lesson now at stake); that
+    lesson."""
     ctx = None
     if alert.classroom_id is not None:
         tz = alert.labels.get("timezone", config.timezone)
         horizon = timedelta(hours=config.context_horizon_h)
         ctx = lesson_context(session, alert.classroom_id, now, horizon, tz)
     detail = (str(alert.details.get("message_zh", "")), str(alert.details.get("message_en", "")))
-    alert.summary_zh, alert.summary_en = summary(alert.rule, alert.entity, ctx, detail)
+    room = session.get(Classroom, alert.classroom_id) if alert.classroom_id is not None else None
+    place = f"{room.school.name} {room.name}" if room is not None else ""
+    alert.summary_zh, alert.summary_en = summary(alert.rule, alert.entity, ctx, detail,
+                                                 (place, place))
     return ctx

@@ -29,7 +29,7 @@ from agent.hardware.simulated import SimulatedHardware
 from fleet.alerts.signal import RULES
 from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
-from fleet.db.models import Alert, AlertState, School
+from fleet.db.models import Alert, AlertState, Classroom, School
 from fleet.dynsec import DynsecAdmin
 from tests.e2e.world import (
     FLEET_PASSWORD,
@@ -39,6 +39,7 @@ from tests.e2e.world import (
     SHIYAN,
     SHIYAN_TECH,
     STUDENT_CAMERA,
+    TZ,
     LessonRow,
     World,
     device_password,
@@ -218,9 +219,20 @@ def _resolved(world: World, alert: Alert, device_id: str, sampled: bool = False)
 
 
 def _one_mail(world: World, address: str, alert: Alert) -> None:
+    """One e-mail about the ticket, in words a technician reads: the school and classroom
+    at fault, what to do in both languages, and no internal names."""
     mail = world.wait_mail(address, "firing", alert.id)
     assert mail.rcpt_tos == [address]
     assert len(world.mail_to(address, "firing", alert.id)) == 1
+    subject, body = str(mail.message["Subject"]), mail.message.get_content()
+    if alert.classroom_id is not None:
+        with session_scope(world.running.sessions) as session:
+            school = session.scalars(select(School.name).join(Classroom).where(
+                Classroom.id == alert.classroom_id)).one()
+        assert f"{school} 同步课堂教室" in subject and f"{school} 同步课堂教室" in body
+    assert "建议：" in body and "advice: " in body
+    for internal in ("target:", "fleet：", "fleet:", "peer"):
+        assert internal not in subject and internal not in body, internal
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
@@ -328,6 +340,8 @@ def test_lesson_checks_land_on_fault_tickets_and_silence_is_a_fault(matrix: Worl
     bandwidth = _fired(world, "bandwidth_low", LUXI)
     assert (bandwidth.entity, bandwidth.lesson_id) == ("", ids[0])
     _one_mail(world, LUXI_TECH, bandwidth)
+    lesson = f"二年级数学 {first.astimezone(TZ):%H:%M} 与 洞头区实验小学同步"
+    assert lesson in world.mail_to(LUXI_TECH, "firing", bandwidth.id)[0].message.get_content()
     check = _fired(world, "check_failed", SHIYAN)
     assert check.lesson_id == ids[0]
     assert {f["reason"] for f in check.details["findings"]} == {"bandwidth_test_failed"}

@@ -66,6 +66,7 @@ def _line(alert: Alert) -> AlertLine:
         summary_zh=alert.summary_zh,
         summary_en=alert.summary_en,
         since=alert.started_at,
+        rule=alert.rule,
         ack_by=alert.acknowledged_by,
         ack_comment=alert.ack_comment,
         reopen_count=alert.reopen_count,
