@@ -1,11 +1,12 @@
-"""The alert engine: the ingest's sink, the ticker's one ``tick``, and people's actions.
+"""The alert engine: the ingest's sink and the ticker's one ``tick``.
 
 Messages become :class:`~fleet.alerts.signal.Observation` s (:mod:`fleet.alerts.rules`,
 :mod:`fleet.alerts.silence`), applied to their tickets by :mod:`fleet.alerts.lifecycle`.
 ``tick()`` (the one entry point the ticker calls, every few seconds) fires and resolves
 what its delays allow, then passes the open alerts through the notification pipeline
 (:mod:`fleet.alerts.pipeline`: inhibit → maintenance → holiday → silence → timers →
-group → route → outbox).  Listeners (``listen``) hear every ticket change once its
+group → route → outbox).  People's actions (acknowledge, resolve, silences) are
+:mod:`fleet.alerts.people`.  Listeners (``listen``) hear every ticket change once its
 transaction has committed.
 
 A healthy device's all-clear touches no database: :mod:`fleet.alerts.index` knows which
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -25,21 +26,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fleet.alerts import mute, pipeline, rules, silence
+from fleet.alerts import pipeline, rules, silence
 from fleet.alerts.clones import CloneWatch
 from fleet.alerts.config import AlertConfig
 from fleet.alerts.context import lessons_in_progress
 from fleet.alerts.index import OpenIndex
 from fleet.alerts.lifecycle import LIVE, AlertChange, Lifecycle
 from fleet.alerts.mute import OPEN_STATES
-from fleet.alerts.notices import Enqueue, set_notice
+from fleet.alerts.notices import Enqueue
+from fleet.alerts.people import AlertNotFound, AlertStateError, PeopleActions
 from fleet.alerts.queries import select_alerts
 from fleet.alerts.signal import Observation, Signal
 from fleet.alerts.skew import skew_signal
 from fleet.alerts.stages.base import Tick
 from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import Alert, AlertState, Silence
+from fleet.db.models import Alert, AlertState
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
@@ -53,16 +55,7 @@ log = logging.getLogger(__name__)
 #: updates); it runs on the engine's thread, so it must be quick and must not raise.
 Listener = Callable[[Sequence[AlertChange]], None]
 
-class AlertNotFound(LookupError):
-    """No alert, silence or window with that id."""
-
-
-class AlertStateError(ValueError):
-    """The alert is not in a state that allows this (e.g. acknowledging a resolved one)."""
-
-
-
-class AlertEngine(NullSink):
+class AlertEngine(NullSink, PeopleActions):
     def __init__(
         self,
         sessions: SessionFactory,
@@ -289,86 +282,6 @@ class AlertEngine(NullSink):
                 enqueue=self._enqueue or outbox_enqueue,
                 sent=self.notifications,
             ))
-
-    # ------------------------------------------------------------ people
-
-    def acknowledge(self, alert_id: int, actor: str, comment: str) -> None:
-        """Someone is on it: stops reminders and the timed escalation; others are told who."""
-        if not comment.strip():
-            raise ValueError("an acknowledgement needs a comment saying who is on it and how")
-        with self._writing() as session:
-            alert = self._get(session, alert_id)
-            if alert.state not in LIVE:
-                raise AlertStateError(f"alert {alert_id} is {alert.state.value}, not firing")
-            now = self.clock()
-            alert.state = AlertState.ACKNOWLEDGED
-            alert.acknowledged_at = now
-            alert.acknowledged_by = actor
-            alert.ack_comment = comment.strip()
-            self.life.record(session, alert, "acknowledged", alert.ack_comment, now, actor)
-            set_notice(alert, "acknowledged", now)
-            self.life.track(session, alert)
-
-    def resolve_manually(self, alert_id: int, actor: str, comment: str) -> None:
-        """Close a ticket by hand (a device taken away for repair).
-
-        A fault the device still reports stays resolved, waiting for the device to
-        confirm: its further reports are absorbed, not reopened, so nobody gets a new
-        e-mail seconds later and the ticket keeps its "since"; the device's all-clear
-        confirms it.  Unseen for a reopen window and then reported again, it is news.
-        """
-        if not comment.strip():
-            raise ValueError("a manual resolution needs a comment")
-        with self._writing() as session:
-            alert = self._get(session, alert_id)
-            if alert.state is AlertState.RESOLVED:
-                raise AlertStateError(f"alert {alert_id} is already resolved")
-            # Still reported (not clearing): the API and page say "waiting for the device",
-            # and those told of it hear it was closed by hand, not that it recovered.
-            present = alert.clear_since is None
-            self.life.resolve(session, alert, self.clock(), actor, comment.strip(),
-                          "closed" if present else "resolved")
-            alert.awaiting_device = present
-            self.life.track(session, alert)
-
-    @staticmethod
-    def _get(session: Session, alert_id: int) -> Alert:
-        alert = session.get(Alert, alert_id)
-        if alert is None:
-            raise AlertNotFound(f"no alert {alert_id}")
-        return alert
-
-    def add_silence(
-        self,
-        matchers: Mapping[str, Any],
-        starts_at: datetime,
-        ends_at: datetime,
-        created_by: str,
-        comment: str = "",
-    ) -> int:
-        with session_scope(self.sessions) as session:
-            return mute.add_silence(session, matchers, starts_at, ends_at, created_by, comment).id
-
-    def delete_silence(self, silence_id: int) -> None:
-        with session_scope(self.sessions) as session:
-            silence = session.get(Silence, silence_id)
-            if silence is None:
-                raise AlertNotFound(f"no silence {silence_id}")
-            session.delete(silence)
-
-    def add_maintenance_window(
-        self,
-        name: str,
-        weekdays: Sequence[int],
-        start_time: str,
-        end_time: str,
-        matchers: Mapping[str, Any] | None = None,
-        timezone: str | None = None,
-    ) -> int:
-        """A recurring mute; no matchers means every alert (the whole fleet's nights)."""
-        with session_scope(self.sessions) as session:
-            return mute.add_window(session, name, weekdays, start_time, end_time,
-                                   matchers or {}, timezone or self.config.timezone).id
 
     # ------------------------------------------------------------ reading
 
