@@ -84,7 +84,8 @@ class Lifecycle:
             )
             for alert in stale.all():
                 unmentioned.pop(alert.fingerprint, None)
-                if alert.fingerprint not in seen and obs.at >= alert.last_seen_at:
+                if (alert.fingerprint not in seen and obs.at >= alert.last_seen_at
+                        and not alert.entity.startswith(obs.spared)):
                     self.clear(session, alert, now)
                     self.track(session, alert)
             for fingerprint, rule in unmentioned.items():  # closed by another fleet process

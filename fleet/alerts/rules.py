@@ -28,6 +28,7 @@ from fleet.alerts.signal import Observation, Signal
 from fleet.db.models import CheckRun
 
 __all__ = [
+    "CHECK_TARGETS",
     "MISSING_RULES",
     "MalformedSection",
     "from_check",
@@ -162,6 +163,11 @@ MISSING_RULES: Final[dict[str, str]] = {
     fam.kind: fam.missing for fam in _FAMILIES.values() if fam.missing is not None
 }
 
+#: The other end of a lesson, which only its checks measure (fleet.checks.plan names the
+#: targets "peer" or "peer-<id>"): the telemetry's network section does not list it, so
+#: it neither raises nor clears these tickets; the next check does.
+CHECK_TARGETS: Final = ("target:peer",)
+
 # Which measured number a network rule is about.
 _TARGET_VALUES: Final = {
     "network_loss": "loss_pct",
@@ -281,7 +287,8 @@ def from_telemetry(
             continue
         if not _FAMILIES[name].check_only:
             covers |= _FAMILIES[name].rules
-    return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
+    observation = Observation(device_id, at, tuple(signals), frozenset(covers), CHECK_TARGETS)
+    return observation, problems
 
 
 def from_status(device_id: str, payload: Mapping[str, Any], at: datetime) -> Observation:
@@ -348,9 +355,9 @@ def from_check(
     findings no fault rule takes make a ``check_failed`` ticket, one per device.  The
     CheckRun links the lesson: the checks scheduler writes it before sending the command;
     without one the check was run by hand or by the agent itself, and no lesson is named.
-    A check clears its own ``check_failed`` and the faults only a check measures (the
-    bandwidth, when it was measured rather than looked on); the others clear as the
-    telemetry, which reports them every interval, sees them gone.
+    A check reports in full on the sections it ran: their faults it does not find clear,
+    as with telemetry, and so do those only a check measures (the other end's address;
+    the bandwidth, when measured rather than looked on near a lesson).
     """
     request_id = payload.get("request_id")
     lesson_id = None
@@ -392,8 +399,8 @@ def from_check(
     measured = {
         rule
         for name, family in _FAMILIES.items()
-        if family.check_only and isinstance(probes, Mapping)
-        and isinstance(section := probes.get(name), Mapping) and section.get("sampled") is not False
+        if isinstance(probes, Mapping) and isinstance(section := probes.get(name), Mapping)
+        and not (family.check_only and section.get("sampled") is False)
         for rule in family.rules
     }
     return Observation(device_id, at, (*faults, signal), frozenset({"check_failed", *measured}))

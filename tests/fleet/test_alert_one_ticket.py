@@ -42,8 +42,9 @@ class Classroom:
     def telemetry(self) -> dict[str, Any]:
         return {"interval": 30, "sections": self.runner.collect().sections}
 
-    def check(self, request_id: str) -> dict[str, Any]:
-        return {**self.runner.check(CheckParams()).to_json(), "request_id": request_id}
+    def check(self, request_id: str, params: CheckParams | None = None) -> dict[str, Any]:
+        outcome = self.runner.check(params or CheckParams())
+        return {**outcome.to_json(), "request_id": request_id}
 
 
 @pytest.fixture
@@ -58,11 +59,12 @@ def _alerts(world: World) -> list[Alert]:
         return rows
 
 
-def _lesson_check(world: World, room: Classroom, request_id: str) -> None:
+def _lesson_check(world: World, room: Classroom, request_id: str,
+                  params: CheckParams | None = None) -> None:
     with session_scope(world.sessions) as s:
         s.add(CheckRun(request_id=request_id, lesson_id=world.lesson_id, device_id="rural-1",
                        phase="first", requested_at=world.clock()))
-    world.send(Kind.CHECK, "rural-1", **room.check(request_id))
+    world.send(Kind.CHECK, "rural-1", **room.check(request_id, params))
 
 
 def test_a_failed_check_lands_on_the_faults_ticket_with_the_lesson(world: World) -> None:
@@ -145,5 +147,28 @@ def test_only_a_measuring_check_clears_what_only_checks_measure(world: World) ->
 
     room.hardware.clear("bandwidth_up")
     _lesson_check(world, room, "cmd-2")  # measured again, and enough now
+    world.tick_after(21)  # the world's down-delay
+    assert _alerts(world)[0].state == "resolved"
+
+
+def test_the_other_ends_address_is_cleared_by_the_next_check_not_by_telemetry(
+    world: World,
+) -> None:
+    """Only lesson checks measure the partner classroom ("peer"): the telemetry, which
+    does not list it, must neither clear its ticket nor be needed to."""
+    peer = CheckParams(targets={"peer": "10.20.30.40"})
+    room = Classroom(SimulatedHardware(default_scenario()))
+    room.hardware.apply(Fault("packet_loss", device="10.20.30.40", value=30))
+    _lesson_check(world, room, "cmd-1", peer)
+    world.send(Kind.TELEMETRY, "rural-1", **room.telemetry())
+    world.tick_after(61)  # network_loss's up-delay
+    [alert] = _alerts(world)
+    assert (alert.rule, alert.entity, alert.state) == ("network_loss", "target:peer", "firing")
+    assert alert.clear_since is None
+    assert "对端教室" in alert.summary_zh and "partner classroom" in alert.summary_en
+    assert "peer" not in alert.summary_zh + alert.summary_en
+
+    room.hardware.clear("packet_loss")
+    _lesson_check(world, room, "cmd-2", peer)
     world.tick_after(21)  # the world's down-delay
     assert _alerts(world)[0].state == "resolved"
