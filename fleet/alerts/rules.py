@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Final
@@ -28,12 +28,14 @@ from fleet.alerts.signal import Observation, Signal
 from fleet.db.models import CheckRun
 
 __all__ = [
+    "CHECK_TARGETS",
     "MISSING_RULES",
     "MalformedSection",
     "from_check",
     "from_event",
     "from_status",
     "from_telemetry",
+    "rule_for_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class _Family:
     keywords: Keywords
     fallback: str
     missing: str | None = None  # the rule of an absent item, one ticket per kind
+    # Measured only in checks: the telemetry repeats the last figures ungraded, so it
+    # neither raises nor clears the rule; a check that measured the section does.
+    check_only: bool = False
 
     @cached_property  # asked for every section of every telemetry message
     def rules(self) -> frozenset[str]:
@@ -88,7 +93,7 @@ _FAMILIES: Final[dict[str, _Family]] = {
         ),
         "network_fault",
     ),
-    "bandwidth": _Family("", (), "bandwidth_low"),
+    "bandwidth": _Family("", (), "bandwidth_low", check_only=True),
     # Network cameras' streams ("stream:<id>") and encoders / recording hosts
     # ("avhost:<name>"), from the agent's avgear probe.
     "avgear": _Family(
@@ -107,10 +112,61 @@ _FAMILIES: Final[dict[str, _Family]] = {
     ),
 }
 
+# A finding's reason -> the fault rule it feeds; a reason not here has no fault rule (its
+# failed check is a check ticket of its own).  The agent's reasons, as in the reason
+# catalogue of the wire contract v2, which is to replace this table.
+_REASON_RULES: Final[dict[str, str]] = {
+    "camera_missing": "camera_missing",
+    "camera_black": "camera_black",
+    "camera_frozen": "camera_frozen",
+    "camera_capture_failed": "camera_fault",
+    "microphone_missing": "mic_missing",
+    "microphone_silent": "mic_silent",
+    "microphone_clipping": "mic_clipping",
+    "microphone_capture_failed": "mic_fault",
+    "speaker_missing": "speaker_missing",
+    "display_disconnected": "display_disconnected",
+    "disk_full": "disk_full",
+    "overheat": "overheating",
+    "clock_unsynced": "clock_unsynced",
+    "target_unreachable": "target_unreachable",
+    "target_invalid": "target_unreachable",
+    "dns_failed": "target_unreachable",
+    "icmp_not_permitted": "network_fault",
+    "network_rtt_high": "network_rtt",
+    "network_jitter_high": "network_jitter",
+    "network_loss_high": "network_loss",
+    "dns_slow": "network_fault",
+    "bandwidth_up_low": "bandwidth_low",
+    "bandwidth_down_low": "bandwidth_low",
+    "stream_unreachable": "camera_stream_failed",
+    "stream_timeout": "camera_stream_failed",
+    "stream_no_video": "camera_stream_failed",
+    "stream_no_frame": "camera_stream_failed",
+    "stream_unsupported": "avgear_fault",
+    "ffmpeg_missing": "avgear_fault",
+    "av_host_unreachable": "av_host_unreachable",
+    "av_host_port_closed": "av_host_unreachable",
+    "probe_error": "probe_failed",
+    "probe_timeout": "probe_failed",
+}
+
+
+def rule_for_reason(reason: str) -> str | None:
+    """The alert rule a finding's ``reason`` feeds, or None when no fault rule takes it
+    (exact names, never substrings)."""
+    return _REASON_RULES.get(reason)
+
+
 # The hot-plug event's entity kind -> the rule of that kind going missing.
 MISSING_RULES: Final[dict[str, str]] = {
     fam.kind: fam.missing for fam in _FAMILIES.values() if fam.missing is not None
 }
+
+#: The other end of a lesson, which only its checks measure (fleet.checks.plan names the
+#: targets "peer" or "peer-<id>"): the telemetry's network section does not list it, so
+#: it neither raises nor clears these tickets; the next check does.
+CHECK_TARGETS: Final = ("target:peer",)
 
 # Which measured number a network rule is about.
 _TARGET_VALUES: Final = {
@@ -229,8 +285,10 @@ def from_telemetry(
             log.warning("telemetry from %s: %s (section skipped)", device_id, exc)
             problems.append(str(exc))
             continue
-        covers |= _FAMILIES[name].rules
-    return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
+        if not _FAMILIES[name].check_only:
+            covers |= _FAMILIES[name].rules
+    observation = Observation(device_id, at, tuple(signals), frozenset(covers), CHECK_TARGETS)
+    return observation, problems
 
 
 def from_status(device_id: str, payload: Mapping[str, Any], at: datetime) -> Observation:
@@ -275,13 +333,31 @@ def from_event(device_id: str, payload: Mapping[str, Any], at: datetime) -> Obse
     return Observation(device_id, at, (signal,))
 
 
+def _ticket_entity(rule: str, entity: str) -> str:
+    """The entity a finding's fault ticket has, as telemetry names the same fault: one
+    ticket per kind for a missing device, none for the device-wide sections (system,
+    bandwidth, a section-level network finding), else the item ("camera:<id>")."""
+    kind, sep, _ = entity.partition(":")
+    if rule in MISSING_RULES.values():
+        return kind
+    if not sep or kind == "bandwidth":
+        return ""
+    return entity
+
+
 def from_check(
     session: Session, device_id: str, payload: Mapping[str, Any], at: datetime
 ) -> Observation:
-    """A failed check is one ticket per device, linked to its lesson through the CheckRun.
+    """A check's failing findings, each on the ticket of the fault it names.
 
-    The checks scheduler writes the CheckRun before sending the command; without one
-    the check was run by hand or by the agent itself, and no lesson is named.
+    "Camera missing" found by the check and reported by the telemetry is one ticket (the
+    check adds the lesson at stake), so one acknowledgement quiets it.  Only failing
+    findings no fault rule takes make a ``check_failed`` ticket, one per device.  The
+    CheckRun links the lesson: the checks scheduler writes it before sending the command;
+    without one the check was run by hand or by the agent itself, and no lesson is named.
+    A check reports in full on the sections it ran: their faults it does not find clear,
+    as with telemetry, and so do those only a check measures (the other end's address;
+    the bandwidth, when measured rather than looked on near a lesson).
     """
     request_id = payload.get("request_id")
     lesson_id = None
@@ -290,11 +366,28 @@ def from_check(
             select(CheckRun.lesson_id).where(CheckRun.request_id == request_id)
         )
     findings = [f for f in payload["findings"] if isinstance(f, Mapping)]
-    failing = [f for f in findings if f.get("level") == CheckVerdict.FAIL.value] or findings
+    failed = payload["verdict"] == CheckVerdict.FAIL.value
+    faults: list[Signal] = []
+    unruled: list[Mapping[str, Any]] = []
+    for finding in findings:
+        if finding.get("level") != CheckVerdict.FAIL.value:
+            continue
+        rule = rule_for_reason(str(finding.get("reason", "")))
+        if rule is None:
+            unruled.append(finding)
+            continue
+        entity = _ticket_entity(rule, str(finding.get("entity", "")))
+        faults.append(replace(
+            _fault(device_id, at, rule, entity, finding),
+            lesson_id=lesson_id,
+            details={"request_id": request_id, **finding},
+        ))
+    # A failed verdict with no failing finding at all still says the check failed.
+    failing = unruled or ([] if faults else findings)
     signal = Signal(
         rule="check_failed",
         device_id=device_id,
-        active=payload["verdict"] == CheckVerdict.FAIL.value,
+        active=failed and (bool(unruled) or not faults),
         at=at,
         entity="check",
         lesson_id=lesson_id,
@@ -302,4 +395,12 @@ def from_check(
         message_zh="；".join(str(f.get("message_zh", "")) for f in failing[:3]),
         message_en="; ".join(str(f.get("message_en", "")) for f in failing[:3]),
     )
-    return Observation(device_id, at, (signal,), frozenset({"check_failed"}))
+    probes = payload.get("probes")
+    measured = {
+        rule
+        for name, family in _FAMILIES.items()
+        if isinstance(probes, Mapping) and isinstance(section := probes.get(name), Mapping)
+        and not (family.check_only and section.get("sampled") is False)
+        for rule in family.rules
+    }
+    return Observation(device_id, at, (*faults, signal), frozenset({"check_failed", *measured}))

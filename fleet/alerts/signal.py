@@ -110,3 +110,5 @@ class Observation:
     signals: tuple[Signal, ...] = ()
     # Rules this message reports on in full: their open alerts it does not mention cleared.
     covers: frozenset[str] = frozenset()
+    # Entity prefixes it does not report on, whatever the rule (see rules.CHECK_TARGETS).
+    spared: tuple[str, ...] = ()

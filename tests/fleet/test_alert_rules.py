@@ -127,16 +127,18 @@ def test_failed_check_links_to_its_lesson_through_the_check_run(world: World) ->
     with session_scope(world.sessions) as s:
         s.add(CheckRun(request_id="cmd-1", lesson_id=world.lesson_id, device_id="rural-1",
                        phase="first", requested_at=world.clock()))
-    finding = {"level": "fail", "reason": "camera_missing", "message_zh": "未检测到摄像头",
-               "message_en": "no camera found", "entity": ""}
+    # A reason no fault rule takes: the check's own ticket (a fault's would be the fault's).
+    finding = {"level": "fail", "reason": "bandwidth_test_failed",
+               "message_zh": "测速服务器无法连接", "message_en": "the test server refuses",
+               "entity": "bandwidth:up"}
     world.send(Kind.CHECK, "rural-1", verdict="fail", probes={}, findings=[finding],
                request_id="cmd-1", lesson_id=world.lesson_id)
     world.tick_after(31)
     alert = only(world, "check_failed")
     assert alert.lesson_id == world.lesson_id
     assert alert.details["findings"] == [finding]
-    assert "未检测到摄像头" in alert.summary_zh and "no camera found" in alert.summary_en
-    assert any("未检测到摄像头" in n.body for n in world.notifications("firing"))
+    assert "测速服务器无法连接" in alert.summary_zh and "test server" in alert.summary_en
+    assert any("测速服务器无法连接" in n.body for n in world.notifications("firing"))
 
     world.send(Kind.CHECK, "rural-1", verdict="pass", probes={}, findings=[],
                request_id="cmd-2", lesson_id=None)
