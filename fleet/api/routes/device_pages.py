@@ -113,6 +113,7 @@ class SeriesOut(BaseModel):
 
 class HistoryOut(BaseModel):
     span: str
+    now: datetime  # the fleet's clock: the window ends here, whatever the phone's says
     bucket_s: int
     # "tsdb": the time-series store; "fleet": the fleet's own bounded history.
     source: str
@@ -145,5 +146,5 @@ def get_history(device_id: DeviceIdPath, session: DB, scope: CurrentScope,
         school = device.classroom.school
         grafana = (cfg.grafana_url.rstrip("/") + "/d/syncclass-overview?" + urlencode(
             {"var-county": school.county.name, "var-school": school.name}))
-    return HistoryOut(span=span, bucket_s=int(SPANS[span].bucket.total_seconds()),
+    return HistoryOut(span=span, now=now, bucket_s=int(SPANS[span].bucket.total_seconds()),
                       source=source, note=note, series=_out(series), grafana_url=grafana)

@@ -166,13 +166,10 @@ const Parts = (() => {
     const buttons = Object.entries(SPAN).map(([span, [text]]) =>
       el("button", { "data-span": span, onclick: () => draw(span) }, text));
     async function draw(span) {
-      for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.span === span));
       const out = await api("GET", "/devices/" + encodeURIComponent(deviceId) +
                             "/history?span=" + span);
-      const to = Date.parse(new Date().toISOString());
-      const latest = Math.max(0, ...out.series.flatMap(s => s.points.map(p => p[0])));
-      // The server's clock decides the window: the last point may be ahead of the phone's.
-      const end = Math.max(to, latest + out.bucket_s * 1000);
+      // The fleet's clock ends the window: a phone's clock is often wrong.
+      const end = Date.parse(out.now);
       const from = end - SPAN[span][1];
       const source = out.source === "tsdb" ? "数据来自时序数据库 from the time-series store"
         : "数据来自本服务保存的近期记录 from the fleet's own recent history";
@@ -192,6 +189,7 @@ const Parts = (() => {
         out.grafana_url ? el("a", { href: out.grafana_url, target: "_blank", rel: "noopener",
           class: "grafana" }, "在 Grafana 中查看 Open in Grafana") : null,
         ...(drawn.length ? drawn : [empty("还没有数据 / no data yet")]));
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.span === span));
     }
     await draw("day");
     return el("div", {}, el("div", { class: "inline-form" }, buttons), holder);
