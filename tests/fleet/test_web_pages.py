@@ -7,6 +7,7 @@ edits only what is theirs.  ``make screenshots`` keeps a picture of each page.""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     expect(page.locator("#classroom-head")).to_contain_text("洞头区鹿西乡小学")
     expect(page.locator("#lessons")).to_be_hidden()
     card = page.locator(f".device-card[data-device='{RECEIVER}']")
-    expect(card.locator(f"tr[data-peripheral] >> text=缺失 missing")).to_have_count(1)
+    expect(card.locator("tr[data-peripheral] >> text=缺失 missing")).to_have_count(1)
     calendar = page.locator("#classroom-head .calendar .command")
     ics = page.request.get(calendar.inner_text())
     assert ics.status == 200 and "BEGIN:VCALENDAR" in ics.text()
@@ -140,7 +141,7 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     assert len(rtt) == SAMPLES
     assert [p[0] for p in rtt] == sorted(p[0] for p in rtt)
     heights = [200 - 26 - p[1] for p in rtt]  # above the x axis, in SVG units
-    assert all(b > a for a, b in zip(heights, heights[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(heights))
     assert heights[-1] / heights[0] == pytest.approx(fed[-1] / fed[0], rel=0.02)
     assert len(chart_values(page, "temp_c")) == SAMPLES
     page.locator("#device-charts button[data-span='week']").click()
@@ -156,7 +157,8 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     device = MqttDevice(broker, RECEIVER, signer.public_key_b64, world.clock, tmp_path)
     rerun = page.locator("#device-checks").get_by_role("button", name="重新检查 Re-run check")
     rerun.click()
-    expect(page.locator("#device-checks .rerun-status")).to_contain_text("被拒绝 refused: 教室正在上同步课堂")
+    expect(page.locator("#device-checks .rerun-status")).to_contain_text(
+        "被拒绝 refused: 教室正在上同步课堂")
     world.clock.advance(minutes=80)
     rerun.click()
     command = device.next_command(timeout=10)
