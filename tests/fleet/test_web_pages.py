@@ -144,12 +144,12 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     assert all(b > a for a, b in itertools.pairwise(heights))
     assert heights[-1] / heights[0] == pytest.approx(fed[-1] / fed[0], rel=0.02)
     assert len(chart_values(page, "temp_c")) == SAMPLES
+    page.screenshot(path=str(SCREENSHOTS / f"{size}-device.png"), full_page=True)
     page.locator("#device-charts button[data-span='week']").click()
     expect(page.locator("#device-charts button[data-span='week']")).to_have_attribute(
         "aria-pressed", "true")
     assert len(chart_values(page, "rtt_ms")) in (2, 3)  # two hours in 1-hour buckets
     no_sideways_scroll(page)
-    page.screenshot(path=str(SCREENSHOTS / f"{size}-device.png"), full_page=True)
 
     # Re-run the check: refused while the lesson is on (the reason is shown); once the
     # lessons are over the agent answers, and the page shows it without a reload.

@@ -30,6 +30,7 @@ class PeripheralOut(BaseModel):
     id: str
     name: str
     expected: bool  # in the baseline (the inventory's, else the agent's own)
+    checked: bool  # the baseline names this role (else nothing of it is expected or missed)
     present: bool  # in the latest telemetry
     ok: bool | None
     message: str
@@ -67,7 +68,7 @@ def peripherals(expected: dict[str, Any] | None, inventory: dict[str, Any],
             ok = item.get("ok")
             items.append(PeripheralOut(
                 role=role, id=dev_id, name=str(item.get("name") or ""),
-                expected=dev_id in ids, present=dev_id in seen,
+                expected=dev_id in ids, checked=role in wanted, present=dev_id in seen,
                 ok=ok if isinstance(ok, bool) else None,
                 message=str(item.get("message") or item.get("reason") or "")))
     return PeripheralsOut(baseline=baseline, items=items)

@@ -51,8 +51,8 @@ const Chart = (() => {
       node.append(svg("polyline", { class: "series", "data-series": l.name, fill: "none",
         stroke: colour, "stroke-width": 2,
         points: pts.map(p => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ") }));
-      // A single bucket draws no line: a dot shows it is there.
-      for (const p of pts.length === 1 ? pts : []) {
+      // Few buckets (or one, which draws no line): a dot marks each.
+      for (const p of pts.length <= 36 ? pts : []) {
         node.append(svg("circle", { cx: x(p[0]), cy: y(p[1]), r: 3, fill: colour }));
       }
     });

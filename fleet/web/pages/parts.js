@@ -33,7 +33,7 @@ const Parts = (() => {
   function peripheralState(p) {
     if (p.expected && !p.present) return badge("not_ready", "缺失 missing");
     if (p.ok === false) return badge("not_ready", "故障 fault");
-    if (!p.expected && p.role !== "") return badge("info", "基线外 not in baseline");
+    if (!p.expected && p.checked) return badge("info", "基线外 not in baseline");
     return badge("ready", "正常 OK");
   }
 
@@ -183,12 +183,12 @@ const Parts = (() => {
           el("figcaption", {}, title + " (" + unit + ")"), legend,
           Chart.line(title, unit, lines, from, end));
       }).filter(Boolean);
-      holder.replaceChildren(
+      holder.replaceChildren(...[
         el("p", { class: "sub" }, source),
         out.note ? message("error", out.note) : null,
         out.grafana_url ? el("a", { href: out.grafana_url, target: "_blank", rel: "noopener",
           class: "grafana" }, "在 Grafana 中查看 Open in Grafana") : null,
-        ...(drawn.length ? drawn : [empty("还没有数据 / no data yet")]));
+        ...(drawn.length ? drawn : [empty("还没有数据 / no data yet")])].filter(Boolean));
       for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.span === span));
     }
     await draw("day");
