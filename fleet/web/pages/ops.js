@@ -32,7 +32,7 @@
 
   function silences(list) {
     if (!list.length) return empty("没有静默 / no silences");
-    return table(["范围 Applies to", "时间 When", "说明 Comment", ""], list.map(s => {
+    return table(["范围 Applies to", "时间 When", "说明 Comment", "操作 Actions"], list.map(s => {
       const status = el("div");
       return el("tr", { "data-silence": s.id },
         el("td", {}, Object.entries(s.matchers).map(([k, v]) => k + "=" + v).join(", ")),
@@ -70,7 +70,7 @@
         el("td", {}, el("a", { href: "#classroom-" + r.id }, roomName.get(r.id))),
         el("td", {}, el("a", { href: Parts.calendarUrl("/classrooms/" + r.id + "/calendar.ics") },
           "课表 .ics")))));
-    const deviceTable = table(["设备 Device", "教室 Classroom", "状态 State", ""], devices.map(d => {
+    const deviceTable = table(["设备 Device", "教室 Classroom", "状态 State", "操作 Actions"], devices.map(d => {
       const status = el("div");
       return el("tr", { "data-inventory-device": d.id },
         el("td", {}, el("a", { href: "#device-" + d.id }, d.id)),
