@@ -44,6 +44,7 @@ from tests.waiting import wait_until
 __all__ = ["browser", "served", "world"]
 
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
+SHOT = {"desktop": "desktop-1366x768", "phone": "phone-390x844"}  # screenshot name prefixes
 SAMPLES = 12  # telemetry every 10 minutes over the two hours before NOW
 
 
@@ -114,17 +115,17 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     expect(page.locator("#classroom-head")).to_contain_text("洞头区鹿西乡小学")
     expect(page.locator("#lessons")).to_be_hidden()
     card = page.locator(f".device-card[data-device='{RECEIVER}']")
-    expect(card.locator("tr[data-peripheral] >> text=缺失 missing")).to_have_count(1)
+    expect(card.locator("li[data-peripheral]", has_text="缺失 missing")).to_have_count(1)
     calendar = page.locator("#classroom-head .calendar .command")
     ics = page.request.get(calendar.inner_text())
     assert ics.status == 200 and "BEGIN:VCALENDAR" in ics.text()
     no_sideways_scroll(page)
-    page.screenshot(path=str(SCREENSHOTS / f"{size}-classroom.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{SHOT[size]}-classroom.png"), full_page=True)
 
     card.locator(f"a[href='#device-{RECEIVER}']").click()
     expect(page.locator("#device-head")).to_contain_text(RECEIVER)
     # The camera the agent's baseline names is missing; the others are there.
-    missing = page.locator("#device-peripherals tr[data-peripheral]",
+    missing = page.locator("#device-peripherals li[data-peripheral]",
                            has_text="缺失 missing")
     expect(missing).to_have_count(1)
     # The last check with every finding, in plain words.
@@ -140,11 +141,13 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     rtt = chart_values(page, "rtt_ms")
     assert len(rtt) == SAMPLES
     assert [p[0] for p in rtt] == sorted(p[0] for p in rtt)
-    heights = [200 - 26 - p[1] for p in rtt]  # above the x axis, in SVG units
+    axis = float(page.locator("figure[data-field='rtt_ms'] line.grid").first.get_attribute("y1")
+                 or "nan")  # the zero line
+    heights = [axis - p[1] for p in rtt]
     assert all(b > a for a, b in itertools.pairwise(heights))
     assert heights[-1] / heights[0] == pytest.approx(fed[-1] / fed[0], rel=0.02)
     assert len(chart_values(page, "temp_c")) == SAMPLES
-    page.screenshot(path=str(SCREENSHOTS / f"{size}-device.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{SHOT[size]}-device.png"), full_page=True)
     page.locator("#device-charts button[data-span='week']").click()
     expect(page.locator("#device-charts button[data-span='week']")).to_have_attribute(
         "aria-pressed", "true")
@@ -208,7 +211,7 @@ def test_reports_and_operations_pages_in_words_and_within_scope(
     csv = page.request.get(served + (page.locator("#report-csv").get_attribute("href") or ""))
     assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
     no_sideways_scroll(page)
-    page.screenshot(path=str(SCREENSHOTS / f"{size}-reports.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{SHOT[size]}-reports.png"), full_page=True)
 
     # Operations: the county technician adds a classroom to a school of their county.
     page.get_by_role("link", name="运维 Operations").click()
@@ -220,7 +223,7 @@ def test_reports_and_operations_pages_in_words_and_within_scope(
     expect(page.locator("#ops-audit")).to_be_visible()
     expect(page.locator("#ops-calendar .command")).to_contain_text("/calendar.ics?token=")
     no_sideways_scroll(page)
-    page.screenshot(path=str(SCREENSHOTS / f"{size}-operations.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{SHOT[size]}-operations.png"), full_page=True)
     context.close()
 
     # A school technician reads the inventory of their school only, with no forms.

@@ -5,7 +5,7 @@
 
 const Chart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 600, H = 200, LEFT = 52, RIGHT = 10, TOP = 12, BOTTOM = 26;
+  const W = 600, H = 220, LEFT = 56, RIGHT = 10, TOP = 14, BOTTOM = 30;
   const COLOURS = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f"];
   const hourFmt = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai",
     month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
@@ -40,7 +40,7 @@ const Chart = (() => {
     node.append(svg("title", {}, label));
     for (const v of [0, top / 2, top]) {
       node.append(svg("line", { x1: LEFT, x2: W - RIGHT, y1: y(v), y2: y(v), class: "grid" }),
-                  svg("text", { x: LEFT - 6, y: y(v) + 4, "text-anchor": "end" }, number(v)));
+                  svg("text", { x: LEFT - 6, y: y(v) + 6, "text-anchor": "end" }, number(v)));
     }
     node.append(svg("text", { x: LEFT, y: H - 6 }, hourFmt.format(new Date(fromMs))),
                 svg("text", { x: W - RIGHT, y: H - 6, "text-anchor": "end" },
@@ -61,23 +61,23 @@ const Chart = (() => {
 
   // bars: [{name, value (0..1) or null}]; drawn as horizontal bars with the percentage.
   function bars(title, items) {
-    const row = 26, height = TOP + items.length * row + 4;
+    const row = 30, height = TOP + items.length * row + 4;
     const node = svg("svg", { viewBox: `0 0 ${W} ${height}`, role: "img", class: "chart bars",
                               "aria-label": title });
     node.append(svg("title", {}, title));
-    const left = 200, width = W - left - 70;
+    const left = 210, width = W - left - 84;
     items.forEach((item, i) => {
       const yy = TOP + i * row;
       const name = item.name.length > 14 ? item.name.slice(0, 13) + "…" : item.name;
-      node.append(svg("text", { x: left - 8, y: yy + 15, "text-anchor": "end" }, name),
-                  svg("rect", { x: left, y: yy, width, height: 18, class: "track" }));
+      node.append(svg("text", { x: left - 8, y: yy + 17, "text-anchor": "end" }, name),
+                  svg("rect", { x: left, y: yy, width, height: 22, class: "track" }));
       if (item.value !== null) {
-        node.append(svg("rect", { x: left, y: yy, width: width * item.value, height: 18,
+        node.append(svg("rect", { x: left, y: yy, width: width * item.value, height: 22,
                                   class: "bar" + (item.value < 0.95 ? " low" : "") }),
-                    svg("text", { x: left + width + 6, y: yy + 15 },
+                    svg("text", { x: left + width + 6, y: yy + 17 },
                         (item.value * 100).toFixed(1) + "%"));
       } else {
-        node.append(svg("text", { x: left + width + 6, y: yy + 15 }, "—"));
+        node.append(svg("text", { x: left + width + 6, y: yy + 17 }, "—"));
       }
     });
     return node;

@@ -19,16 +19,15 @@ Pages.register(/^#classroom-(\d+)$/, async (match, page) => {
       el("h3", {}, "最近检查 Latest checks"), checks,
       el("h3", {}, "网络与温度 Network and temperature"), charts);
   }));
-  const audits = await Promise.all(devices.map(d =>
-    Parts.audit("device_id=" + encodeURIComponent(d.id), 5)));
+  const [alerts, ...audits] = await Promise.all([Parts.alerts("classroom_id=" + id),
+    ...devices.map(d => Parts.audit("device_id=" + encodeURIComponent(d.id), 5))]);
   page.replaceChildren(
     el("section", { id: "classroom-head", "data-classroom-page": id },
       el("h2", {}, school.name + " " + room.name, el("small", {}, "教室 Classroom")),
       Parts.calendarLink("/classrooms/" + id + "/calendar.ics")),
+    Parts.section("classroom-alerts", "告警", "Open and recent alerts", alerts),
     Parts.section("classroom-devices", "设备", "Devices",
       ...(cards.length ? cards : [empty("教室没有设备 / no device in this classroom")])),
-    Parts.section("classroom-alerts", "告警", "Open and recent alerts",
-      await Parts.alerts("classroom_id=" + id)),
     Parts.section("classroom-audit", "最近操作", "Recent actions and answers",
       ...(audits.length ? audits : [empty("没有操作记录 / no actions yet")])));
 });

@@ -42,12 +42,12 @@ const Parts = (() => {
     const baseline = { inventory: "基线：资产登记 baseline: fleet inventory",
                        agent: "基线：设备自身 baseline: the agent's own",
                        "": "无基线 no baseline known" }[out.baseline];
-    const body = out.items.length ? table(["类型 Kind", "设备 Device", "状态 State", "说明 Note"],
-      out.items.map(p => el("tr", { "data-peripheral": p.id },
-        el("td", {}, ROLES[p.role] || p.role),
-        el("td", {}, p.name || p.id, p.name ? el("div", { class: "sub" }, p.id) : null),
-        el("td", {}, peripheralState(p)),
-        el("td", {}, p.message || "")))) : empty("没有外设报告 / no peripherals reported");
+    // One line each (not a table): a phone shows them all in one glance.
+    const body = out.items.length ? el("ul", { class: "why peripheral-list" }, out.items.map(p =>
+      el("li", { "data-peripheral": p.id }, peripheralState(p), " ", ROLES[p.role] || p.role, " ",
+        el("strong", {}, p.name || p.id), p.name ? el("span", { class: "sub" }, " " + p.id) : null,
+        p.message ? el("div", { class: "sub" }, p.message) : null)))
+      : empty("没有外设报告 / no peripherals reported");
     return el("div", { class: "peripherals" }, el("p", { class: "sub" }, baseline), body);
   }
 
