@@ -8,14 +8,15 @@ buckets for the last day and over 1-hour buckets for the last week, in memory.
 Why memory and not the database: a telemetry message arrives every 15 s from every
 device, and a row per message (or a bucket update per message) would make the database
 the ingest's bottleneck for a page that is only glanced at; the ring costs at most
-``SERIES_MAX × (288 + 168)`` buckets per device and nothing per message but a dict
-update.  It starts empty after a restart, which is what the time-series store is for.
+``SERIES_MAX × (288 + 168)`` buckets of 14 bytes per device, and a few array updates
+per message.  It starts empty after a restart, which is what the time-series store is for.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,32 +115,39 @@ def figures_of(sections: Mapping[str, Any]) -> Iterable[tuple[str, str, float]]:
 
 
 class _Ring:
-    """Sorted buckets [start_ms, sum, count] of one span, the oldest dropped first."""
+    """Sorted buckets of one span, the oldest dropped first, in flat arrays (14 bytes a
+    bucket: a fleet of a thousand devices keeps its week in tens of megabytes)."""
 
     def __init__(self, spec: SpanSpec) -> None:
         self._width = int(spec.bucket.total_seconds() * 1000)
-        self._length = int(spec.length.total_seconds() * 1000)
-        self._starts: list[int] = []
-        self._sums: list[list[float]] = []
+        self._span = spec.buckets
+        self._index = array("I")  # bucket number since the epoch
+        self._sums = array("d")
+        self._counts = array("H")
 
     def add(self, ms: int, value: float) -> None:
-        start = ms - ms % self._width
-        if self._starts and start <= self._starts[-1] - self._length:
+        n = ms // self._width
+        index = self._index
+        if index and n <= index[-1] - self._span:
             return  # older than the span: a spool replayed after a long outage
-        i = bisect.bisect_left(self._starts, start)
-        if i < len(self._starts) and self._starts[i] == start:
-            self._sums[i][0] += value
-            self._sums[i][1] += 1
+        i = bisect.bisect_left(index, n)
+        if i < len(index) and index[i] == n:
+            if self._counts[i] < 0xFFFF:
+                self._sums[i] += value
+                self._counts[i] += 1
             return
-        self._starts.insert(i, start)
-        self._sums.insert(i, [value, 1.0])
-        cut = bisect.bisect_right(self._starts, self._starts[-1] - self._length)
-        del self._starts[:cut], self._sums[:cut]
+        index.insert(i, n)
+        self._sums.insert(i, value)
+        self._counts.insert(i, 1)
+        cut = bisect.bisect_right(index, index[-1] - self._span)
+        if cut:
+            del index[:cut], self._sums[:cut], self._counts[:cut]
 
     def points(self, since_ms: int) -> list[tuple[int, float]]:
-        i = bisect.bisect_left(self._starts, since_ms)
-        return [(s, round(t / n, 3)) for s, (t, n) in zip(self._starts[i:], self._sums[i:],
-                                                           strict=True)]
+        i = bisect.bisect_left(self._index, -(-since_ms // self._width))
+        return [(n * self._width, round(t / c, 3))
+                for n, t, c in zip(self._index[i:], self._sums[i:], self._counts[i:],
+                                   strict=True)]
 
 
 class TelemetryHistory(NullSink):
