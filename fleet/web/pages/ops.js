@@ -30,6 +30,20 @@
       options.map(([value, text]) => el("option", { value: String(value) }, text)));
   }
 
+  // Renaming opens a small form in place of the button (a school or a classroom).
+  function rename(path, current) {
+    const cell = el("div");
+    const button = el("button", { onclick: () => {
+      const name = el("input", { type: "text", name: "name", value: current, required: "",
+                                 "aria-label": "新名称 new name" });
+      cell.replaceChildren(form("rename-" + path.replace(/\W/g, "-"), [name],
+        "保存 Save", () => api("PATCH", path, { name: name.value.trim() })));
+      name.focus();
+    } }, "改名 Rename");
+    cell.append(button);
+    return cell;
+  }
+
   function silences(list) {
     if (!list.length) return empty("没有静默 / no silences");
     return table(["范围 Applies to", "时间 When", "说明 Comment", "操作 Actions"], list.map(s => {
@@ -63,13 +77,15 @@
     const schoolName = new Map(schools.map(s => [s.id, s.name]));
     const roomName = new Map(rooms.map(r => [r.id, (schoolName.get(r.school_id) || "") + " " + r.name]));
     const writer = isWriter();
-    const schoolTable = table(["学校 School", "类型 Kind"], schools.map(s =>
-      el("tr", { "data-school": s.id }, el("td", {}, s.name), el("td", {}, KIND[s.kind] || s.kind))));
-    const roomTable = table(["教室 Classroom", "日历 Calendar"], rooms.map(r =>
+    const schoolTable = table(["学校 School", "类型 Kind", "操作 Actions"], schools.map(s =>
+      el("tr", { "data-school": s.id }, el("td", {}, s.name), el("td", {}, KIND[s.kind] || s.kind),
+        el("td", {}, writer ? rename("/schools/" + s.id, s.name) : null))));
+    const roomTable = table(["教室 Classroom", "日历 Calendar", "操作 Actions"], rooms.map(r =>
       el("tr", { "data-room": r.id },
         el("td", {}, el("a", { href: "#classroom-" + r.id }, roomName.get(r.id))),
         el("td", {}, el("a", { href: Parts.calendarUrl("/classrooms/" + r.id + "/calendar.ics") },
-          "课表 .ics")))));
+          "课表 .ics")),
+        el("td", {}, writer ? rename("/classrooms/" + r.id, r.name) : null))));
     const deviceTable = table(["设备 Device", "教室 Classroom", "状态 State", "操作 Actions"], devices.map(d => {
       const status = el("div");
       return el("tr", { "data-inventory-device": d.id },
