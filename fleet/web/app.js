@@ -593,6 +593,7 @@ async function refresh() {
     document.getElementById("updated").textContent =
       "更新于 updated " + secondsFmt.format(new Date());
     showLinked();
+    document.dispatchEvent(new Event("syncclass:refreshed"));  // the other pages follow
   } catch (error) {
     document.getElementById("updated").replaceChildren(message("error", error.message));
   }

@@ -136,6 +136,14 @@ def test_device_page_draws_what_the_agent_sent_and_shows_a_rerun_check_answer(
     expect(alert.locator("ul.timeline")).to_contain_text("告警 fired")
     expect(alert.locator("ul.timeline")).to_contain_text("已确认 acknowledged · dt-luxi-tech")
 
+    # When the overview refreshes (live or timed), the alert follows with its timeline open.
+    resolved = world.post("dt-luxi-tech", f"/api/v1/alerts/{alert_id}/resolve",
+                          json={"comment": "网线已插好"})
+    assert resolved.status_code == 200, resolved.text
+    page.evaluate("refresh()")
+    expect(alert).to_contain_text("已恢复 resolved")
+    expect(alert.locator("ul.timeline")).to_contain_text("已恢复 resolved · dt-luxi-tech")
+
     # The charts: one point per 10-minute report (5-minute buckets), heights as sent.
     expect(page.locator("#device-charts")).to_contain_text("本服务保存的近期记录")
     rtt = chart_values(page, "rtt_ms")

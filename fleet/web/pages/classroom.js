@@ -21,13 +21,16 @@ Pages.register(/^#classroom-(\d+)$/, async (match, page) => {
   }));
   const [alerts, ...audits] = await Promise.all([Parts.alerts("classroom_id=" + id),
     ...devices.map(d => Parts.audit("device_id=" + encodeURIComponent(d.id), 5))]);
+  const alertList = el("div", {}, alerts);
   page.replaceChildren(
     el("section", { id: "classroom-head", "data-classroom-page": id },
       el("h2", {}, school.name + " " + room.name, el("small", {}, "教室 Classroom")),
       Parts.calendarLink("/classrooms/" + id + "/calendar.ics")),
-    Parts.section("classroom-alerts", "告警", "Open and recent alerts", alerts),
+    Parts.section("classroom-alerts", "告警", "Open and recent alerts", alertList),
     Parts.section("classroom-devices", "设备", "Devices",
       ...(cards.length ? cards : [empty("教室没有设备 / no device in this classroom")])),
     Parts.section("classroom-audit", "最近操作", "Recent actions and answers",
       ...(audits.length ? audits : [empty("没有操作记录 / no actions yet")])));
+  // On each refresh: the alerts (the devices' re-runs and chart spans stay as they are).
+  return async () => alertList.replaceChildren(await Parts.alerts("classroom_id=" + id));
 });

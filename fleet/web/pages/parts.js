@@ -119,19 +119,27 @@ const Parts = (() => {
     return el("ul", { class: "timeline deliveries" }, items.map(i => i.node));
   }
 
+  // Alerts whose timeline is unfolded: they stay so when the list is redrawn.
+  const openTimelines = new Set();
+
   async function alerts(query) {
     const list = await api("GET", "/alerts?" + query +
                            "&state=firing&state=acknowledged&state=resolved&limit=20");
     if (!list.length) return empty("近期没有告警 / no recent alerts");
     return el("ul", { class: "alert-list" }, list.map(a => {
       const holder = el("div");
-      const toggle = el("button", { "aria-expanded": "false", onclick: async () => {
-        const open = toggle.getAttribute("aria-expanded") !== "true";
+      async function unfold() {
+        const open = openTimelines.has(a.id);
         toggle.setAttribute("aria-expanded", String(open));
         if (!open) { holder.replaceChildren(); return; }
         try { holder.replaceChildren(timeline(await api("GET", "/alerts/" + a.id))); }
         catch (error) { holder.replaceChildren(message("error", error.message)); }
+      }
+      const toggle = el("button", { "aria-expanded": "false", onclick: () => {
+        if (openTimelines.has(a.id)) openTimelines.delete(a.id); else openTimelines.add(a.id);
+        unfold();
       } }, "时间线 Timeline");
+      unfold();
       return el("li", { class: "alert-item", "data-alert": a.id },
         el("div", { class: "end-head" },
           badge(a.severity, SEVERITY[a.severity] || a.severity),

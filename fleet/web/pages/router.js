@@ -6,6 +6,7 @@
 const Pages = (() => {
   const routes = [];
   let shown = null;  // the hash the page on screen was drawn for
+  let update = null;  // what the page on screen redraws when the overview refreshes
 
   function register(pattern, render) { routes.push({ pattern, render }); }
 
@@ -29,22 +30,30 @@ const Pages = (() => {
     const route = routes.find(r => r.pattern.test(hash));
     const page = document.getElementById("page");
     app.classList.toggle("paged", !!route);
-    if (!route) { shown = null; page.replaceChildren(); return; }
+    if (!route) { shown = null; update = null; page.replaceChildren(); return; }
     if (shown === hash && !force) return;
     shown = hash;
+    update = null;
     page.replaceChildren(el("p", { class: "updated" }, "加载中 loading…"));
     window.scrollTo(0, 0);
     try {
-      await route.render(route.pattern.exec(hash), page);
+      // A page may return a function redrawing what changes (its alerts, its state)
+      // without losing what the person has open, called on each refresh (live or timed).
+      update = (await route.render(route.pattern.exec(hash), page)) || null;
     } catch (error) {
       page.replaceChildren(message("error", error.message));
     }
   }
 
   window.addEventListener("hashchange", () => show(false));
+  document.addEventListener("syncclass:refreshed", async () => {
+    if (!update || shown !== location.hash) return;
+    try { await update(); } catch (error) { /* the next refresh tries again */ }
+  });
   document.addEventListener("syncclass:login", () => show(true));
   document.addEventListener("syncclass:logout", () => {
     shown = null;
+    update = null;
     document.getElementById("page").replaceChildren();
   });
 
