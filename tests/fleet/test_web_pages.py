@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from agent.contract import DEFAULT_PREFIX, Kind, encode, envelope, topic
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import ProbeContext
 from agent.probes.runner import ProbeRunner
 from agent.thresholds import Thresholds
