@@ -29,6 +29,7 @@ from agent.contract.model import (
     Telemetry,
     decode,
     decode_message,
+    section_findings,
 )
 from agent.contract.wire import (
     BANDWIDTH_TOKEN_PARAM,
@@ -112,6 +113,7 @@ __all__ = [
     "format_ts",
     "parse_topic",
     "parse_ts",
+    "section_findings",
     "subscription",
     "topic",
     "unb64",

@@ -14,8 +14,9 @@ open a ticket.  Sections this version does not know (a newer agent's) pass unche
 
 v1: an agent of schema 1 put a failure's ``reason`` and ``message`` on the item or
 section only, and its warnings nowhere.  Its telemetry is upgraded here to v2's shape:
-each section gets the ``findings`` v1 implied (a failing item's reason; a ``clock_synced``
-of false is v2's ``clock_unsynced`` warning), so the fleet reads one model.
+each section without ``findings`` (every v1 section) gets those its fields imply (a
+failing item's reason; a ``clock_synced`` of false is v2's ``clock_unsynced`` warning), so
+the fleet reads one model.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "Telemetry",
     "decode",
     "decode_message",
+    "section_findings",
 ]
 
 Ts = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -296,6 +298,14 @@ def _split(message: Any) -> tuple[str, str]:
     return zh, en if sep else zh
 
 
+def section_findings(name: str, section: dict[str, Any]) -> list[dict[str, Any]]:
+    """A known section's findings: its own (v2), or those its fields imply (v1)."""
+    if "findings" in section:
+        found = section["findings"]
+        return found if isinstance(found, list) else []
+    return _v1_findings(name, section)
+
+
 def _v1_findings(name: str, section: dict[str, Any]) -> list[dict[str, Any]]:
     """The findings a v1 section implies: its failing items', its own, a false clock."""
     kind = SECTION_ENTITIES[name][0]
@@ -352,7 +362,7 @@ def _findings(raw: Any, where: str, dropped: list[tuple[str, str]]) -> list[dict
     return kept
 
 
-def _sections(sections: dict[str, Any], v1: bool, dropped: list[tuple[str, str]]) -> None:
+def _sections(sections: dict[str, Any], dropped: list[tuple[str, str]]) -> None:
     for name in list(sections):
         kind = SECTION_TYPES.get(name)
         if kind is None:
@@ -365,8 +375,8 @@ def _sections(sections: dict[str, Any], v1: bool, dropped: list[tuple[str, str]]
                             f"section {name}: {str(exc)[:160]}"))
             del sections[name]
             continue
-        raw = _v1_findings(name, section) if v1 else section.get("findings", [])
-        section["findings"] = _findings(raw, f"{name}.findings", dropped)
+        section["findings"] = _findings(section_findings(name, section), f"{name}.findings",
+                                        dropped)
 
 
 def _parse(data: bytes) -> dict[str, Any]:
@@ -408,7 +418,7 @@ def decode_message(device_id: str, kind: Kind, data: bytes) -> Decoded:
     dropped: list[tuple[str, str]] = []
     v1 = schema == 1
     if kind is Kind.TELEMETRY:
-        _sections(payload["sections"], v1, dropped)
+        _sections(payload["sections"], dropped)
     elif kind is Kind.CHECK:
         payload["findings"] = _findings(payload["findings"], "findings", dropped)
     if v1:
