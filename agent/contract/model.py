@@ -362,6 +362,14 @@ def _findings(raw: Any, where: str, dropped: list[tuple[str, str]]) -> list[dict
     return kept
 
 
+def _worst(findings: list[dict[str, Any]], verdict: str) -> str:
+    levels = {f["level"] for f in findings}
+    worst = next((v for v in (CheckVerdict.FAIL, CheckVerdict.WARN) if v.value in levels),
+                 CheckVerdict.PASS)
+    # Never raised: a pass with a failing finding stays the agent's pass.
+    return verdict if verdict == CheckVerdict.PASS.value else worst.value
+
+
 def _sections(sections: dict[str, Any], dropped: list[tuple[str, str]]) -> None:
     for name in list(sections):
         kind = SECTION_TYPES.get(name)
@@ -421,6 +429,10 @@ def decode_message(device_id: str, kind: Kind, data: bytes) -> Decoded:
         _sections(payload["sections"], dropped)
     elif kind is Kind.CHECK:
         payload["findings"] = _findings(payload["findings"], "findings", dropped)
+        if dropped:
+            # A verdict that rested on a dropped finding would still open a ticket: it is
+            # clamped to what the kept findings say.
+            payload["verdict"] = _worst(payload["findings"], payload["verdict"])
     if v1:
         payload["schema"] = SCHEMA
         payload["sent_schema"] = 1
