@@ -10,12 +10,12 @@ import pytest
 
 from agent import contract
 from agent.contract import REASONS, Kind
-from agent.settings import ConfigError, section
 from fleet.alerts import AlertConfig, AlertEngine
 from fleet.alerts.rules import from_event, from_telemetry, rule_for_reason
 from fleet.alerts.signal import FLEET_RULES, RULES
 from fleet.db.base import session_scope
 from fleet.db.models import Alert, CheckRun
+from fleet.settings import ConfigError, section
 from tests.fleet.alert_helpers import World, build_world, payload
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
