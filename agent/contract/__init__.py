@@ -18,6 +18,7 @@ from agent.contract.catalogue import (
     SECTION_ENTITIES,
     Reason,
 )
+from agent.contract.catalogue import markdown as markdown_catalogue
 from agent.contract.model import (
     Check,
     CmdResult,
@@ -111,6 +112,7 @@ __all__ = [
     "encode",
     "envelope",
     "format_ts",
+    "markdown_catalogue",
     "parse_topic",
     "parse_ts",
     "section_findings",
