@@ -31,7 +31,6 @@ from agent.contract.catalogue import REASONS, SECTION_ENTITIES
 from agent.contract.wire import (
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
-    SCHEMA,
     SCHEMAS,
     CheckVerdict,
     ContractError,
@@ -424,7 +423,6 @@ def decode_message(device_id: str, kind: Kind, data: bytes) -> Decoded:
     except msgspec.ValidationError as exc:
         raise _refusal(exc) from None
     dropped: list[tuple[str, str]] = []
-    v1 = schema == 1
     if kind is Kind.TELEMETRY:
         _sections(payload["sections"], dropped)
     elif kind is Kind.CHECK:
@@ -433,9 +431,8 @@ def decode_message(device_id: str, kind: Kind, data: bytes) -> Decoded:
             # A verdict that rested on a dropped finding would still open a ticket: it is
             # clamped to what the kept findings say.
             payload["verdict"] = _worst(payload["findings"], payload["verdict"])
-    if v1:
-        payload["schema"] = SCHEMA
-        payload["sent_schema"] = 1
+    # The schema field stays as sent (a v1 command's signature covers it); the shape is
+    # v2's either way.
     return Decoded(payload, dropped)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "CAP_LESSON_WINDOW",
     "CAP_PASSIVE",
     "COMMAND_NAMES",
+    "COMMAND_SCHEMA",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
     "EXPECTED_ROLES",
@@ -66,6 +67,9 @@ __all__ = [
 SCHEMA: Final = 2
 #: Every schema the fleet takes: a v1 payload is upgraded to v2 as it is decoded.
 SCHEMAS: Final = (1, 2)
+#: Commands (fleet -> agent) keep schema 1: their shape did not change in v2, and a v1
+#: agent refuses a command of any other schema as malformed.
+COMMAND_SCHEMA: Final = 1
 DEFAULT_PREFIX: Final = "syncclass/v1"
 # Mosquitto and EMQX accept far more, but a classroom uplink is thin and a fleet ingests
 # tens of thousands of these: anything bigger is a bug on the sending side.

@@ -8,7 +8,8 @@ Everything else is refused with a stable reason, counted, and logged at most onc
 reason per ``log_every_s``.  Inside an accepted message, a part the decoder dropped (a
 section of the wrong type or with an out-of-range value, a finding whose reason the
 catalogue does not know) is counted apart (``dropped``): the rest of the message counts,
-and the dropped part opens no ticket.  A v1 message reaches the sinks in v2's shape.
+and the dropped part opens no ticket.  A v1 message reaches the sinks in v2's shape
+(its ``schema`` still says 1).
 
 Order of the checks: the device is judged from the topic alone, before a byte of the
 payload is read.  The broker's ACL pins a device's credentials to its own topics, so the

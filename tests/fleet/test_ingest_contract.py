@@ -118,7 +118,7 @@ def test_bad_input_is_refused_or_dropped_counted_and_opens_no_ticket(
     assert set(kept["sections"]) == {"cameras", "microphones", "network", "bandwidth"}
     assert [f["reason"] for f in kept["sections"]["cameras"]["findings"]] == ["camera_black"]
     assert kept["sections"]["network"]["findings"] == []
-    assert upgraded["schema"] == 2 and upgraded["sent_schema"] == 1
+    assert upgraded["schema"] == 1  # as sent: only the shape is v2's
     assert upgraded["sections"]["speakers"]["findings"] == []
     assert checked["verdict"] == "warn"
     assert [f["reason"] for f in checked["findings"]] == ["clock_unsynced"]
