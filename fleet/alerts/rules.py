@@ -71,6 +71,10 @@ _MISSING_RULES: Final = frozenset(rule_for_reason(r) for r in MISSING_REASONS.va
 # Entity kinds about the whole device: their tickets name no entity.
 _DEVICE_WIDE: Final = frozenset({"system", "network", "bandwidth"})
 
+# Sections measured only in checks: the telemetry repeats the last figures ungraded, so
+# it never clears what a check raised (the check that measures again does).
+_CHECK_ONLY: Final = frozenset({"bandwidth"})
+
 #: Telemetry section -> every rule its findings can raise: a section that came whole
 #: reports on these completely, so their open alerts it no longer mentions clear.
 SECTION_RULES: Final[Mapping[str, frozenset[str]]] = {
@@ -155,7 +159,7 @@ def from_telemetry(
             log.warning("telemetry from %s: %s (section skipped)", device_id, exc)
             problems.append(str(exc))
             continue
-        if not _broken(section):
+        if not _broken(section) and name not in _CHECK_ONLY:
             covers |= SECTION_RULES[name]
     return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
 

@@ -87,6 +87,10 @@ def test_v2_findings_alert_on_failures_and_on_the_warnings_the_catalogue_names()
         ("clock_unsynced", "", None), ("network_loss", "target:peer", 7.5)}
     # The sections came whole: a warning-only rule they report on clears when it stops.
     assert {"clock_unsynced", "disk_full", "network_rtt", "mic_silent"} <= observation.covers
+    # Bandwidth is measured by checks only: the telemetry's repeat of it clears nothing.
+    repeat, _ = from_telemetry("d1", telemetry({"bandwidth": {"ok": True, "up_mbps": 9.0,
+                                                              "findings": []}}), NOW)
+    assert repeat.covers == frozenset()
 
 
 def test_a_broken_probes_section_raises_probe_failed_and_clears_nothing() -> None:
