@@ -231,8 +231,7 @@ class Agent:
         baseline = self.runner.ctx.baseline
         agent = {"capabilities": [*CAPABILITIES, CAP_EXPECTED],
                  "expected": baseline.snapshot() if baseline is not None else {}}
-        # The baseline names cameras by id, and an RTSP camera's id may be its URL: the
-        # birth goes out directly, not through _wrap, so it is redacted here whole.
+        # The baseline names devices by id, and an RTSP camera's id may be its URL.
         inventory = redact_json({**self.hardware.inventory(), "agent": agent})
         return {"inventory": inventory, "interval": self.interval, "machine": self._machine}
 
