@@ -369,7 +369,10 @@ def _worst(findings: list[dict[str, Any]], verdict: str) -> str:
     return verdict if verdict == CheckVerdict.PASS.value else worst.value
 
 
-def _sections(sections: dict[str, Any], dropped: list[tuple[str, str]]) -> None:
+def _sections(sections: dict[str, Any], dropped: list[tuple[str, str]],
+              findings: bool = True) -> None:
+    """Drop the known sections that break their Struct; with ``findings``, give each kept
+    one its catalogued findings (a check's sections need none: the check lists them)."""
     for name in list(sections):
         kind = SECTION_TYPES.get(name)
         if kind is None:
@@ -382,8 +385,9 @@ def _sections(sections: dict[str, Any], dropped: list[tuple[str, str]]) -> None:
                             f"section {name}: {str(exc)[:160]}"))
             del sections[name]
             continue
-        section["findings"] = _findings(section_findings(name, section), f"{name}.findings",
-                                        dropped)
+        if findings:
+            section["findings"] = _findings(section_findings(name, section),
+                                            f"{name}.findings", dropped)
 
 
 def _parse(data: bytes) -> dict[str, Any]:
@@ -426,6 +430,7 @@ def decode_message(device_id: str, kind: Kind, data: bytes) -> Decoded:
     if kind is Kind.TELEMETRY:
         _sections(payload["sections"], dropped)
     elif kind is Kind.CHECK:
+        _sections(payload["probes"], dropped, findings=False)
         payload["findings"] = _findings(payload["findings"], "findings", dropped)
         if dropped:
             # A verdict that rested on a dropped finding would still open a ticket: it is

@@ -98,7 +98,8 @@ def test_bad_input_is_refused_or_dropped_counted_and_opens_no_ticket(
     dev.send(Kind.TELEMETRY, v1)
     # A check whose only failure is not catalogued: dropped, and its verdict clamped.
     check = envelope("dev-a", 5, T0) | {
-        "verdict": "fail", "probes": {}, "request_id": None, "lesson_id": None,
+        "verdict": "fail", "request_id": None, "lesson_id": None,
+        "probes": {"system": {"ok": True, "disk_pct": -3}},  # out of range: dropped
         "findings": [finding("up_low", "bandwidth:up"),
                      finding("clock_unsynced", "system", "warn")]}
     dev.send(Kind.CHECK, check)
@@ -108,7 +109,7 @@ def test_bad_input_is_refused_or_dropped_counted_and_opens_no_ticket(
     validator = ingest.dispatcher.validator
     assert validator.refused == {reason: 1 for reason in refused}
     assert validator.suspicious == {"ts-ahead": 1}
-    assert validator.dropped == {"out-of-range": 1, "unknown-reason": 3, "bad-type": 1,
+    assert validator.dropped == {"out-of-range": 2, "unknown-reason": 3, "bad-type": 1,
                                  "bad-finding": 1}
     samples = list(ingest.samples())
     assert sample_value(samples, "syncclass_ingest_dropped_total", reason="unknown-reason") == 3
@@ -120,7 +121,7 @@ def test_bad_input_is_refused_or_dropped_counted_and_opens_no_ticket(
     assert kept["sections"]["network"]["findings"] == []
     assert upgraded["schema"] == 1  # as sent: only the shape is v2's
     assert upgraded["sections"]["speakers"]["findings"] == []
-    assert checked["verdict"] == "warn"
+    assert checked["verdict"] == "warn" and checked["probes"] == {}
     assert [f["reason"] for f in checked["findings"]] == ["clock_unsynced"]
     assert last["seq"] == 6  # the ingest went on
 
