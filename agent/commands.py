@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.contract import (
     COMMAND_NAMES,
+    COMMAND_SCHEMA,
     EXPECTED_ROLES,
-    SCHEMA,
     ContractError,
     RefusalReason,
     check_expected,
@@ -232,7 +232,7 @@ class CommandVerifier:
                                "signature does not verify with the fleet key") from None
         missing = [k for k in ("id", "name", "args", "issued_at", "expires_at", "nonce")
                    if k not in cmd]
-        if cmd.get("schema") != SCHEMA or missing or not cid:
+        if cmd.get("schema") != COMMAND_SCHEMA or missing or not cid:
             raise CommandError(RefusalReason.MALFORMED,
                                f"schema {cmd.get('schema')!r}, missing {missing or ['id']}")
         if cmd.get("device_id") != self.device_id:

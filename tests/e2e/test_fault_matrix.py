@@ -99,15 +99,13 @@ ROWS = (
     Row("dns_failure", None),  # the classroom's targets are addresses, not names
     Row("device_in_use", None, device=STUDENT_CAMERA),  # the lesson's app holds it
     Row("cpu_busy", None),  # a warning on the page, not an alert
-    # A warning only until the contract v2 catalogue says which warnings alert (GAPS).
-    Row("clock_unsynced", None),
+    # A warning the catalogue makes alert: lesson times drift with the clock.
+    Row("clock_unsynced", "clock_unsynced"),
 )
 
 #: Rules no row reaches, and why.  Each is a promise to the reader, not an xfail: the
 #: test below fails when a rule is neither reached nor listed here.
 GAPS: dict[str, str] = {
-    "clock_unsynced": "the agent only warns about it; the contract v2 catalogue (helper "
-                      "contract2) makes that warning alert, then its row above expects it",
     "device_silent": "needs an agent hung behind a live connection; the simulated backend "
                      "cannot hang the agent (tests/fleet/test_state.py covers the rule)",
     "device_cloned": "needs two PCs sharing one identity (tests/fleet/test_clone_alert.py)",
@@ -115,9 +113,6 @@ GAPS: dict[str, str] = {
                   "(tests/e2e/test_e2e_clock.py runs one)",
     "camera_fault": "camera_capture_failed: the simulated camera never fails a capture",
     "mic_fault": "microphone_capture_failed: the simulated microphone never fails a capture",
-    "speaker_fault": "no reason the agent sends feeds it (a candidate for removal)",
-    "display_fault": "no reason the agent sends feeds it (a candidate for removal)",
-    "system_fault": "no reason the agent sends feeds it (a candidate for removal)",
     "network_fault": "icmp_not_permitted / dns_slow: the simulated network has neither",
     "camera_stream_failed": "the simulated scenario has no network cameras",
     "av_host_unreachable": "the e2e agents are configured with no encoders or recording hosts",
