@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.contract import REASONS, CheckVerdict, markdown_catalogue
-from agent.hardware import Fault, SimulatedHardware
-from agent.hardware.scenario import FAULT_KINDS, default_scenario
+from agent.hardware.scenario import FAULT_KINDS, Fault, default_scenario
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.runner import ProbeRunner
 from agent.thresholds import Thresholds
