@@ -315,26 +315,41 @@ class DeviceStates(NullSink):
     def flush(self) -> int:
         """Write every device changed since the last flush; returns how many."""
         with self._flush_lock:
-            with self._lock:
-                dirty, self._dirty = self._dirty, set()
-                # Plain references, no deep copy: on_status and on_telemetry replace the
-                # inventory and telemetry dicts whole and nothing mutates them in place
-                # (the other sinks given the same payload only read it), so the dicts
-                # stay unchanged while they are written outside the lock.
-                rows = [_row(d, self._devices[d]) for d in dirty]
-            # A stored stamp beyond this is a poisoned one (written before the ingest
-            # judged ts), which must not outrank every real message after it.
-            believable = self._clock() + self._ts_ahead
-            written = 0
-            for start in range(0, len(rows), _CHUNK):
-                try:
-                    with session_scope(self._sessions) as session:
-                        written += _write(session, rows[start:start + _CHUNK], believable)
-                except Exception:
-                    with self._lock:  # try again on the next flush
-                        self._dirty.update(r["device_id"] for r in rows[start:])
-                    raise
-            return written
+            return self._write_rows(self._changed())
+
+    def cut(self) -> Callable[[], None]:
+        """``Durable``: the devices changed so far, as they are now, written later."""
+        rows = self._changed()
+
+        def persist() -> None:
+            with self._flush_lock:
+                self._write_rows(rows)
+
+        return persist
+
+    def _changed(self) -> list[dict[str, Any]]:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            # Plain references, no deep copy: on_status and on_telemetry replace the
+            # inventory and telemetry dicts whole and nothing mutates them in place
+            # (the other sinks given the same payload only read it), so the dicts
+            # stay unchanged while they are written outside the lock.
+            return [_row(d, self._devices[d]) for d in dirty]
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> int:
+        # A stored stamp beyond this is a poisoned one (written before the ingest
+        # judged ts), which must not outrank every real message after it.
+        believable = self._clock() + self._ts_ahead
+        written = 0
+        for start in range(0, len(rows), _CHUNK):
+            try:
+                with session_scope(self._sessions) as session:
+                    written += _write(session, rows[start:start + _CHUNK], believable)
+            except Exception:
+                with self._lock:  # try again on the next flush
+                    self._dirty.update(r["device_id"] for r in rows[start:])
+                raise
+        return written
 
     def start(self, interval_s: float = 5.0) -> None:
         """Flush every ``interval_s`` seconds on a thread of its own until ``close()``."""

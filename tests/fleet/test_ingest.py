@@ -189,8 +189,9 @@ def test_two_instances_of_one_share_group_split_the_telemetry(
     broker: Mosquitto, sessions: SessionFactory
 ) -> None:
     first, second = Recorder(), Recorder()
-    make_ingest(broker, sessions, [first], share_group="g")
-    make_ingest(broker, sessions, [second], share_group="g")
+    # Each process has its own instance name: one client id is one broker session.
+    make_ingest(broker, sessions, [first], share_group="g", instance="a")
+    make_ingest(broker, sessions, [second], share_group="g", instance="b")
     dev = DeviceClient(broker, "dev-a")
     dev.send(Kind.STATUS, status("dev-a", "online", 1, 0))
     for seq in range(1, 41):
@@ -223,7 +224,7 @@ def test_commands_are_published_and_subscriptions_survive_a_broker_restart(
     dev.close()
 
 
-def test_a_full_queue_drops_and_counts_but_keeps_the_connection(
+def test_a_slow_sink_holds_the_broker_back_and_nothing_is_dropped(
     broker: Mosquitto, sessions: SessionFactory
 ) -> None:
     import threading
@@ -237,18 +238,21 @@ def test_a_full_queue_drops_and_counts_but_keeps_the_connection(
             super().on_telemetry(device_id, payload)
 
     slow = Slow()
-    ingest = make_ingest(broker, sessions, [slow], queue_size=2)
+    # Three delivered and not acknowledged at most: the broker keeps the rest queued.
+    ingest = make_ingest(broker, sessions, [slow], queue_size=6, receive_maximum=3,
+                         ack_interval_s=0.1)
     dev = DeviceClient(broker, "dev-a")
     dev.send(Kind.TELEMETRY, telemetry("dev-a", 1))
     assert busy.wait(5)
     for seq in range(2, 11):
         dev.send(Kind.TELEMETRY, telemetry("dev-a", seq))
-    assert wait_until(lambda: ingest.dispatcher.received == 10)
+    assert wait_until(lambda: ingest.dispatcher.received == 3)
     assert ingest.connected  # the network thread was never blocked by the sink
+    assert ingest.dispatcher.received == 3, "the broker kept to the Receive Maximum"
     release.set()
-    # One was being handled, two waited: the rest were dropped and counted.
-    assert wait_until(lambda: len(slow.messages) + ingest.dispatcher.queue_dropped == 10)
-    assert ingest.dispatcher.queue_dropped == 7
+    assert wait_until(lambda: len(slow.messages) == 10)
+    assert [p["seq"] for _, _, p in slow.messages] == list(range(1, 11))
+    assert ingest.dispatcher.queue_dropped == 0
     dev.close()
 
 
