@@ -189,9 +189,12 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any],
 
 
 def telemetry_lines(
-    sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime
+    sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime, seq: int | None = None
 ) -> list[str]:
-    """Every section of one telemetry payload in line protocol (unknown sections too)."""
+    """Every section of one telemetry payload in line protocol (unknown sections too).
+
+    ``seq`` (the message's) rides along as the system section's field ``seq``, so what the
+    time series holds can be checked against what the agent sent, gap by gap."""
     ms, own = _ms(at), _tag_set(tags)
     # An item's tags are the device's with ``entity`` in its sorted place.
     before = _tag_set({k: v for k, v in tags.items() if k < "entity"})
@@ -202,6 +205,8 @@ def telemetry_lines(
             continue
         measurement, entity_kind = MEASUREMENTS.get(name, (f"syncclass_{name}", "item"))
         head = _measurement(measurement)
+        if name == "system" and seq is not None:
+            data = {**data, "seq": seq}
         if field_set := _field_set(data):
             lines.append(f"{head}{own} {field_set} {ms}")
         entities: list[tuple[str, Any]] = []
@@ -266,7 +271,7 @@ class TelemetryWriter(NullSink):
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         self._add(telemetry_lines(payload["sections"], self._tags_of(device_id),
-                                  self._when(device_id, payload)))
+                                  self._when(device_id, payload), payload["seq"]))
 
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "type": payload["type"], "entity": payload["entity"]}
