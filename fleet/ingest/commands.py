@@ -40,9 +40,12 @@ class CommandLink:
         client.max_queued_messages_set(_QUEUE)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
-        # Re-entrant: paho tells a QoS 0 publish's end inside publish() itself.
-        self._lock = threading.RLock()
-        self._waiting: dict[int, Sent] = {}
+        # Never held while calling paho: paho calls on_publish holding its own lock.
+        self._lock = threading.Lock()
+        # Every message in flight, with whom to tell (None: nobody); and the answers
+        # that came before publish() could note the message (the network thread is quick).
+        self._waiting: dict[int, Sent | None] = {}
+        self._early: dict[int, bool] = {}
         self.acked = 0
         self.refused = 0
         self.granted = self._window
@@ -57,13 +60,15 @@ class CommandLink:
                 on_sent: Sent | None = None) -> None:
         """Hand one message to the connection (queued while it is down); ``on_sent``
         hears the broker's answer, on the network thread."""
+        info = self._connection.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
         with self._lock:
-            info = self._connection.client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                raise ConnectionError(
-                    f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
-            if on_sent is not None:
+            early = self._early.pop(info.mid, None)
+            if early is None:
                 self._waiting[info.mid] = on_sent
+        if early is not None and on_sent is not None:
+            self._tell(on_sent, early)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode,
                     props: Properties | None) -> None:
@@ -88,19 +93,26 @@ class CommandLink:
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode,
                     _p: Any) -> None:
-        with self._lock:
-            told = self._waiting.pop(mid, None)
         ok = not reason.is_failure
         if ok:
             self.acked += 1
         else:
             self.refused += 1
             log.error("the broker refused a message of the fleet: %s", reason)
+        with self._lock:
+            if mid not in self._waiting:
+                self._early[mid] = ok
+                return
+            told = self._waiting.pop(mid)
         if told is not None:
-            try:
-                told(ok)
-            except Exception:
-                log.exception("a sent-callback failed")
+            self._tell(told, ok)
+
+    @staticmethod
+    def _tell(told: Sent, ok: bool) -> None:
+        try:
+            told(ok)
+        except Exception:
+            log.exception("a sent-callback failed")
 
     def samples(self) -> list[Sample]:
         return [
