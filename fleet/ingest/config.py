@@ -51,8 +51,8 @@ class IngestConfig:
     # How often this process measures how far behind the broker it is (a probe message
     # through its own subscription, queued behind whatever the broker holds for it).
     lag_probe_s: float = 1.0
-    # Messages waiting between the network thread and the dispatcher; with acknowledgement
-    # after processing only unacknowledged ones wait (see receive_maximum).
+    # Messages waiting between the network thread and the dispatcher: only unacknowledged
+    # ones (see receive_maximum), so more than this is counted as the broker's fault.
     queue_size: int = 200_000
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -88,9 +88,9 @@ class IngestConfig:
         if not 1 <= self.receive_maximum <= 65_535:
             raise ValueError("receive_maximum must be 1..65535 (MQTT 5)")
         if self.queue_size < 2 * self.receive_maximum:
-            # Only unacknowledged messages are queued, so room for them all means none is
-            # dropped; twice, because Mosquitto 2.0.11 was seen to send more than the
-            # Receive Maximum after acknowledgements freed it (6 for 3 acknowledged).
+            # Only unacknowledged messages are queued; twice, because Mosquitto 2.0.11
+            # was seen to send more than the Receive Maximum once acknowledgements freed
+            # it (6 for 3 acknowledged).  Nothing is dropped beyond it, only counted.
             raise ValueError("queue_size must be >= 2 * receive_maximum")
         if not 1 <= self.command_inflight <= 65_535:
             raise ValueError("command_inflight must be 1..65535")

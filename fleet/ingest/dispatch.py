@@ -100,7 +100,10 @@ class Dispatcher:
         self.lag = lag or Lag()
         self._acker: Acker | None = None
         self._each_cut: Callable[[], None] | None = None
-        self._queue: queue.Queue[Received] = queue.Queue(maxsize=queue_size)
+        # Not bounded here: only unacknowledged messages wait, and dropping one would
+        # lose it and hold a place of the broker's window until the next connection.
+        self._queue: queue.Queue[Received] = queue.Queue()
+        self._queue_size = queue_size
         self._cuts: queue.Queue[_Cut | None] = queue.Queue()  # None: the last one was sent
         self._open = _Cut()
         self._stopping = threading.Event()
@@ -110,7 +113,7 @@ class Dispatcher:
         self.acked = 0
         self.persist_failures = 0
         self.received = 0
-        self.queue_dropped = 0
+        self.queue_over = 0
         self.duplicates = 0
         self.accepted: Counter[str] = Counter()
         self.sink_errors: Counter[str] = Counter()
@@ -120,15 +123,15 @@ class Dispatcher:
 
     def submit(self, topic: str, data: bytes, mid: int = 0, qos: int = 0,
                generation: int = 0, probe: bool = False) -> None:
-        """Queue one raw message; never blocks.  A full queue drops it and counts it,
-        unacknowledged: only a queue smaller than the session's Receive Maximum fills."""
+        """Queue one raw message; never blocks, never drops.  Beyond ``queue_size`` it is
+        counted: the broker sent more than the Receive Maximum it was asked for."""
         self.received += 1
-        try:
-            self._queue.put_nowait(Received(topic, data, mid, qos, generation, probe))
-        except queue.Full:
-            self.queue_dropped += 1
-            if self.queue_dropped == 1 or self.queue_dropped % 1000 == 0:
-                log.error("ingest queue full: %d messages dropped so far", self.queue_dropped)
+        self._queue.put_nowait(Received(topic, data, mid, qos, generation, probe))
+        if self._queue.qsize() > self._queue_size:
+            self.queue_over += 1
+            if self.queue_over == 1 or self.queue_over % 1000 == 0:
+                log.error("ingest queue beyond its size %d (%d times): the broker keeps no "
+                          "Receive Maximum", self._queue_size, self.queue_over)
 
     @property
     def depth(self) -> int:
@@ -276,9 +279,9 @@ class Dispatcher:
     def samples(self) -> Iterable[Sample]:
         yield Sample("syncclass_ingest_received_total", "MQTT messages received", self.received)
         yield Sample(
-            "syncclass_ingest_queue_dropped_total",
-            "MQTT messages dropped because the ingest queue was full",
-            self.queue_dropped,
+            "syncclass_ingest_queue_over_total",
+            "Messages queued beyond queue_size (the broker exceeded the Receive Maximum)",
+            self.queue_over,
         )
         yield Sample(
             "syncclass_ingest_queue_depth", "Messages waiting for dispatch", self.depth, "gauge"
