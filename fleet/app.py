@@ -49,6 +49,9 @@ __all__ = ["Fleet", "enrolment_service"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+# Behind the broker by less than this (an acknowledgement round and a probe's trip take
+# one or two seconds), a message's age is the device's clock, not our queue.
+PROMPT_S = 10.0
 
 
 def enrolment_service(config: FleetConfig, signer: Signer,
@@ -79,7 +82,7 @@ class Fleet:
                                    seq_confirm=config.mqtt.seq_confirm,
                                    ts_ahead_s=config.mqtt.ts_ahead_s,
                                    clock_skew_s=config.mqtt.clock_skew_s,
-                                   on_clock=self._clock_skew)
+                                   on_clock=self._clock_skew, prompt=self._prompt)
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()
@@ -156,6 +159,10 @@ class Fleet:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 on_sent: Sent | None = None) -> None:
         self.mqtt.publish(topic, payload, qos, retain, on_sent)
+
+    def _prompt(self) -> bool:
+        behind = self.mqtt.lag.behind_s()
+        return behind is not None and behind < PROMPT_S
 
     def _clock_skew(self, device_id: str, offset_s: float, skewed: bool) -> None:
         self.alerts.clock_skew(device_id, offset_s, skewed)

@@ -147,10 +147,6 @@ class Cluster:
         except AssertionError:
             lost = missing()
             logs = "".join(p.log_tail(3000) for p in self.procs or [])
-            series = self.victoria.export('{__name__="syncclass_system_seq"}', timeout=0)
-            for one in series[:2]:
-                ts = one["timestamps"]
-                logs += f"\nDEBUG {one['metric'].get('device')} n={len(ts)} distinct={len(set(ts))} first={list(zip(ts, one['values']))[:80]}"
             raise AssertionError(
                 f"{sum(map(len, lost.values()))} of {sum(map(len, accepted.values()))} "
                 f"lost: {lost}\n{logs}") from None
@@ -272,7 +268,7 @@ def test_a_fleet_60_s_behind_loses_nothing_and_blames_no_classroom(
     def behind() -> float:
         return fleet.metric("syncclass_ingest_behind_seconds")
 
-    wait_until("the fleet 60 s behind the broker", lambda: behind() >= 20, timeout=150)
+    wait_until("the fleet 60 s behind the broker", lambda: behind() >= 60, timeout=150)
     fell_behind_in = time.monotonic() - started
     throttle.delay_s = 0.0
     wait_until("the fleet caught up", lambda: 0 < behind() < 5, timeout=120)
