@@ -54,7 +54,8 @@ from tests.fleet.pilot import load_pilot
 from tests.fleet.smtp import SmtpServer
 
 # The fleet's long-running threads (fleet.app, fleet.state, fleet.ingest.dispatch).
-FLEET_THREADS = {"fleet-ticker", "fleet-notify", "device-state-flush", "ingest-dispatch"}
+# Device states are written by the ingest's acknowledgement rounds (ingest-ack).
+FLEET_THREADS = {"fleet-ticker", "fleet-notify", "ingest-ack", "ingest-dispatch"}
 
 
 @pytest.fixture
