@@ -334,3 +334,31 @@ def test_a_wave_of_commands_is_acknowledged_while_telemetry_waits(
           f"({ingest.commands.granted} in flight at a time)")
     release.set()
     dev.close()
+
+
+def test_closing_with_a_backlog_is_prompt_and_the_session_keeps_the_rest(
+    broker: Mosquitto, sessions: SessionFactory
+) -> None:
+    # Stopping (systemd's SIGTERM) does not wait for a backlog to drain: what was handled
+    # is acknowledged, the rest is delivered again to the same session's next start.
+    import time
+
+    class Slow(Recorder):
+        def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+            time.sleep(0.05)
+            super().on_telemetry(device_id, payload)
+
+    slow = Slow()
+    ingest = make_ingest(broker, sessions, [slow], instance="one")
+    dev = DeviceClient(broker, "dev-a")
+    for seq in range(1, 301):
+        dev.send(Kind.TELEMETRY, telemetry("dev-a", seq))
+    assert wait_until(lambda: len(slow.of("telemetry")) >= 20)
+    ingest.close()
+    before = {p["seq"] for p in slow.of("telemetry")}
+    assert len(before) < 300, "closing waited for the whole backlog"
+    after = Recorder()
+    make_ingest(broker, sessions, [after], instance="one")
+    assert wait_until(lambda: before | {p["seq"] for p in after.of("telemetry")}
+                      == set(range(1, 301)), timeout=20)
+    dev.close()
