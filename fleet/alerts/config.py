@@ -14,7 +14,7 @@ __all__ = ["ALWAYS", "CHECKS", "LESSONS", "WHEN_DEFAULTS", "AlertConfig"]
 # device's lesson window (from that device's first pre-class check to the lesson's end);
 # CHECKS only in the pre-class check period (first check to the lesson's start).  Outside
 # it a ticket is recorded, shown and reported but held, and paged if still open when the
-# next window opens (see fleet.alerts.windows).
+# next window opens (see fleet.alerts.stages.lesson_window).
 ALWAYS, LESSONS, CHECKS = "always", "lessons", "checks"
 
 # What a county technician wants by default: the PC itself (offline, silent, disk, heat,
@@ -26,8 +26,8 @@ ALWAYS, LESSONS, CHECKS = "always", "lessons", "checks"
 WHEN_DEFAULTS: Final[dict[str, str]] = {
     **dict.fromkeys(
         ("camera_missing", "camera_black", "camera_frozen", "camera_fault", "mic_missing",
-         "mic_silent", "mic_clipping", "mic_fault", "speaker_missing", "speaker_fault",
-         "display_disconnected", "display_fault", "target_unreachable", "network_loss",
+         "mic_silent", "mic_clipping", "mic_fault", "speaker_missing",
+         "display_disconnected", "target_unreachable", "network_loss",
          "network_jitter", "network_rtt", "network_fault", "camera_stream_failed",
          "av_host_unreachable", "avgear_fault", "probe_failed"),
         LESSONS,

@@ -20,7 +20,7 @@ import pytest
 from agent.config import MqttConfig
 from agent.contract import Kind
 from agent.hardware.events import device_event
-from fleet.alerts import AlertConfig, AlertEngine
+from fleet.alerts import RULES, AlertConfig, AlertEngine
 from fleet.alerts.config import ALWAYS, CHECKS, LESSONS, WHEN_DEFAULTS
 from fleet.alerts.stages.lesson_window import HELD, LessonWindows, Near
 from fleet.checks.config import CheckConfig
@@ -198,6 +198,7 @@ def test_every_rule_has_a_when_and_a_typo_is_refused() -> None:
     assert config.matters("camera_missing") == LESSONS == WHEN_DEFAULTS["camera_missing"]
     assert config.matters("bandwidth_low") == CHECKS
     assert config.matters("device_offline") == ALWAYS  # not in the table: never held
+    assert set(WHEN_DEFAULTS) <= set(RULES), "the defaults name only rules that exist"
     with pytest.raises(ValueError, match=r"when\.display_disconected: no such rule"):
         AlertConfig(when={"display_disconected": ALWAYS})
     with pytest.raises(ValueError, match=r"when\.camera_missing must be"):
