@@ -317,7 +317,6 @@ class AlertEngine(NullSink, PeopleActions):
                      "Telemetry sections skipped as malformed", float(self.malformed_sections))
 
 
-
 #: The history kinds after which a ticket owes a notice (see ``set_notice``).
 _OWING: Final = frozenset({"fired", "reopened", "resolved", "escalated", "acknowledged",
                            "unmuted"})

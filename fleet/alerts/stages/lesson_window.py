@@ -116,7 +116,6 @@ class LessonWindows:
         return f"{HELD} ({when})"
 
 
-
 def in_lesson(session: Session, alert: Alert, now: datetime, config: AlertConfig,
               checks: CheckConfig) -> bool:
     """Whether the alert's device is in a lesson window now (one query, for the rare
