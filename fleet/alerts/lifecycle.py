@@ -22,7 +22,7 @@ from fleet.alerts.context import device_labels
 from fleet.alerts.index import OpenIndex, is_open, open_condition
 from fleet.alerts.notices import refresh_summary, set_notice
 from fleet.alerts.signal import Observation, Signal
-from fleet.alerts.stages.lesson_window import in_lesson
+from fleet.alerts.stages.lesson_window import LessonWindows
 from fleet.checks.config import CheckConfig
 from fleet.db.base import insert_on_conflict
 from fleet.db.models import ALERT_UNRESOLVED, Alert, AlertEvent, AlertState
@@ -51,6 +51,7 @@ class Lifecycle:
                  checks: CheckConfig | None = None) -> None:
         self.config = config
         self._checks = checks or CheckConfig()  # lesson windows open at the first check
+        self._windows: tuple[datetime, LessonWindows] | None = None
         self._places = places
         self._index = index
         self.changes: list[AlertChange] = []  # since the engine last handed them on
@@ -211,7 +212,11 @@ class Lifecycle:
         delay, lesson = cfg.up_delay(alert.rule), cfg.up_delay(alert.rule, in_lesson=True)
         if lesson == delay:
             return delay  # no lesson lookup for the rules the lessons do not change
-        return lesson if in_lesson(session, alert, now, cfg, self._checks) else delay
+        if self._windows is None or self._windows[0] != now:
+            # Once per instant: a tick's many pending offline tickets (a county's power
+            # cut) share one timetable query.
+            self._windows = now, LessonWindows.load(session, now, cfg, self._checks)
+        return lesson if self._windows[1].in_lesson(alert.labels, now) else delay
 
     def maybe_fire(self, session: Session, alert: Alert, now: datetime) -> None:
         since = alert.pending_since

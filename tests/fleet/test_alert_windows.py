@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from agent.config import MqttConfig
 from agent.contract import Kind
@@ -26,7 +27,7 @@ from fleet.alerts.stages.lesson_window import HELD, LessonWindows, Near
 from fleet.checks.config import CheckConfig
 from fleet.checks.scheduler import spread_offset
 from fleet.db.base import SessionFactory, session_scope
-from fleet.db.models import Notification
+from fleet.db.models import Alert, Notification
 from fleet.notify import Dispatcher, NotifyConfig, build_channels
 from fleet.notify.config import EmailConfig
 from fleet.ticker import Ticker
@@ -179,6 +180,30 @@ def test_camera_in_the_lead_window_reaches_the_inbox_on_the_lesson_timers(
 def engine_tick(engine: AlertEngine, outbox: Outbox, address: str) -> list[str]:
     engine.tick()
     return outbox.inbox(address)
+
+
+def test_an_offline_pc_fires_at_once_in_a_lesson_window_and_after_30_s_elsewhere(
+    sessions: SessionFactory,
+) -> None:
+    world = open_world(sessions)
+    with world.client:
+        world.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], local(2, 10))
+        world.clock.set(local(2, 9, 40))  # in the 洞头 pair's lesson window
+        world.status(LUXI, "offline")  # its Will
+        world.status("yueqing-chengnan-sync1", "offline")  # no lesson there today
+        state = {a.device_id: a.state.value for a in _offline_alerts(sessions)}
+        assert state == {LUXI: "firing", "yueqing-chengnan-sync1": "pending"}
+        tick(world, local(2, 9, 40) + timedelta(seconds=29))
+        assert {a.state.value for a in _offline_alerts(sessions)} == {"firing", "pending"}
+        tick(world, local(2, 9, 40) + timedelta(seconds=30))
+        assert {a.state.value for a in _offline_alerts(sessions)} == {"firing"}
+
+
+def _offline_alerts(sessions: SessionFactory) -> list[Alert]:
+    with session_scope(sessions) as session:
+        rows = list(session.scalars(select(Alert).where(Alert.rule == "device_offline")))
+        session.expunge_all()
+        return rows
 
 
 def test_offline_in_a_lesson_is_paged_within_the_keepalive_and_20_s() -> None:

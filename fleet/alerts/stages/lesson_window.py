@@ -30,10 +30,10 @@ from fleet.alerts.config import ALWAYS, CHECKS, AlertConfig
 from fleet.alerts.stages.base import Tick
 from fleet.checks.config import CheckConfig
 from fleet.checks.scheduler import spread_offset
-from fleet.db.models import Alert, Lesson
+from fleet.db.models import Lesson
 from fleet.inventory import checked_classrooms
 
-__all__ = ["HELD", "LessonWindows", "Near", "in_lesson", "lessons_near", "stage"]
+__all__ = ["HELD", "LessonWindows", "Near", "lessons_near", "stage"]
 
 #: The ``suppressed_by`` of a ticket held outside its window (a prefix: the rule's "when"
 #: follows).
@@ -114,13 +114,6 @@ class LessonWindows:
         ) is not None:
             return None
         return f"{HELD} ({when})"
-
-
-def in_lesson(session: Session, alert: Alert, now: datetime, config: AlertConfig,
-              checks: CheckConfig) -> bool:
-    """Whether the alert's device is in a lesson window now (one query, for the rare
-    ticket whose up-delay differs there)."""
-    return LessonWindows.load(session, now, config, checks).in_lesson(alert.labels, now)
 
 
 def stage(tick: Tick) -> None:
