@@ -43,6 +43,7 @@ from fleet.notify import build_channels
 from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
 from fleet.sinks import Durable, MessageSink, Sent
 from fleet.state import DeviceStates
+from fleet.ticker import Ticker
 from fleet.tsdb import TelemetryWriter
 
 __all__ = ["Fleet", "enrolment_service"]
@@ -106,7 +107,10 @@ class Fleet:
                                run_check_args=planner.args_for_device, bandwidth=self.bandwidth)
         self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock,
                                      on_unanswered=self._unanswered)
-        self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places)
+        # The alert engine wakes the ticker when a notice's wait ends before the next tick.
+        self.ticker = Ticker(TICK_S, clock)
+        self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places,
+                                  checks=config.checks, wake=self.ticker.wake)
         # Agents the broker lets in but the inventory refuses: listed and alerted.
         self.strangers = Strangers(self.sessions, clock, report=self.alerts.stranger)
 
@@ -235,7 +239,7 @@ class Fleet:
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while self.ticker.wait(self._stop):
             self.tick()
 
     def serve(self) -> None:
@@ -250,6 +254,7 @@ class Fleet:
 
     def close(self) -> None:
         self._stop.set()
+        self.ticker.wake()
         self.notifier.wake()
         for thread in self._threads:
             thread.join(timeout=10)

@@ -101,6 +101,7 @@ def test_fleet_survives_and_recovers_from_losing_its_database(
     pg_world: World, cluster: PgCluster
 ) -> None:
     world = pg_world
+    world.page_always()  # no lesson today: the camera would be held until the next one
     fleet = world.start_fleet()
     world.start_agent(SHIYAN)
     luxi = world.start_agent(LUXI)

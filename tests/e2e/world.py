@@ -40,6 +40,7 @@ from fleet.notify.config import EmailConfig
 from fleet.state import DeviceStatus
 from fleet.timetable.importer import Semester, import_timetable
 from tests.clock import ManualClock
+from tests.fleet.alert_helpers import ALWAYS_PAGED
 from tests.fleet.smtp import Received, SmtpServer
 from tests.served import served
 
@@ -128,7 +129,8 @@ def e2e_config(workdir: Path, mqtt_url: str, smtp_port: int) -> FleetConfig:
                        bandwidth_url="http://127.0.0.1:9/api/v1/bandwidth"),
         actions=replace(base.actions, key_file=workdir / "fleet-ed25519.key"),
         alerts=replace(
-            alerts, group_wait_s=0, escalate_after_s=300, reminder_interval_s=3600,
+            alerts, group_wait_s=0, lesson_group_wait_s=0, escalate_after_s=300,
+            reminder_interval_s=3600,
             # Moving the stopped clock by minutes makes every agent look silent until its
             # next message (a second later): that must not become an alert.
             up_delays={**alerts.up_delays, "device_silent": 3600.0},
@@ -233,6 +235,12 @@ class World:
         if not fleet.mqtt.wait_ready(10):
             raise AssertionError("the fleet did not subscribe to the broker")
         return fleet
+
+    def page_always(self) -> None:
+        """Every rule pages whenever it fires: for tests of something else whose camera or
+        microphone fault happens outside any lesson, where it is now held."""
+        self.config = replace(self.config, alerts=replace(self.config.alerts,
+                                                          when=ALWAYS_PAGED))
 
     def stop_fleet(self) -> None:
         self._http.close()
