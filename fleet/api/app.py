@@ -27,6 +27,7 @@ from fleet.api.routes import (
     devices,
     enrolment,
     lessons,
+    live,
     maintenance,
     pairs,
     people,
@@ -58,6 +59,7 @@ _PEOPLE_ROUTERS = (
     maintenance.router,
     actions.router,
     reports.router,
+    live.router,
 )
 
 

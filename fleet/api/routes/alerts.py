@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.alerts.engine import AlertNotFound, AlertStateError, select_alerts
+from fleet.api.alert_filters import alert_filters
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
@@ -25,6 +26,8 @@ from fleet.notify.delivery import deliveries
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+
+Severity = Literal["critical", "warning", "info"]
 
 
 class AlertEventOut(BaseModel):
@@ -107,6 +110,11 @@ def list_alerts(
     state: Annotated[list[AlertState] | None, Query(description="default: open ones")] = None,
     classroom_id: RefQuery = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
+    county_id: RefQuery = None,
+    school_id: RefQuery = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100, description=(
+        "words that must all appear in the summary, device, school or classroom name"))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
     query = select_alerts(
@@ -114,7 +122,7 @@ def list_alerts(
         classroom_ids=None if classroom_id is None else [classroom_id],
         device_id=device_id,
         limit=limit,
-    ).where(scope.alert())
+    ).where(scope.alert(), alert_filters(county_id, school_id, severity or (), q))
     return [AlertOut.model_validate(a) for a in session.scalars(query)]
 
 

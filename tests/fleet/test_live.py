@@ -1,0 +1,104 @@
+"""The live event stream and the alert list's filters, over the real app served by uvicorn:
+each person hears only about their own scope; a change written by another process (here:
+straight into the database, as another fleet process's alert engine would) is heard; the
+stream needs a login; filters narrow within the scope and never widen it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet.db.base import session_scope
+from fleet.db.models import AlertEvent
+from tests.fleet.api_world import World, world
+from tests.served import served
+
+__all__ = ["world"]
+
+DONGTOU_DEVICE, YUEQING_DEVICE = "dongtou-luxi-sync1", "yueqing-longxi-sync1"
+
+
+@pytest.fixture
+def url(world: World) -> Iterator[str]:
+    with served(world.app) as base:
+        yield base
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event, data) of a server-sent event stream, heartbeats skipped."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            yield name, json.loads(data)
+            name, data = "message", ""
+
+
+def next_change(stream: Iterator[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    for name, data in stream:  # the client's read timeout bounds the wait
+        if name == "change":
+            return data
+    raise AssertionError("the stream ended")
+
+
+def test_each_person_hears_only_their_scope_and_other_processes_writes(
+    world: World, url: str
+) -> None:
+    http = httpx.Client(base_url=url, timeout=20)
+    with (http.stream("GET", "/api/v1/live", headers=world.headers("dt-dianjiao")) as dongtou,
+          http.stream("GET", "/api/v1/live", headers=world.headers("yq-dianjiao")) as yueqing):
+        assert dongtou.headers["content-type"].startswith("text/event-stream")
+        dongtou_events, yueqing_events = events(dongtou), events(yueqing)
+        assert next(dongtou_events)[0] == next(yueqing_events)[0] == "hello"
+
+        first = world.take_offline(DONGTOU_DEVICE)
+        heard = next_change(dongtou_events)
+        fired = [a for a in heard["alerts"] if a["id"] == first and a["kind"] == "fired"]
+        assert fired and fired[0]["severity"] == "critical" and fired[0]["news"], heard
+        assert fired[0]["summary_zh"] == "设备离线"
+
+        second = world.take_offline(YUEQING_DEVICE)
+        # Yueqing's first news is its own alert: Dongtou's was never sent to it.
+        heard = next_change(yueqing_events)
+        assert {a["id"] for a in heard["alerts"]} == {second}, heard
+
+        # Another process's write: a row in the database, no hook in this one.
+        with session_scope(world.sessions) as session:
+            session.add(AlertEvent(alert_id=first, at=world.clock(), kind="acknowledged",
+                                   actor="dt-shiyan-tech", text="另一进程 other process"))
+        while (first, "acknowledged") not in {(a["id"], a["kind"]) for a in heard["alerts"]}:
+            heard = next_change(dongtou_events)
+            assert {a["id"] for a in heard["alerts"]} <= {first}, heard
+
+    assert http.get("/api/v1/live").status_code == 401  # no cookie, no bearer: no stream
+
+
+def test_alert_filters_narrow_within_the_scope(world: World) -> None:
+    dongtou = world.take_offline(DONGTOU_DEVICE)
+    yueqing = world.take_offline(YUEQING_DEVICE)
+
+    def ids(username: str, **params: Any) -> list[int]:
+        reply = world.get(username, "/api/v1/alerts", params=params)
+        assert reply.status_code == 200, reply.text
+        return [a["id"] for a in reply.json()]
+
+    county = world.get("admin", "/api/v1/counties").json()
+    by_name = {c["name"]: c["id"] for c in county}
+    assert ids("admin", county_id=by_name["洞头区"]) == [dongtou]
+    assert ids("admin", q="鹿西") == [dongtou]
+    assert ids("admin", q="longxi") == [yueqing]
+    assert ids("admin", severity="critical", state="firing") == [yueqing, dongtou]
+    assert ids("admin", severity="info") == []
+    assert ids("admin", state="resolved") == []
+    # A filter naming another county never shows it to a county technician.
+    assert ids("dt-dianjiao", county_id=by_name["乐清市"]) == []
+    assert ids("dt-dianjiao", q="longxi") == []
+    bad = world.get("admin", "/api/v1/alerts", params={"severity": "fatal"})
+    assert bad.status_code == 422
