@@ -4,7 +4,7 @@ silences."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -212,6 +212,43 @@ def create_silence(
         )
     except ValueError as exc:
         raise invalid(str(exc), "body", "matchers") from None
+    return SilenceOut.model_validate(session.get(Silence, silence_id))
+
+
+class AlertSilenceIn(BaseModel):
+    minutes: int = Field(ge=5, le=7 * 24 * 60, description="from now (the fleet's clock)")
+    comment: str = Text(1000, 1)
+
+
+def alert_matchers(alert: Alert) -> dict[str, str]:
+    """The alert's rule at its device (or classroom): this fault here, nothing else."""
+    if alert.device_id is not None:
+        return {"rule": alert.rule, "device_id": alert.device_id}
+    if alert.classroom_id is not None:
+        return {"rule": alert.rule, "classroom_id": str(alert.classroom_id)}
+    return {"rule": alert.rule}  # fleet-wide: an admin's to silence
+
+
+@router.post(
+    "/alerts/{alert_id}/silence",
+    status_code=201,
+    responses={403: {"description": "a fleet-wide alert: only an admin may silence it"}},
+)
+def silence_alert(
+    alert_id: IdPath, body: AlertSilenceIn, session: DB, scope: CurrentScope,
+    services: ServicesDep,
+) -> SilenceOut:
+    """A silence of this alert's rule at its device (or classroom) for ``minutes`` from
+    now: its notifications are held back until then; the alert itself stays listed."""
+    alert = scope.get(session, Alert, alert_id, "alert")
+    matchers = alert_matchers(alert)
+    if not matchers_in_scope(session, scope, matchers):
+        raise refuse_matchers("静默", "silence")
+    now = services.clock()
+    silence_id = alert_service(services).add_silence(
+        matchers, now, now + timedelta(minutes=body.minutes), scope.principal.username,
+        f"告警 alert #{alert_id}: {body.comment}",
+    )
     return SilenceOut.model_validate(session.get(Silence, silence_id))
 
 
