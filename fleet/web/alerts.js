@@ -77,6 +77,10 @@ function silenceForm(alert, cell) {
 }
 
 function alertActions(alert) {
+  // A form someone is filling in (ack, resolve, silence) survives a live re-render.
+  const kept = document.querySelector("#alert-" + alert.id + "[data-state='" + alert.state +
+                                      "'] td.action");
+  if (kept && kept.querySelector("form, .msg")) return kept;
   const action = el("td", { class: "action" });
   const resolve = el("button", { onclick: () => commentForm(alert, action, "resolve",
     "标记已解决 Mark resolved", "解决说明 how it was fixed") }, "已解决 Resolve");

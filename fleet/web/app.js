@@ -563,11 +563,11 @@ async function showApp() {
   document.getElementById("app").classList.remove("hidden");
   renderWindowForm();
   await Promise.all([renderEnrol(), setupAlertFilters()]);  // alerts.js
+  liveNotifyButton();  // live.js
+  liveStart();
   await refresh();
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);
-  liveNotifyButton();  // live.js
-  liveStart();
 }
 
 // Logging out ends the session on the server too; the other tabs follow (storage event).

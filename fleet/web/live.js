@@ -45,8 +45,14 @@ function liveNews(alerts) {
 function liveStart() {
   liveStop();
   liveSource = new EventSource(API + "/live");
-  // Each (re)connection may have missed something: read everything once.
-  liveSource.addEventListener("hello", () => { liveState(true); liveRefresh(); });
+  // A reconnection may have missed something: read everything once (the first
+  // connection opens as the page reads everything anyway).
+  let first = true;
+  liveSource.addEventListener("hello", () => {
+    liveState(true);
+    if (!first) liveRefresh();
+    first = false;
+  });
   liveSource.addEventListener("change", event => {
     liveNews(JSON.parse(event.data).alerts);
     liveRefresh();
