@@ -54,8 +54,11 @@ function liveStart() {
     first = false;
   });
   liveSource.addEventListener("change", event => {
-    liveNews(JSON.parse(event.data).alerts);
+    const change = JSON.parse(event.data);
+    liveNews(change.alerts);
     liveRefresh();
+    // Other views (pages/*.js) may redraw on it: { alerts, devices, delivered }.
+    document.dispatchEvent(new CustomEvent("syncclass:change", { detail: change }));
   });
   liveSource.onerror = async () => {
     liveState(false);
