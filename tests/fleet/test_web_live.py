@@ -28,6 +28,7 @@ from tests.fleet.web_page import browser, log_in, served
 __all__ = ["browser", "served", "world"]
 
 WALL: dict[str, Any] = {"viewport": {"width": 1920, "height": 1080}, "locale": "zh-CN"}
+FONT_SIZE = "parseFloat(getComputedStyle(document.querySelector('#wall')).fontSize)"
 AXE = files("axe_playwright_python").joinpath("axe.min.js").read_text(encoding="utf-8")
 
 
@@ -121,10 +122,14 @@ def test_wall_screen_and_phone_alerts(world: World, served: str, browser: Browse
     expect(page.locator("#app")).to_be_hidden()
     no_sideways_scroll(page)
     # Readable across a room: the tiles' text is large on a large screen.
-    size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#wall')).fontSize)")
+    size = page.evaluate(FONT_SIZE)
     assert size >= 20, size
     accessible(page)
     page.screenshot(path=str(SCREENSHOTS / "wall-1920x1080.png"))
+    page.set_viewport_size({"width": 3840, "height": 2160})  # a 4K wall: the type grows
+    no_sideways_scroll(page)
+    assert page.evaluate(FONT_SIZE) >= 2 * size * 0.9
+    page.set_viewport_size(WALL["viewport"])
     # Live: the other end goes offline too, and its tile turns without a reload.
     world.take_offline(MAIN)
     expect(page.locator("#wall-grid article.tile[data-state='bad']")).to_have_count(2)
