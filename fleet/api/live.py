@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import uvicorn
 from anyio import to_thread
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
@@ -25,7 +27,7 @@ from fleet.api.scope import Scope
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Alert, AlertEvent, CheckRun, DeviceState, Notification
 
-__all__ = ["Change", "ChangeFeed", "Cursor"]
+__all__ = ["Change", "ChangeFeed", "Cursor", "Server"]
 
 # An alert event of these kinds is news a person may want a notification about.
 NEWS = frozenset({"fired", "reopened", "escalated"})
@@ -134,7 +136,8 @@ class ChangeFeed:
 
     sessions: SessionFactory
     interval: float = 1.0
-    _listeners: set[asyncio.Queue[Change]] = field(default_factory=set)
+    # None in a queue: the server is stopping, the stream ends (the page reconnects).
+    _listeners: set[asyncio.Queue[Change | None]] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
 
     async def _poll(self, cursor: Cursor) -> None:
@@ -154,8 +157,8 @@ class ChangeFeed:
             return read_changes(session, cursor)
 
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[asyncio.Queue[Change]]:
-        queue: asyncio.Queue[Change] = asyncio.Queue()
+    async def listen(self) -> AsyncIterator[asyncio.Queue[Change | None]]:
+        queue: asyncio.Queue[Change | None] = asyncio.Queue()
         if self._task is None or self._task.done():
             # Read before listening starts: a change made once the page is told it is
             # live is never taken for the starting point.
@@ -167,3 +170,20 @@ class ChangeFeed:
             yield queue
         finally:
             self._listeners.discard(queue)
+
+    def close(self) -> None:
+        """Ends every stream; called in the server's loop as it stops."""
+        for queue in self._listeners:
+            queue.put_nowait(None)
+
+
+class Server(uvicorn.Server):
+    """Ends the pages' streams as it stops: they never end by themselves, and uvicorn
+    waits for requests in flight (the pages reconnect once the fleet is back)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = getattr(self.config.app, "state", None)
+        feed: ChangeFeed | None = getattr(state, "change_feed", None)
+        if feed is not None:
+            feed.close()
+        await super().shutdown(sockets)

@@ -5,7 +5,9 @@ stream needs a login; filters narrow within the scope and never widen it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,3 +104,19 @@ def test_alert_filters_narrow_within_the_scope(world: World) -> None:
     assert ids("dt-dianjiao", q="longxi") == []
     bad = world.get("admin", "/api/v1/alerts", params={"severity": "fatal"})
     assert bad.status_code == 422
+
+
+def test_a_stopping_server_ends_the_streams_cleanly(world: World) -> None:
+    """A page's stream never ends by itself; a stop must not wait for it, nor cut it
+    mid-chunk (the browser then reconnects to the next server)."""
+    http = httpx.Client(timeout=20)
+    with contextlib.ExitStack() as server:
+        base = server.enter_context(served(world.app))
+        with http.stream("GET", f"{base}/api/v1/live",
+                         headers=world.headers("dt-dianjiao")) as response:
+            stream = events(response)
+            assert next(stream)[0] == "hello"
+            server.close()  # uvicorn stops: its thread is joined (for at most 10 s)
+            uvicorn_threads = [t for t in threading.enumerate() if t.name.startswith("uvicorn-")]
+            assert uvicorn_threads == []
+            assert list(stream) == []  # the stream ended cleanly, with no more events

@@ -57,6 +57,8 @@ async def _stream(feed: ChangeFeed, sessions: SessionFactory, scope: Scope
             except TimeoutError:
                 yield ": ping\n\n"  # keeps proxies from closing an idle stream
                 continue
+            if change is None:
+                return  # the server is stopping
             mine = await to_thread.run_sync(_scoped, sessions, change, scope)
             if mine is not None:
                 yield _frame("change", mine)
