@@ -171,6 +171,10 @@ class ChangeFeed:
         finally:
             self._listeners.discard(queue)
 
+    @property
+    def listening(self) -> int:
+        return len(self._listeners)
+
     def close(self) -> None:
         """Ends every stream; called in the server's loop as it stops."""
         for queue in self._listeners:

@@ -18,6 +18,7 @@ from fleet.db.base import session_scope
 from fleet.db.models import AlertEvent
 from tests.fleet.api_world import World, world
 from tests.served import served
+from tests.waiting import wait_until
 
 __all__ = ["world"]
 
@@ -43,10 +44,17 @@ def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
             name, data = "message", ""
 
 
-def next_change(stream: Iterator[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    for name, data in stream:  # the client's read timeout bounds the wait
-        if name == "change":
-            return data
+def hear(stream: Iterator[tuple[str, dict[str, Any]]], alert_id: int, kind: str
+         ) -> dict[str, Any]:
+    """The alert's ``kind`` event, read from the stream's changes; every change before it
+    is about this alert only (the client's read timeout bounds the wait)."""
+    for name, data in stream:
+        if name != "change":
+            continue
+        assert {a["id"] for a in data["alerts"]} <= {alert_id}, data
+        for alert in data["alerts"]:
+            if alert["kind"] == kind:
+                return dict(alert)
     raise AssertionError("the stream ended")
 
 
@@ -61,24 +69,22 @@ def test_each_person_hears_only_their_scope_and_other_processes_writes(
         assert next(dongtou_events)[0] == next(yueqing_events)[0] == "hello"
 
         first = world.take_offline(DONGTOU_DEVICE)
-        heard = next_change(dongtou_events)
-        fired = [a for a in heard["alerts"] if a["id"] == first and a["kind"] == "fired"]
-        assert fired and fired[0]["severity"] == "critical" and fired[0]["news"], heard
-        assert fired[0]["summary_zh"] == "设备离线"
+        fired = hear(dongtou_events, first, "fired")
+        assert (fired["severity"], fired["state"], fired["news"]) == ("critical", "firing", True)
+        assert fired["summary_zh"] == "设备离线"
 
+        # Yueqing hears its own alert, and nothing of Dongtou's before it.
         second = world.take_offline(YUEQING_DEVICE)
-        # Yueqing's first news is its own alert: Dongtou's was never sent to it.
-        heard = next_change(yueqing_events)
-        assert {a["id"] for a in heard["alerts"]} == {second}, heard
+        assert hear(yueqing_events, second, "fired")["news"]
 
         # Another process's write: a row in the database, no hook in this one.
         with session_scope(world.sessions) as session:
             session.add(AlertEvent(alert_id=first, at=world.clock(), kind="acknowledged",
                                    actor="dt-shiyan-tech", text="另一进程 other process"))
-        while (first, "acknowledged") not in {(a["id"], a["kind"]) for a in heard["alerts"]}:
-            heard = next_change(dongtou_events)
-            assert {a["id"] for a in heard["alerts"]} <= {first}, heard
+        assert not hear(dongtou_events, first, "acknowledged")["news"]
 
+    # A page gone is a listener gone (nothing queues up for it).
+    assert wait_until(lambda: world.app.state.change_feed.listening == 0)
     assert http.get("/api/v1/live").status_code == 401  # no cookie, no bearer: no stream
 
 
