@@ -517,9 +517,15 @@ function renderWindowForm() {
 
 // ------------------------------------------------------------------ page
 
+// Refreshes overlap (a live event, a filter changed, the timer): only the newest draws,
+// or an older answer arriving last would show what the filters no longer ask for.
+let refreshes = 0;
+
 async function refresh() {
+  const turn = ++refreshes;
+  const newest = () => turn === refreshes;
   if (wallShow()) {  // wall.js: the county centre's screen
-    try { await refreshWall(); }
+    try { await refreshWall(newest); }
     catch (error) { document.getElementById("wall-updated").replaceChildren(message("error", error.message)); }
     return;
   }
@@ -529,8 +535,10 @@ async function refresh() {
       api("GET", "/maintenance-windows"), api("GET", "/devices/unknown"),
       api("GET", "/notifications?status=failed&limit=50"),
     ]);
+    const shown = await alertsWithLinked(alerts);
+    if (!newest()) return;
     renderLessons(lessons);
-    renderAlerts(await alertsWithLinked(alerts));
+    renderAlerts(shown);
     renderFailed(failed);
     renderDevices(devices);
     renderStrangers(strangers);

@@ -66,10 +66,11 @@ function wallLesson(lesson) {
     badge(lesson.readiness.state, lesson.readiness.label_zh + " " + lesson.readiness.label_en));
 }
 
-async function refreshWall() {
+async function refreshWall(newest) {
   const [schools, classrooms, devices, lessons] = await Promise.all([
     api("GET", "/schools"), api("GET", "/classrooms"), api("GET", "/devices"),
     api("GET", "/lessons")]);
+  if (!newest()) return;
   const schoolName = new Map(schools.map(s => [s.id, s.name]));
   const upcoming = lessons.filter(l => l.timing !== "ended" && l.timing !== "cancelled")
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
