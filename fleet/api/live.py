@@ -27,7 +27,7 @@ from fleet.api.scope import Scope
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Alert, AlertEvent, CheckRun, DeviceState, Notification
 
-__all__ = ["Change", "ChangeFeed", "Cursor", "Server"]
+__all__ = ["Change", "ChangeFeed", "Cursor", "Server", "read_changes"]
 
 # An alert event of these kinds is news a person may want a notification about.
 NEWS = frozenset({"fired", "reopened", "escalated"})

@@ -8,15 +8,25 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from fleet.api.auth import principal_of
+from fleet.api.live import Cursor, read_changes
+from fleet.api.scope import Scope
 from fleet.db.base import session_scope
-from fleet.db.models import AlertEvent
-from tests.fleet.api_world import World, world
+from fleet.db.models import AlertEvent, Person
+from tests.fleet.api_world import NOW, World, open_world, world
+from tests.fleet.db import fresh_db
+from tests.fleet.pg import fresh_database
+from tests.fleet.pilot import load_pilot
 from tests.served import served
 from tests.waiting import wait_until
 
@@ -126,3 +136,25 @@ def test_a_stopping_server_ends_the_streams_cleanly(world: World) -> None:
             uvicorn_threads = [t for t in threading.enumerate() if t.name.startswith("uvicorn-")]
             assert uvicorn_threads == []
             assert list(stream) == []  # the stream ended cleanly, with no more events
+
+
+def test_changes_read_the_same_on_postgres(postgres: str, tmp_path: Path) -> None:
+    """What the poll reads (ids and time marks) on PostgreSQL, as several fleet
+    processes share it: a fired alert and an answered check are news once, then not."""
+    sessions = fresh_db(tmp_path, fresh_database(postgres, f"live_{uuid.uuid4().hex[:8]}"))
+    load_pilot(sessions)
+    pg = open_world(sessions)
+    with session_scope(sessions) as session:
+        start, _ = read_changes(session, Cursor())
+    alert = pg.take_offline(DONGTOU_DEVICE)
+    lesson = pg.add_lesson("洞头区实验小学", ["洞头区鹿西乡小学"], NOW + timedelta(minutes=30))
+    pg.add_check(lesson, YUEQING_DEVICE, "pass", NOW)
+    with session_scope(sessions) as session:
+        cursor, change = read_changes(session, start)
+        assert change is not None
+        assert (alert, "fired") in {(a.id, a.kind) for a in change.alerts}
+        assert change.devices == {YUEQING_DEVICE}
+        person = session.scalars(select(Person).where(Person.username == "dt-dianjiao")).one()
+        mine = change.for_scope(session, Scope(principal_of(session, person)))
+        assert mine is not None and mine["devices"] == [] and mine["alerts"]
+        assert read_changes(session, cursor) == (cursor, None)
