@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,11 +31,17 @@ __all__ = ["Change", "ChangeFeed", "Cursor", "Server", "read_changes"]
 
 # An alert event of these kinds is news a person may want a notification about.
 NEWS = frozenset({"fired", "reopened", "escalated"})
+# Ids come from a sequence when a row is inserted, but transactions commit in any order:
+# an event can become visible after one with a higher id.  Each poll looks this many ids
+# below the highest and skips those it already told.
+LOOKBACK = 500
 
 
 @dataclass(frozen=True)
 class Cursor:
     alert_event: int = 0
+    # The alert events above ``alert_event - LOOKBACK`` already told.
+    told: frozenset[int] = frozenset()
     check_run: int = 0
     check_answered: datetime | None = None
     status_at: datetime | None = None
@@ -86,7 +92,28 @@ class Change:
                 "delivered": delivered}
 
 
+def _events(session: Session, ids: list[int]) -> list[Any]:
+    return list(session.execute(
+        select(AlertEvent.alert_id, AlertEvent.kind, Alert.severity, Alert.state,
+               Alert.classroom_id, Alert.device_id, Alert.summary_zh, Alert.summary_en)
+        .join(Alert, Alert.id == AlertEvent.alert_id)
+        .where(AlertEvent.id.in_(ids))
+        .order_by(AlertEvent.id)
+    ).all()) if ids else []
+
+
+def _event_ids_above(session: Session, floor: int) -> set[int]:
+    return set(session.scalars(select(AlertEvent.id).where(AlertEvent.id > floor)))
+
+
 def _latest(session: Session) -> Cursor:
+    """Where the poll starts: everything already in the database counts as told."""
+    cursor = _marks(session)
+    return replace(cursor, told=frozenset(
+        _event_ids_above(session, cursor.alert_event - LOOKBACK)))
+
+
+def _marks(session: Session) -> Cursor:
     def one(query: Select[Any]) -> Any:
         return session.execute(query).scalar()
 
@@ -106,18 +133,14 @@ def _after(column: Any, mark: datetime | None) -> Any:
 
 def read_changes(session: Session, since: Cursor) -> tuple[Cursor, Change | None]:
     """The newest cursor, and what changed after ``since`` (None: nothing)."""
-    now = _latest(session)
-    if now == since:
+    marks = _marks(session)
+    new = sorted(_event_ids_above(session, since.alert_event - LOOKBACK) - since.told)
+    floor = marks.alert_event - LOOKBACK
+    now = replace(marks, told=frozenset(i for i in since.told.union(new) if i > floor))
+    if not new and marks == replace(since, told=frozenset()):
         return now, None
-    rows = session.execute(
-        select(AlertEvent.alert_id, AlertEvent.kind, Alert.severity, Alert.state,
-               Alert.classroom_id, Alert.device_id, Alert.summary_zh, Alert.summary_en)
-        .join(Alert, Alert.id == AlertEvent.alert_id)
-        .where(AlertEvent.id > since.alert_event, AlertEvent.id <= now.alert_event)
-        .order_by(AlertEvent.id)
-    ).all()
     alerts = tuple(AlertChange(r[0], r[1], r[2], str(r[3]), r[4], r[5], r[6], r[7])
-                   for r in rows)
+                   for r in _events(session, new))
     devices = set(session.scalars(select(CheckRun.device_id).where(or_(
         CheckRun.id > since.check_run, _after(CheckRun.answered_at, since.check_answered)))))
     devices |= set(session.scalars(select(DeviceState.device_id).where(

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fleet.api.auth import principal_of
 from fleet.api.live import Cursor, read_changes
@@ -140,7 +141,8 @@ def test_a_stopping_server_ends_the_streams_cleanly(world: World) -> None:
 
 def test_changes_read_the_same_on_postgres(postgres: str, tmp_path: Path) -> None:
     """What the poll reads (ids and time marks) on PostgreSQL, as several fleet
-    processes share it: a fired alert and an answered check are news once, then not."""
+    processes share it: a fired alert and an answered check are news once, then not; an
+    event whose transaction commits after one with a higher id is still told."""
     sessions = fresh_db(tmp_path, fresh_database(postgres, f"live_{uuid.uuid4().hex[:8]}"))
     load_pilot(sessions)
     pg = open_world(sessions)
@@ -157,4 +159,25 @@ def test_changes_read_the_same_on_postgres(postgres: str, tmp_path: Path) -> Non
         person = session.scalars(select(Person).where(Person.username == "dt-dianjiao")).one()
         mine = change.for_scope(session, Scope(principal_of(session, person)))
         assert mine is not None and mine["devices"] == [] and mine["alerts"]
+        assert read_changes(session, cursor) == (cursor, None)
+
+    # Two fleet processes: the event given the lower id commits last, and is still told.
+    def event(session: Session, kind: str) -> int:
+        row = AlertEvent(alert_id=alert, at=pg.clock(), kind=kind, actor="system")
+        session.add(row)
+        session.flush()
+        return row.id
+
+    with sessions() as late:
+        late_id = event(late, "late")
+        with session_scope(sessions) as early:
+            early_id = event(early, "early")
+        assert early_id > late_id
+        with session_scope(sessions) as session:
+            cursor, change = read_changes(session, cursor)
+        assert change is not None and [a.kind for a in change.alerts] == ["early"]
+        late.commit()
+    with session_scope(sessions) as session:
+        cursor, change = read_changes(session, cursor)
+        assert change is not None and [a.kind for a in change.alerts] == ["late"]
         assert read_changes(session, cursor) == (cursor, None)
