@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from typing import Any
 import uvicorn
 from anyio import to_thread
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fleet.api.scope import Scope
@@ -28,6 +30,8 @@ from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Alert, AlertEvent, CheckRun, DeviceState, Notification
 
 __all__ = ["Change", "ChangeFeed", "Cursor", "Server", "read_changes"]
+
+log = logging.getLogger(__name__)
 
 # An alert event of these kinds is news a person may want a notification about.
 NEWS = frozenset({"fired", "reopened", "escalated"})
@@ -166,7 +170,13 @@ class ChangeFeed:
     async def _poll(self, cursor: Cursor) -> None:
         while self._listeners:
             await asyncio.sleep(self.interval)
-            cursor, change = await to_thread.run_sync(self._read, cursor)
+            try:
+                cursor, change = await to_thread.run_sync(self._read, cursor)
+            except SQLAlchemyError as exc:
+                # The database is away: the pages stay open and hear what changed
+                # meanwhile once it is back (the cursor has not moved).
+                log.warning("live updates: cannot read the changes: %s", exc)
+                continue
             if change is not None:
                 for queue in self._listeners:
                     queue.put_nowait(change)
