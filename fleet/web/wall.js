@@ -99,3 +99,9 @@ function wallShow() {
   document.getElementById("app").classList.toggle("hidden", on);
   return on;
 }
+
+// A wall browser not started in kiosk mode: one click hides its frame.
+document.getElementById("wall-full").addEventListener("click", () => {
+  if (document.fullscreenElement) document.exitFullscreen();
+  else document.documentElement.requestFullscreen().catch(() => {});
+});
