@@ -23,10 +23,12 @@ function liveTitle() {
   document.title = liveUnread ? "(" + liveUnread + ") " + LIVE_TITLE : LIVE_TITLE;
 }
 
+// On the page and on the wall: a wall nobody touches must say when it stopped hearing.
 function liveState(on) {
-  const mark = document.getElementById("live-state");
-  mark.dataset.live = on ? "on" : "off";
-  mark.textContent = on ? "● 实时 live" : "○ 重新连接中 reconnecting";
+  for (const mark of document.querySelectorAll(".live-state")) {
+    mark.dataset.live = on ? "on" : "off";
+    mark.textContent = on ? "● 实时 live" : "○ 重新连接中 reconnecting";
+  }
 }
 
 function liveNews(alerts) {

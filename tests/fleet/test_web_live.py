@@ -120,6 +120,7 @@ def test_wall_screen_and_phone_alerts(world: World, served: str, browser: Browse
     expect(tiles.first).to_contain_text("设备离线")
     expect(page.locator("#wall-lessons")).to_contain_text("数学")
     expect(page.locator("#app")).to_be_hidden()
+    expect(page.locator(".wall-head .live-state")).to_have_attribute("data-live", "on")
     no_sideways_scroll(page)
     # Readable across a room: the tiles' text is large on a large screen.
     size = page.evaluate(FONT_SIZE)
