@@ -35,6 +35,7 @@ from fleet.db.migrate import upgrade
 from fleet.dynsec import AdminLogin, DynsecAdmin
 from fleet.enrolment import Enrolment
 from fleet.expected import ExpectedDevices
+from fleet.history import TelemetryHistory
 from fleet.ingest.mqtt import create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
@@ -114,7 +115,9 @@ class Fleet:
         # The inventory's expected devices, sent after births (which the states keep).
         self.expected = ExpectedDevices(self.sessions, self.actions, self.states)
 
-        sinks: list[MessageSink] = [self.states]
+        # The device page's charts when no time-series store answers InfluxQL.
+        self.history = TelemetryHistory(clock)
+        sinks: list[MessageSink] = [self.states, self.history]
         if self.tsdb is not None:
             sinks.append(self.tsdb)
         sinks += [self.checks, self.actions, self.alerts, self.expected]
@@ -146,6 +149,7 @@ class Fleet:
                 inventory_changed=self.reload_inventory,
                 bandwidth=self.bandwidth,
                 strangers=self.strangers.list,
+                history=self.history,
             )
         )
         self._heard_since: datetime | None = None

@@ -56,11 +56,8 @@ function liveStart() {
     first = false;
   });
   liveSource.addEventListener("change", event => {
-    const change = JSON.parse(event.data);
-    liveNews(change.alerts);
-    liveRefresh();
-    // Other views (pages/*.js) may redraw on it: { alerts, devices, delivered }.
-    document.dispatchEvent(new CustomEvent("syncclass:change", { detail: change }));
+    liveNews(JSON.parse(event.data).alerts);
+    liveRefresh();  // the other pages follow app.js's refresh (syncclass:refreshed)
   });
   liveSource.onerror = async () => {
     liveState(false);

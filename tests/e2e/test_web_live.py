@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from playwright.sync_api import Browser, expect
 
-from agent.hardware import Fault
+from agent.hardware.scenario import Fault
 from tests.e2e.world import LUXI, LUXI_TECH, MORNING, STUDENT_CAMERA, LessonRow, World, wait_until
 from tests.fleet.test_web_phone import PHONE, no_sideways_scroll
 from tests.fleet.web_page import browser, log_in

@@ -68,7 +68,7 @@ def test_every_refusal_is_counted_under_its_own_reason(
         ("too-large", "dev-a", too_large),
         ("bad-json", "dev-a", b"{not json"),
         ("bad-json", "dev-a", b"[1, 2]"),
-        ("bad-schema", "dev-a", encode(good | {"schema": 2})),
+        ("bad-schema", "dev-a", encode(good | {"schema": 3})),
         ("device-mismatch", "dev-a", encode(telemetry("dev-b", 1, when=T0))),
         ("bad-ts", "dev-a", encode(good | {"ts": "yesterday"})),
         ("missing-field", "dev-a", encode({k: v for k, v in good.items() if k != "sections"})),

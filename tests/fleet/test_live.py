@@ -82,7 +82,7 @@ def test_each_person_hears_only_their_scope_and_other_processes_writes(
         first = world.take_offline(DONGTOU_DEVICE)
         fired = hear(dongtou_events, first, "fired")
         assert (fired["severity"], fired["state"], fired["news"]) == ("critical", "firing", True)
-        assert fired["summary_zh"] == "设备离线"
+        assert fired["summary_zh"] == "洞头区鹿西乡小学 同步课堂教室：设备离线"
 
         # Yueqing hears its own alert, and nothing of Dongtou's before it.
         second = world.take_offline(YUEQING_DEVICE)
