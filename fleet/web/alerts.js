@@ -5,6 +5,8 @@
 "use strict";
 
 const alertFilter = { county_id: "", school_id: "", severity: "", state: "", q: "" };
+// What a silence set from this page said, shown under the alert's buttons until it closes.
+const silenced = new Map();
 const SILENCE_FOR = [[30, "30 分钟 min"], [60, "1 小时 hour"], [120, "2 小时 hours"],
                      [240, "4 小时 hours"], [1440, "1 天 day"], [10080, "7 天 days"]];
 
@@ -68,8 +70,10 @@ function silenceForm(alert, cell) {
     try {
       const out = await api("POST", "/alerts/" + alert.id + "/silence",
                             { minutes: Number(minutes.value), comment: comment.value.trim() });
-      cell.replaceChildren(message("note", "已静默至 silenced until " + when(out.ends_at) +
-        " / 通知将暂停 notifications held back"));
+      silenced.set(alert.id, "已静默至 silenced until " + when(out.ends_at) +
+        " / 通知将暂停 notifications held back");
+      cell.replaceChildren();  // drawn again with its buttons and the note
+      await refresh();
     } catch (error) { status.replaceChildren(message("error", error.message)); }
   });
   cell.replaceChildren(form);
@@ -80,7 +84,7 @@ function alertActions(alert) {
   // A form someone is filling in (ack, resolve, silence) survives a live re-render.
   const kept = document.querySelector("#alert-" + alert.id + "[data-state='" + alert.state +
                                       "'] td.action");
-  if (kept && kept.querySelector("form, .msg")) return kept;
+  if (kept && kept.querySelector("form")) return kept;
   const action = el("td", { class: "action" });
   const resolve = el("button", { onclick: () => commentForm(alert, action, "resolve",
     "标记已解决 Mark resolved", "解决说明 how it was fixed") }, "已解决 Resolve");
@@ -92,9 +96,11 @@ function alertActions(alert) {
     action.append(el("div", {}, "由 " + alert.acknowledged_by + " 确认 / acked"),
                   el("div", { class: "sub" }, alert.ack_comment || ""), resolve, silence);
   } else {
+    silenced.delete(alert.id);
     action.append(el("div", { class: "sub" }, alert.awaiting_device
       ? "已手动关闭，等待设备确认 / closed by hand, waiting for the device" : "已恢复 / resolved"));
   }
+  if (silenced.has(alert.id)) action.append(message("note", silenced.get(alert.id)));
   return action;
 }
 

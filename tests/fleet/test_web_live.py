@@ -93,6 +93,7 @@ def test_filters_silence_from_an_alert_and_live_mute(
     row.get_by_label("静默原因 reason").fill("已报修 repair booked")
     row.get_by_role("button", name="确认静默 Silence").click()
     expect(row).to_contain_text("已静默至 silenced until")
+    expect(row.get_by_role("button", name="确认 Ack")).to_be_visible()  # still to handle
     page.evaluate("window.reloadMark = 1")
     world.alerts.tick()
     expect(page.locator(f"#alert-{luxi} .muted")).to_contain_text("静默 muted")
