@@ -24,6 +24,7 @@ from fleet.actions.signer import Signer
 from fleet.alerts.engine import AlertEngine
 from fleet.api.app import create_api
 from fleet.api.deps import Services
+from fleet.api.live import Server as LiveServer
 from fleet.bandwidth import SECRET_PURPOSE, BandwidthAccess
 from fleet.checks.plan import CheckPlanner
 from fleet.checks.readiness import lessons_readiness
@@ -244,10 +245,11 @@ class Fleet:
 
     def serve(self) -> None:
         """Run the API in the foreground until interrupted."""
-        server = uvicorn.Server(
+        server = LiveServer(
             uvicorn.Config(
                 self.api, host=self.config.http.host, port=self.config.http.port,
                 log_level="warning",
+                timeout_graceful_shutdown=5,
             )
         )
         server.run()

@@ -28,6 +28,7 @@ from fleet.api.routes import (
     devices,
     enrolment,
     lessons,
+    live,
     maintenance,
     pairs,
     people,
@@ -60,6 +61,7 @@ _PEOPLE_ROUTERS = (
     maintenance.router,
     actions.router,
     reports.router,
+    live.router,
 )
 
 

@@ -268,7 +268,8 @@ class CheckRun(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("device.id"), index=True)
     phase: Mapped[str] = mapped_column(String(16))  # first / recheck / manual
     requested_at: Mapped[datetime]
-    answered_at: Mapped[datetime | None]
+    # Indexed: the page's live updates look for answers newer than the last poll.
+    answered_at: Mapped[datetime | None] = mapped_column(index=True)
     # pass / warn / fail from the agent, or no_answer when the deadline passed.
     verdict: Mapped[str | None] = mapped_column(String(16))
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -382,7 +383,7 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sent_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)  # live updates poll it
     # The digest that carried (or carries) this notice, when its target had no slot free.
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"), index=True)
 

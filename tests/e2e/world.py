@@ -218,15 +218,19 @@ class World:
 
     # ------------------------------------------------------------ the fleet
 
-    def start_fleet(self, serve_http: bool = False) -> Fleet:
+    def start_fleet(self, serve_http: bool = False, link_alerts: bool = False) -> Fleet:
         """The fleet; with ``serve_http`` its API is served on a free port too, and its
-        checks name that server's bandwidth test endpoint."""
+        checks name that server's bandwidth test endpoint; with ``link_alerts`` too, its
+        messages link each alert on that server's page."""
         assert self.fleet is None, "a fleet is already running"
         port = free_port()
         if serve_http:
             checks = replace(self.config.checks,
                              bandwidth_url=f"http://127.0.0.1:{port}/api/v1/bandwidth")
             self.config = replace(self.config, checks=checks)
+        if serve_http and link_alerts:
+            alerts = replace(self.config.alerts, base_url=f"http://127.0.0.1:{port}")
+            self.config = replace(self.config, alerts=alerts)
         fleet = Fleet(self.config, clock=self.clock)
         fleet.start()
         self.fleet = fleet
