@@ -205,6 +205,10 @@ class Fleet:
         """Everything that happens because time passed, on the coordinator only (a
         standby ingests and serves); each part fails on its own."""
         if not self.lease.renew():
+            try:
+                self.alerts.resync()  # a standby still hears clears of others' tickets
+            except Exception:
+                log.exception("fleet tick: alert index resync failed")
             return
         with self.lease.fenced():
             self._steps()

@@ -447,6 +447,16 @@ class AlertEngine(NullSink):
 
     # ------------------------------------------------------------ timers
 
+    def resync(self) -> None:
+        """Reload the open-ticket index when due: what a standby process (which does not
+        tick) needs to hear the clears of tickets another process opened."""
+        with self._lock:
+            now = self.clock()
+            if self._index.loaded and not self._index.due(now):
+                return
+            with session_scope(self.sessions) as session:
+                self._index.load(session, now)
+
     def tick(self) -> None:
         """Run the delays, mutes, escalations, reminders and the notification stage."""
         with self._writing() as session:

@@ -56,6 +56,7 @@ __all__ = [
     "TZ",
     "LessonRow",
     "World",
+    "agent_config",
     "device_password",
     "e2e_config",
     "sample_value",
@@ -166,6 +167,25 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
                          "同步课堂教室", "；".join(f"{r}/同步课堂教室" for r in row.receivers),
                          row.mode])
     return out.getvalue().encode("utf-8-sig")
+
+
+def agent_config(workdir: Path, mqtt_url: str, device_id: str, fleet_public_key: str,
+                 reboot_command: list[str] | None = None) -> AgentConfig:
+    """A simulated classroom's agent reporting every second, as the e2e broker knows it."""
+    return AgentConfig(
+        device_id=device_id,
+        mqtt=MqttConfig(url=mqtt_url, username=device_id,
+                        password=device_password(device_id), backoff_max_s=1.0),
+        hardware=HardwareConfig(backend="simulated"),
+        agent=AgentRuntime(interval=1.0, state_dir=workdir / "agents" / device_id),
+        commands=CommandsConfig(
+            fleet_public_key=fleet_public_key,
+            allowed_units=["syncclass-agent"],
+            reboot_command=reboot_command or ["true"],
+            restart_command=["true"],
+        ),
+        network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
+    )
 
 
 @dataclass
@@ -290,20 +310,8 @@ class World:
         second; ``agent_type`` may stand in for an older agent's birth."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
         hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
-        config = AgentConfig(
-            device_id=device_id,
-            mqtt=MqttConfig(url=self.broker.url, username=device_id,
-                            password=device_password(device_id), backoff_max_s=1.0),
-            hardware=HardwareConfig(backend="simulated"),
-            agent=AgentRuntime(interval=1.0, state_dir=self.workdir / "agents" / device_id),
-            commands=CommandsConfig(
-                fleet_public_key=self.fleet.signer.public_key_b64,
-                allowed_units=["syncclass-agent"],
-                reboot_command=reboot_command or ["true"],
-                restart_command=["true"],
-            ),
-            network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
-        )
+        config = agent_config(self.workdir, self.broker.url, device_id,
+                              self.fleet.signer.public_key_b64, reboot_command)
         agent = agent_type(config, hardware, clock=self.clock)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
