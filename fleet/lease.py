@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, case, event, select, update
 from sqlalchemy.orm import Session, SessionTransaction
@@ -184,14 +183,6 @@ class Lease:
             self._token = None
             raise LeaseLost(f"lease {self.name}: token {token} of {self.holder} is no "
                             "longer current; this process stands by")
-
-    def current(self) -> dict[str, Any]:
-        """Who holds the lease, as the database says."""
-        with session_scope(self._sessions) as session:
-            row = session.get(FleetLease, self.name)
-            if row is None or row.expires_at <= self._clock():
-                return {"holder": None, "token": row.token if row else 0, "expires_at": None}
-            return {"holder": row.holder, "token": row.token, "expires_at": row.expires_at}
 
     def samples(self) -> Iterable[Sample]:
         yield Sample("syncclass_coordinator", "1 while this process holds the coordinator "
