@@ -248,8 +248,8 @@ def test_three_fleets_one_ticket_per_fault_and_a_coordinator_killed_mid_run(
     wait_until("all nine classrooms online and reporting", lambda: _reporting(cluster),
                timeout=60, every=0.2)
     [first_coordinator] = wait_until("one coordinator", cluster.coordinators, timeout=20)
-    # Lesson A's checks are due at a whole minute 50-110 s away, less the lead time (so
-    # within 50 s); lesson B starts a minute later, its checks due 50-110 s from now.
+    # Lesson B's checks fall due at the first whole minute 50-110 s from now (it starts
+    # 10 min later); lesson A starts a minute before B, so its checks are due within 50 s.
     lead = timedelta(minutes=10)
     now = datetime.now(TZ)
     b_due_at = (now + timedelta(seconds=110)).replace(second=0, microsecond=0)
