@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -39,6 +39,8 @@ from fleet.history import TelemetryHistory
 from fleet.ingest.mqtt import create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
+from fleet.lease import Lease, LeaseLost
+from fleet.liveness import ever_heard, silent_devices
 from fleet.metrics import MetricSource
 from fleet.notify import build_channels
 from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
@@ -55,6 +57,9 @@ TICK_S = 1.0
 # Behind the broker by less than this (an acknowledgement round and a probe's trip take
 # one or two seconds), a message's age is the device's clock, not our queue.
 PROMPT_S = 10.0
+# How far the shared device states may trail what the other processes heard: each writes
+# what it handled before acknowledging it, every ack round; a margin for a slower one.
+SHARED_LAG = timedelta(seconds=10)
 
 
 def enrolment_service(config: FleetConfig, signer: Signer,
@@ -78,6 +83,8 @@ class Fleet:
         upgrade(config.database.url)
         self.engine = make_engine(config.database.url)
         self.sessions: SessionFactory = sessionmaker(self.engine, expire_on_commit=False)
+        # One process of the cluster runs the ticker (fleet.lease); all of them ingest.
+        self.lease = Lease(self.sessions, config.lease)
 
         self.signer = Signer.from_file(config.actions.key_file)
         # A device clock off the fleet's is told to the alert engine (clock_skew).
@@ -137,7 +144,7 @@ class Fleet:
 
         sources: list[MetricSource] = [
             self.mqtt, self.states, self.checks, self.actions, self.alerts, self.notifier,
-            self.bandwidth, self.strangers,
+            self.bandwidth, self.strangers, self.lease,
         ]
         if self.tsdb is not None:
             sources.append(self.tsdb)
@@ -154,6 +161,7 @@ class Fleet:
                 readiness=lessons_readiness,
                 metric_sources=sources,
                 mqtt_connected=lambda: self.mqtt.connected,
+                coordinator=lambda: self.lease.held,
                 inventory_changed=self.reload_inventory,
                 bandwidth=self.bandwidth,
                 strangers=self.strangers.list,
@@ -180,8 +188,10 @@ class Fleet:
         """Lesson checks nobody answered: a device the fleet has never heard from is
         "never connected", a known one "no answer"."""
         def ever_connected(device_id: str) -> bool:
+            # Another process may have heard it since this one loaded the states.
             state = self.states.get(device_id)
-            return state is not None and state.last_seen is not None
+            return (state is not None and state.last_seen is not None) or ever_heard(
+                self.sessions, device_id)
 
         self.alerts.unanswered(runs, ever_connected)
 
@@ -208,7 +218,23 @@ class Fleet:
         self.notifier.run(self._stop)
 
     def tick(self) -> None:
-        """Everything that happens because time passed; each part fails on its own."""
+        """Everything that happens because time passed, on the coordinator only (a
+        standby ingests and serves); each part fails on its own."""
+        if not self.lease.renew():
+            try:
+                self.alerts.resync()  # a standby still hears clears of others' tickets
+            except Exception:
+                log.exception("fleet tick: alert index resync failed")
+            return
+        with self.lease.fenced():
+            self._steps()
+        # Alerts are queued both here and by the ingest thread between ticks.
+        queued = self.alerts.notifications.total()
+        if queued != self._queued_seen:
+            self._queued_seen = queued
+            self.notifier.wake()
+
+    def _steps(self) -> None:
         for name, step in (
             ("checks", self.checks.tick),
             ("actions", self.actions.tick),
@@ -218,13 +244,11 @@ class Fleet:
         ):
             try:
                 step()
+            except LeaseLost as exc:  # nothing of this step was written
+                log.warning("fleet tick: %s stopped: %s", name, exc)
+                return
             except Exception:
                 log.exception("fleet tick: %s failed", name)
-        # Alerts are queued both here and by the ingest thread between ticks.
-        queued = self.alerts.notifications.total()
-        if queued != self._queued_seen:
-            self._queued_seen = queued
-            self.notifier.wake()
 
     def _stale_devices(self) -> None:
         # The Last Will covers a dead connection; this covers a live connection whose
@@ -236,7 +260,12 @@ class Fleet:
         caught_up = self.mqtt.lag.caught_up_to()
         if caught_up is None:
             return
-        for device_id in self.states.stale(caught_up):
+        # This process's view of a device is a lower bound (the broker may deal its
+        # messages among several processes): the shared state has the last word.
+        local = self.states.stale(caught_up)
+        intervals = {d: s.interval for d in local if (s := self.states.get(d)) is not None}
+        for device_id in silent_devices(self.sessions, intervals, caught_up,
+                                        self.states.stale_intervals, SHARED_LAG):
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:
@@ -260,6 +289,10 @@ class Fleet:
         self.notifier.wake()
         for thread in self._threads:
             thread.join(timeout=10)
+        try:
+            self.lease.release()  # a standby takes over at its next tick, not after ttl_s
+        except SQLAlchemyError:
+            log.exception("fleet: releasing the coordinator lease failed; it expires")
         # A running timetable import finishes (all or nothing); queued ones are dropped.
         self.api.state.services.imports.close()
         self.mqtt.close()

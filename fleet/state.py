@@ -504,6 +504,11 @@ class DeviceStates(NullSink):
             shared = [self._status(d, dev) for d, dev in self._devices.items()]
         return sorted((_private(s) for s in shared), key=lambda s: s.device_id)
 
+    @property
+    def stale_intervals(self) -> float:
+        """How many of its reporting intervals a silent device is stale after."""
+        return self._stale_intervals
+
     def stale(self, now: datetime | None = None) -> list[str]:
         """Online devices silent for ``stale_intervals`` of their reporting interval."""
         now = now or self._clock()

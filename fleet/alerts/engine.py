@@ -259,6 +259,16 @@ class AlertEngine(NullSink, PeopleActions):
 
     # ------------------------------------------------------------ timers
 
+    def resync(self) -> None:
+        """Reload the open-ticket index when due: what a standby process (which does not
+        tick) needs to hear the clears of tickets another process opened."""
+        with self._lock:
+            now = self.clock()
+            if self._index.loaded and not self._index.due(now):
+                return
+            with session_scope(self.sessions) as session:
+                self._index.load(session, now)
+
     def tick(self) -> None:
         """Fire and resolve what the delays allow, then run the notification pipeline."""
         with self._writing() as session:

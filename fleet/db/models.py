@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -505,6 +506,20 @@ class FleetSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FleetLease(Base):
+    """A lease one fleet process holds at a time (``fleet.lease``): the coordinator's.
+
+    ``token`` goes up by one at every change of holder: the fencing token every write of
+    the coordinator's ticker checks, so a holder that lost the lease writes nothing."""
+
+    __tablename__ = "fleet_lease"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]
 
 
 class LoginAudit(Base):

@@ -101,14 +101,14 @@ class FleetProcess:
 
     def __init__(self, name: str, workdir: Path, settings: Mapping[str, Any]) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = 0
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
-        self.settings = merged(settings, {
-            "http": {"host": "127.0.0.1", "port": self.port},
-            "mqtt": {"client_id": f"syncclass-fleet-{name}"},
-        })
-        self.config_path.write_text(toml_text(self.settings), encoding="utf-8")
+        # A fixed client id (a persistent session) unless the settings name one ("": a
+        # clean session per connection).
+        client_id = settings.get("mqtt", {}).get("client_id", f"syncclass-fleet-{name}")
+        self.settings = merged(settings, {"http": {"host": "127.0.0.1"},
+                                          "mqtt": {"client_id": client_id}})
         self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -123,6 +123,10 @@ class FleetProcess:
 
     def start(self) -> FleetProcess:
         assert not self.alive, f"{self.name} is already running"
+        # A port of its own at every start: one picked earlier may be taken meanwhile.
+        self.port = free_port()
+        self.settings["http"]["port"] = self.port
+        self.config_path.write_text(toml_text(self.settings), encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         with self.log_path.open("ab") as log:
             log.write(f"---- start {self.starts + 1}\n".encode())
@@ -137,7 +141,11 @@ class FleetProcess:
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Until ``/healthz`` says the database and the broker are reachable."""
         deadline = time.monotonic() + timeout
+        retries = 3
         while True:
+            if not self.alive and "address already in use" in self.log_tail(300) and retries:
+                retries -= 1  # another program took the free port first
+                self.start()
             if not self.alive:
                 raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
             try:

@@ -57,6 +57,7 @@ __all__ = [
     "TZ",
     "LessonRow",
     "World",
+    "agent_config",
     "classroom_agent",
     "device_password",
     "e2e_config",
@@ -171,18 +172,12 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def classroom_agent(
-    device_id: str, broker: Mosquitto, fleet_public_key: str, workdir: Path,
-    clock: Callable[[], datetime], *, scenario: Scenario | None = None,
-    reboot_command: list[str] | None = None, agent_type: type[Agent] = Agent,
-    interval: float = 1.0,
-) -> tuple[Agent, SimulatedHardware]:
-    """A real agent on a simulated classroom (default: healthy), not yet running, with
-    its state under ``workdir/agents``; it trusts commands signed by ``fleet_public_key``."""
-    hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
-    config = AgentConfig(
+def agent_config(workdir: Path, mqtt_url: str, device_id: str, fleet_public_key: str,
+                 reboot_command: list[str] | None = None, interval: float = 1.0) -> AgentConfig:
+    """A simulated classroom's agent (every second by default), as the e2e broker knows it."""
+    return AgentConfig(
         device_id=device_id,
-        mqtt=MqttConfig(url=broker.url, username=device_id,
+        mqtt=MqttConfig(url=mqtt_url, username=device_id,
                         password=device_password(device_id), backoff_max_s=1.0),
         hardware=HardwareConfig(backend="simulated"),
         agent=AgentRuntime(interval=interval, state_dir=workdir / "agents" / device_id),
@@ -194,6 +189,19 @@ def classroom_agent(
         ),
         network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
     )
+
+
+def classroom_agent(
+    device_id: str, broker: Mosquitto, fleet_public_key: str, workdir: Path,
+    clock: Callable[[], datetime], *, scenario: Scenario | None = None,
+    reboot_command: list[str] | None = None, agent_type: type[Agent] = Agent,
+    interval: float = 1.0,
+) -> tuple[Agent, SimulatedHardware]:
+    """A real agent on a simulated classroom (default: healthy), not yet running, with
+    its state under ``workdir/agents``; it trusts commands signed by ``fleet_public_key``."""
+    hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
+    config = agent_config(workdir, broker.url, device_id, fleet_public_key, reboot_command,
+                          interval)
     return agent_type(config, hardware, clock=clock), hardware
 
 
