@@ -104,11 +104,10 @@ class FleetProcess:
         self.port = 0
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
-        # A fixed client id (a persistent session) unless the settings name one ("": a
-        # clean session per connection).
-        client_id = settings.get("mqtt", {}).get("client_id", f"syncclass-fleet-{name}")
+        # A fixed client id of its own, as in production: the configured one, else the
+        # fleet derives syncclass-fleet-<host>-<instance> and the instance is the name.
         self.settings = merged(settings, {"http": {"host": "127.0.0.1"},
-                                          "mqtt": {"client_id": client_id}})
+                                          "mqtt": {"instance": name}})
         self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
