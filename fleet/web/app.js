@@ -608,6 +608,7 @@ async function showApp() {
   document.getElementById("login").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
   renderWindowForm();
+  if (typeof renderTimetable === "function") await renderTimetable();  // timetable.js
   await renderEnrol();
   await refresh();
   clearInterval(timer);
