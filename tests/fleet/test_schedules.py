@@ -20,6 +20,7 @@ from fleet.broker import Mosquitto
 from fleet.checks.scheduler import CheckScheduler
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Alert, CalendarDay, CheckRun, Classroom, County, Lesson, School
+from fleet.ingest import MqttIngest
 from fleet.timetable import ImportResult, Semester, import_timetable
 from fleet.timetable.calendar import Place, closure_for, lessons_on
 from fleet.timetable.edits import move_lesson
@@ -127,7 +128,7 @@ def test_a_school_closure_mutes_only_that_school(url: str, tmp_path: Path) -> No
 
 
 def _scheduler(sessions: SessionFactory, broker: Mosquitto, tmp_path: Path,
-               now: list[datetime]) -> tuple[CheckScheduler, object]:
+               now: list[datetime]) -> tuple[CheckScheduler, MqttIngest]:
     publisher = fleet_ingest(broker, sessions, [])
     actions = Actions(sessions, publisher, Signer.from_file(tmp_path / "fleet.key"),
                       clock=lambda: now[0])
@@ -165,7 +166,7 @@ def test_a_make_up_sunday_gets_mondays_lessons_and_their_checks(
         assert scheduler.tick() == 2
         assert _checked(pilot_db, lesson_id) == {"dongtou-shiyan-sync1", "dongtou-luxi-sync1"}
     finally:
-        publisher.close()  # type: ignore[attr-defined]
+        publisher.close()
 
 
 def test_a_moved_lesson_is_checked_at_its_new_time_and_the_next_import_flags_it(
@@ -185,18 +186,36 @@ def test_a_moved_lesson_is_checked_at_its_new_time_and_the_next_import_flags_it(
         now[0] = new_time - timedelta(minutes=24)
         assert scheduler.tick() == 2
         assert _checked(pilot_db, moved_id) == {"dongtou-shiyan-sync1", "dongtou-luxi-sync1"}
+        # The 21st is moved after its first checks went out: the checked lesson stays
+        # (cancelled, with its checks) and a new one is checked afresh at 15:00.
+        checked_at = datetime(2026, 9, 21, 8, 0, tzinfo=SHANGHAI)
+        now[0] = checked_at - timedelta(minutes=24)
+        assert scheduler.tick() == 2
+        with session_scope(pilot_db) as s:
+            lesson = next(x for x in lessons_of(s, "洞头区实验小学") if local(x) == checked_at)
+            old_id = lesson.id
+            later = checked_at.replace(hour=15)
+            second_id = move_lesson(s, lesson, later, later + timedelta(minutes=40),
+                                    lesson.main_classroom).id
+        assert second_id != old_id
+        now[0] = later - timedelta(minutes=24)
+        assert scheduler.tick() == 2
+        assert _checked(pilot_db, second_id) == {"dongtou-shiyan-sync1", "dongtou-luxi-sync1"}
+        with session_scope(pilot_db) as s:
+            old = s.get(Lesson, old_id)
+            assert old is not None and (old.cancelled, old.edit) == (True, "moved_away")
     finally:
-        publisher.close()  # type: ignore[attr-defined]
+        publisher.close()
 
     preview = run(pilot_db, csv(DT_MON), dry_run=True)
-    assert (preview.created, preview.updated, preview.removed, preview.conflicts) == (0, 0, 0, 1)
-    (conflict,) = preview.changes
+    assert (preview.created, preview.updated, preview.removed, preview.conflicts) == (0, 0, 0, 2)
+    conflict, _ = preview.changes
     assert (conflict.change, conflict.day, conflict.starts, conflict.lesson_id) == (
         "conflict", date(2026, 9, 14), "14:00", moved_id)
     assert "08:00" in conflict.detail and "kept" in conflict.detail
     applied = run(pilot_db, csv(DT_MON))
-    assert applied.conflicts == 1
+    assert applied.conflicts == 2
     with session_scope(pilot_db) as s:
         kept = s.get(Lesson, moved_id)
         assert kept is not None and local(kept) == new_time and not kept.cancelled
-        assert [local(x).hour for x in lessons_of(s, "洞头区实验小学")] == [8, 14, 8, 8]
+        assert [local(x).hour for x in lessons_of(s, "洞头区实验小学")] == [8, 14, 15, 8]
