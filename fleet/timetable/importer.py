@@ -364,7 +364,8 @@ def _existing(session: Session, owners: list[_Owner], semester: Semester, lo: da
     return list(session.scalars(
         select(Lesson).where(or_(Lesson.schedule_id.in_(ids), legacy),
                              Lesson.edit.not_in(("added", "moved_away")))
-        .options(selectinload(Lesson.receivers).selectinload(LessonReceiver.classroom),
+        .options(selectinload(Lesson.receivers).selectinload(LessonReceiver.classroom)
+                 .selectinload(Classroom.school),
                  selectinload(Lesson.main_classroom).selectinload(Classroom.school))))
 
 
@@ -375,8 +376,8 @@ def _key(lesson: Lesson) -> tuple[int, datetime]:
 
 
 _Occurrence = tuple[_Spec, datetime, datetime]
-_FIELDS = {"subject": ("学科", "subject"), "grade": ("年级", "grade"),
-           "teacher": ("教师", "teacher"), "ends_at": ("下课", "end"), "mode": ("方式", "mode")}
+_FIELDS = {"subject": msg.SUBJECT_CHANGED, "grade": msg.GRADE_CHANGED,
+           "teacher": msg.TEACHER_CHANGED, "ends_at": msg.END_CHANGED, "mode": msg.MODE_CHANGED}
 
 
 @dataclass
@@ -402,20 +403,17 @@ def _change(kind: str, room: Classroom, starts_at: datetime, ends_at: datetime, 
 
 def _differences(lesson: Lesson, spec: _Spec, ends_at: datetime) -> list[str]:
     values = _values(spec, ends_at)
-    found = []
-    for key, (zh, en) in _FIELDS.items():
+    texts = []
+    for key, text in _FIELDS.items():
         old, new = getattr(lesson, key), values[key]
         if old != new:
             if isinstance(old, datetime):
                 old, new = f"{_local(old, spec.main):%H:%M}", f"{_local(new, spec.main):%H:%M}"
-            found.append((zh, en, old, new))
-    texts = [Text(f"{zh}：{{old}} → {{new}}", f"{en}: {{old}} -> {{new}}")(old=old, new=new)
-             for zh, en, old, new in found]
-    have = sorted(r.classroom.name for r in lesson.receivers)
-    want = sorted(r.name for r in spec.receivers)
+            texts.append(text(old=old, new=new))
+    have = sorted(f"{r.classroom.school.name}/{r.classroom.name}" for r in lesson.receivers)
+    want = sorted(f"{r.school.name}/{r.name}" for r in spec.receivers)
     if {r.classroom_id for r in lesson.receivers} != {r.id for r in spec.receivers}:
-        texts.append(Text("接收教室：{old} → {new}", "receiving: {old} -> {new}")(
-            old="、".join(have), new="、".join(want)))
+        texts.append(msg.RECEIVERS_CHANGED(old="、".join(have), new="、".join(want)))
     if lesson.cancelled:
         texts.append(msg.REINSTATED())
     return texts

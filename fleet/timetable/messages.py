@@ -74,7 +74,13 @@ HOLIDAY_BAD = Text("节假日日期无效 {value!r}，应为 2026-10-01 这样�
                    "bad holiday date {value!r}: use YYYY-MM-DD")
 
 # -- the preview of an import (what would change)
-CHANGED_FIELD = Text("{field}：{old} → {new}", "{field}: {old} -> {new}")
+SUBJECT_CHANGED = Text("学科由 {old} 改为 {new}", "subject changed: {old} -> {new}")
+GRADE_CHANGED = Text("年级由 {old} 改为 {new}", "grade changed: {old} -> {new}")
+TEACHER_CHANGED = Text("教师由 {old} 改为 {new}", "teacher changed: {old} -> {new}")
+END_CHANGED = Text("下课时间由 {old} 改为 {new}", "end changed: {old} -> {new}")
+MODE_CHANGED = Text("方式由 {old} 改为 {new}", "mode changed: {old} -> {new}")
+RECEIVERS_CHANGED = Text("接收教室由 {old} 改为 {new}",
+                         "receiving classrooms changed: {old} -> {new}")
 REINSTATED = Text("恢复此前取消的课", "a lesson cancelled before comes back")
 KEPT_EDIT = Text("已手动{edit}（{at}），课表为 {planned}：保留手动调整",
                  "changed by hand ({edit}, {at}); the file says {planned}: the change is kept")

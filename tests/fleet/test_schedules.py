@@ -85,6 +85,9 @@ def test_two_schools_files_of_the_same_name_keep_each_others_lessons(
     # Dongtou changes its teacher: only its own lessons change, Luxi's Wednesdays stay.
     again = run(pilot_db, csv(DT_MON.replace("林晓红", "叶青")))
     assert (again.updated, again.removed) == (4, 0)
+    assert [(c.change, c.day.day, c.detail) for c in again.changes] == [
+        ("changed", d, "教师由 林晓红 改为 叶青 / teacher changed: 林晓红 -> 叶青")
+        for d in (7, 14, 21, 28)]
     # The same lessons under a new file name are the same schedule: nothing changes.
     renamed = run(pilot_db, csv(LUXI_WED), "鹿西乡小学秋季课表.csv")
     assert (renamed.created, renamed.unchanged, renamed.removed) == (0, 5, 0)
