@@ -169,13 +169,19 @@ function editRow(lesson, day, rooms) {
     el("td", {}, time, roomSelect, move, cancel, note));
 }
 
+// Only the answer for the latest asked date is shown: a slower earlier one is dropped.
+let editsAsked = 0;
+
 async function renderEdits() {
+  const asked = ++editsAsked;
   const holder = document.getElementById("timetable-edits");
   const day = document.getElementById("tt-edit-day").value;
   const [lessons, classrooms, schools] = await Promise.all([
     api("GET", "/lessons?from=" + day + "&to=" + day), api("GET", "/classrooms"), api("GET", "/schools")]);
   const schoolName = new Map(schools.map(s => [s.id, s.name]));
   const rooms = classrooms.map(r => ({ id: r.id, name: r.name, school: schoolName.get(r.school_id) || "" }));
+  if (asked !== editsAsked) return;
+  holder.setAttribute("data-day", day);
   holder.replaceChildren(lessons.length
     ? table(["时间 Time", "课程 Lesson", "调课 Change"], lessons.map(l => editRow(l, day, rooms)))
     : empty("当天没有课 / no lessons that day"));

@@ -1,6 +1,6 @@
 """The timetable panel in real Chromium: an import is previewed by date and classroom and
 written only when confirmed; a lesson moved on the page shows up as a conflict in the
-next import's preview, and that import keeps it."""
+next import's preview, and that import keeps it; a bad file is refused at the preview."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_import_preview_is_confirmed_on_the_page_and_a_moved_lesson_is_flagged(
     # Monday 9 March's lesson moves to 14:00 on the page.
     page.fill("#tt-edit-day", "2026-03-09")
     page.dispatch_event("#tt-edit-day", "change")
-    row = page.locator("#timetable-edits tr", has_text="数学")
+    row = page.locator("#timetable-edits[data-day='2026-03-09'] tr", has_text="数学")
     expect(row).to_have_count(1)
     row.locator("input[type=time]").fill("14:00")
     row.get_by_role("button", name="调整 Move").click()
@@ -76,4 +76,14 @@ def test_import_preview_is_confirmed_on_the_page_and_a_moved_lesson_is_flagged(
     expect(page.locator("#timetable-preview tr.change.added")).to_have_count(0)
     page.click("#timetable-apply")
     expect(page.locator("#timetable-preview")).to_contain_text("冲突 conflicts 1")
+    assert [(d.day, d.hour) for d in _imported(world)] == [(2, 8), (9, 14), (16, 8), (23, 8)]
+
+    # A bad file is refused at the preview, row and column named; nothing to apply.
+    bad = DT_MON.replace("08:40", "25:99").replace("林晓红", "叶青")
+    page.set_input_files("#tt-file", files=[FILE | {
+        "buffer": ("\n".join([HEAD, bad]) + "\n").encode()}])
+    page.click("#timetable-form button[type=submit]")
+    refusal = page.locator("#timetable-preview pre.msg.error")
+    expect(refusal).to_contain_text("第 2 行 / line 2 [end]")
+    expect(page.locator("#timetable-apply")).to_have_count(0)
     assert [(d.day, d.hour) for d in _imported(world)] == [(2, 8), (9, 14), (16, 8), (23, 8)]
