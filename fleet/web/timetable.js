@@ -126,8 +126,8 @@ function showPreview(out, data, result) {
     try {
       const done = await postImport(data);
       out.replaceChildren(message("note", "已导入 / imported：" + counts(done)));
-      await refresh();
       await renderEdits();
+      await refresh();
     } catch (error) {
       apply.disabled = false;
       out.append(el("pre", { class: "msg error" }, error.message));
@@ -145,8 +145,8 @@ function shanghaiIso(day, hhmm) { return day + "T" + hhmm + ":00+08:00"; }
 async function lessonEdit(path, body, note) {
   try {
     await api("POST", path, body);
+    await renderEdits();  // the list changed here first; the whole page follows
     await refresh();
-    await renderEdits();
   } catch (error) {
     note.replaceChildren(message("error", error.message));
   }
@@ -155,8 +155,7 @@ async function lessonEdit(path, body, note) {
 function editRow(lesson, day, rooms) {
   const note = el("div");
   const time = el("input", { type: "time", value: hm(lesson.starts_at), "aria-label": "新时间 new time" });
-  const roomSelect = el("select", { "aria-label": "主讲教室 main classroom" },
-    rooms.map(r => el("option", { value: String(r.id) }, r.school + " " + r.name)));
+  const roomSelect = roomOptions(rooms, "主讲教室 main classroom");
   roomSelect.value = String(lesson.main_classroom.id);
   const cancel = el("button", { class: "danger" }, "取消 Cancel");
   cancel.addEventListener("click", () => lessonEdit("/lessons/" + lesson.id + "/cancel", undefined, note));
@@ -184,7 +183,35 @@ async function renderEdits() {
   holder.setAttribute("data-day", day);
   holder.replaceChildren(lessons.length
     ? table(["时间 Time", "课程 Lesson", "调课 Change"], lessons.map(l => editRow(l, day, rooms)))
-    : empty("当天没有课 / no lessons that day"));
+    : empty("当天没有课 / no lessons that day"), addForm(day, rooms));
+}
+
+function roomOptions(rooms, label, id) {
+  return el("select", id ? { id, "aria-label": label } : { "aria-label": label },
+    rooms.map(r => el("option", { value: String(r.id) }, r.school + " " + r.name)));
+}
+
+// One lesson added that day (a make-up or swapped lesson), outside any import.
+function addForm(day, rooms) {
+  const note = el("div");
+  const form = el("form", { id: "tt-add", class: "inline-form" },
+    el("input", { type: "text", id: "tt-add-subject", required: "", maxlength: "64",
+                  placeholder: "学科 Subject", "aria-label": "学科 Subject" }),
+    el("input", { type: "time", id: "tt-add-start", required: "", "aria-label": "上课 Start" }),
+    el("input", { type: "time", id: "tt-add-end", required: "", "aria-label": "下课 End" }),
+    roomOptions(rooms, "主讲教室 Main classroom", "tt-add-main"),
+    roomOptions(rooms, "接收教室 Receiving classroom", "tt-add-receiver"),
+    el("button", { type: "submit" }, "加课 Add a lesson"), note);
+  form.addEventListener("submit", event => {
+    event.preventDefault();
+    const value = id => form.querySelector("#" + id).value;
+    lessonEdit("/lessons", {
+      subject: value("tt-add-subject"), starts_at: shanghaiIso(day, value("tt-add-start")),
+      ends_at: shanghaiIso(day, value("tt-add-end")), main_classroom_id: Number(value("tt-add-main")),
+      receiver_ids: [Number(value("tt-add-receiver"))],
+    }, note);
+  });
+  return form;
 }
 
 function editPanel() {

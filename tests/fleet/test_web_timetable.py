@@ -66,6 +66,17 @@ def test_import_preview_is_confirmed_on_the_page_and_a_moved_lesson_is_flagged(
     row.get_by_role("button", name="调整 Move").click()
     expect(page.locator("#timetable-edits tr", has_text="14:00")).to_have_count(1)
     assert [(d.day, d.hour) for d in _imported(world)] == [(2, 8), (9, 14), (16, 8), (23, 8)]
+    # and a make-up lesson is added that afternoon, Luxi teaching Dongtou.
+    page.fill("#tt-add-subject", "科学")
+    page.fill("#tt-add-start", "16:00")
+    page.fill("#tt-add-end", "16:40")
+    page.select_option("#tt-add-main", label="洞头区鹿西乡小学 同步课堂教室")
+    page.select_option("#tt-add-receiver", label="洞头区实验小学 同步课堂教室")
+    page.click("#tt-add button[type=submit]")
+    expect(page.locator("#timetable-edits tr", has_text="科学")).to_contain_text("16:00")
+    with session_scope(world.sessions) as s:
+        added = s.scalars(select(Lesson).where(Lesson.subject == "科学")).one()
+        assert (added.edit, added.starts_at.astimezone(SHANGHAI).hour) == ("added", 16)
 
     # The same file again: the preview flags the moved lesson instead of undoing it.
     preview()
