@@ -571,8 +571,8 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
                      dry_run: bool = False, max_errors: int = MAX_ERRORS,
                      progress: Progress | None = None) -> ImportResult:
     """Import a ``.csv``/``.xlsx`` timetable (its content or a seekable binary file), read
-    as a stream, as the schedule of ``school`` or ``pair`` (by default the one school the
-    file's lessons are given by) for ``semester``; the caller commits.
+    as a stream, as the schedule of ``school`` or ``pair`` (by default: of each school
+    the file's lessons are given by) for ``semester``; the caller commits.
 
     Raises TimetableError listing the first ``max_errors`` bad rows and how many there
     were; the session is then left untouched, as it is by a ``dry_run``.  ``progress``
