@@ -387,7 +387,21 @@ class _Plan:
     removed: list[Lesson] = field(default_factory=list)
     unchanged: int = 0
     conflicts: int = 0
-    changes: list[Change] = field(default_factory=list)
+    _changes: list[Change] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        """Keep the first PREVIEW_MAX changes by date and classroom, trimming whenever
+        the list doubles, so a whole semester's first import holds 500, not 60 000."""
+        self._changes.append(change)
+        if len(self._changes) >= 2 * PREVIEW_MAX:
+            self._changes = self.changes()
+
+    def changes(self) -> list[Change]:
+        return sorted(self._changes, key=_change_order)[:PREVIEW_MAX]
+
+
+def _change_order(change: Change) -> tuple[date, str, str, str]:
+    return change.day, change.classroom, change.starts, change.change
 
 
 def _local(when: datetime, room: Classroom) -> datetime:
@@ -444,25 +458,24 @@ def _plan(existing: list[Lesson], occurrences: list[_Occurrence]) -> _Plan:
         lesson = by_key.pop((spec.main.id, starts_at), None)
         if lesson is None:
             plan.new.append(occurrence)
-            plan.changes.append(_change("added", spec.main, starts_at, ends_at, spec.subject))
+            plan.add(_change("added", spec.main, starts_at, ends_at, spec.subject))
         elif lesson.edit:
             plan.conflicts += 1
-            plan.changes.append(_conflict(lesson, occurrence))
+            plan.add(_conflict(lesson, occurrence))
         elif differences := _differences(lesson, spec, ends_at):
             plan.updates.append((lesson, occurrence))
-            plan.changes.append(_change("changed", spec.main, starts_at, ends_at, spec.subject,
+            plan.add(_change("changed", spec.main, starts_at, ends_at, spec.subject,
                                         "；".join(differences), lesson.id))
         else:
             plan.unchanged += 1
     for lesson in by_key.values():
         if lesson.edit:
             plan.conflicts += 1
-            plan.changes.append(_conflict(lesson, None))
+            plan.add(_conflict(lesson, None))
         elif not lesson.cancelled:
             plan.removed.append(lesson)
-            plan.changes.append(_change("cancelled", lesson.main_classroom, lesson.starts_at,
+            plan.add(_change("cancelled", lesson.main_classroom, lesson.starts_at,
                                         lesson.ends_at, lesson.subject, lesson_id=lesson.id))
-    plan.changes.sort(key=lambda c: (c.day, c.classroom, c.starts, c.change))
     return plan
 
 
@@ -640,5 +653,5 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
                         plan.unchanged, len(plan.removed),
                         len({*semester.holidays, *parsed.holidays}) + len(parsed.workdays),
                         plan.conflicts, "、".join(owner.name for owner in owners),
-                        semester.key, dry_run, tuple(plan.changes[:PREVIEW_MAX]),
+                        semester.key, dry_run, tuple(plan.changes()),
                         frozenset(rooms))

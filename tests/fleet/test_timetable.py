@@ -14,6 +14,7 @@ from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import CalendarDay, CheckRun, Device, Lesson, LessonMode, School
 from fleet.inventory import checked_classrooms, load_inventory
 from fleet.timetable import ImportResult, Semester, TimetableError, import_timetable
+from fleet.timetable.importer import PREVIEW_MAX
 from tests.fleet.pilot import FAST_HASHER
 
 SEM = Semester(date(2026, 9, 1), date(2026, 9, 30), holidays=(date(2026, 9, 25),))
@@ -165,6 +166,10 @@ def test_example_timetable_imports(pilot: SessionFactory) -> None:
     autumn = Semester(date(2026, 9, 1), date(2027, 1, 22))
     result = run(pilot, EXAMPLE.read_bytes(), EXAMPLE.name, semester=autumn)
     assert result.holidays == 6 and result.created == result.lessons > 100
+    # The preview lists the first lines by date and classroom, however many there are.
+    order = [(c.day, c.classroom, c.starts) for c in result.changes]
+    assert len(order) == min(result.created, PREVIEW_MAX) and order == sorted(order)
+    assert order[0][0] == date(2026, 9, 1) and {c.change for c in result.changes} == {"added"}
     with session_scope(pilot) as s:
         assert not [x for x in lessons(s) if x.starts_at.date() == date(2026, 10, 5)]
 
@@ -313,3 +318,18 @@ def test_same_time_in_two_counties_is_no_conflict(pilot: SessionFactory) -> None
     assert run(pilot, csv(DT_MON, taishun)).lessons == 8
     with session_scope(pilot) as s:
         assert count(s, School) == 9
+
+
+def test_a_long_preview_lists_the_first_500_by_date_and_counts_all(
+        pilot: SessionFactory) -> None:
+    rows = [f"weekly,{day},,{hour:02d}:00,{hour:02d}:40,数学,,,洞头区实验小学,,洞头区鹿西乡小学,,"
+            for day in range(1, 6) for hour in (8, 9, 10, 11, 14)]
+    year = Semester(date(2026, 9, 1), date(2027, 8, 31))
+    with session_scope(pilot) as s:
+        preview = import_timetable(s, csv(*rows), "t.csv", semester=year, dry_run=True)
+    assert preview.created == preview.lessons > 2 * PREVIEW_MAX
+    order = [(c.day, c.starts) for c in preview.changes]
+    assert len(order) == PREVIEW_MAX and order == sorted(order)
+    assert order[0] == (date(2026, 9, 1), "08:00")  # a Tuesday, the semester's first day
+    with session_scope(pilot) as s:
+        assert count(s, Lesson) == 0
