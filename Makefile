@@ -102,9 +102,10 @@ deb: $(DEB_VENV)/bin/python
 bench: deps-test venv
 	$(BIN)/python -m bench
 
-# The page at 390x844 (touch) and 1366x768, written to tests/screenshots/ by its tests.
+# The page at 390x844 (touch) and 1366x768, written to tests/screenshots/ by its tests
+# (today's overview, and the classroom, device, operations and reports pages).
 screenshots: deps-test venv
-	SYNCCLASS_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py
+	SYNCCLASS_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py tests/fleet/test_web_pages.py
 
 clean:
 	rm -rf $(VENV) $(GVENV) .mypy_cache .ruff_cache

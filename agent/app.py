@@ -1,9 +1,10 @@
 """The agent process: probes on a timer, hot-plug events at once, commands, one MQTT link.
 
-Threads: the main loop (telemetry every interval, watchdog pings, sleeping in short
-slices so SIGTERM is noticed at once), the link's network thread, a command worker (a
-pre-class check takes seconds and must not delay telemetry) and the hardware's hot-plug
-watcher.  They meet only in the spool, which is thread-safe.
+Threads: the main loop (telemetry every interval and watchdog pings), the link's network
+thread, a command worker (a pre-class check takes seconds and must not delay telemetry) and
+the hardware's hot-plug watcher.  They meet only in the spool, which is thread-safe.  Every
+thread blocks until it has work (an event, a queue item, a socket): a classroom PC runs
+lessons, and an agent that wakes ten times a second for nothing costs it CPU and power.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 # After a reboot command is acknowledged, how long to wait for the spool to reach the
 # broker (its cmd/result above all) before pulling the plug.
 _REBOOT_FLUSH_S = 10.0
-_SLICE_S = 0.2
+_MAX_QUEUED_COMMANDS = 100
 # What the set-interval command accepts (agent.commands checks its args the same way).
 _INTERVAL_RANGE = (1.0, 3600.0)
 # Sound servers run per user (systemd --user), not under the system manager.
@@ -168,10 +169,14 @@ class Agent:
         # A hash of the machine's identity in every birth: two PCs sharing this device id
         # (a cloned image) show up at the fleet as births from two machines.
         self._machine = read_identity(config.agent.identity_root).digest()
-        self._commands: queue.Queue[bytes] = queue.Queue(maxsize=100)
+        # None tells the worker to stop; the bound is kept by _receive_command, so that
+        # stop() can always queue that None.
+        self._commands: queue.Queue[bytes | None] = queue.Queue()
         self.link = Link(config.device_id, config.mqtt, self.spool,
                          on_command=self._receive_command, birth=self._birth, clock=clock)
         self._stop = threading.Event()
+        # Set by stop() and by whatever moves the next tick (set-interval, set-expected).
+        self._wake = threading.Event()
         self._next_tick = 0.0
         for unit in set(config.commands.allowed_units) - set(config.commands.user_units):
             if unit.removesuffix(".service") in _SESSION_UNITS:
@@ -182,6 +187,12 @@ class Agent:
     # ------------------------------------------------------------------ life cycle
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        self._commands.put(None)
+
+    def _tick_at(self, when: float) -> None:
+        self._next_tick = min(self._next_tick, when)
+        self._wake.set()
 
     def run(self) -> None:
         self.link.start()
@@ -199,7 +210,11 @@ class Agent:
                 # A dead network thread stops the pings, so systemd restarts the agent.
                 if self.link.alive:
                     self.notifier.ping()
-                self._stop.wait(min(_SLICE_S, max(0.0, self._next_tick - time.monotonic())))
+                wake_at = self._next_tick
+                if self.notifier.ping_interval is not None:
+                    wake_at = min(wake_at, time.monotonic() + self.notifier.ping_interval)
+                self._wake.wait(max(0.0, wake_at - time.monotonic()))
+                self._wake.clear()
         finally:
             self.notifier.stopping()
             stop_watching()
@@ -231,7 +246,8 @@ class Agent:
         baseline = self.runner.ctx.baseline
         agent = {"capabilities": [*CAPABILITIES, CAP_EXPECTED],
                  "expected": baseline.snapshot() if baseline is not None else {}}
-        inventory = {**redact_json(self.hardware.inventory()), "agent": agent}
+        # The baseline names devices by id, and an RTSP camera's id may be its URL.
+        inventory = redact_json({**self.hardware.inventory(), "agent": agent})
         return {"inventory": inventory, "interval": self.interval, "machine": self._machine}
 
     def _tick(self) -> None:
@@ -268,17 +284,13 @@ class Agent:
 
     # ------------------------------------------------------------------ commands
     def _receive_command(self, data: bytes) -> None:
-        try:
-            self._commands.put_nowait(data)
-        except queue.Full:
+        if self._commands.qsize() >= _MAX_QUEUED_COMMANDS:
             log.error("command queue full: dropping a command of %d bytes", len(data))
+            return
+        self._commands.put(data)
 
     def _command_worker(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self._commands.get(timeout=_SLICE_S)
-            except queue.Empty:
-                continue
+        while (data := self._commands.get()) is not None:
             try:
                 self._handle(data)
             except Exception:
@@ -309,7 +321,7 @@ class Agent:
             result["output"] = run_command(argv, cfg.command_timeout_s)
         elif command.name == "set-interval":
             self.interval = float(command.args["seconds"])
-            self._next_tick = min(self._next_tick, time.monotonic() + self.interval)
+            self._tick_at(time.monotonic() + self.interval)
             try:
                 save_interval(self._interval_file, self.interval)
             except OSError as exc:  # in force until a restart: the fleet must know
@@ -332,7 +344,7 @@ class Agent:
             raise CommandError(RefusalReason.FAILED, "this agent keeps no device baseline")
         saved = baseline.assign(roles)
         # Report against the new baseline now, not an interval later.
-        self._next_tick = time.monotonic()
+        self._tick_at(time.monotonic())
         if not saved:  # in force until a restart: the fleet must know
             raise CommandError(RefusalReason.FAILED,
                                "expected devices set, but not saved (see the agent's log)")

@@ -20,16 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from agent.config import CommandsConfig
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.contract import (
     COMMAND_NAMES,
+    COMMAND_SCHEMA,
     EXPECTED_ROLES,
-    SCHEMA,
     ContractError,
     RefusalReason,
     check_expected,
@@ -194,8 +194,7 @@ class CommandVerifier:
         self.config = config
         self.nonces = nonces
         self.clock = clock
-        key = config.fleet_public_key
-        self._key = Ed25519PublicKey.from_public_bytes(unb64(key)) if key else None
+        self._key: Ed25519PublicKey | None = None
 
     def verify(self, data: bytes) -> Accepted:
         """Return the accepted command or raise CommandError with the refusal reason."""
@@ -217,9 +216,15 @@ class CommandVerifier:
         sig = cmd.get("sig")
         if not isinstance(sig, str) or not sig:
             raise CommandError(RefusalReason.UNSIGNED, "the command carries no signature")
-        if self._key is None:
+        if not self.config.fleet_public_key:
             raise CommandError(RefusalReason.UNSIGNED,
                                "no commands.fleet_public_key configured: every command refused")
+        # cryptography costs the resident agent about 8 MiB: load it with the first command.
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if self._key is None:
+            self._key = Ed25519PublicKey.from_public_bytes(unb64(self.config.fleet_public_key))
         try:
             self._key.verify(unb64(sig), command_signing_bytes(cmd))
         except (InvalidSignature, binascii.Error, ValueError):
@@ -227,7 +232,7 @@ class CommandVerifier:
                                "signature does not verify with the fleet key") from None
         missing = [k for k in ("id", "name", "args", "issued_at", "expires_at", "nonce")
                    if k not in cmd]
-        if cmd.get("schema") != SCHEMA or missing or not cid:
+        if cmd.get("schema") != COMMAND_SCHEMA or missing or not cid:
             raise CommandError(RefusalReason.MALFORMED,
                                f"schema {cmd.get('schema')!r}, missing {missing or ['id']}")
         if cmd.get("device_id") != self.device_id:

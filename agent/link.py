@@ -10,20 +10,28 @@ unacknowledged publishes.  A spool record is deleted on its PUBACK only.
 Reconnects back off exponentially with full jitter and reset only after a CONNACK, so a
 broker that accepts TCP but refuses sessions is not hammered; refused credentials wait
 ``auth_retry_s``.  A clean stop publishes "offline" itself before disconnecting.
+
+The thread drives paho as an external event loop (``loop_read``/``loop_write``/
+``loop_misc`` around its own ``select``), so that it sleeps until the socket, a new spool
+record (``wake``) or the keepalive needs it, instead of waking every tenth of a second.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import select
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -40,8 +48,10 @@ log = logging.getLogger(__name__)
 #: CONNACK reason codes that mean "your credentials", not "try again soon".
 # bad user name or password, not authorized, banned, bad authentication method
 AUTH_REFUSALS = frozenset({134, 135, 138, 140})
-# How long one paho loop waits in select(): the latency of a stop and of a new record.
-_SLICE_S = 0.1
+# How often flush() looks at the spool while a reboot waits for it.
+_FLUSH_POLL_S = 0.1
+# loop_misc must run often enough that a PINGREQ leaves before the broker's 1.5 x keepalive.
+_KEEPALIVE_CHECKS = 4
 
 
 class Backoff:
@@ -86,6 +96,10 @@ class Link:
         self._cmd_topic = topic(config.prefix, device_id, Kind.CMD)
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # wake() writes a byte here to end the network thread's select() at once.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._online = threading.Event()
         self._thread: threading.Thread | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> spool record id
@@ -131,9 +145,12 @@ class Link:
     def stop(self, timeout: float = 5.0) -> None:
         """Publish "offline", disconnect and end the thread; records stay in the spool."""
         self._stop.set()
-        self._wake.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
+        if not self.alive:
+            self._wake_r.close()
+            self._wake_w.close()
 
     @property
     def alive(self) -> bool:
@@ -151,15 +168,17 @@ class Link:
         return {"session": self.session, "connects": self.connects, "rejected": self.rejected}
 
     def wake(self) -> None:
-        """A record was appended: send it now rather than at the next poll."""
+        """A record was appended (or stop() was called): send it now."""
         self._wake.set()
+        with suppress(BlockingIOError, OSError):  # full: a wake-up is already pending
+            self._wake_w.send(b"\0")
 
     def flush(self, timeout: float) -> bool:
         """Wait until every spooled record is acknowledged (before a reboot)."""
-        for _ in range(int(timeout / _SLICE_S) + 1):
+        for _ in range(int(timeout / _FLUSH_POLL_S) + 1):
             if len(self.spool) == 0 and not self._inflight and not self._acked:
                 return True
-            self._stop.wait(_SLICE_S)
+            self._stop.wait(_FLUSH_POLL_S)
         return False
 
     # ------------------------------------------------------------------ the thread
@@ -199,8 +218,9 @@ class Link:
 
     def _serve(self) -> None:
         """Run the connection until it drops or we are told to stop."""
+        idle_s = self.config.keepalive / _KEEPALIVE_CHECKS
         while True:
-            rc = self._client.loop(timeout=_SLICE_S)
+            rc = self._step(idle_s)
             if rc != mqtt.MQTT_ERR_SUCCESS or self._refused is not None:
                 self._online.clear()
                 return
@@ -211,6 +231,31 @@ class Link:
             if self._online.is_set() and self._wake.is_set():
                 self._wake.clear()
                 self._pump()
+
+    def _step(self, timeout: float) -> MQTTErrorCode:
+        """One turn of paho's external loop: wait for the socket or a wake-up, then serve."""
+        sock = self._client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        # TLS may hold decrypted bytes that select() cannot see.
+        pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        writing = [sock] if self._client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self._wake_r], writing, [],
+                                                  0.0 if pending else timeout)
+        except (OSError, ValueError, TypeError):  # closed under us: the connection is gone
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            with suppress(BlockingIOError, OSError):
+                self._wake_r.recv(4096)
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        if sock in readable or pending:
+            rc = self._client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and (writable or self._client.want_write()):
+            rc = self._client.loop_write()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = self._client.loop_misc()
+        return rc
 
     def _forget_acked(self) -> None:
         if self._acked:
@@ -241,12 +286,13 @@ class Link:
             return
         info = self._client.publish(self._status_topic, self._status("offline"), qos=1,
                                     retain=True)
-        for _ in range(int(2.0 / _SLICE_S)):
-            if info.is_published() or self._client.loop(timeout=_SLICE_S) != 0:
+        deadline = time.monotonic() + 2.0
+        while not info.is_published() and time.monotonic() < deadline:
+            if self._step(max(0.0, deadline - time.monotonic())) != mqtt.MQTT_ERR_SUCCESS:
                 break
         self._online.clear()
         self._client.disconnect()
-        self._client.loop(timeout=_SLICE_S)
+        self._client.loop_write()  # the DISCONNECT packet; the socket closes after it
         self._forget_acked()
 
     def _note_error(self, message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import fleet_size, footprint, ingest, latency, timetable_import
+from bench import fleet_size, footprint, ingest, inventory_load, latency, timetable_import
 
 BENCHES = {
     "footprint": footprint.run,
@@ -12,6 +12,7 @@ BENCHES = {
     "fleet_size": fleet_size.run,
     "latency": latency.run,
     "import": timetable_import.run,
+    "load-inventory": inventory_load.run,
 }
 
 

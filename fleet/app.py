@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -34,13 +34,14 @@ from fleet.db.migrate import upgrade
 from fleet.dynsec import AdminLogin, DynsecAdmin
 from fleet.enrolment import Enrolment
 from fleet.expected import ExpectedDevices
+from fleet.history import TelemetryHistory
 from fleet.ingest.mqtt import create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import MetricSource
 from fleet.notify import build_channels
 from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
-from fleet.sinks import MessageSink
+from fleet.sinks import Durable, MessageSink, Sent
 from fleet.state import DeviceStates
 from fleet.tsdb import TelemetryWriter
 
@@ -49,10 +50,9 @@ __all__ = ["Fleet", "enrolment_service"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Device states are written on their own thread, so the ticker never waits for the database.
-STATE_FLUSH_S = 5.0
-# Four default reporting intervals: every agent has spoken since the fleet reconnected.
-STALE_GRACE = timedelta(seconds=60)
+# Behind the broker by less than this (an acknowledgement round and a probe's trip take
+# one or two seconds), a message's age is the device's clock, not our queue.
+PROMPT_S = 10.0
 
 
 def enrolment_service(config: FleetConfig, signer: Signer,
@@ -83,7 +83,7 @@ class Fleet:
                                    seq_confirm=config.mqtt.seq_confirm,
                                    ts_ahead_s=config.mqtt.ts_ahead_s,
                                    clock_skew_s=config.mqtt.clock_skew_s,
-                                   on_clock=self._clock_skew)
+                                   on_clock=self._clock_skew, prompt=self._prompt)
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()
@@ -113,12 +113,19 @@ class Fleet:
         # The inventory's expected devices, sent after births (which the states keep).
         self.expected = ExpectedDevices(self.sessions, self.actions, self.states)
 
-        sinks: list[MessageSink] = [self.states]
+        # The device page's charts when no time-series store answers InfluxQL.
+        self.history = TelemetryHistory(clock)
+        sinks: list[MessageSink] = [self.states, self.history]
         if self.tsdb is not None:
             sinks.append(self.tsdb)
         sinks += [self.checks, self.actions, self.alerts, self.expected]
+        # Device states and time-series points are written in the ingest's
+        # acknowledgement rounds, points first (fleet.ingest.dispatch says why), so the
+        # broker keeps every message until both are.
+        durable: list[Durable] = [self.tsdb] if self.tsdb is not None else []
+        durable.append(self.states)
         self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states,
-                                  clock=clock, on_unknown=self.strangers.seen)
+                                  clock=clock, on_unknown=self.strangers.seen, durable=durable)
         self.notifier = NotifyDispatcher(
             self.sessions, build_channels(config.notify, clock), config.notify, clock
         )
@@ -145,16 +152,21 @@ class Fleet:
                 inventory_changed=self.reload_inventory,
                 bandwidth=self.bandwidth,
                 strangers=self.strangers.list,
+                history=self.history,
             )
         )
-        self._heard_since: datetime | None = None
         self._queued_seen = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # The Publisher the actions use.
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self.mqtt.publish(topic, payload, qos, retain)
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_sent: Sent | None = None) -> None:
+        self.mqtt.publish(topic, payload, qos, retain, on_sent)
+
+    def _prompt(self) -> bool:
+        behind = self.mqtt.lag.behind_s()
+        return behind is not None and behind < PROMPT_S
 
     def _clock_skew(self, device_id: str, offset_s: float, skewed: bool) -> None:
         self.alerts.clock_skew(device_id, offset_s, skewed)
@@ -181,7 +193,6 @@ class Fleet:
     def start(self) -> None:
         if self.tsdb is not None:
             self.tsdb.start()
-        self.states.start(STATE_FLUSH_S)
         self.mqtt.start()
         for name, target in (("ticker", self._tick_loop), ("notify", self._notify_loop)):
             thread = threading.Thread(target=target, name=f"fleet-{name}", daemon=True)
@@ -213,17 +224,14 @@ class Fleet:
     def _stale_devices(self) -> None:
         # The Last Will covers a dead connection; this covers a live connection whose
         # agent has stopped reporting (a wedged process behind a healthy socket).  Silence
-        # is only the agents' fault while the fleet itself hears the broker, and for a
-        # while after it reconnects, until the agents' messages have come through again.
-        now = self.clock()
-        if not self.mqtt.connected:
-            self._heard_since = None
+        # is judged as of the moment up to which this process has handled everything the
+        # broker had for it (its lag probe), not as of now: a backlog (a cold start, a
+        # slow database, a reconnect) delays messages, and while disconnected that
+        # moment does not move.  Before the first probe came back nothing is judged.
+        caught_up = self.mqtt.lag.caught_up_to()
+        if caught_up is None:
             return
-        if self._heard_since is None:
-            self._heard_since = now
-        if now - self._heard_since < STALE_GRACE:
-            return
-        for device_id in self.states.stale(now):
+        for device_id in self.states.stale(caught_up):
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:

@@ -117,9 +117,9 @@ def _public_key(args: argparse.Namespace) -> int:
 
 
 def _enrolment(config: FleetConfig) -> Enrolment:
-    from agent.settings import ConfigError
     from fleet.actions.signer import Signer
     from fleet.app import enrolment_service
+    from fleet.settings import ConfigError
 
     service = enrolment_service(config, Signer.from_file(config.actions.key_file))
     if service is None:
@@ -207,8 +207,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _broker_init(args: argparse.Namespace) -> int:
-    from agent.settings import ConfigError
     from fleet.dynsec import AdminLogin, DynsecAdmin, DynsecError
+    from fleet.settings import ConfigError
 
     config = _config(args)
     if not config.enrol.enabled or not config.mqtt.username:
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(this is {sys.version.split()[0]}; the agent alone runs on 3.10)",
               file=sys.stderr)
         return 2
-    from agent.settings import ConfigError
+    from fleet.settings import ConfigError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.settings import ConfigError, load_toml, section
 from fleet.actions.config import ActionConfig
 from fleet.alerts.config import AlertConfig
 from fleet.api.config import ApiConfig
@@ -19,6 +18,7 @@ from fleet.checks.config import CheckConfig
 from fleet.enrolment import EnrolConfig
 from fleet.ingest.config import IngestConfig
 from fleet.notify.config import NotifyConfig
+from fleet.settings import ConfigError, load_toml, section
 from fleet.tsdb import TsdbConfig
 
 __all__ = [

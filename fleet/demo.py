@@ -3,7 +3,9 @@
 A private Mosquitto with the dynamic security plugin production uses (a client and a role
 per device, created by the fleet over MQTT; new classrooms enrol with a code), the fleet
 on SQLite, a local mailbox (a real SMTP server) standing in for the technicians'
-inboxes, and one simulated classroom agent per device of the Wenzhou pilot inventory.
+inboxes, and one simulated classroom per device of the Wenzhou pilot inventory, each a
+real ``syncclass-agent`` process on the simulated backend: the fleet imports nothing of
+the agent but its wire contract, so the demo runs the agents as a classroom would.
 The timetable has lessons a few minutes from now and the lead times are shortened, so a
 newcomer sees pre-class checks pass and fail and alerts reach technicians within a couple
 of minutes.  Scripted faults: 泰顺竹里 loses its camera, 文成西坑's uplink drops 8% of
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -31,11 +36,6 @@ from zoneinfo import ZoneInfo
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from agent.app import Agent
-from agent.config import AgentConfig, CommandsConfig, HardwareConfig, MqttConfig, NetworkConfig
-from agent.config import RuntimeConfig as AgentRuntime
-from agent.hardware.scenario import Fault, default_scenario
-from agent.hardware.simulated import SimulatedHardware
 from fleet.app import Fleet
 from fleet.broker import Mosquitto, free_port
 from fleet.config import DatabaseConfig, FleetConfig, HttpConfig
@@ -53,12 +53,37 @@ log = logging.getLogger(__name__)
 TZ = ZoneInfo("Asia/Shanghai")
 FLEET_PASSWORD = "fleet-demo-secret"
 
-#: device id -> faults of its simulated classroom (seconds after the demo starts).
-DEMO_FAULTS: dict[str, list[Fault]] = {
-    "taishun-zhuli-sync1": [Fault("camera_unplugged", device="usb-0000:00:14.0-2", at=45)],
-    "wencheng-xikeng-sync1": [Fault("packet_loss", value=8, at=0)],
-    "yueqing-chengnan-sync1": [Fault("mic_silent", at=30, until=600)],
+#: device id -> faults of its simulated classroom, as the agent's scenario file writes them
+#: (``agent/hardware/scenario.py``; seconds after the agent starts).
+DEMO_FAULTS: dict[str, list[dict[str, str | int]]] = {
+    "taishun-zhuli-sync1": [{"kind": "camera_unplugged", "device": "usb-0000:00:14.0-2",
+                             "at": 45}],
+    "wencheng-xikeng-sync1": [{"kind": "packet_loss", "value": 8, "at": 0}],
+    "yueqing-chengnan-sync1": [{"kind": "mic_silent", "at": 30, "until": 600}],
 }
+
+# The simulated backend's default classroom (agent.hardware.scenario.default_scenario),
+# which a scenario file must spell out to add faults to it.
+_CLASSROOM = """name = "demo-classroom"
+[[camera]]
+id = "usb-0000:00:14.0-1"
+name = "Teacher camera"
+serial = "T0001"
+bus_path = "usb-0000:00:14.0-1"
+[[camera]]
+id = "usb-0000:00:14.0-2"
+name = "Student camera"
+serial = "S0001"
+bus_path = "usb-0000:00:14.0-2"
+[[microphone]]
+id = "usb-0000:00:14.0-3"
+name = "Ceiling microphone"
+[[speaker]]
+id = "pci-0000:00:1f.3"
+name = "Classroom speaker"
+[[display]]
+id = "card0-HDMI-A-1"
+"""
 
 # (minutes from now, main school, receiving schools, subject, grade, teacher, mode)
 _LESSONS = [
@@ -138,19 +163,43 @@ def _device_password(device_id: str) -> str:
     return f"{device_id}-demo-password"  # the demo's broker, on loopback only
 
 
-def _agent_config(device_id: str, workdir: Path, mqtt_url: str, public_key: str,
-                  http_port: int) -> AgentConfig:
-    return AgentConfig(
-        device_id=device_id,
-        mqtt=MqttConfig(url=mqtt_url, username=device_id, password=_device_password(device_id),
-                        backoff_max_s=5.0),
-        hardware=HardwareConfig(backend="simulated"),
-        agent=AgentRuntime(interval=5.0, state_dir=workdir / "agents" / device_id),
-        commands=CommandsConfig(fleet_public_key=public_key, allowed_units=["syncclass-agent"],
-                                reboot_command=["true"], restart_command=["true"]),
-        network=NetworkConfig(targets={"fleet": f"127.0.0.1:{http_port}"},
-                              bandwidth_url=f"http://127.0.0.1:{http_port}/api/v1/bandwidth"),
-    )
+def _toml(value: str | int | float | list[str]) -> str:
+    # A JSON string, number or list of strings is the same TOML value.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _agent_files(device_id: str, workdir: Path, mqtt_url: str, public_key: str,
+                 http_port: int) -> Path:
+    """Write one classroom's agent config (and its scenario, if it has faults): the path."""
+    home = workdir / "agents" / device_id
+    home.mkdir(parents=True, exist_ok=True)
+    hardware = ['backend = "simulated"']
+    if faults := DEMO_FAULTS.get(device_id):
+        tables = "".join("[[fault]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in f.items())
+                         for f in faults)
+        (home / "scenario.toml").write_text(_CLASSROOM + tables, encoding="utf-8")
+        hardware.append('scenario = "scenario.toml"')
+    lines = [
+        f"device_id = {_toml(device_id)}",
+        "[mqtt]", f"url = {_toml(mqtt_url)}", f"username = {_toml(device_id)}",
+        f"password = {_toml(_device_password(device_id))}", "backoff_max_s = 5.0",
+        "[hardware]", *hardware,
+        "[agent]", "interval = 5.0", 'state_dir = "state"',
+        "[commands]", f"fleet_public_key = {_toml(public_key)}",
+        'allowed_units = ["syncclass-agent"]', 'reboot_command = ["true"]',
+        'restart_command = ["true"]',
+        "[network]", f"bandwidth_url = {_toml(f'http://127.0.0.1:{http_port}/api/v1/bandwidth')}",
+        "[network.targets]", f"fleet = {_toml(f'127.0.0.1:{http_port}')}",
+    ]
+    path = home / "agent.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _agent_command() -> list[str]:
+    """``syncclass-agent`` of this installation (beside this Python), else by module."""
+    exe = Path(sys.executable).with_name("syncclass-agent")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
 
 
 def _report_progress(fleet: Fleet, stop: threading.Event) -> None:
@@ -203,10 +252,9 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         fleet.reload_inventory()
         fleet.start()
         for device_id in device_ids:
-            scenario = replace(default_scenario(), fault=DEMO_FAULTS.get(device_id, []))
-            config = _agent_config(device_id, workdir, broker.url, fleet.signer.public_key_b64,
-                                   http_port)
-            _start_agent(stack, Agent(config, SimulatedHardware(scenario)))
+            config = _agent_files(device_id, workdir, broker.url, fleet.signer.public_key_b64,
+                                  http_port)
+            _start_agent(stack, config)
         stop = threading.Event()
         stack.callback(stop.set)
         threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
@@ -222,13 +270,19 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
             pass
 
 
-def _start_agent(stack: ExitStack, agent: Agent) -> None:
-    thread = threading.Thread(target=agent.run, name=f"agent-{agent.device_id}", daemon=True)
-    thread.start()
+def _start_agent(stack: ExitStack, config: Path) -> None:
+    log_file = stack.enter_context((config.parent / "agent.log").open("ab"))
+    proc = subprocess.Popen([*_agent_command(), "run", "--config", str(config)],
+                            stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
 
     def stop() -> None:
-        agent.stop()
-        thread.join(timeout=10)
+        proc.terminate()  # SIGTERM: the agent says goodbye (Last Will not needed)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     stack.callback(stop)
 

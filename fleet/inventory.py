@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from agent.contract import ContractError, check_expected
@@ -91,6 +91,12 @@ def parse_document(data: bytes | str, filename: str) -> dict[str, Any]:
     return doc
 
 
+# One row of a level: its key among its siblings and its column values; and the part of
+# the document under it, with where that part is (for problems).
+_Row = tuple[Any, dict[str, Any]]
+_Doc = tuple[Any, Mapping[str, Any], str]
+
+
 class _Loader:
     """Applies one document; collects every problem before the caller commits."""
 
@@ -139,9 +145,68 @@ class _Loader:
         self.session.flush()
         return obj
 
+    def level(self, table: str, model: type[Any], keys: tuple[Any, ...],
+              rows: list[_Row], *, ids: bool = True) -> dict[Any, int]:
+        """Upsert one level of the tree (every school, say); the id of each key.
+
+        A key is the row's ``keys`` columns (its name under its parent); ``ids=False``
+        when no level below needs them.  What exists is read once as plain rows and
+        changed by one bulk UPDATE; what is new goes in as one executemany INSERT.  Row by
+        row through the ORM's unit of work, 20,000 devices took 21 s against 0.3-0.4 s
+        for a bulk insert (issue 13).  The ids come back by one more SELECT, since
+        INSERT … RETURNING in the rows' order runs row by row on SQLite.
+        """
+        columns = model.__table__.columns
+        found = {tuple(m[c.key] for c in keys): m
+                 for m in self.session.execute(select(*columns)).mappings()}
+        new: dict[Any, dict[str, Any]] = {}
+        changes: list[dict[str, Any]] = []
+        for key, values in rows:
+            if key in new:  # named twice: the later entry wins, as it always did
+                new[key].update(values)
+            elif key in found:
+                row = found[key]
+                changed = {k: v for k, v in values.items() if row[k] != v}
+                if changed:
+                    changes.append({"id": row["id"], **changed})
+                    self.result._count(table, False)
+            else:
+                new[key] = values
+        if changes:  # ORM bulk UPDATE by primary key, then no stale object stays around
+            self.session.execute(update(model), changes)
+            self.session.expire_all()
+        if new:
+            self.session.execute(insert(model.__table__), list(new.values()))
+            for _ in new:
+                self.result._count(table, True)
+        if not ids:
+            return {}
+        return {tuple(row[1:]): row[0]
+                for row in self.session.execute(select(model.id, *keys))}
+
     def load(self, doc: Mapping[str, Any]) -> None:
-        for ci, cdoc in enumerate(self.items(doc, "counties", "")):
-            self.county(cdoc, f"counties[{ci}]")
+        # Level by level, so that each can name its parents' ids.
+        rows, cdocs = self.counties(doc)
+        counties = self.level("county", County, (County.name,), rows)
+        rows, sdocs = [], []
+        for key, cdoc, where in cdocs:
+            more_rows, more_docs = self.schools_of(counties[key], cdoc, where)
+            rows += more_rows
+            sdocs += more_docs
+        schools = self.level("school", School, (School.county_id, School.name), rows)
+        named = dict.fromkeys(schools[k] for k, _, _ in sdocs)
+        for school in self.session.scalars(select(School).where(School.id.in_(named))):
+            self.schools.setdefault(school.name, []).append(school)
+        rows, rdocs = [], []
+        for key, sdoc, where in sdocs:
+            more_rows, more_docs = self.classrooms_of(schools[key], sdoc, where)
+            rows += more_rows
+            rdocs += more_docs
+        rooms = self.level("classroom", Classroom, (Classroom.school_id, Classroom.name), rows)
+        self.level("device", Device, (Device.id,), [
+            row for key, rdoc, where in rdocs for row in self.devices_of(rooms[key], rdoc, where)],
+            ids=False)
+        self.session.flush()
         for pi, pdoc in enumerate(self.items(doc, "pairs", "")):
             self.pair(pdoc, f"pairs[{pi}]")
         for ui, udoc in enumerate(self.items(doc, "people", "")):
@@ -150,39 +215,54 @@ class _Loader:
     def webhooks(self, item: Mapping[str, Any], where: str) -> dict[str, str | None]:
         return {k: self.text(item, k, where) or None for k in _WEBHOOK_KEYS}
 
-    def county(self, cdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(cdoc, "name", where, required=True)
-        found = self.session.scalar(select(County).where(County.name == name))
-        county = self.upsert("county", found, County, name=name,
-                             city=self.text(cdoc, "city", where), **self.webhooks(cdoc, where))
+    def counties(self, doc: Mapping[str, Any]) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
+        for ci, cdoc in enumerate(self.items(doc, "counties", "")):
+            where = f"counties[{ci}]"
+            name = self.text(cdoc, "name", where, required=True)
+            rows.append(((name,), {"name": name, "city": self.text(cdoc, "city", where),
+                                   **self.webhooks(cdoc, where)}))
+            out.append(((name,), cdoc, where))
+        return rows, out
+
+    def schools_of(self, county_id: int, cdoc: Mapping[str, Any],
+                   where: str) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
         for si, sdoc in enumerate(self.items(cdoc, "schools", f"{where}.")):
-            self.school(county, sdoc, f"{where}.schools[{si}]")
+            swhere = f"{where}.schools[{si}]"
+            name = self.text(sdoc, "name", swhere, required=True)
+            kind = sdoc.get("kind")
+            if kind not in {k.value for k in SchoolKind}:
+                self.problems.append(f"{swhere}.kind: 应为 town 或 rural / must be town or rural")
+                kind = SchoolKind.TOWN.value
+            tz = self.text(sdoc, "timezone", swhere, default="Asia/Shanghai")
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.problems.append(f"{swhere}.timezone: 未知时区 / unknown time zone {tz!r}")
+            key = (county_id, name)
+            rows.append((key, {"county_id": county_id, "name": name, "kind": SchoolKind(kind),
+                               "address": self.text(sdoc, "address", swhere), "timezone": tz,
+                               **self.webhooks(sdoc, swhere)}))
+            out.append((key, sdoc, swhere))
+        return rows, out
 
-    def school(self, county: County, sdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(sdoc, "name", where, required=True)
-        kind = sdoc.get("kind")
-        if kind not in {k.value for k in SchoolKind}:
-            self.problems.append(f"{where}.kind: 应为 town 或 rural / must be town or rural")
-            kind = SchoolKind.TOWN.value
-        tz = self.text(sdoc, "timezone", where, default="Asia/Shanghai")
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problems.append(f"{where}.timezone: 未知时区 / unknown time zone {tz!r}")
-        found = self.session.scalar(
-            select(School).where(School.county_id == county.id, School.name == name))
-        school = self.upsert("school", found, School, county_id=county.id, name=name,
-                             kind=SchoolKind(kind), address=self.text(sdoc, "address", where),
-                             timezone=tz, **self.webhooks(sdoc, where))
-        self.schools.setdefault(name, []).append(school)
+    def classrooms_of(self, school_id: int, sdoc: Mapping[str, Any],
+                      where: str) -> tuple[list[_Row], list[_Doc]]:
+        out: list[_Doc] = []
+        rows: list[_Row] = []
         for ri, rdoc in enumerate(self.items(sdoc, "classrooms", f"{where}.")):
-            self.classroom(school, rdoc, f"{where}.classrooms[{ri}]")
+            rwhere = f"{where}.classrooms[{ri}]"
+            name = self.text(rdoc, "name", rwhere, required=True)
+            key = (school_id, name)
+            rows.append((key, {"school_id": school_id, "name": name}))
+            out.append((key, rdoc, rwhere))
+        return rows, out
 
-    def classroom(self, school: School, rdoc: Mapping[str, Any], where: str) -> None:
-        name = self.text(rdoc, "name", where, required=True)
-        found = self.session.scalar(
-            select(Classroom).where(Classroom.school_id == school.id, Classroom.name == name))
-        room = self.upsert("classroom", found, Classroom, school_id=school.id, name=name)
+    def devices_of(self, room_id: int, rdoc: Mapping[str, Any], where: str) -> list[_Row]:
+        rows: list[_Row] = []
         for di, ddoc in enumerate(self.items(rdoc, "devices", f"{where}.")):
             dwhere = f"{where}.devices[{di}]"
             device_id = self.text(ddoc, "id", dwhere, required=True)
@@ -191,10 +271,11 @@ class _Loader:
             if not isinstance(enabled, bool):
                 self.problems.append(f"{dwhere}.enabled: 应为 true/false / must be a boolean")
                 enabled = True
-            self.upsert("device", self.session.get(Device, device_id), Device, id=device_id,
-                        classroom_id=room.id, address=self.text(ddoc, "address", dwhere),
-                        enabled=enabled, note=self.text(ddoc, "note", dwhere),
-                        expected=self.expected(ddoc, dwhere))
+            rows.append(((device_id,), {
+                "id": device_id, "classroom_id": room_id,
+                "address": self.text(ddoc, "address", dwhere), "enabled": enabled,
+                "note": self.text(ddoc, "note", dwhere), "expected": self.expected(ddoc, dwhere)}))
+        return rows
 
     def expected(self, ddoc: Mapping[str, Any], where: str) -> dict[str, list[str]] | None:
         """The device's expected devices; absent: the agent keeps its own (learned or
@@ -415,6 +496,11 @@ class DeviceContextCache:
         self._known: dict[str, DeviceContext] = {}
         self._lock = threading.Lock()
         self._generation = 0
+
+    def known(self, device_id: str) -> DeviceContext | None:
+        """The remembered place, without a database round trip (None: not remembered)."""
+        with self._lock:
+            return self._known.get(device_id)
 
     def get(self, session: Session, device_id: str) -> DeviceContext | None:
         with self._lock:

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import strategies as st
 
 from agent.contract import Kind, encode, parse_topic
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from fleet.broker import Mosquitto
 from tests.agent.agentkit import PREFIX, Subscriber, make_config, public_key, running_agent, sign
 

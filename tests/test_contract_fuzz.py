@@ -24,7 +24,8 @@ from tests.fuzzing import fuzz_settings
 
 FROM_AGENTS = sorted(set(Kind) - {Kind.CMD})
 REASONS = {"too-large", "bad-json", "too-deep", "bad-schema", "device-mismatch", "bad-ts",
-           "missing-field", "bad-seq", "bad-state", "bad-verdict", "bad-event"}
+           "missing-field", "bad-seq", "bad-state", "bad-verdict", "bad-event", "bad-field",
+           "out-of-range"}
 
 
 def decoded_or_refused(kind: Kind, data: bytes) -> dict[str, Any] | None:

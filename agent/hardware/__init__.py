@@ -12,16 +12,11 @@ from pathlib import Path
 
 from agent.contract import utcnow
 from agent.hardware.base import Hardware, HardwareError
-from agent.hardware.scenario import Fault, Scenario, load_scenario
-from agent.hardware.simulated import SimulatedHardware
 
 __all__ = [
     "BACKENDS",
-    "Fault",
     "Hardware",
     "HardwareError",
-    "Scenario",
-    "SimulatedHardware",
     "open_backend",
 ]
 
@@ -51,6 +46,10 @@ def open_backend(
     Raises ValueError for an unknown kind and ConfigError for a bad scenario file.
     """
     if kind == "simulated":
+        # Imported here, as linux is: a classroom PC never loads the simulation.
+        from agent.hardware.scenario import load_scenario
+        from agent.hardware.simulated import SimulatedHardware
+
         return SimulatedHardware(load_scenario(scenario) if scenario else None, clock=clock)
     if kind == "linux":
         from agent.hardware.linux import LinuxHardware

@@ -140,10 +140,14 @@ class LinuxHardware(Hardware):
         return stream.probe_stream(url, self.ffmpeg_release, timeout_s)
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:
-        return netio.download(url, nbytes, timeout_s)
+        from agent.hardware import throughput  # only a bandwidth test needs HTTP
+
+        return throughput.download(url, nbytes, timeout_s)
 
     def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
-        return netio.upload(url, nbytes, timeout_s)
+        from agent.hardware import throughput  # only a bandwidth test needs HTTP
+
+        return throughput.upload(url, nbytes, timeout_s)
 
     def net_bytes(self) -> tuple[int, int]:
         return sysinfo.net_bytes()

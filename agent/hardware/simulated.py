@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from agent.contract import utcnow
-from agent.hardware import netio
 from agent.hardware.base import (
     AudioClip,
     AudioDevice,
@@ -187,13 +186,17 @@ class SimulatedHardware(Hardware):
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:
         if self.scenario.network.http:
-            netio.download(url, nbytes, timeout_s)
+            from agent.hardware import throughput  # only a bandwidth test needs HTTP
+
+            throughput.download(url, nbytes, timeout_s)
         fault = self._fault("bandwidth_down")
         return fault.value if fault and fault.value is not None else self.scenario.network.down_mbps
 
     def upload(self, url: str, nbytes: int, timeout_s: float) -> float:
         if self.scenario.network.http:
-            netio.upload(url, nbytes, timeout_s)
+            from agent.hardware import throughput  # only a bandwidth test needs HTTP
+
+            throughput.upload(url, nbytes, timeout_s)
         fault = self._fault("bandwidth_up")
         return fault.value if fault and fault.value is not None else self.scenario.network.up_mbps
 

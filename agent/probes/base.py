@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from agent.contract import CheckVerdict, utcnow
+# One Struct for a finding on both ends of the wire: the agent builds what the fleet checks.
+from agent.contract import CheckVerdict, Finding, utcnow
 
 if TYPE_CHECKING:
     from agent.baseline import Baseline
@@ -32,33 +33,6 @@ __all__ = [
     "graded",
     "mark",
 ]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing a technician should know, in both languages, with a stable code."""
-
-    level: CheckVerdict  # pass findings are not emitted; warn or fail
-    reason: str  # machine-readable, e.g. "camera_missing", "network_loss_high"
-    message_zh: str
-    message_en: str
-    entity: str = ""  # e.g. "camera:usb-0000:00:14.0-1", "target:peer"
-    value: float | None = None
-    threshold: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "level": self.level.value,
-            "reason": self.reason,
-            "message_zh": self.message_zh,
-            "message_en": self.message_en,
-            "entity": self.entity,
-        }
-        if self.value is not None:
-            out["value"] = self.value
-        if self.threshold is not None:
-            out["threshold"] = self.threshold
-        return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +124,8 @@ def graded(
 def mark(item: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
     """Set ``ok`` (no failing finding) and, when not ok, ``reason`` and ``message``.
 
-    Warnings leave ``ok`` true: the contract's ``ok`` means "usable for a lesson".
+    Warnings leave ``ok`` true: the contract's ``ok`` means "usable for a lesson"; they
+    reach the fleet as the section's ``findings`` (contract v2), like failures do.
     """
     failing = [f for f in findings if f.level is CheckVerdict.FAIL]
     item["ok"] = not failing

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, cast
 
 from agent.baseline import Baseline
 from agent.compat import UTC
-from agent.contract import CheckVerdict, format_ts
+from agent.contract import MISSING_REASONS, CheckVerdict, format_ts
 from agent.hardware.base import AudioDevice, HardwareError, VideoDevice
 from agent.hardware.holders import Holder, in_use_texts
 from agent.probes.base import CheckParams, Finding, Probe, ProbeContext, ProbeReport, mark
@@ -48,22 +48,22 @@ D = TypeVar("D", bound=_Device)
 #: role -> (reason, Chinese, English) for a device that is not there.
 MISSING: Final[dict[str, tuple[str, str, str]]] = {
     "camera": (
-        "camera_missing",
+        MISSING_REASONS["camera"],
         "摄像头未连接（USB 线松动或设备损坏）",
         "Camera not connected (loose USB cable or faulty device)",
     ),
     "microphone": (
-        "microphone_missing",
+        MISSING_REASONS["microphone"],
         "麦克风未连接（检查 USB/音频线）",
         "Microphone not connected (check the USB/audio cable)",
     ),
     "speaker": (
-        "speaker_missing",
+        MISSING_REASONS["speaker"],
         "扬声器未连接（检查音频线和功放电源）",
         "Speaker not connected (check the audio cable and amplifier power)",
     ),
     "display": (
-        "display_disconnected",
+        MISSING_REASONS["display"],
         "显示器/投影仪未连接（检查 HDMI 线和投影仪电源）",
         "Display/projector not connected (check the HDMI cable and projector power)",
     ),

@@ -2,7 +2,7 @@
 
 ``collect`` fills the periodic telemetry; ``check`` runs a pre-class check.  A probe that
 raises yields ``{"ok": false, "reason": "probe_error", "message": ...}`` for its section
-(and a failing finding in a check) and never stops the others, as node_exporter's scrape
+and a failing ``probe_error`` finding and never stops the others, as node_exporter's scrape
 survives a broken collector.  A check (seconds of
 capture and throughput) may run while telemetry is collected: each kind of call is
 serialised with itself, and the probes' state between runs (known devices, counters) is
@@ -89,6 +89,28 @@ class CheckOutcome:
         }
 
 
+def _broken(name: str, run: ProbeRun, error: str | None, deadline_s: float) -> list[Finding]:
+    """The finding of a probe that timed out or raised (none when it ran)."""
+    if run.timed_out:
+        return [Finding(CheckVerdict.FAIL, "probe_timeout",
+                        f"检测项 {name} 超时：{deadline_s:g} 秒内未完成",
+                        f"probe {name} timed out: not done within {deadline_s:g} s",
+                        f"probe:{name}")]
+    if error is not None:
+        return [Finding(CheckVerdict.FAIL, "probe_error",
+                        f"检测项 {name} 运行出错（请把此信息转给运维）：{error}",
+                        f"probe {name} failed (pass this on to support): {error}",
+                        f"probe:{name}")]
+    return []
+
+
+def _with_findings(section: Any, findings: list[Finding]) -> Any:
+    """A telemetry section with its warnings and failures (contract v2's ``findings``)."""
+    if not isinstance(section, dict):
+        return section
+    return {**section, "findings": [f.to_json() for f in findings]}
+
+
 def _worst(findings: list[Finding]) -> CheckVerdict:
     return ProbeReport(None, findings).verdict
 
@@ -114,7 +136,9 @@ class ProbeRunner:
             for name, probe in self.probes.items():
                 report, error, runs[name] = self._run(
                     "collect", name, partial(probe.collect, self.ctx), self.collect_deadline_s)
-                sections[name] = report.section
+                found = report.findings + _broken(name, runs[name], error,
+                                                  self.collect_deadline_s)
+                sections[name] = _with_findings(report.section, found)
                 events += self._probe_transition(name, error)
             events += self._target_transitions(sections.get("network"))
             return Collection(sections, events, runs)
@@ -126,19 +150,7 @@ class ProbeRunner:
                 report, error, run = self._run(
                     "check", name, partial(probe.check, self.ctx, params), self.check_deadline_s)
                 sections[name] = report.section
-                findings += report.findings
-                if run.timed_out:
-                    findings.append(Finding(
-                        CheckVerdict.FAIL, "probe_timeout",
-                        f"检测项 {name} 超时：{self.check_deadline_s:g} 秒内未完成",
-                        f"probe {name} timed out: not done within {self.check_deadline_s:g} s",
-                        f"probe:{name}"))
-                elif error is not None:
-                    findings.append(Finding(
-                        CheckVerdict.FAIL, "probe_error",
-                        f"检测项 {name} 运行出错（请把此信息转给运维）：{error}",
-                        f"probe {name} failed (pass this on to support): {error}",
-                        f"probe:{name}"))
+                findings += report.findings + _broken(name, run, error, self.check_deadline_s)
             return CheckOutcome(_worst(findings), sections, findings)
 
     def _run(self, kind: str, name: str, call: Callable[[], ProbeReport],

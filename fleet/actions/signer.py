@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from agent.contract import SCHEMA, b64, command_signing_bytes, format_ts, unb64
+from agent.contract import COMMAND_SCHEMA, b64, command_signing_bytes, format_ts, unb64
 
 __all__ = ["KeyFileError", "Signer", "build_command"]
 
@@ -41,7 +41,7 @@ def build_command(
 ) -> dict[str, Any]:
     """An unsigned command; ``command_id`` defaults to a random uuid4 hex."""
     return {
-        "schema": SCHEMA,
+        "schema": COMMAND_SCHEMA,
         "device_id": device_id,
         "ts": format_ts(now),
         "id": command_id or uuid.uuid4().hex,

@@ -4,22 +4,21 @@ Alertmanager's ``notify/mute.go`` shape: inhibition (the device is offline, so i
 camera/mic/network alerts say nothing new), recurring maintenance windows (nights,
 weekends), the timetable's holidays, and one-off silences.  Each returns the reason it
 mutes, recorded on the alert as ``suppressed_by``; a muted alert still exists and is
-queryable, only its notifications are held back.
+queryable, only its notifications are held back.  The mute stages of
+:mod:`fleet.alerts.pipeline` load them each tick.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.db.models import Alert, AlertState, MaintenanceWindow, Silence
+from fleet.db.models import AlertState, MaintenanceWindow, Silence
 from fleet.timetable.calendar import Calendar, Place
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "Silences",
     "add_silence",
     "add_window",
-    "load_muters",
     "matches",
     "muted_by",
     "parse_hhmm",
@@ -43,7 +41,6 @@ __all__ = [
 MATCHER_LABELS: Final = frozenset(
     {"rule", "device_id", "classroom_id", "school_id", "county_id", "severity"}
 )
-log = logging.getLogger(__name__)
 
 OPEN_STATES: Final = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
 
@@ -196,43 +193,6 @@ class Silences:
             if silence.starts_at <= now < silence.ends_at and matches(silence.matchers, labels):
                 return f"silence #{silence.id} by {silence.created_by}"
         return None
-
-
-def _usable(window: MaintenanceWindow) -> bool:
-    """A window written around the API with a bad time or zone is skipped, loudly, so one
-    bad row cannot stop every alert's timers."""
-    try:
-        validate_window(window.weekdays, window.start_time, window.end_time, window.timezone)
-    except (ValueError, TypeError) as exc:
-        log.error("maintenance window #%s %r ignored: %s", window.id, window.name, exc)
-        return False
-    return True
-
-
-def load_muters(
-    session: Session, now: datetime, timezone: str, holidays: bool = True
-) -> list[Muter]:
-    """Every mute in force around ``now``, in Alertmanager's order."""
-    offline = session.scalars(
-        select(Alert.device_id).where(Alert.rule == "device_offline", Alert.state.in_(OPEN_STATES))
-    )
-    local_day = now.astimezone(ZoneInfo(timezone)).date()
-    muters: list[Muter] = [
-        Inhibition(frozenset(d for d in offline if d is not None)),
-        Maintenance(tuple(w for w in session.scalars(select(MaintenanceWindow)) if _usable(w))),
-    ]
-    if holidays:
-        muters.append(Holidays(Calendar.load(session, local_day, local_day), timezone))
-    muters.append(
-        Silences(
-            tuple(
-                session.scalars(
-                    select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now)
-                )
-            )
-        )
-    )
-    return muters
 
 
 def muted_by(muters: Iterable[Muter], labels: Mapping[str, str], now: datetime) -> str | None:

@@ -1,18 +1,21 @@
 """Alert texts: 简体中文 first, English second, with the lesson at stake.
 
-"二年级数学 10:00 与 某某小学同步：摄像头未连接 / Grade 2 Maths at 10:00 with 某某小学:
-camera missing".  School names stay as written; common grades and subjects are
-translated, anything else is kept in Chinese rather than guessed.
+"竹里乡小学 同步课堂教室：二年级数学 10:00 与 某某小学同步：摄像头未连接 / ...: Grade 2
+Maths at 10:00 with 某某小学: camera missing", and under it what to do.  School names
+stay as written; common grades and subjects are translated, anything else is kept in
+Chinese rather than guessed; internal names (``target:peer``) are said in words.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from fleet.alerts.advice import advice, target_label
 from fleet.alerts.context import LessonContext
 from fleet.alerts.signal import rule_info
 
@@ -64,25 +67,39 @@ def lesson_phrase(ctx: LessonContext) -> tuple[str, str]:
     return zh, en
 
 
+def _named(text: str, name: str, label: str) -> str:
+    """``text`` with the target's configured name (a word of its own) in words."""
+    return re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", label, text)
+
+
 def summary(
-    rule: str, entity: str, ctx: LessonContext | None, detail: tuple[str, str] = ("", "")
+    rule: str, entity: str, ctx: LessonContext | None, detail: tuple[str, str] = ("", ""),
+    place: tuple[str, str] = ("", ""),
 ) -> tuple[str, str]:
-    """One line per alert, as stored on the ticket and shown in lists; ``detail`` is the
-    agent's own message about it."""
+    """One line per alert, as stored on the ticket and shown in lists: where (``place``,
+    "学校 教室"), what, and the lesson at stake; ``detail`` is the agent's own message."""
     info = rule_info(rule)
     zh, en = info.title_zh, info.title_en
-    if ":" in entity:  # "camera:usb-1": which one; a bare kind says nothing new
-        zh, en = f"{zh}（{entity}）", f"{en} ({entity})"
+    detail_zh, detail_en = detail
+    kind, _, name = entity.partition(":")
+    if kind == "target" and name:  # a network target: said in words, never "target:peer"
+        label_zh, label_en = target_label(name)
+        zh, en = f"{zh}（{label_zh}）", f"{en} ({label_en})"
+        detail_zh, detail_en = _named(detail_zh, name, label_zh), _named(detail_en, name, label_en)
+    elif name:  # "camera:usb-1": which one; a bare kind says nothing new
+        zh, en = f"{zh}（{name}）", f"{en} ({name})"
     # The agent's own words usually restate the title ("Student camera：摄像头未连接（…）"):
     # then they replace it rather than follow it.
-    if detail[0]:
-        zh = detail[0] if info.title_zh in detail[0] else f"{zh}：{detail[0]}"
-    if detail[1]:
-        en = detail[1] if info.title_en.lower() in detail[1].lower() else f"{en}: {detail[1]}"
-    if ctx is None:
-        return zh, en
-    lesson_zh, lesson_en = lesson_phrase(ctx)
-    return f"{lesson_zh}：{zh}", f"{lesson_en}: {en}"
+    if detail_zh:
+        zh = detail_zh if info.title_zh in detail_zh else f"{zh}：{detail_zh}"
+    if detail_en:
+        en = detail_en if info.title_en.lower() in detail_en.lower() else f"{en}: {detail_en}"
+    if ctx is not None:
+        lesson_zh, lesson_en = lesson_phrase(ctx)
+        zh, en = f"{lesson_zh}：{zh}", f"{lesson_en}: {en}"
+    if place[0]:
+        zh, en = f"{place[0]}：{zh}", f"{place[1] or place[0]}: {en}"
+    return zh, en
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,7 @@ class AlertLine:
     summary_zh: str
     summary_en: str
     since: datetime
+    rule: str = ""
     ack_by: str | None = None
     ack_comment: str | None = None
     reopen_count: int = 0
@@ -105,15 +123,20 @@ class Message:
     body: str
 
 
-def _line(item: AlertLine, tz: ZoneInfo, zh: bool) -> str:
+def _line(item: AlertLine, tz: ZoneInfo, zh: bool, where: str) -> str:
     since = item.since.astimezone(tz).strftime("%m-%d %H:%M")
     text = item.summary_zh if zh else item.summary_en
+    # The message's header names the place already.
+    text = text.removeprefix(f"{where}：" if zh else f"{where}: ")
     out = f"- #{item.alert_id} {text}"
     device = item.device_id
     out += f"（设备 {device}，自 {since}" if zh else f" (device {device}, since {since}"
     if item.reopen_count:
         out += f"，第 {item.reopen_count} 次复发" if zh else f", reopened {item.reopen_count}x"
     out += "）" if zh else ")"
+    todo_zh, todo_en = advice(item.rule)
+    if todo_zh:
+        out += f"\n  建议：{todo_zh}" if zh else f"\n  advice: {todo_en}"
     if item.ack_by:
         comment = item.ack_comment or ""
         out += f"\n  {item.ack_by} 已受理：{comment}" if zh else (
@@ -134,12 +157,13 @@ def render(
     tz = ZoneInfo(timezone)
     if len(items) == 1:
         # The subject is the headline; the agent's own explanation stays in the body.
-        head_zh, head_en = _headline(items[0].summary_zh), _headline(items[0].summary_en)
+        head_zh = _headline(items[0].summary_zh.removeprefix(f"{where}："))
+        head_en = _headline(items[0].summary_en.removeprefix(f"{where}: "))
     else:
         head_zh, head_en = f"{len(items)} 项告警", f"{len(items)} alerts"
     subject = f"【{kind_zh}】{where}：{head_zh} / [{kind_en}] {where}: {head_en}"
-    lines = [f"【{kind_zh}】{where}", *(_line(i, tz, True) for i in items), ""]
-    lines += [f"[{kind_en}] {where}", *(_line(i, tz, False) for i in items)]
+    lines = [f"【{kind_zh}】{where}", *(_line(i, tz, True, where) for i in items), ""]
+    lines += [f"[{kind_en}] {where}", *(_line(i, tz, False, where) for i in items)]
     if link:
         lines += ["", f"详情 / details: {link}"]
     return Message(subject, "\n".join(lines))

@@ -1,9 +1,11 @@
 """Rules: validated contract payloads in, :class:`Observation` of signals out.
 
-Thresholds stay on the agent: every section and item carries ``ok`` and, when not ok, a
-machine ``reason`` and a short ``message``; a rule only maps the reason to its alert
-(by keyword, so "network_loss_high" and "loss" both land on ``network_loss``).  A
-section that is not a JSON object is skipped and counted, never fatal: the other
+Thresholds stay on the agent: every section carries its ``findings`` (contract v2; a v1
+section's are derived by ``agent.contract.section_findings``), each with a catalogued
+``reason``.  The reason's rule comes from the contract's catalogue through
+:func:`rule_for_reason`, never from the reason's wording: a failure alerts when its reason
+has a rule, a warning only where the catalogue says its warnings alert (``clock_unsynced``).
+A section that is not a JSON object is skipped and counted, never fatal: the other
 sections of the same message still count.
 
 Time: every function takes ``at``, the fleet's receive time, which the signals carry;
@@ -15,109 +17,86 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
-from functools import cached_property
 from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent.contract import CheckVerdict, EventType
+from agent.contract import (
+    MISSING_REASONS,
+    REASONS,
+    SECTION_ENTITIES,
+    CheckVerdict,
+    EventType,
+    section_findings,
+)
 from fleet.alerts.signal import Observation, Signal
 from fleet.db.models import CheckRun
 
 __all__ = [
-    "MISSING_RULES",
+    "CHECK_TARGETS",
+    "SECTION_RULES",
     "MalformedSection",
+    "alerts",
     "from_check",
     "from_event",
     "from_status",
     "from_telemetry",
+    "rule_for_reason",
+    "ticket_entity",
 ]
 
 log = logging.getLogger(__name__)
 
-Keywords = tuple[tuple[tuple[str, ...], str], ...]
 
-_MISSING_WORDS: Final = ("missing", "absent", "disconnect", "removed", "not_found", "none")
-
-
-@dataclass(frozen=True)
-class _Family:
-    """How one telemetry section's reasons map to rules."""
-
-    kind: str  # the entity prefix: "camera", "target", "" for device-wide sections
-    keywords: Keywords
-    fallback: str
-    missing: str | None = None  # the rule of an absent item, one ticket per kind
-
-    @cached_property  # asked for every section of every telemetry message
-    def rules(self) -> frozenset[str]:
-        names = {rule for _, rule in self.keywords} | {self.fallback}
-        return frozenset(names | ({self.missing} if self.missing else set()))
-
-    def rule_for(self, reason: str) -> str:
-        text = reason.lower()
-        if self.missing and any(word in text for word in _MISSING_WORDS):
-            return self.missing
-        for words, rule in self.keywords:
-            if any(word in text for word in words):
-                return rule
-        return self.fallback
+def rule_for_reason(reason: str) -> str | None:
+    """The alert rule a catalogued reason feeds; None for a reason that feeds none or that
+    the catalogue does not know (the ingest refuses those before they get here)."""
+    entry = REASONS.get(reason)
+    return entry.rule if entry is not None else None
 
 
-_FAMILIES: Final[dict[str, _Family]] = {
-    "cameras": _Family(
-        "camera", ((("black",), "camera_black"), (("frozen", "freeze"), "camera_frozen")),
-        "camera_fault", "camera_missing",
-    ),
-    "microphones": _Family(
-        "microphone", ((("silent", "quiet"), "mic_silent"), (("clip",), "mic_clipping")),
-        "mic_fault", "mic_missing",
-    ),
-    "speakers": _Family("speaker", (), "speaker_fault", "speaker_missing"),
-    "displays": _Family("display", (), "display_fault", "display_disconnected"),
-    "network": _Family(
-        "target",
-        (
-            (("unreach", "timeout", "down"), "target_unreachable"),
-            (("loss",), "network_loss"),
-            (("jitter",), "network_jitter"),
-            (("rtt", "latency", "delay"), "network_rtt"),
-        ),
-        "network_fault",
-    ),
-    "bandwidth": _Family("", (), "bandwidth_low"),
-    # Network cameras' streams ("stream:<id>") and encoders / recording hosts
-    # ("avhost:<name>"), from the agent's avgear probe.
-    "avgear": _Family(
-        "stream",
-        ((("stream",), "camera_stream_failed"), (("av_host",), "av_host_unreachable")),
-        "avgear_fault",
-    ),
-    "system": _Family(
-        "",
-        (
-            (("disk",), "disk_full"),
-            (("temp", "heat", "thermal"), "overheating"),
-            (("clock", "ntp", "sync"), "clock_unsynced"),
-        ),
-        "system_fault",
-    ),
+def alerts(level: str, reason: str) -> bool:
+    """Whether a finding of ``level`` with ``reason`` raises its rule."""
+    entry = REASONS.get(reason)
+    if entry is None or entry.rule is None:
+        return False
+    return level == CheckVerdict.FAIL.value or (level == CheckVerdict.WARN.value
+                                                and entry.alert_warn)
+
+
+# The rules a missing device of each kind feeds: one ticket per kind, not per device, so
+# the hot-plug event and the telemetry's absent device agree.
+_MISSING_RULES: Final = frozenset(rule_for_reason(r) for r in MISSING_REASONS.values())
+# Entity kinds about the whole device: their tickets name no entity.
+_DEVICE_WIDE: Final = frozenset({"system", "network", "bandwidth"})
+
+# Sections measured only in checks: the telemetry repeats the last figures ungraded, so
+# it never clears what a check raised (the check that measures again does).
+_CHECK_ONLY: Final = frozenset({"bandwidth"})
+
+#: Telemetry section -> every rule its findings can raise: a section that came whole
+#: reports on these completely, so their open alerts it no longer mentions clear.
+SECTION_RULES: Final[Mapping[str, frozenset[str]]] = {
+    name: frozenset(r.rule for r in REASONS.values() if r.rule and r.entity in kinds)
+    for name, kinds in SECTION_ENTITIES.items()
 }
 
-# The hot-plug event's entity kind -> the rule of that kind going missing.
-MISSING_RULES: Final[dict[str, str]] = {
-    fam.kind: fam.missing for fam in _FAMILIES.values() if fam.missing is not None
-}
 
-# Which measured number a network rule is about.
-_TARGET_VALUES: Final = {
-    "network_loss": "loss_pct",
-    "network_jitter": "jitter_ms",
-    "network_rtt": "rtt_ms",
-}
+def ticket_entity(rule: str, entity: str) -> str:
+    """The entity of a finding's ticket: the kind for a missing device, none for the
+    device-wide kinds, else the finding's own entity ("camera:<id>", "target:peer")."""
+    kind = entity.partition(":")[0]
+    if rule in _MISSING_RULES:
+        return kind
+    return "" if kind in _DEVICE_WIDE else entity
+
+#: The other end of a lesson, which only its checks measure (fleet.checks.plan names the
+#: targets "peer" or "peer-<id>"): the telemetry's network section does not list it, so
+#: it neither raises nor clears these tickets; the next check does.
+CHECK_TARGETS: Final = ("target:peer",)
 
 
 class MalformedSection(ValueError):
@@ -130,87 +109,45 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _text(data: Mapping[str, Any], lang: str) -> str:
-    if own := data.get(f"message_{lang}"):
-        return str(own)
-    # The agent writes one bilingual ``message``: "中文 / English".
-    zh, sep, en = str(data.get("message") or "").partition(" / ")
-    return (zh if lang == "zh" else en or zh) if sep else zh
-
-
-def _fault(
-    device_id: str, at: datetime, rule: str, entity: str, data: Mapping[str, Any],
-    value_key: str = "",
-) -> Signal:
-    value = _number(data.get(value_key)) if value_key else _number(data.get("value"))
+def _signal(device_id: str, at: datetime, finding: Mapping[str, Any]) -> Signal | None:
+    reason = str(finding.get("reason", ""))
+    level = str(finding.get("level", ""))
+    if not alerts(level, reason):
+        return None
+    rule = rule_for_reason(reason)
+    assert rule is not None  # alerts() said so
     return Signal(
         rule=rule,
         device_id=device_id,
         active=True,
         at=at,
-        entity=entity,
-        value=value,
-        threshold=_number(data.get("threshold")),
-        details={k: v for k, v in data.items() if k not in ("devices", "targets")},
-        message_zh=_text(data, "zh"),
-        message_en=_text(data, "en"),
+        entity=ticket_entity(rule, str(finding.get("entity", ""))),
+        value=_number(finding.get("value")),
+        threshold=_number(finding.get("threshold")),
+        details=dict(finding),
+        message_zh=str(finding.get("message_zh", "")),
+        message_en=str(finding.get("message_en", "")),
     )
-
-
-def _items(name: str, section: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """The section's (entity, item) pairs: devices by id, network targets by name."""
-    family = _FAMILIES[name]
-    if name == "network":
-        targets = section.get("targets", {})
-        if not isinstance(targets, Mapping):
-            raise MalformedSection(f"network.targets is {type(targets).__name__}")
-        pairs = list(targets.items())
-    elif name == "avgear":
-        return [(f"{kind}:{key}", item) for field, kind in (("streams", "stream"),
-                                                             ("hosts", "avhost"))
-                for key, item in _mapping(section, f"avgear.{field}", field).items()]
-    elif family.kind:
-        devices = section.get("devices", [])
-        if not isinstance(devices, list):
-            raise MalformedSection(f"{name}.devices is {type(devices).__name__}")
-        pairs = [(str(d.get("id", i)) if isinstance(d, Mapping) else str(i), d)
-                 for i, d in enumerate(devices)]
-    else:
-        return []
-    for key, item in pairs:
-        if not isinstance(item, Mapping):
-            raise MalformedSection(f"{name} item {key!r} is not an object")
-    return [(f"{family.kind}:{key}", item) for key, item in pairs]
-
-
-def _mapping(section: Mapping[str, Any], where: str, field: str) -> Mapping[str, Any]:
-    """``section[field]``: a mapping of objects, or MalformedSection naming ``where``."""
-    value = section.get(field, {})
-    if not isinstance(value, Mapping):
-        raise MalformedSection(f"{where} is {type(value).__name__}")
-    for key, item in value.items():
-        if not isinstance(item, Mapping):
-            raise MalformedSection(f"{where} item {key!r} is not an object")
-    return value
 
 
 def _section_signals(device_id: str, at: datetime, name: str, section: Any) -> list[Signal]:
     if not isinstance(section, Mapping):
         raise MalformedSection(f"section {name!r} is {type(section).__name__}, not an object")
-    family = _FAMILIES[name]
-    out: list[Signal] = []
-    for entity, item in _items(name, section):
-        if item.get("ok", True) is False:
-            rule = family.rule_for(str(item.get("reason", "")))
-            ticket = family.kind if rule == family.missing else entity
-            out.append(_fault(device_id, at, rule, ticket, item, _TARGET_VALUES.get(rule, "")))
-    # A not-ok section without a reason of its own is just summing up its items.
-    if section.get("ok", True) is False and (section.get("reason") or not out):
-        rule = family.rule_for(str(section.get("reason", "")))
-        if rule not in {s.rule for s in out}:
-            entity = family.kind if rule == family.missing else ""
-            out.append(_fault(device_id, at, rule, entity, section))
-    return out
+    out: dict[str, Signal] = {}
+    for finding in section_findings(name, dict(section)):
+        if not isinstance(finding, Mapping):
+            raise MalformedSection(f"{name}.findings holds a {type(finding).__name__}")
+        signal = _signal(device_id, at, finding)
+        # Two findings on one ticket (up- and downlink both slow): the first tells.
+        if signal is not None and signal.fingerprint not in out:
+            out[signal.fingerprint] = signal
+    return list(out.values())
+
+
+def _broken(section: Any) -> bool:
+    """A section a broken probe filled: it says nothing of the devices it should cover."""
+    entry = REASONS.get(str(section.get("reason", ""))) if isinstance(section, Mapping) else None
+    return entry is not None and entry.entity == "probe"
 
 
 def from_telemetry(
@@ -221,7 +158,7 @@ def from_telemetry(
     covers: set[str] = set()
     problems: list[str] = []
     for name, section in payload["sections"].items():
-        if name not in _FAMILIES:
+        if name not in SECTION_ENTITIES:
             continue  # a newer agent's section: nothing to alert on yet
         try:
             signals.extend(_section_signals(device_id, at, name, section))
@@ -229,8 +166,10 @@ def from_telemetry(
             log.warning("telemetry from %s: %s (section skipped)", device_id, exc)
             problems.append(str(exc))
             continue
-        covers |= _FAMILIES[name].rules
-    return Observation(device_id, at, tuple(signals), frozenset(covers)), problems
+        if not _broken(section) and name not in _CHECK_ONLY:
+            covers |= SECTION_RULES[name]
+    observation = Observation(device_id, at, tuple(signals), frozenset(covers), CHECK_TARGETS)
+    return observation, problems
 
 
 def from_status(device_id: str, payload: Mapping[str, Any], at: datetime) -> Observation:
@@ -252,16 +191,20 @@ def from_event(device_id: str, payload: Mapping[str, Any], at: datetime) -> Obse
     prefix, _, name = entity.partition(":")
     detail = payload.get("detail")
     details: dict[str, Any] = dict(detail) if isinstance(detail, Mapping) else {}
-    if kind in (EventType.DEVICE_REMOVED, EventType.DEVICE_ADDED) and prefix in MISSING_RULES:
+    # Each event stands for a catalogued reason, whose rule it raises or clears.
+    reason: str | None = None
+    if kind in (EventType.DEVICE_REMOVED, EventType.DEVICE_ADDED) and prefix in MISSING_REASONS:
         # One ticket per kind: the telemetry's "camera missing" and this event agree.
-        rule, entity, active = MISSING_RULES[prefix], prefix, kind is EventType.DEVICE_REMOVED
+        reason, active = MISSING_REASONS[prefix], kind is EventType.DEVICE_REMOVED
         details["id"] = name
     elif kind in (EventType.TARGET_UNREACHABLE, EventType.TARGET_REACHABLE):
-        rule, active = "target_unreachable", kind is EventType.TARGET_UNREACHABLE
+        reason, active = "target_unreachable", kind is EventType.TARGET_UNREACHABLE
     elif kind in (EventType.PROBE_FAILED, EventType.PROBE_RECOVERED):
-        rule, active = "probe_failed", kind is EventType.PROBE_FAILED
-    else:
+        reason, active = "probe_error", kind is EventType.PROBE_FAILED
+    rule = rule_for_reason(reason) if reason is not None else None
+    if rule is None:
         return Observation(device_id, at)
+    entity = ticket_entity(rule, entity)
     signal = Signal(
         rule=rule,
         device_id=device_id,
@@ -278,10 +221,16 @@ def from_event(device_id: str, payload: Mapping[str, Any], at: datetime) -> Obse
 def from_check(
     session: Session, device_id: str, payload: Mapping[str, Any], at: datetime
 ) -> Observation:
-    """A failed check is one ticket per device, linked to its lesson through the CheckRun.
+    """A check's failing findings, each on the ticket of the fault it names.
 
-    The checks scheduler writes the CheckRun before sending the command; without one
-    the check was run by hand or by the agent itself, and no lesson is named.
+    "Camera missing" found by the check and reported by the telemetry is one ticket (the
+    check adds the lesson at stake), so one acknowledgement quiets it.  Only failing
+    findings no fault rule takes make a ``check_failed`` ticket, one per device.  The
+    CheckRun links the lesson: the checks scheduler writes it before sending the command;
+    without one the check was run by hand or by the agent itself, and no lesson is named.
+    A check reports in full on the sections it ran: their faults it does not find clear,
+    as with telemetry, and so do those only a check measures (the other end's address;
+    the bandwidth, when measured rather than looked on near a lesson).
     """
     request_id = payload.get("request_id")
     lesson_id = None
@@ -290,11 +239,22 @@ def from_check(
             select(CheckRun.lesson_id).where(CheckRun.request_id == request_id)
         )
     findings = [f for f in payload["findings"] if isinstance(f, Mapping)]
-    failing = [f for f in findings if f.get("level") == CheckVerdict.FAIL.value] or findings
+    failed = payload["verdict"] == CheckVerdict.FAIL.value
+    faults: list[Signal] = []
+    unruled: list[Mapping[str, Any]] = []
+    for finding in findings:
+        fault = _signal(device_id, at, finding)  # a warning too, where its reason alerts
+        if fault is not None:
+            faults.append(replace(fault, lesson_id=lesson_id,
+                                  details={"request_id": request_id, **finding}))
+        elif finding.get("level") == CheckVerdict.FAIL.value:
+            unruled.append(finding)
+    # A failed verdict with no failing finding at all still says the check failed.
+    failing = unruled or ([] if faults else findings)
     signal = Signal(
         rule="check_failed",
         device_id=device_id,
-        active=payload["verdict"] == CheckVerdict.FAIL.value,
+        active=failed and (bool(unruled) or not faults),
         at=at,
         entity="check",
         lesson_id=lesson_id,
@@ -302,4 +262,12 @@ def from_check(
         message_zh="；".join(str(f.get("message_zh", "")) for f in failing[:3]),
         message_en="; ".join(str(f.get("message_en", "")) for f in failing[:3]),
     )
-    return Observation(device_id, at, (signal,), frozenset({"check_failed"}))
+    probes = payload.get("probes")
+    measured = {
+        rule
+        for name, rules in SECTION_RULES.items()
+        if isinstance(probes, Mapping) and isinstance(section := probes.get(name), Mapping)
+        and not (name in _CHECK_ONLY and section.get("sampled") is False)
+        for rule in rules
+    }
+    return Observation(device_id, at, (*faults, signal), frozenset({"check_failed", *measured}))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-__all__ = ["RULES", "Observation", "RuleInfo", "Signal", "fingerprint", "rule_info"]
+__all__ = ["FLEET_RULES", "RULES", "Observation", "RuleInfo", "Signal", "fingerprint", "rule_info"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class RuleInfo:
     title_en: str
 
 
+#: Every rule: those an agent's reason feeds (agent.contract.REASONS) and those the fleet
+#: raises from what it sees itself (FLEET_RULES).  A rule neither reaches is dead.
 RULES: Final[dict[str, RuleInfo]] = {
     "device_offline": RuleInfo("critical", "设备离线", "device offline"),
     "device_silent": RuleInfo("critical", "设备在线但停止上报", "device connected but silent"),
@@ -36,9 +38,7 @@ RULES: Final[dict[str, RuleInfo]] = {
     "mic_clipping": RuleInfo("warning", "麦克风削波失真", "microphone clipping"),
     "mic_fault": RuleInfo("warning", "麦克风异常", "microphone problem"),
     "speaker_missing": RuleInfo("critical", "扬声器未连接", "speaker missing"),
-    "speaker_fault": RuleInfo("warning", "扬声器异常", "speaker problem"),
     "display_disconnected": RuleInfo("critical", "显示器未连接", "display disconnected"),
-    "display_fault": RuleInfo("warning", "显示器异常", "display problem"),
     "target_unreachable": RuleInfo("critical", "网络目标不可达", "network target unreachable"),
     "network_loss": RuleInfo("warning", "网络丢包过高", "packet loss too high"),
     "network_jitter": RuleInfo("warning", "网络抖动过大", "network jitter too high"),
@@ -54,7 +54,6 @@ RULES: Final[dict[str, RuleInfo]] = {
     "overheating": RuleInfo("warning", "设备温度过高", "device overheating"),
     "clock_unsynced": RuleInfo("warning", "系统时钟未同步", "clock not synchronised"),
     "clock_skew": RuleInfo("warning", "设备时钟与平台相差过大", "device clock far off the fleet's"),
-    "system_fault": RuleInfo("warning", "系统异常", "system problem"),
     "probe_failed": RuleInfo("warning", "检测程序出错", "probe failed"),
     "check_failed": RuleInfo("critical", "课前检测未通过", "pre-class check failed"),
     # Silence is a fault too (fleet.alerts.silence).
@@ -63,6 +62,13 @@ RULES: Final[dict[str, RuleInfo]] = {
     "device_not_enrolled": RuleInfo("warning", "未登记或已停用的设备在上报",
                                     "unenrolled or disabled device reporting"),
 }
+
+
+#: Rules the fleet raises from its own observations, not from an agent's reason.
+FLEET_RULES: Final = frozenset({
+    "device_offline", "device_silent", "device_cloned", "clock_skew", "check_failed",
+    "check_no_answer", "device_never_connected", "device_not_enrolled",
+})
 
 
 def rule_info(rule: str) -> RuleInfo:
@@ -110,3 +116,5 @@ class Observation:
     signals: tuple[Signal, ...] = ()
     # Rules this message reports on in full: their open alerts it does not mention cleared.
     covers: frozenset[str] = frozenset()
+    # Entity prefixes it does not report on, whatever the rule (see rules.CHECK_TARGETS).
+    spared: tuple[str, ...] = ()

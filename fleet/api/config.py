@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fleet.history import HistoryConfig
+
 __all__ = ["ApiConfig", "LoginConfig", "LoginLimit"]
 
 
@@ -74,6 +76,11 @@ class ApiConfig:
     # Dates in the API (lessons, reports) are local dates in this zone.
     timezone: str = "Asia/Shanghai"
     login: LoginConfig = field(default_factory=LoginConfig)
+    # Where the device page reads its charts ([api.history]).
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    # Grafana's address (e.g. https://grafana.example.cn): the device page links to the
+    # overview dashboard of its school.  Empty: no link.
+    grafana_url: str = ""
 
     def __post_init__(self) -> None:
         if (self.bandwidth_tests_per_device < 1 or self.bandwidth_window_s <= 0

@@ -20,6 +20,7 @@ from fleet.api.import_jobs import ImportJobs
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditEntry, Classroom, Device, EnrolCode, Lesson
 from fleet.enrolment import EnrolConfig, Enrolled, EnrolRefused
+from fleet.history import TelemetryHistory
 from fleet.metrics import MetricSource
 
 __all__ = [
@@ -55,6 +56,8 @@ class LiveState(Protocol):
     def agent_version(self) -> str: ...
     @property
     def telemetry(self) -> dict[str, Any]: ...
+    @property
+    def inventory(self) -> dict[str, Any]: ...
     @property
     def telemetry_at(self) -> datetime | None: ...
     @property
@@ -158,6 +161,8 @@ class Services:
     imports: ImportJobs = field(default_factory=ImportJobs)
     # ``fleet.ingest.strangers.Strangers.list``: agents refused as unknown or disabled.
     strangers: Callable[[], Sequence[object]] | None = None
+    # The fleet's own bounded telemetry history, for the device page's charts.
+    history: TelemetryHistory | None = None
 
 
 def get_services(request: Request) -> Services:

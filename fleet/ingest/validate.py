@@ -1,10 +1,15 @@
 """Validation of what arrives on the broker, before any sink sees it.
 
 A message is accepted only when its topic parses, its device is a known, enabled device
-of the inventory, it decodes against ``agent.contract`` (size, JSON, schema, fields, the
-payload's device id equals the topic's) and its ``ts`` lies within a window of the fleet's
-receive time.  Everything else is refused with a stable reason, counted, and logged at
-most once per reason per ``log_every_s``.
+of the inventory, it decodes against the typed contract (``agent.contract.decode_message``,
+msgspec: size, JSON, schema 1 or 2, every field's type and range, the payload's device id
+equals the topic's) and its ``ts`` lies within a window of the fleet's receive time.
+Everything else is refused with a stable reason, counted, and logged at most once per
+reason per ``log_every_s``.  Inside an accepted message, a part the decoder dropped (a
+section of the wrong type or with an out-of-range value, a finding whose reason the
+catalogue does not know) is counted apart (``dropped``): the rest of the message counts,
+and the dropped part opens no ticket.  A v1 message reaches the sinks in v2's shape
+(its ``schema`` still says 1).
 
 Order of the checks: the device is judged from the topic alone, before a byte of the
 payload is read.  The broker's ACL pins a device's credentials to its own topics, so the
@@ -34,7 +39,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.contract import ContractError, Kind, decode, parse_topic, parse_ts, utcnow
+from agent.contract import ContractError, Kind, decode_message, parse_topic, parse_ts, utcnow
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import Device
 from fleet.ingest.reasons import ReasonLog
@@ -91,6 +96,10 @@ class Validator:
             "suspicious", "syncclass_ingest_suspicious_total",
             "Valid messages held back because their seq or ts is not believable, by reason",
             log, log_every_s, monotonic)
+        self.drops = ReasonLog(
+            "dropped part of a", "syncclass_ingest_dropped_total",
+            "Parts of accepted messages dropped (a section, a finding), by reason",
+            log, log_every_s, monotonic)
 
     @property
     def refused(self) -> Counter[str]:
@@ -99,6 +108,10 @@ class Validator:
     @property
     def suspicious(self) -> Counter[str]:
         return self.suspicions.counts
+
+    @property
+    def dropped(self) -> Counter[str]:
+        return self.drops.counts
 
     def reload_devices(self) -> None:
         """Re-read the set of enabled devices (call after inventory changes)."""
@@ -129,15 +142,18 @@ class Validator:
                 if self._on_unknown is not None:
                     self._on_unknown(device_id, topic)
                 raise ContractError("unknown-device", f"{device_id!r} is not an enabled device")
-            payload = decode(device_id, kind, data)
+            decoded = decode_message(device_id, kind, data)
         except ContractError as exc:
             self.refusals.record(exc.reason, topic, exc.message)
             return None
+        payload = decoded.payload
         if kind is not Kind.STATUS:
             doubt = self._doubt_ts(parse_ts(payload["ts"]))
             if doubt:
                 self.suspicions.record(doubt, topic, f"ts {payload['ts']} (seq {payload['seq']})")
                 return None
+        for reason, what in decoded.dropped:
+            self.drops.record(reason, topic, what)
         return Accepted(device_id, kind, payload)
 
     def _doubt_ts(self, ts: datetime) -> str:
@@ -151,3 +167,4 @@ class Validator:
     def samples(self) -> Iterable[Sample]:
         yield from self.refusals.samples()
         yield from self.suspicions.samples()
+        yield from self.drops.samples()

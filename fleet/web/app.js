@@ -180,7 +180,8 @@ function lessonEnds(lesson) {
     class: "end", "data-classroom": end.classroom_id, "data-end-state": end.state },
     el("div", { class: "end-head" },
       el("span", { class: "role" }, ROLE[end.role] || end.role),
-      el("strong", {}, end.school + " " + end.classroom),
+      el("a", { href: "#classroom-" + end.classroom_id, class: "room" },
+        end.school + " " + end.classroom),
       badge(end.state, end.label_zh + " " + end.label_en),
       end.device_id ? el("span", { class: "sub" }, end.device_id) : null),
     el("ul", { class: "why" }, endWhy(end)))));
@@ -372,16 +373,21 @@ function forceForm(device, name, status) {
   return form;
 }
 
+// A revoked device's last message may have said "online": enabled decides first.
+// No state at all: the fleet has never heard from it (its alert says what to check).
+function deviceBadge(device) {
+  const health = device.health;
+  return !device.enabled ? badge("disabled", "已停用 disabled")
+    : !health ? badge("unknown", "从未连接 never connected")
+    : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
+}
+
 function renderDevices(devices) {
   const body = document.getElementById("devices-body");
   if (!devices.length) { body.replaceChildren(empty("没有设备 / no devices")); return; }
   const rows = devices.map(device => {
     const health = device.health;
-    // A revoked device's last message may have said "online": enabled decides first.
-    // No state at all: the fleet has never heard from it (its alert says what to check).
-    const state = !device.enabled ? badge("disabled", "已停用 disabled")
-      : !health ? badge("unknown", "从未连接 never connected")
-      : health.online ? badge("online", "在线 online") : badge("offline", "离线 offline");
+    const state = deviceBadge(device);
     let problems = [el("span", { class: "sub" }, "—")];
     if (health && health.problems.length) {
       problems = health.problems.map(p => el("div", {}, p.message || p.reason || p.section));
@@ -401,7 +407,8 @@ function renderDevices(devices) {
         "吊销 Revoke") : null,
     ] : [];
     return el("tr", { "data-device": device.id },
-      el("td", {}, device.id, el("div", { class: "sub" }, device.school + " " + device.classroom)),
+      el("td", {}, el("a", { href: "#device-" + device.id }, device.id),
+        el("div", { class: "sub" }, device.school + " " + device.classroom)),
       el("td", {}, state),
       el("td", {}, health ? when(health.last_seen) : "—"),
       el("td", {}, problems),
@@ -586,6 +593,7 @@ async function refresh() {
     document.getElementById("updated").textContent =
       "更新于 updated " + secondsFmt.format(new Date());
     showLinked();
+    document.dispatchEvent(new Event("syncclass:refreshed"));  // the other pages follow
   } catch (error) {
     document.getElementById("updated").replaceChildren(message("error", error.message));
   }
@@ -611,6 +619,7 @@ async function showApp() {
   if (typeof renderTimetable === "function") await renderTimetable();  // timetable.js
   await renderEnrol();
   await refresh();
+  document.dispatchEvent(new Event("syncclass:login"));  // the other pages' router
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);
 }
@@ -628,6 +637,7 @@ function leave() {
   openDeliveries.clear();
   document.getElementById("enrol-result").replaceChildren();  // a code is a secret
   clearInterval(timer);
+  document.dispatchEvent(new Event("syncclass:logout"));
   showLogin();
 }
 

@@ -22,11 +22,11 @@ case "$arch" in
     *) echo "build-agent.sh: no manylinux wheels for $arch" >&2; exit 1 ;;
 esac
 # Ubuntu 22.04: 3.10, Debian 12: 3.11, Ubuntu 24.04: 3.12, Debian 13: 3.13.  psutil and
-# cryptography are abi3 and paho-mqtt, pyudev, pycparser, tomli pure; cffi is built per
-# Python version, so each one gets its own.
+# cryptography are abi3 and paho-mqtt, pyudev, pycparser, tomli pure; cffi and msgspec
+# (the wire contract's decoder) are built per Python version, so each one gets its own.
 PYTHONS="3.10 3.11 3.12 3.13"
 # pip itself too: setup-venv runs it from its wheel instead of ensurepip (twice as fast).
-REQS=("paho-mqtt>=2.1" "psutil>=5.9" "pyudev>=0.24" "cryptography>=41" "pip")
+REQS=("msgspec>=0.18" "paho-mqtt>=2.1" "psutil>=5.9" "pyudev>=0.24" "cryptography>=41" "pip")
 
 cache=${WHEEL_CACHE:-$repo/build/wheels-$arch}
 if [ ! -e "$cache/.complete" ] || [ "$repo/pyproject.toml" -nt "$cache/.complete" ] ||

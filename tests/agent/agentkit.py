@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from agent.app import Agent
 from agent.compat import UTC
 from agent.config import AgentConfig, parse_config
-from agent.contract import b64, command_signing_bytes, envelope, format_ts
+from agent.contract import COMMAND_SCHEMA, b64, command_signing_bytes, envelope, format_ts
 
 __all__ = ["Message", "Subscriber", "make_config", "public_key", "running_agent", "sign"]
 
@@ -54,6 +54,7 @@ def sign(key: Ed25519PrivateKey, device_id: str, name: str, args: dict[str, Any]
     issued = issued or datetime.now(UTC)
     cmd: dict[str, Any] = {
         **envelope(device_id, None),
+        "schema": COMMAND_SCHEMA,
         "id": uuid.uuid4().hex,
         "name": name,
         "args": args or {},

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from agent.compat import UTC
 from agent.contract import EventType, Kind, decode, format_ts, parse_topic
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams
 from agent.spool import Spool
 from fleet.broker import Mosquitto

@@ -22,7 +22,7 @@ import pytest
 from agent.app import probe_context
 from agent.baseline import FILE_NAME, Baseline
 from agent.config import AgentConfig, RuntimeConfig, parse_config
-from agent.hardware import SimulatedHardware
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.speaker import SpeakerProbe
 from agent.settings import ConfigError
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from agent.hardware.base import HardwareError, PingResult
-from agent.hardware.netio import download, ping, resolve, upload
+from agent.hardware.netio import ping, resolve
 from agent.hardware.targets import parse_target, ping_spec
+from agent.hardware.throughput import download, upload
 from fleet.broker import free_port
 from tests.agent.fixtures.speedtest import SpeedTest, speedtest
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from agent.compat import UTC
-from agent.hardware import Fault, SimulatedHardware, open_backend
+from agent.hardware import open_backend
 from agent.hardware.base import HardwareError
-from agent.hardware.scenario import load_scenario
+from agent.hardware.scenario import Fault, load_scenario
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.camera import criteria
 from agent.settings import ConfigError
 from agent.thresholds import Thresholds

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.contract import CheckVerdict, Kind, decode, encode
-from agent.hardware import SimulatedHardware
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams, Probe, ProbeContext, ProbeReport
 from agent.probes.network import NetworkProbe
 from agent.probes.runner import Collection, ProbeRunner
@@ -59,8 +59,11 @@ def test_a_hung_probe_is_cut_at_its_deadline_and_the_next_ones_still_run() -> No
     try:
         first = _collect(runner)
         assert not hanging.release.is_set()  # returned while the probe is still stuck
-        assert first.sections["hanging"] == {"ok": False, "reason": "probe_timeout",
-                                             "message": "not done within 0.3 s"}
+        hung = first.sections["hanging"]
+        assert {k: hung[k] for k in ("ok", "reason", "message")} == {
+            "ok": False, "reason": "probe_timeout", "message": "not done within 0.3 s"}
+        assert [(f["reason"], f["entity"]) for f in hung["findings"]] == [
+            ("probe_timeout", "probe:hanging")]
         assert first.sections["system"]["ok"] is True, "the probe after the hung one ran"
         assert (first.runs["hanging"].success, first.runs["hanging"].timed_out) == (False, True)
         assert first.runs["hanging"].duration_s >= DEADLINE_S
@@ -80,7 +83,7 @@ def test_a_hung_probe_is_cut_at_its_deadline_and_the_next_ones_still_run() -> No
         if thread.name == "probe-collect-hanging":
             thread.join(10)
     third = _collect(runner)  # the stuck call ended: the probe runs again, and recovers
-    assert hanging.calls == 2 and third.sections["hanging"] == {"ok": True}
+    assert hanging.calls == 2 and third.sections["hanging"] == {"ok": True, "findings": []}
     assert [e["type"] for e in third.events] == ["probe_recovered"]
     assert third.runs["hanging"].success
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from agent.contract import CheckVerdict
-from agent.hardware import Fault, SimulatedHardware, open_backend
+from agent.hardware import open_backend
 from agent.hardware.base import Hardware, HardwareError
-from agent.hardware.scenario import Scenario, SimAudio, default_scenario
+from agent.hardware.scenario import Fault, Scenario, SimAudio, default_scenario
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams, ProbeContext, ProbeReport
 from agent.probes.camera import CameraProbe
 from agent.probes.devices import PresenceProbe

@@ -11,7 +11,9 @@ import pytest
 
 from agent.compat import UTC
 from agent.contract import CheckVerdict
-from agent.hardware import Fault, SimulatedHardware, open_backend
+from agent.hardware import open_backend
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.bandwidth import BandwidthProbe
 from agent.probes.base import CheckParams, ProbeContext, ProbeReport, graded
 from agent.probes.network import NetworkProbe

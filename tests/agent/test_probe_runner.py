@@ -7,7 +7,8 @@ from typing import ClassVar
 import pytest
 
 from agent.contract import CheckVerdict, Kind, decode, encode, envelope
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes import PROBES, build
 from agent.probes.base import CheckParams, Probe, ProbeContext, ProbeReport
 from agent.probes.runner import ProbeRunner
@@ -37,8 +38,12 @@ def test_a_raising_probe_never_breaks_the_others() -> None:
     flaky = Flaky()
     runner = make_runner(SimulatedHardware(), flaky=flaky, system=SystemProbe())
     first = runner.collect()
-    assert first.sections["flaky"] == {"ok": False, "reason": "probe_error",
-                                       "message": "RuntimeError: sensor fell off"}
+    broken = first.sections["flaky"]
+    assert {k: broken[k] for k in ("ok", "reason", "message")} == {
+        "ok": False, "reason": "probe_error", "message": "RuntimeError: sensor fell off"}
+    # Contract v2: the section carries its finding, so the fleet reads one model.
+    assert [(f["level"], f["reason"], f["entity"]) for f in broken["findings"]] == [
+        ("fail", "probe_error", "probe:flaky")]
     assert first.sections["system"]["ok"] is True
     assert [(e["type"], e["entity"]) for e in first.events] == [("probe_failed", "probe:flaky")]
     assert runner.collect().events == []  # still broken: said once

@@ -10,8 +10,9 @@ import pytest
 from agent.commands import CommandError, check_params, lesson_window, parse_args
 from agent.compat import UTC
 from agent.contract import format_ts
-from agent.hardware import Fault, SimulatedHardware
 from agent.hardware.base import AudioClip, AudioDevice
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.bandwidth import BandwidthProbe
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.camera import CameraProbe

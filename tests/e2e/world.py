@@ -56,6 +56,7 @@ __all__ = [
     "TZ",
     "LessonRow",
     "World",
+    "classroom_agent",
     "device_password",
     "e2e_config",
     "sample_value",
@@ -166,6 +167,32 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
                          "同步课堂教室", "；".join(f"{r}/同步课堂教室" for r in row.receivers),
                          row.mode])
     return out.getvalue().encode("utf-8-sig")
+
+
+def classroom_agent(
+    device_id: str, broker: Mosquitto, fleet_public_key: str, workdir: Path,
+    clock: Callable[[], datetime], *, scenario: Scenario | None = None,
+    reboot_command: list[str] | None = None, agent_type: type[Agent] = Agent,
+    interval: float = 1.0,
+) -> tuple[Agent, SimulatedHardware]:
+    """A real agent on a simulated classroom (default: healthy), not yet running, with
+    its state under ``workdir/agents``; it trusts commands signed by ``fleet_public_key``."""
+    hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
+    config = AgentConfig(
+        device_id=device_id,
+        mqtt=MqttConfig(url=broker.url, username=device_id,
+                        password=device_password(device_id), backoff_max_s=1.0),
+        hardware=HardwareConfig(backend="simulated"),
+        agent=AgentRuntime(interval=interval, state_dir=workdir / "agents" / device_id),
+        commands=CommandsConfig(
+            fleet_public_key=fleet_public_key,
+            allowed_units=["syncclass-agent"],
+            reboot_command=reboot_command or ["true"],
+            restart_command=["true"],
+        ),
+        network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
+    )
+    return agent_type(config, hardware, clock=clock), hardware
 
 
 @dataclass
@@ -289,22 +316,9 @@ class World:
         """A real agent on a simulated classroom (default: healthy), reporting every
         second; ``agent_type`` may stand in for an older agent's birth."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
-        hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
-        config = AgentConfig(
-            device_id=device_id,
-            mqtt=MqttConfig(url=self.broker.url, username=device_id,
-                            password=device_password(device_id), backoff_max_s=1.0),
-            hardware=HardwareConfig(backend="simulated"),
-            agent=AgentRuntime(interval=1.0, state_dir=self.workdir / "agents" / device_id),
-            commands=CommandsConfig(
-                fleet_public_key=self.fleet.signer.public_key_b64,
-                allowed_units=["syncclass-agent"],
-                reboot_command=reboot_command or ["true"],
-                restart_command=["true"],
-            ),
-            network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
-        )
-        agent = agent_type(config, hardware, clock=self.clock)
+        agent, hardware = classroom_agent(
+            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir, self.clock,
+            scenario=scenario, reboot_command=reboot_command, agent_type=agent_type)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
         self.agents[device_id] = _RunningAgent(agent, thread)

@@ -33,17 +33,26 @@ __all__ = [
     "wait_until",
 ]
 
+# What a v2 agent sends: every section carries its findings (the decoder leaves these as
+# they are, so a sink is given exactly what was sent).
 SECTIONS: dict[str, Any] = {
     "system": {"ok": True, "cpu_pct": 12.5, "mem_pct": 40, "disk_pct": 55.0, "temp_c": None,
-               "uptime_s": 3600, "boot_time": "2026-11-23T07:00:00Z", "clock_synced": True},
+               "uptime_s": 3600, "boot_time": "2026-11-23T07:00:00Z", "clock_synced": True,
+               "findings": []},
     "cameras": {"ok": True, "devices": [{"id": "cam0", "name": "Logitech C930e", "ok": True,
-                                         "fps": 30}]},
-    "microphones": {"ok": False, "devices": [{"id": "mic0", "ok": False, "reason": "silent",
-                                              "message": "digital zero", "level_dbfs": -90.0}]},
+                                         "fps": 30}], "findings": []},
+    "microphones": {"ok": False, "devices": [{"id": "mic0", "ok": False,
+                                              "reason": "microphone_silent",
+                                              "message": "无信号 / digital zero",
+                                              "level_dbfs": -90.0}],
+                    "findings": [{"level": "fail", "reason": "microphone_silent",
+                                  "message_zh": "无信号", "message_en": "digital zero",
+                                  "entity": "microphone:mic0"}]},
     "network": {"ok": True, "dns_ms": 3.0, "targets": {
-        "broker": {"ok": True, "rtt_ms": 1.5, "jitter_ms": 0.2, "loss_pct": 0.0}}},
+        "broker": {"ok": True, "rtt_ms": 1.5, "jitter_ms": 0.2, "loss_pct": 0.0}},
+        "findings": []},
     "bandwidth": {"ok": True, "up_mbps": 8.0, "down_mbps": 20.0, "rx_mbps": 1.0,
-                  "tx_mbps": 0.5, "measured_at": "2026-11-23T07:30:00Z"},
+                  "tx_mbps": 0.5, "measured_at": "2026-11-23T07:30:00Z", "findings": []},
 }
 
 

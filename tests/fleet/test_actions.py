@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from agent.contract import DEFAULT_PREFIX, Kind, RefusalReason, encode, topic
-from agent.settings import ConfigError, section
 from fleet.actions.config import ActionConfig, RateLimit
 from fleet.actions.outcomes import ActionRefused, Outcome, RefusalCode
 from fleet.actions.service import Actions
@@ -21,6 +20,7 @@ from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
 from fleet.db.models import AuditAnswer, AuditEntry
 from fleet.ingest import MqttIngest
+from fleet.settings import ConfigError, section
 from tests.clock import ManualClock
 from tests.fleet.checks_helpers import (
     MONDAY_0800,

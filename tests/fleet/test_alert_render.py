@@ -10,7 +10,13 @@ def test_agent_words_that_restate_the_title_replace_it() -> None:
     assert en == "Student camera: camera missing"
 
 
-def test_other_agent_words_follow_the_title() -> None:
-    zh, en = summary("network_loss", "target:peer", None, ("丢包 8%", "loss 8%"))
-    assert zh == "网络丢包过高（target:peer）：丢包 8%"
-    assert en == "packet loss too high (target:peer): loss 8%"
+def test_other_agent_words_follow_the_title_and_targets_are_said_in_words() -> None:
+    zh, en = summary("network_loss", "target:peer", None, ("peer：丢包 8%", "peer: loss 8%"))
+    assert zh == "网络丢包过高（对端教室）：对端教室：丢包 8%"
+    assert en == "packet loss too high (the partner classroom): the partner classroom: loss 8%"
+
+
+def test_the_place_at_fault_leads_the_line() -> None:
+    zh, en = summary("disk_full", "", None, place=("竹里乡小学 同步课堂教室",) * 2)
+    assert zh == "竹里乡小学 同步课堂教室：磁盘空间不足"
+    assert en == "竹里乡小学 同步课堂教室: disk nearly full"

@@ -326,3 +326,27 @@ def test_device_list_queries_do_not_grow_with_the_devices(world: World) -> None:
     loaded = [d for d in listed if d["id"].startswith("load-")]
     assert len(loaded) == 12 and all(d["health"]["online"] for d in loaded)
     assert many == few
+
+
+def test_device_pages_follow_the_link_header_to_every_device_once(world: World) -> None:
+    _add_devices(world, 7, 100)
+    everyone = [d["id"] for d in world.get("admin", "/api/v1/devices?limit=5000").json()]
+    seen: list[str] = []
+    path: str | None = "/api/v1/devices?limit=3"
+    pages = 0
+    while path is not None:
+        reply = world.client.get(path, headers=world.headers("admin"))
+        assert reply.status_code == 200
+        page = [d["id"] for d in reply.json()]
+        assert len(page) <= 3
+        seen += page
+        pages += 1
+        link = reply.headers.get("link")
+        # A full page names the next one; the last (short or empty) page names none.
+        assert (link is not None) == (len(page) == 3)
+        path = None if link is None else link.split(";")[0].strip("<>")
+    assert seen == everyone and len(everyone) >= 7
+    assert pages == len(everyone) // 3 + 1
+    # A page size out of range is refused with a clear 422, not clamped.
+    reply = world.client.get("/api/v1/devices?limit=0", headers=world.headers("admin"))
+    assert reply.status_code == 422

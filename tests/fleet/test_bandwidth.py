@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from agent.contract import CheckVerdict, bandwidth_token
-from agent.hardware import SimulatedHardware, netio
+from agent.hardware import throughput
 from agent.hardware.scenario import default_scenario
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.bandwidth import BandwidthProbe
 from agent.probes.base import CheckParams, ProbeContext
 from agent.thresholds import Thresholds
@@ -104,8 +105,8 @@ def raw(url: str, method: str, query: str = "", headers: dict[str, str] | None =
 def test_a_devices_token_opens_both_directions(endpoint: Endpoint) -> None:
     presigned = endpoint.presigned("dongtou-luxi-sync1")
     # This agent moves the token into Authorization and measures with it.
-    assert netio.download(presigned, 1 * MIB, 5.0) > 0
-    assert netio.upload(presigned, 1 * MIB, 5.0) > 0
+    assert throughput.download(presigned, 1 * MIB, 5.0) > 0
+    assert throughput.upload(presigned, 1 * MIB, 5.0) > 0
     # A v1 agent sends the pre-signed URL as it is: the token rides in the query.
     with urllib.request.urlopen(f"{presigned}&bytes=1000", timeout=10) as resp:
         assert (resp.status, len(resp.read())) == (200, 1000)

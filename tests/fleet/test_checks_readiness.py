@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from agent.settings import ConfigError, section
 from fleet.checks.config import CheckConfig
 from fleet.checks.readiness import ReadinessState, lesson_readiness, lessons_readiness
 from fleet.db.base import session_scope
 from fleet.db.models import CheckRun, Lesson
+from fleet.settings import ConfigError, section
 from tests.fleet.checks_helpers import MONDAY_0800, World
 
 BEFORE = MONDAY_0800 - timedelta(minutes=20)

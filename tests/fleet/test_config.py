@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import ConfigError
 from fleet.api.config import LoginConfig
 from fleet.config import FleetConfig, load_config, parse_config
+from fleet.settings import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "provisioning" / "fleet.example.toml"
 

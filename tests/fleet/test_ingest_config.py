@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.contract import encode
-from agent.settings import ConfigError, section
 from fleet.ingest import IngestConfig, backoff_delay
+from fleet.settings import ConfigError, section
 from fleet.tsdb import TsdbConfig
 from tests.fleet.ingest_helpers import telemetry
 

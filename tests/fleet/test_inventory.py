@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from fleet.db.base import SessionFactory, session_scope
+from fleet.db.base import SessionFactory, make_engine, session_scope
+from fleet.db.migrate import upgrade
 from fleet.db.models import (
     Classroom,
     County,
@@ -34,6 +36,7 @@ from fleet.inventory import (
     parse_document,
     technicians_for_school,
 )
+from tests.fleet.pg import fresh_database
 from tests.fleet.pilot import FAST_HASHER
 
 
@@ -219,3 +222,26 @@ def test_lesson_classrooms_and_checked_classrooms(pilot: SessionFactory) -> None
         assert [c.id for c in checked_classrooms(lesson)] == [r.id for r in rural]
         lesson.mode = LessonMode.LIVE
         assert checked_classrooms(lesson) == lesson_classrooms(lesson)
+
+
+def test_bulk_levels_load_and_reload_on_postgres(postgres: str) -> None:
+    """Each level goes in as one INSERT … RETURNING: on PostgreSQL too every row gets the
+    id of its own parent, and a reload of the same document changes nothing."""
+    url = fresh_database(postgres, f"inventory_{uuid.uuid4().hex[:8]}")
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = sessionmaker(engine)
+    doc = _demo()
+    wanted = {d["id"]: (c["name"], s["name"], r["name"])
+              for c in doc["counties"] for s in c["schools"] for r in s["classrooms"]
+              for d in r["devices"]}
+    with session_scope(sessions) as s:
+        first = load_inventory(s, doc, hasher=FAST_HASHER)
+    assert first.created["device"] == len(wanted) == 9 and first.created["county"] == 4
+    with session_scope(sessions) as s:
+        again = load_inventory(s, doc, hasher=FAST_HASHER)
+        assert again.created == {} and again.updated == {}
+        placed = {d.id: (d.classroom.school.county.name, d.classroom.school.name,
+                         d.classroom.name) for d in s.scalars(select(Device))}
+    assert placed == wanted
+    engine.dispose()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import ConfigError, section
 from fleet.broker import free_port, make_test_ca
 from fleet.config import parse_config
 from fleet.notify import dingtalk
@@ -19,6 +18,7 @@ from fleet.notify.dingtalk import DingTalkChannel, sign
 from fleet.notify.email import EmailChannel
 from fleet.notify.webhook import WebhookChannel
 from fleet.notify.wecom import WeComChannel
+from fleet.settings import ConfigError, section
 from tests.fleet.smtp import SmtpServer
 from tests.fleet.webhook_receiver import WebhookReceiver
 

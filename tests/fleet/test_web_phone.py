@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from agent.hardware import Fault, SimulatedHardware
+from agent.hardware.scenario import Fault
+from agent.hardware.simulated import SimulatedHardware
 from agent.probes.base import CheckParams, ProbeContext
 from agent.probes.camera import CameraProbe
 from agent.thresholds import Thresholds

@@ -152,7 +152,7 @@ def test_install_creates_user_files_modes_and_a_private_venv(installed: Path) ->
     cfg = configparser.ConfigParser()
     cfg.read_string("[venv]\n" + (venv / "pyvenv.cfg").read_text())
     assert cfg["venv"]["include-system-site-packages"] == "false"
-    code = ("import sys, agent, paho.mqtt, cryptography, psutil, pyudev; "
+    code = ("import sys, agent, agent.contract, msgspec, paho.mqtt, cryptography, psutil, pyudev; "
             "print(agent.__file__); print(*sys.path, sep='\\n')")
     where = run(venv / "bin/python", "-c", code)
     assert where.returncode == 0, where.stderr

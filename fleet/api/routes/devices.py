@@ -9,9 +9,10 @@ to a firing critical alert.  Pending faults (inside their up-delay) are not yet 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
@@ -174,24 +175,38 @@ def device_out(session: Session, services: Services, device: Device) -> DeviceOu
 
 @router.get("")
 def list_devices(
+    request: Request,
+    response: Response,
     session: DB,
     scope: CurrentScope,
     services: ServicesDep,
     classroom_id: RefQuery = None,
     school_id: RefQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="devices per page")] = 500,
+    after: Annotated[str | None, Query(max_length=64,
+                                       description="the last device id of the page before")] = None,
 ) -> list[DeviceOut]:
+    """Devices by id, a page at a time: a province's 20,000 in one answer took seconds.
+    A full page carries ``Link: <…?after=…>; rel="next"`` (RFC 8288) to the next one."""
     query = (
         select(Device)
         .join(Classroom)
         .where(scope.device())
         .order_by(Device.id)
+        .limit(limit)
         .options(joinedload(Device.classroom).joinedload(Classroom.school))
     )
     if classroom_id is not None:
         query = query.where(Device.classroom_id == classroom_id)
     if school_id is not None:
         query = query.where(Classroom.school_id == school_id)
-    return devices_out(session, services, list(session.scalars(query)))
+    if after is not None:
+        query = query.where(Device.id > after)
+    devices = list(session.scalars(query))
+    if len(devices) == limit:
+        params = {**request.query_params, "after": devices[-1].id, "limit": str(limit)}
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+    return devices_out(session, services, devices)
 
 
 class UnknownDeviceOut(BaseModel):

@@ -1,8 +1,4 @@
-"""The syncclass wire contract, version 1: MQTT topics and JSON payloads.
-
-Agent and fleet both import this module and nothing else to talk to each other; it is
-documented in the README ("Wire contract").  It must stay free of heavy imports: it is
-loaded on every classroom mini-PC.
+"""The wire: MQTT topics, the envelope, encoding, commands' signing bytes.
 
 Topics, under a configurable prefix (default ``syncclass/v1``), per device ``DEVICE``::
 
@@ -13,8 +9,9 @@ Topics, under a configurable prefix (default ``syncclass/v1``), per device ``DEV
     PREFIX/dev/DEVICE/cmd          QoS 1, fleet -> agent, signed command
     PREFIX/dev/DEVICE/cmd/result   QoS 1, agent -> fleet, the command's answer
 
-Every payload is a JSON object carrying ``schema``, ``device_id``, ``ts`` (RFC 3339, UTC)
-and, for agent-sent payloads, a per-device ``seq`` that survives restarts.
+Every payload is a JSON object carrying ``schema`` (2; the fleet also takes 1),
+``device_id``, ``ts`` (RFC 3339, UTC) and, for agent-sent payloads, a per-device ``seq``
+that survives restarts.
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ __all__ = [
     "CAP_LESSON_WINDOW",
     "CAP_PASSIVE",
     "COMMAND_NAMES",
+    "COMMAND_SCHEMA",
     "DEFAULT_PREFIX",
     "DEVICE_ID_RE",
     "EXPECTED_ROLES",
@@ -42,6 +40,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "QOS",
     "SCHEMA",
+    "SCHEMAS",
     "SECTIONS",
     "CheckVerdict",
     "ContractError",
@@ -52,7 +51,6 @@ __all__ = [
     "bandwidth_token",
     "check_expected",
     "command_signing_bytes",
-    "decode",
     "encode",
     "envelope",
     "format_ts",
@@ -66,7 +64,12 @@ __all__ = [
     "with_bandwidth_token",
 ]
 
-SCHEMA: Final = 1
+SCHEMA: Final = 2
+#: Every schema the fleet takes: a v1 payload is upgraded to v2 as it is decoded.
+SCHEMAS: Final = (1, 2)
+#: Commands (fleet -> agent) keep schema 1: their shape did not change in v2, and a v1
+#: agent refuses a command of any other schema as malformed.
+COMMAND_SCHEMA: Final = 1
 DEFAULT_PREFIX: Final = "syncclass/v1"
 # Mosquitto and EMQX accept far more, but a classroom uplink is thin and a fleet ingests
 # tens of thousands of these: anything bigger is a bug on the sending side.
@@ -289,98 +292,6 @@ def encode(payload: dict[str, Any]) -> bytes:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
     return data
-
-
-# Fields each kind must carry beyond the envelope, with their JSON types.
-_REQUIRED: Final[dict[Kind, dict[str, type | tuple[type, ...]]]] = {
-    Kind.STATUS: {"state": str, "agent_version": str, "session": int, "seq": int},
-    Kind.TELEMETRY: {"seq": int, "interval": (int, float), "sections": dict},
-    Kind.EVENT: {"seq": int, "type": str, "entity": str},
-    Kind.CHECK: {"seq": int, "verdict": str, "probes": dict, "findings": list},
-    Kind.CMD: {"id": str, "name": str, "args": dict, "issued_at": str, "expires_at": str,
-               "nonce": str},
-    Kind.CMD_RESULT: {"seq": int, "id": str, "ok": bool},
-}
-
-
-def _too_deep(data: bytes, payload: dict[str, Any]) -> bool:
-    # Nesting needs an opening bracket per level: most payloads are cleared by a count
-    # at C speed, without a walk.
-    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
-        return False
-    stack: list[tuple[Any, int]] = [(payload, 1)]
-    while stack:
-        node, depth = stack.pop()
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                if depth >= MAX_DEPTH:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text[:40]} is too large for a number")
-    return value
-
-
-# One decoder, built once (json.loads with hooks builds one per call).
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
-
-
-def decode(device_id: str, kind: Kind, data: bytes) -> dict[str, Any]:
-    """Parse and validate one payload received on ``device_id``'s ``kind`` topic.
-
-    The device id inside the payload must equal the one in the topic: the broker's ACL
-    pins a device's credentials to its own topics, and this pins the payload to them.
-    """
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise ContractError("too-large", f"payload is {len(data)} bytes, limit {MAX_PAYLOAD_BYTES}")
-    try:
-        payload = _DECODER.decode(data.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        # ValueError: not JSON (JSONDecodeError, a bad UTF-8 byte), NaN or Infinity, a
-        # number beyond a float or past Python's 4,300-digit integer limit; RecursionError:
-        # arrays nested thousands deep.  None of it is JSON an agent sends.
-        raise ContractError("bad-json", f"not JSON: {str(exc)[:200]}") from None
-    if not isinstance(payload, dict):
-        raise ContractError("bad-json", "payload is not a JSON object")
-    if _too_deep(data, payload):
-        raise ContractError("too-deep", f"payload nests deeper than {MAX_DEPTH} levels")
-    if payload.get("schema") != SCHEMA:
-        raise ContractError("bad-schema", f"schema {payload.get('schema')!r}, expected {SCHEMA}")
-    if payload.get("device_id") != device_id:
-        raise ContractError(
-            "device-mismatch",
-            f"payload device_id {payload.get('device_id')!r} on topic of {device_id!r}",
-        )
-    ts = payload.get("ts")
-    if not isinstance(ts, str):
-        raise ContractError("bad-ts", "ts missing")
-    parse_ts(ts)
-    for name, typ in _REQUIRED[kind].items():
-        value = payload.get(name)
-        # bool is an int in Python; a seq of `true` is still wrong.
-        if value is None or not isinstance(value, typ) or (
-            isinstance(value, bool) and typ is not bool
-        ):
-            raise ContractError("missing-field", f"{kind.value} needs {name!r} of type {typ}")
-    seq = payload.get("seq")
-    if isinstance(seq, int) and seq < 0:
-        raise ContractError("bad-seq", "seq must be >= 0")
-    if kind is Kind.STATUS and payload["state"] not in ("online", "offline"):
-        raise ContractError("bad-state", f"state {payload['state']!r}")
-    if kind is Kind.CHECK and payload["verdict"] not in set(CheckVerdict):
-        raise ContractError("bad-verdict", f"verdict {payload['verdict']!r}")
-    if kind is Kind.EVENT and payload["type"] not in set(EventType):
-        raise ContractError("bad-event", f"event type {payload['type']!r}")
-    return payload
 
 
 def command_signing_bytes(command: dict[str, Any]) -> bytes:

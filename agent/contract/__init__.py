@@ -1,0 +1,127 @@
+"""The syncclass wire contract, version 2: MQTT topics, typed JSON payloads, reasons.
+
+Agent and fleet both import this package and nothing else to talk to each other; it is
+documented in the README ("Wire contract").  It must stay light: it is loaded on every
+classroom mini-PC (its one dependency, msgspec, is a small C extension).
+
+- :mod:`agent.contract.wire`: topics, the envelope, encoding, commands' signing bytes;
+- :mod:`agent.contract.model`: one typed Struct per payload, section and finding, and the
+  decoder (v1 payloads are upgraded to v2 as they are decoded);
+- :mod:`agent.contract.catalogue`: the closed catalogue of reasons and the rules they feed.
+"""
+
+from __future__ import annotations
+
+from agent.contract.catalogue import (
+    MISSING_REASONS,
+    REASONS,
+    SECTION_ENTITIES,
+    Reason,
+)
+from agent.contract.catalogue import markdown as markdown_catalogue
+from agent.contract.model import (
+    Check,
+    CmdResult,
+    Command,
+    Decoded,
+    Event,
+    Finding,
+    Status,
+    Telemetry,
+    decode,
+    decode_message,
+    section_findings,
+)
+from agent.contract.wire import (
+    BANDWIDTH_TOKEN_PARAM,
+    CAP_EXPECTED,
+    CAP_LESSON_WINDOW,
+    CAP_PASSIVE,
+    COMMAND_NAMES,
+    COMMAND_SCHEMA,
+    DEFAULT_PREFIX,
+    DEVICE_ID_RE,
+    EXPECTED_ROLES,
+    MAX_DEPTH,
+    MAX_EXPECTED,
+    MAX_PAYLOAD_BYTES,
+    QOS,
+    SCHEMA,
+    SCHEMAS,
+    SECTIONS,
+    CheckVerdict,
+    ContractError,
+    EventType,
+    Kind,
+    RefusalReason,
+    b64,
+    bandwidth_token,
+    check_expected,
+    command_signing_bytes,
+    encode,
+    envelope,
+    format_ts,
+    parse_topic,
+    parse_ts,
+    subscription,
+    topic,
+    unb64,
+    utcnow,
+    validate_device_id,
+    with_bandwidth_token,
+)
+
+__all__ = [
+    "BANDWIDTH_TOKEN_PARAM",
+    "CAP_EXPECTED",
+    "CAP_LESSON_WINDOW",
+    "CAP_PASSIVE",
+    "COMMAND_NAMES",
+    "COMMAND_SCHEMA",
+    "DEFAULT_PREFIX",
+    "DEVICE_ID_RE",
+    "EXPECTED_ROLES",
+    "MAX_DEPTH",
+    "MAX_EXPECTED",
+    "MAX_PAYLOAD_BYTES",
+    "MISSING_REASONS",
+    "QOS",
+    "REASONS",
+    "SCHEMA",
+    "SCHEMAS",
+    "SECTIONS",
+    "SECTION_ENTITIES",
+    "Check",
+    "CheckVerdict",
+    "CmdResult",
+    "Command",
+    "ContractError",
+    "Decoded",
+    "Event",
+    "EventType",
+    "Finding",
+    "Kind",
+    "Reason",
+    "RefusalReason",
+    "Status",
+    "Telemetry",
+    "b64",
+    "bandwidth_token",
+    "check_expected",
+    "command_signing_bytes",
+    "decode",
+    "decode_message",
+    "encode",
+    "envelope",
+    "format_ts",
+    "markdown_catalogue",
+    "parse_topic",
+    "parse_ts",
+    "section_findings",
+    "subscription",
+    "topic",
+    "unb64",
+    "utcnow",
+    "validate_device_id",
+    "with_bandwidth_token",
+]

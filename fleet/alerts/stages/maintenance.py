@@ -1,0 +1,29 @@
+"""Maintenance: recurring windows (nights, weekends) mute the alerts they match."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from fleet.alerts.mute import Maintenance, validate_window
+from fleet.alerts.stages.base import Tick
+from fleet.db.models import MaintenanceWindow
+
+log = logging.getLogger(__name__)
+
+
+def _usable(window: MaintenanceWindow) -> bool:
+    """A window written around the API with a bad time or zone is skipped, loudly, so one
+    bad row cannot stop every alert's timers."""
+    try:
+        validate_window(window.weekdays, window.start_time, window.end_time, window.timezone)
+    except (ValueError, TypeError) as exc:
+        log.error("maintenance window #%s %r ignored: %s", window.id, window.name, exc)
+        return False
+    return True
+
+
+def stage(tick: Tick) -> None:
+    windows = tick.session.scalars(select(MaintenanceWindow))
+    tick.mute(Maintenance(tuple(w for w in windows if _usable(w))))
