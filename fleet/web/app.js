@@ -578,6 +578,7 @@ async function showApp() {
   document.getElementById("login").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
   renderWindowForm();
+  if (typeof renderTimetable === "function") await renderTimetable();  // timetable.js
   await Promise.all([renderEnrol(), setupAlertFilters()]);  // alerts.js
   liveNotifyButton();  // live.js
   liveStart();
