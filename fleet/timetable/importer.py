@@ -271,11 +271,18 @@ def _expand(spec: _Spec, semester: Semester, calendar: Calendar,
 def _expand_all(specs: Iterable[_Spec], semester: Semester, calendar: Calendar,
                 errors: ErrorLog) -> Iterator[tuple[_Spec, date]]:
     """Each row's dates in the semester under ``calendar``: what an import lays out, and
-    what a calendar change re-lays for the dates it touches (``recalendar``)."""
+    what a calendar change re-lays for the dates it touches (``recalendar``).  A receiving
+    classroom closed that date is left out of that date's lesson (the others still have
+    it; with none left there is no synchronous lesson)."""
     by_weekday: dict[int, dict[int, list[date]]] = {}
     for spec in specs:
         for when in _expand(spec, semester, calendar, by_weekday, errors):
-            yield spec, when
+            open_ = [room for room in spec.receivers
+                     if calendar.closure(when, place_of(room)) is None]
+            if len(open_) == len(spec.receivers):
+                yield spec, when
+            elif open_:
+                yield replace(spec, receivers=open_), when
 
 
 def _slots(spec: _Spec, day: date) -> list[_Slot]:
@@ -704,11 +711,6 @@ def _spec_of(session: Session, row: ScheduleRow) -> _Spec:
                  [session.get_one(Classroom, rid) for rid in row.receiver_ids])
 
 
-def _covers(changed: list[Day], day: date, room: Classroom) -> bool:
-    place = place_of(room)
-    return any(d.day == day and place.covered_by(d.level, d.place_id) for d in changed)
-
-
 def recalendar(session: Session, changed: Iterable[Day]) -> Recalendared:
     """Re-lay the imported schedules' lessons on the dates and places of calendar days just
     published or removed (``changed``; the calendar in ``session`` is already the new one),
@@ -731,16 +733,20 @@ def recalendar(session: Session, changed: Iterable[Day]) -> Recalendared:
         rows = session.scalars(select(ScheduleRow).where(
             ScheduleRow.schedule_id == schedule.id).options(
             selectinload(ScheduleRow.main_classroom).selectinload(Classroom.school)))
-        specs = [_spec_of(session, row) for row in rows
-                 if any(place_of(row.main_classroom).covered_by(d.level, d.place_id)
-                        for d in changed)]
+        specs = [_spec_of(session, row) for row in rows]
+        # Only schedules a changed day reaches (at a main or a receiving classroom) are
+        # re-laid, and those on the changed dates only.
+        if not any(place_of(room).covered_by(d.level, d.place_id) for d in changed
+                   for spec in specs for room in (spec.main, *spec.receivers)):
+            continue
+        dates = {d.day for d in changed}
         occurrences: list[_Occurrence] = []
         for spec, when in _expand_all(specs, window, calendar, ErrorLog(1)):
-            if _covers(changed, when, spec.main):
+            if when in dates:
                 slot = _slots(spec, when)[0]
                 occurrences.append((spec, slot.starts_at, slot.ends_at))
         existing = [lesson for lesson in _scheduled(session, schedule.id, first, last)
-                    if _covers(changed, *_planned_day(session, lesson))]
+                    if _planned_day(session, lesson) in dates]
         plan = _plan(existing, occurrences)
         if not (plan.new or plan.updates or plan.removed):
             totals[3] += plan.conflicts
@@ -768,8 +774,7 @@ def _scheduled(session: Session, schedule_id: int, first: date, last: date) -> l
                  selectinload(Lesson.main_classroom).selectinload(Classroom.school))))
 
 
-def _planned_day(session: Session, lesson: Lesson) -> tuple[date, Classroom]:
-    """The local date and classroom the schedule put a lesson at (``_key``)."""
+def _planned_day(session: Session, lesson: Lesson) -> date:
+    """The local date the schedule put a lesson at (``_key``)."""
     classroom_id, at = _key(lesson)
-    room = session.get_one(Classroom, classroom_id)
-    return _local(at, room).date(), room
+    return _local(at, session.get_one(Classroom, classroom_id)).date()

@@ -11,8 +11,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from fleet.broker import Mosquitto
+from fleet.checks.readiness import lesson_readiness
 from fleet.db.base import SessionFactory, session_scope
-from fleet.db.models import CalendarDay, County, Lesson, ScheduleRow
+from fleet.db.models import CalendarDay, County, Lesson, ScheduleRow, School
 from fleet.timetable.calendar import Day
 from fleet.timetable.edits import move_lesson
 from fleet.timetable.importer import Recalendared, recalendar
@@ -34,10 +35,13 @@ SUNDAY = date(2026, 9, 27)
 
 
 def _publish(sessions: SessionFactory, **day: object) -> tuple[int, Recalendared]:
-    """What POST /holidays does for a county's day (its closures also cancel at once)."""
+    """What POST /holidays does for a day (of 洞头区 unless the place is given); the route
+    also cancels the lessons a closure covers at their main classroom."""
     with session_scope(sessions) as s:
-        county = s.scalars(select(County.id).where(County.name == "洞头区")).one()
-        row = CalendarDay(level="county", place_id=county, **day)
+        if "level" not in day:
+            county = s.scalars(select(County.id).where(County.name == "洞头区")).one()
+            day |= {"level": "county", "place_id": county}
+        row = CalendarDay(**day)
         s.add(row)
         s.flush()
         return row.id, recalendar(s, [Day.of(row)])
@@ -120,3 +124,49 @@ def recalendar_again(sessions: SessionFactory) -> Recalendared:
     with session_scope(sessions) as s:
         (row,) = s.scalars(select(CalendarDay).where(CalendarDay.day == SUNDAY)).all()
         return recalendar(s, [Day.of(row)])
+
+
+YQ_MON = ("weekly,1,,08:00,08:40,英语,四年级,郑老师,乐清市城南实验小学,同步课堂教室,"
+          "乐清市大荆镇山头小学;乐清市龙西乡小学,live,")
+
+
+def _receivers(sessions: SessionFactory, day: int) -> list[str]:
+    with session_scope(sessions) as s:
+        (lesson,) = [x for x in lessons_of(s, "乐清市城南实验小学") if local(x).day == day]
+        return sorted(r.classroom.school.name for r in lesson.receivers)
+
+
+def test_a_closed_receiving_school_leaves_the_lesson_for_the_others(
+        pilot_db: SessionFactory, broker: Mosquitto, tmp_path: Path) -> None:  # noqa: F811
+    with session_scope(pilot_db) as s:
+        longxi = s.scalars(select(School.id).where(School.name == "乐清市龙西乡小学")).one()
+    # Closed before the import (the 21st) and after it (the 14th).
+    _publish(pilot_db, day=date(2026, 9, 21), name="停课", level="school", place_id=longxi)
+    run(pilot_db, csv(YQ_MON))
+    both = ["乐清市大荆镇山头小学", "乐清市龙西乡小学"]
+    assert _receivers(pilot_db, 7) == both
+    assert _receivers(pilot_db, 21) == ["乐清市大荆镇山头小学"]
+    closure, done = _publish(pilot_db, day=date(2026, 9, 14), name="停课", level="school",
+                             place_id=longxi)
+    assert done == Recalendared(changed=1)
+    assert _receivers(pilot_db, 14) == ["乐清市大荆镇山头小学"]
+    now = [datetime(2026, 9, 14, 8, tzinfo=SHANGHAI) - timedelta(minutes=24)]
+    scheduler, publisher = _scheduler(pilot_db, broker, tmp_path, now)
+    try:
+        assert scheduler.tick() == 2
+        with session_scope(pilot_db) as s:
+            (lesson,) = [x for x in lessons_of(s, "乐清市城南实验小学") if local(x).day == 14]
+            lesson_id = lesson.id
+            ready = lesson_readiness(s, lesson, now[0])
+            assert sorted(e.school for e in ready.ends) == ["乐清市城南实验小学",
+                                                            "乐清市大荆镇山头小学"]
+        assert _checked(pilot_db, lesson_id) == {"yueqing-chengnan-sync1",
+                                                 "yueqing-shantou-sync1"}
+    finally:
+        publisher.close()
+    # Lifted: 龙西 is back in the lesson (the same lesson, its checks kept).
+    assert _remove(pilot_db, closure) == Recalendared(changed=1)
+    assert _receivers(pilot_db, 14) == both
+    with session_scope(pilot_db) as s:
+        assert [x.id for x in lessons_of(s, "乐清市城南实验小学") if local(x).day == 14] == \
+            [lesson_id]
