@@ -9,7 +9,10 @@ would change (the preview a person confirms) and writes nothing.
 
 Weekly rows expand to the dates of the semester that run that weekday in the main
 classroom's calendar (``fleet.timetable.calendar``: closures skip a date, a make-up
-workday runs another weekday's lessons); one-off rows add single dates.  Holiday and
+workday runs another weekday's lessons, a closed receiving classroom is left out of that
+date's lesson); one-off rows add single dates.  The rows are kept with the schedule, so
+a calendar day published or removed later re-lays the dates it touches at once
+(``recalendar``), through the same expansion, plan and write as an import.  Holiday and
 调休 rows of the file, and the semester's holidays, belong to the schedule's school(s).
 Times are local to the main school (Asia/Shanghai unless it says otherwise) and stored
 in UTC.
