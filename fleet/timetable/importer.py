@@ -682,13 +682,14 @@ def _store_rows(session: Session, schedules: dict[int, int], specs: list[_Spec])
     """Keep the file's lesson rows with their schedules, replacing the last import's."""
     ids = sorted(set(schedules.values()))
     session.execute(delete(ScheduleRow).where(ScheduleRow.schedule_id.in_(ids)))
-    rows = [{"schedule_id": schedules[spec.main.school_id], "weekday": spec.weekday,
+    for at in range(0, len(specs), _BATCH):  # the dicts of one batch at a time
+        session.execute(insert(ScheduleRow), [
+            {"schedule_id": schedules[spec.main.school_id], "weekday": spec.weekday,
              "day": spec.day, "starts": spec.start, "ends": spec.end, "subject": spec.subject,
              "grade": spec.grade, "teacher": spec.teacher, "mode": spec.mode,
              "main_classroom_id": spec.main.id,
-             "receiver_ids": [room.id for room in spec.receivers]} for spec in specs]
-    for at in range(0, len(rows), _BATCH):
-        session.execute(insert(ScheduleRow), rows[at:at + _BATCH])
+             "receiver_ids": [room.id for room in spec.receivers]}
+            for spec in specs[at:at + _BATCH]])
     for schedule_id in ids:
         session.get_one(Schedule, schedule_id).rows_stored = True
     session.flush()
