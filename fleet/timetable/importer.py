@@ -46,7 +46,7 @@ from fleet.db.models import (
     Term,
 )
 from fleet.timetable import messages as msg
-from fleet.timetable.calendar import Calendar, Day, Level, place_of
+from fleet.timetable.calendar import Calendar, Day, Level, Place, place_of
 from fleet.timetable.errors import MAX_ERRORS, ErrorLog, RowError, Text, TimetableError
 from fleet.timetable.fields import (
     FieldError,
@@ -278,10 +278,14 @@ def _expand_all(specs: Iterable[_Spec], semester: Semester, calendar: Calendar,
     classroom closed that date is left out of that date's lesson (the others still have
     it; with none left there is no synchronous lesson)."""
     by_weekday: dict[int, dict[int, list[date]]] = {}
+    places: dict[int, Place] = {}
     for spec in specs:
+        for room in spec.receivers:
+            if room.id not in places:
+                places[room.id] = place_of(room)
         for when in _expand(spec, semester, calendar, by_weekday, errors):
             open_ = [room for room in spec.receivers
-                     if calendar.closure(when, place_of(room)) is None]
+                     if calendar.closure(when, places[room.id]) is None]
             if len(open_) == len(spec.receivers):
                 yield spec, when
             elif open_:
@@ -683,7 +687,7 @@ def _store_rows(session: Session, schedules: dict[int, int], specs: list[_Spec])
     ids = sorted(set(schedules.values()))
     session.execute(delete(ScheduleRow).where(ScheduleRow.schedule_id.in_(ids)))
     for at in range(0, len(specs), _BATCH):  # the dicts of one batch at a time
-        session.execute(insert(ScheduleRow), [
+        session.execute(insert(ScheduleRow.metadata.tables["schedule_row"]), [
             {"schedule_id": schedules[spec.main.school_id], "weekday": spec.weekday,
              "day": spec.day, "starts": spec.start, "ends": spec.end, "subject": spec.subject,
              "grade": spec.grade, "teacher": spec.teacher, "mode": spec.mode,
