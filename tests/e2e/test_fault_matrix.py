@@ -93,12 +93,20 @@ ROWS = (
     Row("packet_loss", "target_unreachable", "target:fleet", value=100),
     Row("rtt", "network_rtt", "target:fleet", value=900),
     Row("jitter", "network_jitter", "target:fleet", value=200),
+    Row("camera_capture_failed", "camera_fault", f"camera:{STUDENT_CAMERA}", STUDENT_CAMERA,
+        sampled=True),
+    Row("mic_capture_failed", "mic_fault", f"microphone:{MICROPHONE}", MICROPHONE,
+        sampled=True),
+    Row("icmp_not_permitted", "network_fault", "target:fleet"),
     Row("disk_full", "disk_full"),
     Row("overheat", "overheating"),
     # Nothing a technician must do: no ticket.
     Row("dns_failure", None),  # the classroom's targets are addresses, not names
+    Row("dns_slow", None),  # likewise
     Row("device_in_use", None, device=STUDENT_CAMERA),  # the lesson's app holds it
     Row("cpu_busy", None),  # a warning on the page, not an alert
+    # The agent's own system probe raises: its section and finding name the probe.
+    Row("probe_error", "probe_failed", "probe:system"),
     # A warning the catalogue makes alert: lesson times drift with the clock.
     Row("clock_unsynced", "clock_unsynced"),
 )
@@ -111,13 +119,9 @@ GAPS: dict[str, str] = {
     "device_cloned": "needs two PCs sharing one identity (tests/fleet/test_clone_alert.py)",
     "clock_skew": "needs an agent whose clock is off the fleet's "
                   "(tests/e2e/test_e2e_clock.py runs one)",
-    "camera_fault": "camera_capture_failed: the simulated camera never fails a capture",
-    "mic_fault": "microphone_capture_failed: the simulated microphone never fails a capture",
-    "network_fault": "icmp_not_permitted / dns_slow: the simulated network has neither",
     "camera_stream_failed": "the simulated scenario has no network cameras",
     "av_host_unreachable": "the e2e agents are configured with no encoders or recording hosts",
     "avgear_fault": "stream_unsupported / ffmpeg_missing: not in the simulated backend",
-    "probe_failed": "the simulated backend cannot make a probe crash or hang",
 }
 
 
