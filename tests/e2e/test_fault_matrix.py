@@ -15,7 +15,8 @@ Every rule of the fleet's table is reached by a row or named in :data:`GAPS` wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from agent.app import Agent
 from agent.contract import DEFAULT_PREFIX
 from agent.hardware.scenario import Fault, SimNetwork, default_scenario
 from agent.hardware.simulated import SimulatedHardware
@@ -31,6 +33,7 @@ from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
 from fleet.db.models import Alert, AlertState, Classroom, School
 from fleet.dynsec import DynsecAdmin
+from tests.agent.test_identity import MACHINE_ID, machine
 from tests.e2e.world import (
     FLEET_PASSWORD,
     LUXI,
@@ -42,6 +45,7 @@ from tests.e2e.world import (
     TZ,
     LessonRow,
     World,
+    agent_config,
     device_password,
     wait_until,
 )
@@ -114,15 +118,40 @@ ROWS = (
 #: Rules no row reaches, and why.  Each is a promise to the reader, not an xfail: the
 #: test below fails when a rule is neither reached nor listed here.
 GAPS: dict[str, str] = {
-    "device_silent": "needs an agent hung behind a live connection; the simulated backend "
-                     "cannot hang the agent (tests/fleet/test_state.py covers the rule)",
-    "device_cloned": "needs two PCs sharing one identity (tests/fleet/test_clone_alert.py)",
-    "clock_skew": "needs an agent whose clock is off the fleet's "
-                  "(tests/e2e/test_e2e_clock.py runs one)",
     "camera_stream_failed": "the simulated scenario has no network cameras",
     "av_host_unreachable": "the e2e agents are configured with no encoders or recording hosts",
     "avgear_fault": "stream_unsupported / ffmpeg_missing: not in the simulated backend",
 }
+
+
+class ShiftedClock:
+    """The world's clock, ``offset`` off: a PC whose clock is set wrong (a BIOS clock kept
+    in local time and read as UTC is 8 h fast) while its agent runs."""
+
+    def __init__(self, base: Callable[[], datetime]) -> None:
+        self.base = base
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.base() + self.offset
+
+
+class HangableAgent(Agent):
+    """The real agent whose collection can hang (a wedged probe, a stuck disk write)
+    while its MQTT connection stays alive: no Last Will comes, only silence."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.running = threading.Event()
+        self.running.set()
+
+    def _tick(self) -> None:
+        self.running.wait()
+        super()._tick()
+
+    def stop(self) -> None:
+        self.running.set()
+        super().stop()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +196,7 @@ def matrix(
         try:
             world.start_fleet()
             world.start_agent(SHIYAN)
-            world.start_agent(LUXI)
+            world.start_agent(LUXI, agent_type=HangableAgent, clock=ShiftedClock(world.clock))
             world.wait_reporting(SHIYAN, LUXI)
             yield world
         finally:
@@ -402,10 +431,108 @@ def test_an_unknown_agent_with_valid_credentials_is_ticketed_to_the_admins(
     _resolved(world, alert, STRANGER)
 
 
+def _luxi_agent(world: World) -> HangableAgent:
+    agent = world.agents[LUXI].agent
+    assert isinstance(agent, HangableAgent)
+    return agent
+
+
+def _others_fresh(world: World) -> None:
+    """Every other running agent has reported since the clock moved: their pending
+    device_silent (the moved clock's doing) is gone before it could fire."""
+    for device_id in world.agents:
+        if device_id != LUXI:
+            world.wait_fresh_telemetry(device_id)
+
+
+def test_a_clock_set_eight_hours_fast_is_ticketed(matrix: World) -> None:
+    world, clock = matrix, _luxi_agent(matrix).clock
+    assert isinstance(clock, ShiftedClock)
+    before = {a.id for a in world.alerts()}
+    clock.offset = timedelta(hours=8)
+    try:
+        alert = _fired(world, "clock_skew", LUXI)
+    finally:
+        clock.offset = timedelta(0)  # NTP sets it right
+    assert alert.details["offset_s"] > 7 * 3600, alert.details
+    assert [a.rule for a in _tickets_since(world, before)] == ["clock_skew"]
+    _one_mail(world, LUXI_TECH, alert)
+    _resolved(world, alert, LUXI)
+
+
+def test_an_agent_hung_behind_a_live_connection_is_ticketed(matrix: World) -> None:
+    world, agent = matrix, _luxi_agent(matrix)
+    before = {a.id for a in world.alerts()}
+    agent.running.clear()
+    try:
+        # Silent for longer than its limit (three intervals and the shared state's lag),
+        # judged once the fleet's lag probe came back after that and the states flushed.
+        world.clock.advance(seconds=60)
+
+        def ticket() -> list[Alert]:
+            world.running.states.flush()
+            world.tick()
+            return _tickets(world, "device_silent", LUXI)
+
+        wait_until("a device_silent ticket for LUXI", ticket)
+        _others_fresh(world)
+        world.clock.advance(seconds=world.config.alerts.up_delay("device_silent") + 1)
+        world.tick()
+        [alert] = _tickets(world, "device_silent", LUXI)
+        assert alert.state is AlertState.FIRING
+        assert [a.rule for a in _tickets_since(world, before)] == ["device_silent"]
+        assert not _tickets(world, "device_offline", LUXI), "its connection is alive"
+        _one_mail(world, LUXI_TECH, alert)
+    finally:
+        agent.running.set()
+    _resolved(world, alert, LUXI)
+    _others_fresh(world)
+
+
+def test_two_pcs_sharing_one_identity_are_ticketed(
+    matrix: World, tmp_path: Path
+) -> None:
+    """A copied disk: the same device id and password on a second machine, with a disk
+    (spool, state) of its own.  The two take the client id from each other in a loop."""
+    world = matrix
+    before = {a.id for a in world.alerts()}
+    config = agent_config(tmp_path, world.broker.url, LUXI,
+                          world.running.signer.public_key_b64)
+    root = machine(tmp_path / "copy", MACHINE_ID, {"enp1s0": "00:1e:06:45:cc:03"})
+    clone = Agent(replace(config, agent=replace(config.agent, identity_root=root)),
+                  SimulatedHardware(default_scenario(), poll_s=0.1), clock=world.clock)
+    thread = threading.Thread(target=clone.run, name="agent-clone", daemon=True)
+    thread.start()
+    try:
+        wait_until("a device_cloned ticket for LUXI",
+                   lambda: _tickets(world, "device_cloned", LUXI), between=world.tick)
+    finally:
+        clone.stop()
+        thread.join(timeout=10)
+    world.wait_reporting(LUXI)
+    world.wait_fresh_telemetry(LUXI)  # the original has the connection back
+    world.clock.advance(seconds=world.config.alerts.up_delay("device_cloned") + 1)
+    world.tick()
+    [alert] = _tickets(world, "device_cloned", LUXI)
+    assert alert.state is AlertState.FIRING
+    assert [a.rule for a in _tickets_since(world, before)] == ["device_cloned"]
+    _one_mail(world, LUXI_TECH, alert)
+    # The copy re-enrolled: past the clone window, only the original is born again.
+    world.clock.advance(seconds=601)
+    running = world.agents.pop(LUXI)
+    running.agent.stop()
+    running.thread.join(timeout=10)
+    world.start_agent(LUXI, agent_type=HangableAgent, clock=running.agent.clock)
+    world.wait_reporting(LUXI)
+    _resolved(world, alert, LUXI)
+    _others_fresh(world)
+
+
 def test_every_rule_is_reached_by_a_row_or_named_as_a_gap() -> None:
     reached = {row.rule for row in ROWS if row.rule} | {
         "bandwidth_low", "check_failed", "device_never_connected", "device_offline",
-        "check_no_answer", "device_not_enrolled",
+        "check_no_answer", "device_not_enrolled", "clock_skew", "device_silent",
+        "device_cloned",
     }
     assert not reached & set(GAPS), "a rule both reached and listed as a gap"
     assert set(RULES) == reached | set(GAPS)

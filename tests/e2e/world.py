@@ -332,12 +332,15 @@ class World:
 
     def start_agent(self, device_id: str, reboot_command: list[str] | None = None,
                     scenario: Scenario | None = None,
-                    agent_type: type[Agent] = Agent) -> SimulatedHardware:
+                    agent_type: type[Agent] = Agent,
+                    clock: Callable[[], datetime] | None = None) -> SimulatedHardware:
         """A real agent on a simulated classroom (default: healthy), reporting every
-        second; ``agent_type`` may stand in for an older agent's birth."""
+        second; ``agent_type`` may stand in for an older agent's birth, ``clock`` for a
+        PC whose clock is not the world's."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
         agent, hardware = classroom_agent(
-            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir, self.clock,
+            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir,
+            clock or self.clock,
             scenario=scenario, reboot_command=reboot_command, agent_type=agent_type)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
