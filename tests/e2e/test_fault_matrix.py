@@ -59,6 +59,8 @@ STRANGER = "dongtou-stranger-sync9"  # a broker account the inventory does not l
 ADMIN_MAIL = "admin@example.cn"
 LUOYANG, ZHULI = "taishun-luoyang2-sync1", "taishun-zhuli-sync1"  # never switched on
 LUOYANG_TECH, ZHULI_TECH = "tech@luoyang2.example.cn", "tech@zhuli.example.cn"
+FLEET_HOST = "127.0.0.1"  # the e2e agents' one network target
+RECORDER, RECORDER_HOST = "recorder", "10.20.0.5"  # 鹿西's recording host (录播主机)
 SAMPLE_EVERY_S = 120  # the agent's default sample_every_s: cameras and mics between checks
 REFUSAL = "550 5.1.1 mailbox unavailable"
 
@@ -73,9 +75,12 @@ class Row:
     device: str = ""  # the faulty device's id or host; "" for the whole classroom
     value: float | None = None
     sampled: bool = False  # seen only by the periodic sampling of cameras and mics
+    name: str = ""  # the row's test id when kind and value do not tell it apart
 
     @property
     def id(self) -> str:
+        if self.name:
+            return self.name
         return f"{self.kind}-{self.value:g}" if self.value is not None else self.kind
 
 
@@ -94,7 +99,9 @@ ROWS = (
     Row("speaker_unplugged", "speaker_missing", "speaker", SPEAKER),
     Row("display_disconnected", "display_disconnected", "display", DISPLAY),
     Row("packet_loss", "network_loss", "target:fleet", value=30),
-    Row("packet_loss", "target_unreachable", "target:fleet", value=100),
+    Row("packet_loss", "target_unreachable", "target:fleet", FLEET_HOST, value=100),
+    Row("packet_loss", "av_host_unreachable", f"avhost:{RECORDER}", RECORDER_HOST, value=100,
+        name="recorder-down"),
     Row("rtt", "network_rtt", "target:fleet", value=900),
     Row("jitter", "network_jitter", "target:fleet", value=200),
     Row("camera_capture_failed", "camera_fault", f"camera:{STUDENT_CAMERA}", STUDENT_CAMERA,
@@ -118,9 +125,14 @@ ROWS = (
 #: Rules no row reaches, and why.  Each is a promise to the reader, not an xfail: the
 #: test below fails when a rule is neither reached nor listed here.
 GAPS: dict[str, str] = {
-    "camera_stream_failed": "the simulated scenario has no network cameras",
-    "av_host_unreachable": "the e2e agents are configured with no encoders or recording hosts",
-    "avgear_fault": "stream_unsupported / ffmpeg_missing: not in the simulated backend",
+    "camera_stream_failed": "the simulated classroom has no network cameras (a SimCamera has no "
+                            "URL; SimulatedHardware keeps Hardware.probe_stream, which says "
+                            "stream_unsupported).  Before adding them: a dead RTSP camera "
+                            "fails both avgear's stream probe (stream_*, entity stream:<id>) "
+                            "and the camera probe's sample (camera_capture_failed, entity "
+                            "camera:<id>), two tickets for one fault on the Linux backend",
+    "avgear_fault": "stream_unsupported / ffmpeg_missing come only from opening a network "
+                    "camera's stream: as camera_stream_failed",
 }
 
 
@@ -196,7 +208,8 @@ def matrix(
         try:
             world.start_fleet()
             world.start_agent(SHIYAN)
-            world.start_agent(LUXI, agent_type=HangableAgent, clock=ShiftedClock(world.clock))
+            world.start_agent(LUXI, agent_type=HangableAgent, clock=ShiftedClock(world.clock),
+                              av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
             world.wait_reporting(SHIYAN, LUXI)
             yield world
         finally:
@@ -533,7 +546,8 @@ def test_two_pcs_sharing_one_identity_are_ticketed(
     running = world.agents.pop(LUXI)
     running.agent.stop()
     running.thread.join(timeout=10)
-    world.start_agent(LUXI, agent_type=HangableAgent, clock=running.agent.clock)
+    world.start_agent(LUXI, agent_type=HangableAgent, clock=running.agent.clock,
+                      av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
     world.wait_reporting(LUXI)
     _resolved(world, alert, LUXI)
     _others_fresh(world)
