@@ -8,7 +8,9 @@ technician, and clearing the fault resolves that ticket.  Faults that should ale
 are rows too: they must leave no ticket.  Also: a failed lesson check landing on the
 ticket of the fault it names, a check finding with no fault rule, a classroom that never
 connects before its lesson's check, one that stops answering, an unknown agent with valid
-broker credentials, and a refused mailbox falling back to the school's DingTalk robot.
+broker credentials, a refused mailbox falling back to the school's DingTalk robot, and
+what only the fleet can judge: a classroom PC's clock set 8 h fast, an agent hung behind
+a live connection, and a second PC with a copy of the classroom's disk.
 
 Every rule of the fleet's table is reached by a row or named in :data:`GAPS` with why.
 """
