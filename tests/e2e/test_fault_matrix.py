@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from agent.app import Agent
+from agent.config import NetworkConfig
 from agent.contract import DEFAULT_PREFIX
 from agent.hardware.scenario import Fault, SimNetwork, default_scenario
 from agent.hardware.simulated import SimulatedHardware
@@ -61,8 +62,12 @@ STRANGER = "dongtou-stranger-sync9"  # a broker account the inventory does not l
 ADMIN_MAIL = "admin@example.cn"
 LUOYANG, ZHULI = "taishun-luoyang2-sync1", "taishun-zhuli-sync1"  # never switched on
 LUOYANG_TECH, ZHULI_TECH = "tech@luoyang2.example.cn", "tech@zhuli.example.cn"
-FLEET_HOST = "127.0.0.1"  # the e2e agents' one network target
-RECORDER, RECORDER_HOST = "recorder", "10.20.0.5"  # 鹿西's recording host (录播主机)
+# 鹿西 names the fleet and the county's streaming server by host name, as a classroom's
+# config does, and has a recording host (录播主机).
+FLEET_HOST, LIVE_HOST = "fleet.wenzhou.example", "live.wenzhou.example"
+RECORDER, RECORDER_HOST = "recorder", "10.20.0.5"
+LUXI_NETWORK = NetworkConfig(targets={"fleet": FLEET_HOST, "live": LIVE_HOST},
+                             av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
 SAMPLE_EVERY_S = 120  # the agent's default sample_every_s: cameras and mics between checks
 REFUSAL = "550 5.1.1 mailbox unavailable"
 
@@ -100,22 +105,22 @@ ROWS = (
     Row("mic_clipping", "mic_clipping", f"microphone:{MICROPHONE}", MICROPHONE, sampled=True),
     Row("speaker_unplugged", "speaker_missing", "speaker", SPEAKER),
     Row("display_disconnected", "display_disconnected", "display", DISPLAY),
-    Row("packet_loss", "network_loss", "target:fleet", value=30),
+    Row("packet_loss", "network_loss", "target:fleet", FLEET_HOST, value=30),
     Row("packet_loss", "target_unreachable", "target:fleet", FLEET_HOST, value=100),
     Row("packet_loss", "av_host_unreachable", f"avhost:{RECORDER}", RECORDER_HOST, value=100,
         name="recorder-down"),
-    Row("rtt", "network_rtt", "target:fleet", value=900),
-    Row("jitter", "network_jitter", "target:fleet", value=200),
+    Row("rtt", "network_rtt", "target:fleet", FLEET_HOST, value=900),
+    Row("jitter", "network_jitter", "target:fleet", FLEET_HOST, value=200),
     Row("camera_capture_failed", "camera_fault", f"camera:{STUDENT_CAMERA}", STUDENT_CAMERA,
         sampled=True),
     Row("mic_capture_failed", "mic_fault", f"microphone:{MICROPHONE}", MICROPHONE,
         sampled=True),
-    Row("icmp_not_permitted", "network_fault", "target:fleet"),
+    Row("icmp_not_permitted", "network_fault", "target:fleet", FLEET_HOST),
+    Row("dns_failure", "target_unreachable", "target:live", LIVE_HOST),
+    Row("dns_slow", "network_fault"),
     Row("disk_full", "disk_full"),
     Row("overheat", "overheating"),
     # Nothing a technician must do: no ticket.
-    Row("dns_failure", None),  # the classroom's targets are addresses, not names
-    Row("dns_slow", None),  # likewise
     Row("device_in_use", None, device=STUDENT_CAMERA),  # the lesson's app holds it
     Row("cpu_busy", None),  # a warning on the page, not an alert
     # The agent's own system probe raises: its section and finding name the probe.
@@ -211,7 +216,7 @@ def matrix(
             world.start_fleet()
             world.start_agent(SHIYAN)
             world.start_agent(LUXI, agent_type=HangableAgent, clock=ShiftedClock(world.clock),
-                              av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
+                              network=LUXI_NETWORK)
             world.wait_reporting(SHIYAN, LUXI)
             yield world
         finally:
@@ -237,13 +242,18 @@ def _open(world: World) -> list[Alert]:
     return [a for a in world.alerts() if a.state is not AlertState.RESOLVED]
 
 
+def _unresolved(world: World, rule: str, device_id: str) -> list[Alert]:
+    return [a for a in _tickets(world, rule, device_id) if a.state is not AlertState.RESOLVED]
+
+
 def _fired(world: World, rule: str, device_id: str) -> Alert:
-    """Wait for the ticket to exist, then let its up-delay pass: it fires."""
-    wait_until(f"a {rule} ticket for {device_id}", lambda: _tickets(world, rule, device_id),
+    """Wait for the ticket to exist, then let its up-delay pass: it fires.  (A resolved
+    ticket of the rule, on another entity, may be there from an earlier row.)"""
+    wait_until(f"a {rule} ticket for {device_id}", lambda: _unresolved(world, rule, device_id),
                between=world.tick)
     world.clock.advance(seconds=world.config.alerts.up_delay(rule) + 1)
     world.tick()
-    [alert] = _tickets(world, rule, device_id)
+    [alert] = _unresolved(world, rule, device_id)
     assert alert.state is AlertState.FIRING, alert.state
     return alert
 
@@ -549,7 +559,7 @@ def test_two_pcs_sharing_one_identity_are_ticketed(
     running.agent.stop()
     running.thread.join(timeout=10)
     world.start_agent(LUXI, agent_type=HangableAgent, clock=running.agent.clock,
-                      av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
+                      network=LUXI_NETWORK)
     world.wait_reporting(LUXI)
     _resolved(world, alert, LUXI)
     _others_fresh(world)
