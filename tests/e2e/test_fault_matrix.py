@@ -533,7 +533,7 @@ def test_two_pcs_sharing_one_identity_are_ticketed(
     world = matrix
     before = {a.id for a in world.alerts()}
     config = agent_config(tmp_path, world.broker.url, LUXI,
-                          world.running.signer.public_key_b64)
+                          world.running.signer.public_key_b64, network=LUXI_NETWORK)
     root = machine(tmp_path / "copy", MACHINE_ID, {"enp1s0": "00:1e:06:45:cc:03"})
     clone = Agent(replace(config, agent=replace(config.agent, identity_root=root)),
                   SimulatedHardware(default_scenario(), poll_s=0.1), clock=world.clock)
