@@ -322,6 +322,10 @@ class Alert(Base):
     notice_since: Mapped[datetime | None]
     # The latest signal's particulars: the agent's message, value/threshold, check findings.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent (session, seq) of the message that last changed the ticket: an older one
+    # handled later by another fleet process is stale news (fleet.alerts.lifecycle).
+    order_session: Mapped[int | None] = mapped_column(Integer)
+    order_seq: Mapped[int | None] = mapped_column(BigInteger)  # a rebuilt spool: epoch ms
     events: Mapped[list[AlertEvent]] = relationship(
         cascade="all, delete-orphan", order_by="AlertEvent.at"
     )
