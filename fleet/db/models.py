@@ -259,6 +259,18 @@ class DeviceState(Base):
     status_at: Mapped[datetime | None]
 
 
+class DeviceSeqMark(Base):
+    """The highest seq of a device that one fleet process (``holder``: its MQTT client id)
+    handled itself and made durable.  Its persistent session delivers again only what it
+    had not acknowledged, so this, not the shared ``device_state.last_seq`` another
+    process moves on, says which of its redeliveries it handled already (issue 7)."""
+
+    __tablename__ = "device_seq_mark"
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class CheckRun(Base):
     """One pre-class (or manual) check of one device."""
 
