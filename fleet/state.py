@@ -321,7 +321,10 @@ class DeviceStates(NullSink):
                     birth_at=row.birth_at,
                     status_at=row.status_at,
                     seq=self._tracker(
-                        high=marks.get(row.device_id, -1), gaps=row.seq_gaps,
+                        # A mark above the shared row is of a line a later birth
+                        # replaced (a reinstall another process heard).
+                        high=min(marks.get(row.device_id, -1), row.last_seq),
+                        gaps=row.seq_gaps,
                         duplicates=row.seq_duplicates, ceiling=row.last_seq,
                     ),
                 )

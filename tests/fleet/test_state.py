@@ -462,3 +462,22 @@ def test_a_restarted_process_keeps_its_own_redeliveries_the_other_process_moved_
         assert row is not None and row.last_seq == 12
         marks = s.execute(select(DeviceSeqMark.holder, DeviceSeqMark.last_seq))
         assert sorted(marks.tuples()) == [("fleet-1", 11), ("fleet-2", 12)]
+
+
+def test_a_process_back_after_another_heard_a_reinstall_follows_the_new_line(
+    stored: SessionFactory,
+) -> None:
+    clock = ManualClock(T0 + timedelta(hours=2))
+    one = DeviceStates(stored, clock=clock, holder="fleet-1")
+    feed(one, Kind.STATUS, status("dev-a", "online", 57, 9000) | {"ts": "2026-11-23T00:00:00Z"})
+    assert feed(one, Kind.TELEMETRY, telemetry("dev-a", 9001, when=T0))
+    one.flush()  # then it stops; its own mark stays at 9001
+    two = DeviceStates(stored, clock=clock, holder="fleet-2")
+    reborn = status("dev-a", "online", 1, 0) | {"ts": "2026-11-23T01:00:00Z"}
+    feed(two, Kind.STATUS, reborn)
+    assert feed(two, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    two.flush()
+    back = DeviceStates(stored, clock=clock, holder="fleet-1")
+    feed(back, Kind.STATUS, reborn)  # retained
+    assert not feed(back, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    assert feed(back, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(hours=1)))
