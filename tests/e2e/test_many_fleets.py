@@ -141,10 +141,10 @@ def cluster(tmp_path: Path, postgres: str, e2e_broker: Mosquitto,
         "notify": {"email": {"limit": {"per_window": 10_000, "window_s": 60.0,
                                        "throttle_s": 60.0}}},
         "lease": {"ttl_s": LEASE_S},
-        # Clean sessions: a killed process's share of the group goes to the others at once,
-        # and its restart gets no backlog of stale messages (what a persistent session
-        # replays after a kill is the session work's to order and test).
-        "mqtt": {"client_id": ""},
+        # Each process its own persistent session (the launcher's client id): what the
+        # killed one gets again after its restart is older than what the others handled
+        # meanwhile, and the tickets order it by the agents' (session, seq).  ("" would
+        # now give all three one id, syncclass-fleet-<host>-fleet, stealing one session.)
     })
     procs = FleetProcs(tmp_path / "fleets", settings)
     procs.add(3)
