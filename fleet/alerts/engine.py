@@ -43,7 +43,7 @@ from fleet.alerts.stages.base import Tick
 from fleet.checks.config import CheckConfig
 from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import Alert, AlertState
+from fleet.db.models import Alert, AlertState, DeviceState
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
@@ -176,9 +176,15 @@ class AlertEngine(NullSink, PeopleActions):
     def _ordered(self, device_id: str, payload: dict[str, Any], obs: Observation) -> Observation:
         """The observation with the message's place in the agent's order: the session of
         the device's latest birth (messages other than status carry only their seq) and
-        the seq.  Unknown before this engine heard a birth: then ordered by receive time."""
+        the seq.  Without a known session (a device never heard of): receive time."""
         with self._lock:
             agent_session = self._agent_sessions.get(device_id)
+        if agent_session is None:
+            # A restarted process's persistent session delivers its backlog before the
+            # retained births: the session the device state last stored.
+            with session_scope(self.sessions) as session:
+                agent_session = session.scalar(
+                    select(DeviceState.session).where(DeviceState.device_id == device_id))
         if agent_session is None:
             return obs
         return dataclasses.replace(obs, order=(agent_session, int(payload["seq"])))

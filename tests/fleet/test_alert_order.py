@@ -17,7 +17,7 @@ from sqlalchemy import select
 from agent.contract import Kind
 from fleet.alerts import AlertEngine
 from fleet.db.base import SessionFactory, make_engine, session_scope
-from fleet.db.models import Alert, AlertState
+from fleet.db.models import Alert, AlertState, DeviceState
 from tests.fleet.alert_helpers import World, build_world, payload
 from tests.fleet.pg import fresh_database
 
@@ -135,3 +135,21 @@ def test_signals_without_a_seq_and_a_reinstalled_agent_still_work(
     report(a, world, 1, FULL)
     world.tick_after(1)
     assert disk_tickets(world)[-1][0] is AlertState.FIRING
+
+
+def test_a_restarted_process_orders_its_backlog_before_hearing_any_birth(
+    pair: tuple[World, AlertEngine, AlertEngine], url: str,
+) -> None:
+    world, a, _b = pair
+    report(a, world, 11, FULL)
+    world.tick_after(1)
+    report(a, world, 13, FINE)
+    world.tick_after(61)
+    with session_scope(world.sessions) as s:  # what the device state flushes
+        s.add(DeviceState(device_id=DEVICE, session=3, last_seq=13))
+    # Restarted with a persistent session: its backlog comes before the retained births.
+    restarted = AlertEngine(SessionFactory(bind=make_engine(url), expire_on_commit=False),
+                            world.engine.config, clock=world.clock)
+    report(restarted, world, 12, FULL)
+    world.tick_after(1)
+    assert [state for state, _ in disk_tickets(world)] == [AlertState.RESOLVED]
