@@ -146,7 +146,10 @@ class AlertEngine(NullSink, PeopleActions):
             )
             if restarted:
                 self._heads.pop(device_id)
-                self._forget_order(device_id)
+                # Not the retained birth redelivered behind a backlog (same session): a
+                # lower session with lower seqs is an agent counting from 1 again.
+                if known is not None and agent_session < known:
+                    self._forget_order(device_id)
             elif known is not None and agent_session < known:
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return

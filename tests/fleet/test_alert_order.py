@@ -153,3 +153,8 @@ def test_a_restarted_process_orders_its_backlog_before_hearing_any_birth(
     report(restarted, world, 12, FULL)
     world.tick_after(1)
     assert [state for state, _ in disk_tickets(world)] == [AlertState.RESOLVED]
+    # Then the retained birth, below the seqs it just handled: not a reinstall.
+    birth(restarted, world, session=3, seq=10)
+    report(restarted, world, 12, FULL)
+    world.tick_after(1)
+    assert [state for state, _ in disk_tickets(world)] == [AlertState.RESOLVED]
