@@ -182,6 +182,8 @@ class AlertEngine(NullSink, PeopleActions):
         the seq.  Without a known session (a device never heard of): receive time."""
         with self._lock:
             agent_session = self._agent_sessions.get(device_id)
+            if agent_session is None and not self._may_change(obs):
+                return obs  # an all-clear with nothing open: no database, no order needed
         if agent_session is None:
             # A restarted process's persistent session delivers its backlog before the
             # retained births: the session the device state last stored.
