@@ -333,6 +333,18 @@ class DeviceState(Base):
     status_at: Mapped[datetime | None]
 
 
+class DeviceSeqMark(Base):
+    """The highest seq of a device that one fleet process (``holder``: its MQTT client id)
+    handled itself and made durable.  Its persistent session delivers again only what it
+    had not acknowledged, so this, not the shared ``device_state.last_seq`` another
+    process moves on, says which of its redeliveries it handled already (issue 7)."""
+
+    __tablename__ = "device_seq_mark"
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class CheckRun(Base):
     """One pre-class (or manual) check of one device."""
 
@@ -396,6 +408,10 @@ class Alert(Base):
     notice_since: Mapped[datetime | None]
     # The latest signal's particulars: the agent's message, value/threshold, check findings.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent (session, seq) of the message that last changed the ticket: an older one
+    # handled later by another fleet process is stale news (fleet.alerts.lifecycle).
+    order_session: Mapped[int | None] = mapped_column(Integer)
+    order_seq: Mapped[int | None] = mapped_column(BigInteger)  # a rebuilt spool: epoch ms
     events: Mapped[list[AlertEvent]] = relationship(
         cascade="all, delete-orphan", order_by="AlertEvent.at"
     )
