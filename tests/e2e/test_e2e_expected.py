@@ -75,9 +75,9 @@ def _set_expected(world: World, device_id: str) -> list[AuditEntry]:
 
 def _missing_alert(world: World, device_id: str, dev_id: str) -> Alert | None:
     """The device's camera_missing ticket (one per kind, fleet.alerts.rules) about
-    ``dev_id``: its details are the agent's entry of the missing camera."""
+    ``dev_id``: its details are the agent's finding, which names the missing camera."""
     found = [a for a in world.alerts("camera_missing", device_id)
-             if a.details.get("id") == dev_id]
+             if a.details.get("entity") == f"camera:{dev_id}"]
     return found[0] if found else None
 
 
@@ -98,7 +98,8 @@ def test_after_the_birth_the_expected_camera_is_sent_and_reported_missing(
     assert (entry.actor, entry.outcome, entry.args) == (ACTOR, Outcome.OK.value, EXPECTED)
     alert = wait_until("camera_missing for the absent camera",
                        lambda: _missing_alert(world, LUXI, ABSENT), between=world.tick)
-    assert (alert.device_id, alert.entity, alert.details["present"]) == (LUXI, "camera", False)
+    assert (alert.device_id, alert.entity, alert.details["reason"]) == (
+        LUXI, "camera", "camera_missing")
     assert ABSENT in alert.summary_zh and ABSENT in alert.summary_en
     assert _missing_alert(world, LUXI, STUDENT_CAMERA) is None, "that one is there"
 

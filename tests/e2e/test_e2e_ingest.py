@@ -89,7 +89,7 @@ def test_bad_and_spoofed_payloads_are_refused_and_counted(world: World) -> None:
     try:
         ok = ReasonCode(PacketTypes.PUBACK, "Success")
         assert admin.publish(LUXI, Kind.TELEMETRY, b"{not json") == ok
-        assert admin.publish(LUXI, Kind.TELEMETRY, _telemetry(LUXI, schema=2)) == ok
+        assert admin.publish(LUXI, Kind.TELEMETRY, _telemetry(LUXI, schema=3)) == ok
         assert admin.publish(LUXI, Kind.TELEMETRY, _telemetry(LUXI, sections=None)) == ok
         assert admin.publish(LUXI, Kind.TELEMETRY, _telemetry(LUXI, SHIYAN)) == ok
         assert admin.publish("ghost-sync9", Kind.TELEMETRY, _telemetry("ghost-sync9")) == ok
