@@ -103,9 +103,10 @@ bench: deps-test venv
 	$(BIN)/python -m bench
 
 # The page at 390x844 (touch) and 1366x768, written to tests/screenshots/ by its tests
-# (today's overview, and the classroom, device, operations and reports pages).
+# (today's overview, the classroom, device, operations and reports pages, the alerts, and
+# the wall screen also at 1920x1080).
 screenshots: deps-test venv
-	SYNCCLASS_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py tests/fleet/test_web_pages.py
+	SYNCCLASS_SCREENSHOTS=$(CURDIR)/tests/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_web_phone.py tests/fleet/test_web_pages.py tests/fleet/test_web_live.py
 
 clean:
 	rm -rf $(VENV) $(GVENV) .mypy_cache .ruff_cache

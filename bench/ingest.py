@@ -204,7 +204,7 @@ def _fleet(port: int, db: Path, ids: list[str], rounds: int, alerts: bool,
         engine.dispose()
     d = ingest.dispatcher
     counts = {"accepted": sum(d.accepted.values()), "duplicates": d.duplicates,
-              "refused": sum(d.validator.refused.values()), "dropped": d.queue_dropped,
+              "refused": sum(d.validator.refused.values()), "queued over": d.queue_over,
               "sink errors": sum(d.sink_errors.values())}
     if writer is not None:
         counts |= {"points written": writer.written, "write errors": writer.write_errors}

@@ -2,12 +2,18 @@
 
 Real parts end to end: a private Mosquitto, the whole ``Fleet`` on SQLite (one school,
 one technician), one simulated agent reporting every second, and an SMTP server
-(aiosmtpd) as the technician's inbox.  The camera-missing rule has no up-delay and
-grouping is off (group_wait 0), so what remains is the pipeline itself: the agent's
-hot-plug event (immediate), ingest, the alert engine, the fleet's ticker that hands owed
-notices to the outbox, and the notification dispatcher's polling.  Each run clears the
-fault and waits for the recovery mail before the next.  The reference, in the same run
-and through the same servers, is an MQTT round trip plus one direct SMTP send.
+(aiosmtpd) as the technician's inbox.  The classroom has a lesson starting in 20
+minutes: the camera is unplugged in its lead window, where a camera matters, so the
+default alert timers of a lesson window apply (camera up-delay 0, lesson group wait
+2 s; outside any lesson the camera would be held until the next lesson's first check).
+What is measured is that group wait plus the pipeline: the agent's hot-plug event
+(immediate), ingest, the alert engine, the fleet's ticker (woken for the group wait's
+end, not the next whole tick) and the notification dispatcher (woken by the tick).
+Each run clears the fault and waits for the recovery mail before the next.  Then the
+agent is stopped (its offline status, as a killed agent's Will) in the lesson window and,
+the lesson cancelled, once with no lesson near (up-delay 30 s + group wait 30 s).  The
+reference, in the same run and through the same servers, is an MQTT round trip plus one
+direct SMTP send.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +48,15 @@ from fleet.app import Fleet
 from fleet.broker import Mosquitto, free_port
 from fleet.config import DatabaseConfig, FleetConfig, HttpConfig
 from fleet.db.base import session_scope
-from fleet.db.models import Alert, AlertEvent, Notification
+from fleet.db.models import Alert, AlertEvent, CheckRun, Classroom, Lesson, LessonMode, Notification
 from fleet.inventory import load_inventory
 from fleet.notify.config import EmailConfig, RateLimit
 
 __all__ = ["run"]
 
 RUNS = 5
+LEAD_IN = timedelta(minutes=20)  # the lesson starts this long after the bench does
+OFFLINE_RUNS = 3
 DEVICE = "bench-school-sync1"
 CAMERA = "usb-0000:00:14.0-2"
 _DOC: dict[str, Any] = {
@@ -75,8 +85,7 @@ class _Inbox:
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        subject = next((line for line in envelope.content.decode(errors="replace").splitlines()
-                        if line.startswith("Subject:")), "")
+        subject = str(message_from_bytes(envelope.content, policy=default_policy)["Subject"])
         self.mails.put(_Mail(datetime.now(UTC), time.perf_counter(), subject))
         return "250 OK"
 
@@ -128,8 +137,10 @@ def _config(tmp: Path, broker: Mosquitto, inbox: _Inbox) -> FleetConfig:
         http=HttpConfig(port=free_port()),
         mqtt=replace(base.mqtt, url=broker.url),
         actions=replace(base.actions, key_file=tmp / "fleet.key"),
-        # Fresh ticket each run (no reopen), recovery at once: only the firing path counts.
-        alerts=replace(base.alerts, group_wait_s=0, down_delay_s=0, reopen_window_s=0),
+        # Fresh ticket each run (no reopen), recovery at once: only the firing path counts,
+        # on the default timers.
+        alerts=replace(base.alerts, down_delay_s=0, reopen_window_s=0,
+                       down_delays={**base.alerts.down_delays, "device_offline": 0.0}),
         # Each run mails the one technician twice; the mailbox's rate limit (ten a minute)
         # would turn later runs into digests and time the limit instead of the pipeline.
         notify=replace(base.notify, email=EmailConfig(
@@ -201,10 +212,76 @@ def _print(results: list[tuple[float, ...]], rtt: float, smtp: float) -> None:
     print(f"  largest share of the median: {name} ({share:.0%})")
 
 
+def _lesson_ahead(fleet: Fleet) -> None:
+    """A lesson in the classroom in LEAD_IN; its first check (due at once) answered."""
+    with session_scope(fleet.sessions) as session:
+        room = session.scalars(select(Classroom)).one()
+        start = datetime.now(UTC) + LEAD_IN
+        session.add(Lesson(subject="数学", grade="二年级", teacher="王老师", starts_at=start,
+                           ends_at=start + timedelta(minutes=40), mode=LessonMode.LIVE,
+                           main_classroom_id=room.id))
+
+    def answered() -> bool:
+        with session_scope(fleet.sessions) as session:
+            return session.scalars(select(CheckRun).where(
+                CheckRun.verdict.is_not(None))).first() is not None
+
+    _wait(answered, timeout=60)
+
+
+class _Classroom:
+    """The classroom's agent on the simulated backend, in a thread; stopped, it publishes
+    its offline status as it leaves (what a killed agent's Will says at once)."""
+
+    def __init__(self, fleet: Fleet, broker: Mosquitto, tmp: Path,
+                 hardware: SimulatedHardware) -> None:
+        self._fleet, self._broker, self._tmp, self._hardware = fleet, broker, tmp, hardware
+        self._running: tuple[Agent, threading.Thread] | None = None
+        self.start()
+
+    def start(self) -> None:
+        agent = Agent(AgentConfig(
+            device_id=DEVICE, mqtt=MqttConfig(url=self._broker.url),
+            hardware=HardwareConfig(backend="simulated"),
+            agent=AgentRuntime(interval=1.0, state_dir=self._tmp / "agent"),
+            commands=CommandsConfig(fleet_public_key=self._fleet.signer.public_key_b64),
+        ), self._hardware)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        self._running = agent, thread
+        _wait(lambda: (s := self._fleet.states.get(DEVICE)) is not None and s.online
+              and s.telemetry_at is not None)
+
+    def stop(self) -> None:
+        if self._running is not None:
+            agent, thread = self._running
+            agent.stop()
+            thread.join(10)
+            self._running = None
+
+
+def _offline(fleet: Fleet, inbox: _Inbox, classroom: _Classroom, runs: int) -> list[float]:
+    """Seconds from the agent stopping to the offline e-mail, each run back online after."""
+    seconds = []
+    for _ in range(runs):
+        stopped = time.perf_counter()
+        classroom.stop()
+        mail = inbox.mails.get(timeout=120)
+        assert "离线" in mail.subject or "offline" in mail.subject, mail.subject
+        seconds.append(mail.perf - stopped)
+        classroom.start()
+        inbox.mails.get(timeout=120)  # the recovery notice: the ticket is closed
+    return seconds
+
+
 def run() -> None:
-    notify_poll = FleetConfig().notify.poll_interval_s
-    print(f"latency: camera unplugged → technician's e-mail, {RUNS} runs (agent interval 1 s, "
-          f"fleet tick {fleet_app.TICK_S:g} s, notify poll {notify_poll:g} s, group_wait 0)")
+    defaults = FleetConfig()
+    alerts, notify_poll = defaults.alerts, defaults.notify.poll_interval_s
+    print(f"latency: camera unplugged in a lesson's lead window → technician's e-mail, {RUNS} "
+          f"runs (agent interval 1 s, fleet tick {fleet_app.TICK_S:g} s, notify poll "
+          f"{notify_poll:g} s, default alert timers: camera up-delay "
+          f"{alerts.up_delay('camera_missing', in_lesson=True):g} s, lesson group wait "
+          f"{alerts.lesson_group_wait_s:g} s)")
     with tempfile.TemporaryDirectory() as name, _Inbox() as inbox, \
             Mosquitto(workdir=Path(name) / "mq") as broker:
         tmp = Path(name)
@@ -214,23 +291,26 @@ def run() -> None:
             load_inventory(session, _DOC)
         fleet.reload_inventory()
         hardware = SimulatedHardware(default_scenario())
-        agent = Agent(AgentConfig(
-            device_id=DEVICE, mqtt=MqttConfig(url=broker.url),
-            hardware=HardwareConfig(backend="simulated"),
-            agent=AgentRuntime(interval=1.0, state_dir=tmp / "agent"),
-            commands=CommandsConfig(fleet_public_key=fleet.signer.public_key_b64),
-        ), hardware)
-        agent_thread = threading.Thread(target=agent.run, daemon=True)
         with fleet:
-            agent_thread.start()
+            agent = _Classroom(fleet, broker, tmp, hardware)
             try:
-                _wait(lambda: (s := fleet.states.get(DEVICE)) is not None and s.online
-                      and s.telemetry_at is not None)
+                _lesson_ahead(fleet)
                 results = _runs(fleet, inbox, hardware)
+                offline_in = _offline(fleet, inbox, agent, OFFLINE_RUNS)
+                with session_scope(fleet.sessions) as session:  # no lesson near any more
+                    for lesson in session.scalars(select(Lesson)):
+                        lesson.cancelled = True
+                offline_out = _offline(fleet, inbox, agent, 1)
             finally:
                 agent.stop()
-                agent_thread.join(10)
     _print(results, rtt, smtp)
-    print("  Hot-plug events reach the fleet at once; what remains is waiting for the "
-          "fleet's ticker\n  (up to fleet.app.TICK_S) and the notification dispatcher's poll "
-          "(up to notify.poll_interval_s).")
+    for where, seconds in (("in a lesson window", offline_in), ("no lesson near", offline_out)):
+        print(f"  agent stopped → offline e-mail, {where}: median {statistics.median(seconds):.3f}"
+              f" s (n = {len(seconds)}), {statistics.median(seconds) / (rtt + smtp):.0f}x the "
+              "reference")
+    print(f"  Hot-plug events reach the fleet at once; fired → outbox is the lesson group wait "
+          f"({alerts.lesson_group_wait_s:g} s).\n  Outside lessons a camera is held until the next "
+          f"lesson's first check; an offline PC\n  waits its up-delay "
+          f"{alerts.up_delay('device_offline'):g} s + group wait {alerts.group_wait_s:g} s "
+          f"(in a lesson window {alerts.up_delay('device_offline', in_lesson=True):g} s + "
+          f"{alerts.lesson_group_wait_s:g} s).")

@@ -24,6 +24,7 @@ from fleet.actions.signer import Signer
 from fleet.alerts.engine import AlertEngine
 from fleet.api.app import create_api
 from fleet.api.deps import Services
+from fleet.api.live import Server as LiveServer
 from fleet.bandwidth import SECRET_PURPOSE, BandwidthAccess
 from fleet.checks.plan import CheckPlanner
 from fleet.checks.readiness import lessons_readiness
@@ -38,11 +39,14 @@ from fleet.history import TelemetryHistory
 from fleet.ingest.mqtt import create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
+from fleet.lease import Lease, LeaseLost
+from fleet.liveness import ever_heard, silent_devices
 from fleet.metrics import MetricSource
 from fleet.notify import build_channels
 from fleet.notify.dispatcher import Dispatcher as NotifyDispatcher
-from fleet.sinks import MessageSink
+from fleet.sinks import Durable, MessageSink, Sent
 from fleet.state import DeviceStates
+from fleet.ticker import Ticker
 from fleet.tsdb import TelemetryWriter
 
 __all__ = ["Fleet", "enrolment_service"]
@@ -50,10 +54,12 @@ __all__ = ["Fleet", "enrolment_service"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-# Device states are written on their own thread, so the ticker never waits for the database.
-STATE_FLUSH_S = 5.0
-# Four default reporting intervals: every agent has spoken since the fleet reconnected.
-STALE_GRACE = timedelta(seconds=60)
+# Behind the broker by less than this (an acknowledgement round and a probe's trip take
+# one or two seconds), a message's age is the device's clock, not our queue.
+PROMPT_S = 10.0
+# How far the shared device states may trail what the other processes heard: each writes
+# what it handled before acknowledging it, every ack round; a margin for a slower one.
+SHARED_LAG = timedelta(seconds=10)
 
 
 def enrolment_service(config: FleetConfig, signer: Signer,
@@ -77,6 +83,8 @@ class Fleet:
         upgrade(config.database.url)
         self.engine = make_engine(config.database.url)
         self.sessions: SessionFactory = sessionmaker(self.engine, expire_on_commit=False)
+        # One process of the cluster runs the ticker (fleet.lease); all of them ingest.
+        self.lease = Lease(self.sessions, config.lease)
 
         self.signer = Signer.from_file(config.actions.key_file)
         # A device clock off the fleet's is told to the alert engine (clock_skew).
@@ -84,7 +92,7 @@ class Fleet:
                                    seq_confirm=config.mqtt.seq_confirm,
                                    ts_ahead_s=config.mqtt.ts_ahead_s,
                                    clock_skew_s=config.mqtt.clock_skew_s,
-                                   on_clock=self._clock_skew)
+                                   on_clock=self._clock_skew, prompt=self._prompt)
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()
@@ -107,7 +115,10 @@ class Fleet:
                                run_check_args=planner.args_for_device, bandwidth=self.bandwidth)
         self.checks = CheckScheduler(self.sessions, self.actions, config.checks, clock,
                                      on_unanswered=self._unanswered)
-        self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places)
+        # The alert engine wakes the ticker when a notice's wait ends before the next tick.
+        self.ticker = Ticker(TICK_S, clock)
+        self.alerts = AlertEngine(self.sessions, config.alerts, clock, places=self.places,
+                                  checks=config.checks, wake=self.ticker.wake)
         # Agents the broker lets in but the inventory refuses: listed and alerted.
         self.strangers = Strangers(self.sessions, clock, report=self.alerts.stranger)
 
@@ -120,15 +131,20 @@ class Fleet:
         if self.tsdb is not None:
             sinks.append(self.tsdb)
         sinks += [self.checks, self.actions, self.alerts, self.expected]
+        # Device states and time-series points are written in the ingest's
+        # acknowledgement rounds, points first (fleet.ingest.dispatch says why), so the
+        # broker keeps every message until both are.
+        durable: list[Durable] = [self.tsdb] if self.tsdb is not None else []
+        durable.append(self.states)
         self.mqtt = create_ingest(config.mqtt, self.sessions, sinks, gate=self.states,
-                                  clock=clock, on_unknown=self.strangers.seen)
+                                  clock=clock, on_unknown=self.strangers.seen, durable=durable)
         self.notifier = NotifyDispatcher(
             self.sessions, build_channels(config.notify, clock), config.notify, clock
         )
 
         sources: list[MetricSource] = [
             self.mqtt, self.states, self.checks, self.actions, self.alerts, self.notifier,
-            self.bandwidth, self.strangers,
+            self.bandwidth, self.strangers, self.lease,
         ]
         if self.tsdb is not None:
             sources.append(self.tsdb)
@@ -145,20 +161,25 @@ class Fleet:
                 readiness=lessons_readiness,
                 metric_sources=sources,
                 mqtt_connected=lambda: self.mqtt.connected,
+                coordinator=lambda: self.lease.held,
                 inventory_changed=self.reload_inventory,
                 bandwidth=self.bandwidth,
                 strangers=self.strangers.list,
                 history=self.history,
             )
         )
-        self._heard_since: datetime | None = None
         self._queued_seen = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # The Publisher the actions use.
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self.mqtt.publish(topic, payload, qos, retain)
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_sent: Sent | None = None) -> None:
+        self.mqtt.publish(topic, payload, qos, retain, on_sent)
+
+    def _prompt(self) -> bool:
+        behind = self.mqtt.lag.behind_s()
+        return behind is not None and behind < PROMPT_S
 
     def _clock_skew(self, device_id: str, offset_s: float, skewed: bool) -> None:
         self.alerts.clock_skew(device_id, offset_s, skewed)
@@ -167,8 +188,10 @@ class Fleet:
         """Lesson checks nobody answered: a device the fleet has never heard from is
         "never connected", a known one "no answer"."""
         def ever_connected(device_id: str) -> bool:
+            # Another process may have heard it since this one loaded the states.
             state = self.states.get(device_id)
-            return state is not None and state.last_seen is not None
+            return (state is not None and state.last_seen is not None) or ever_heard(
+                self.sessions, device_id)
 
         self.alerts.unanswered(runs, ever_connected)
 
@@ -185,7 +208,6 @@ class Fleet:
     def start(self) -> None:
         if self.tsdb is not None:
             self.tsdb.start()
-        self.states.start(STATE_FLUSH_S)
         self.mqtt.start()
         for name, target in (("ticker", self._tick_loop), ("notify", self._notify_loop)):
             thread = threading.Thread(target=target, name=f"fleet-{name}", daemon=True)
@@ -196,7 +218,23 @@ class Fleet:
         self.notifier.run(self._stop)
 
     def tick(self) -> None:
-        """Everything that happens because time passed; each part fails on its own."""
+        """Everything that happens because time passed, on the coordinator only (a
+        standby ingests and serves); each part fails on its own."""
+        if not self.lease.renew():
+            try:
+                self.alerts.resync()  # a standby still hears clears of others' tickets
+            except Exception:
+                log.exception("fleet tick: alert index resync failed")
+            return
+        with self.lease.fenced():
+            self._steps()
+        # Alerts are queued both here and by the ingest thread between ticks.
+        queued = self.alerts.notifications.total()
+        if queued != self._queued_seen:
+            self._queued_seen = queued
+            self.notifier.wake()
+
+    def _steps(self) -> None:
         for name, step in (
             ("checks", self.checks.tick),
             ("actions", self.actions.tick),
@@ -206,49 +244,55 @@ class Fleet:
         ):
             try:
                 step()
+            except LeaseLost as exc:  # nothing of this step was written
+                log.warning("fleet tick: %s stopped: %s", name, exc)
+                return
             except Exception:
                 log.exception("fleet tick: %s failed", name)
-        # Alerts are queued both here and by the ingest thread between ticks.
-        queued = self.alerts.notifications.total()
-        if queued != self._queued_seen:
-            self._queued_seen = queued
-            self.notifier.wake()
 
     def _stale_devices(self) -> None:
         # The Last Will covers a dead connection; this covers a live connection whose
         # agent has stopped reporting (a wedged process behind a healthy socket).  Silence
-        # is only the agents' fault while the fleet itself hears the broker, and for a
-        # while after it reconnects, until the agents' messages have come through again.
-        now = self.clock()
-        if not self.mqtt.connected:
-            self._heard_since = None
+        # is judged as of the moment up to which this process has handled everything the
+        # broker had for it (its lag probe), not as of now: a backlog (a cold start, a
+        # slow database, a reconnect) delays messages, and while disconnected that
+        # moment does not move.  Before the first probe came back nothing is judged.
+        caught_up = self.mqtt.lag.caught_up_to()
+        if caught_up is None:
             return
-        if self._heard_since is None:
-            self._heard_since = now
-        if now - self._heard_since < STALE_GRACE:
-            return
-        for device_id in self.states.stale(now):
+        # This process's view of a device is a lower bound (the broker may deal its
+        # messages among several processes): the shared state has the last word.
+        local = self.states.stale(caught_up)
+        intervals = {d: s.interval for d in local if (s := self.states.get(d)) is not None}
+        for device_id in silent_devices(self.sessions, intervals, caught_up,
+                                        self.states.stale_intervals, SHARED_LAG):
             self.alerts.device_silent(device_id)
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while self.ticker.wait(self._stop):
             self.tick()
 
     def serve(self) -> None:
         """Run the API in the foreground until interrupted."""
-        server = uvicorn.Server(
+        server = LiveServer(
             uvicorn.Config(
                 self.api, host=self.config.http.host, port=self.config.http.port,
                 log_level="warning",
+                timeout_graceful_shutdown=5,
             )
         )
         server.run()
 
     def close(self) -> None:
         self._stop.set()
+        self.ticker.wake()
         self.notifier.wake()
         for thread in self._threads:
             thread.join(timeout=10)
+        try:
+            self.lease.release()  # a standby takes over at its next tick, not after ttl_s
+        except SQLAlchemyError:
+            log.exception("fleet: releasing the coordinator lease failed; it expires")
         # A running timetable import finishes (all or nothing); queued ones are dropped.
         self.api.state.services.imports.close()
         self.mqtt.close()

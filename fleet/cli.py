@@ -91,14 +91,20 @@ def _load_inventory(args: argparse.Namespace) -> int:
 def _import_timetable(args: argparse.Namespace) -> int:
     from fleet.timetable.errors import MAX_ERRORS, TimetableError
     from fleet.timetable.importer import Semester, import_timetable
+    from fleet.timetable.preview import describe
 
-    semester = Semester(args.start, args.end, tuple(args.holiday))
+    semester = Semester(args.start, args.end, tuple(args.holiday), args.semester)
 
     def job(session: Session) -> object:
         # Read as a stream: a county's whole-year file never sits in memory at once.
         with args.file.open("rb") as stream:
-            return import_timetable(session, stream, args.file.name, semester=semester,
-                                    max_errors=args.max_errors or MAX_ERRORS)
+            result = import_timetable(session, stream, args.file.name, semester=semester,
+                                      school=args.school, pair=args.pair,
+                                      dry_run=args.dry_run,
+                                      max_errors=args.max_errors or MAX_ERRORS)
+        if args.dry_run:
+            session.rollback()
+        return describe(result)
 
     return _in_database(args, job, TimetableError, "课表", "timetable")
 
@@ -251,6 +257,12 @@ def _parser() -> argparse.ArgumentParser:
     tt.add_argument("--start", type=date.fromisoformat, required=True, help="semester start")
     tt.add_argument("--end", type=date.fromisoformat, required=True, help="semester end")
     tt.add_argument("--holiday", type=date.fromisoformat, action="append", default=[])
+    tt.add_argument("--semester", default="", help="semester name (default: its dates)")
+    tt.add_argument("--school", default="",
+                    help="whose schedule (school or county/school); default: each main school")
+    tt.add_argument("--pair", default="", help="or a pair's schedule")
+    tt.add_argument("--dry-run", action="store_true",
+                    help="print what would change (by date and classroom), write nothing")
     tt.add_argument("--max-errors", type=int, default=None,
                     help="errors to list when refused (default 100; all are counted)")
     command("public-key", "print the fleet's command-signing public key for agents", _public_key)

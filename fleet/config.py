@@ -17,6 +17,7 @@ from fleet.api.config import ApiConfig
 from fleet.checks.config import CheckConfig
 from fleet.enrolment import EnrolConfig
 from fleet.ingest.config import IngestConfig
+from fleet.lease import LeaseConfig
 from fleet.notify.config import NotifyConfig
 from fleet.settings import ConfigError, load_toml, section
 from fleet.tsdb import TsdbConfig
@@ -57,6 +58,7 @@ class FleetConfig:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     enrol: EnrolConfig = field(default_factory=EnrolConfig)
+    lease: LeaseConfig = field(default_factory=LeaseConfig)
 
     def __post_init__(self) -> None:
         try:

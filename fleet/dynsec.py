@@ -82,7 +82,13 @@ def fleet_role_acls(prefix: str) -> list[dict[str, Any]]:
         _acl("subscribePattern", f"$share/+/{prefix}/#"),
         _acl("publishClientReceive", f"{prefix}/#"),
         _acl("publishClientSend", f"{prefix}/dev/+/cmd"),
+        _fleet_probes(prefix),
     ]
+
+
+def _fleet_probes(prefix: str) -> dict[str, Any]:
+    # Each fleet process measures its lag with probes to itself (fleet.ingest.lag).
+    return _acl("publishClientSend", f"{prefix}/fleet/+/lag")
 
 
 @dataclass(frozen=True)
@@ -184,9 +190,11 @@ class DynsecAdmin:
     # ------------------------------------------------------------ what the fleet does
 
     def ensure_fleet_client(self, prefix: str, username: str, password: str) -> None:
-        """The fleet's own client and role; what exists already is left as it is."""
+        """The fleet's own client and role; what exists already is left as it is, except
+        that a role made before the lag probes gets their ACL."""
         self.call([
             {"command": "createRole", "rolename": FLEET_ROLE, "acls": fleet_role_acls(prefix)},
+            {"command": "addRoleACL", "rolename": FLEET_ROLE, **_fleet_probes(prefix)},
             {"command": "createClient", "username": username, "password": password,
              "roles": [{"rolename": FLEET_ROLE}]},
         ], tolerate=_EXISTS)

@@ -47,6 +47,7 @@ from fleet.db.models import (
     Device,
     Lesson,
     Pair,
+    Schedule,
     School,
 )
 from fleet.exports import Cell, csv_document
@@ -212,8 +213,12 @@ def build_report(
     unit_ids: Collection[int] | None = None,
     classroom_ids: Collection[int] | None = None,
     tz: str = DEFAULT_TZ,
+    semester_id: int | None = None,
 ) -> list[ReportRow]:
     """One row per unit of ``level`` (restricted to ``unit_ids`` if given).
+
+    ``semester_id`` counts only that semester's lessons: while next semester's schedule
+    is imported alongside, or after a semester ended, each keeps its own figures.
 
     ``classroom_ids`` narrows every unit to those classrooms: a technician's county or
     pair row then counts their own classrooms' lessons, alerts and devices, not the
@@ -232,6 +237,9 @@ def build_report(
         .where(Lesson.starts_at >= lo, Lesson.starts_at < hi, Lesson.cancelled.is_(False))
         .options(selectinload(Lesson.receivers))
     )
+    if semester_id is not None:
+        query = query.where(Lesson.schedule_id.in_(
+            select(Schedule.id).where(Schedule.semester_id == semester_id)))
     # Readiness is the costly part: only for the lessons of the units asked for.
     lessons = [lesson for lesson in session.scalars(query) if _lesson_rooms(lesson) & wanted]
     ready = _ready_lessons(session, lessons)

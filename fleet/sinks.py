@@ -7,12 +7,13 @@ app's wiring knows the concrete sinks, so the ingest never imports a layer above
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.contract import Kind
 
-__all__ = ["Admission", "Gate", "MessageSink", "NullSink", "Publisher"]
+__all__ = ["Admission", "Durable", "Gate", "MessageSink", "NullSink", "Publisher", "Sent"]
 
 
 class MessageSink(Protocol):
@@ -65,7 +66,24 @@ class Gate(Protocol):
     def admit(self, device_id: str, kind: Kind, payload: dict[str, Any]) -> Admission: ...
 
 
-class Publisher(Protocol):
-    """Sends a command to a device (the ingest's MQTT connection implements it)."""
+class Durable(Protocol):
+    """A sink that keeps what it is given in memory and writes it later (device state,
+    time series).  The ingest acknowledges a message to the broker only once every such
+    sink has written it, so a process killed before that gets it again from its session.
+    """
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
+    def cut(self) -> Callable[[], None]:
+        """Called on the dispatch thread between two messages: what makes everything
+        given so far durable.  That runs on another thread and raises if it cannot."""
+        ...
+
+
+# Told True once the broker has acknowledged a published message, False if it refused it.
+Sent = Callable[[bool], None]
+
+
+class Publisher(Protocol):
+    """Sends a command to a device (the fleet's command connection implements it)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_sent: Sent | None = None) -> None: ...

@@ -265,10 +265,14 @@ class DeviceStates(NullSink):
         ts_ahead_s: float = 86_400.0,
         clock_skew_s: float = 120.0,
         on_clock: Callable[[str, float, bool], None] | None = None,
+        prompt: Callable[[], bool] = lambda: True,
     ) -> None:
         self._sessions = sessions
         self._skew = clock_skew_s
         self._on_clock = on_clock
+        # Whether messages reach us without a backlog now (the ingest's lag): one that
+        # waited in a queue would read as a device clock running slow by the wait.
+        self._prompt = prompt
         self._clock = clock
         self._seq_jump = seq_jump
         self._seq_confirm = seq_confirm
@@ -315,26 +319,41 @@ class DeviceStates(NullSink):
     def flush(self) -> int:
         """Write every device changed since the last flush; returns how many."""
         with self._flush_lock:
-            with self._lock:
-                dirty, self._dirty = self._dirty, set()
-                # Plain references, no deep copy: on_status and on_telemetry replace the
-                # inventory and telemetry dicts whole and nothing mutates them in place
-                # (the other sinks given the same payload only read it), so the dicts
-                # stay unchanged while they are written outside the lock.
-                rows = [_row(d, self._devices[d]) for d in dirty]
-            # A stored stamp beyond this is a poisoned one (written before the ingest
-            # judged ts), which must not outrank every real message after it.
-            believable = self._clock() + self._ts_ahead
-            written = 0
-            for start in range(0, len(rows), _CHUNK):
-                try:
-                    with session_scope(self._sessions) as session:
-                        written += _write(session, rows[start:start + _CHUNK], believable)
-                except Exception:
-                    with self._lock:  # try again on the next flush
-                        self._dirty.update(r["device_id"] for r in rows[start:])
-                    raise
-            return written
+            return self._write_rows(self._changed())
+
+    def cut(self) -> Callable[[], None]:
+        """``Durable``: the devices changed so far, as they are now, written later."""
+        rows = self._changed()
+
+        def persist() -> None:
+            with self._flush_lock:
+                self._write_rows(rows)
+
+        return persist
+
+    def _changed(self) -> list[dict[str, Any]]:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            # Plain references, no deep copy: on_status and on_telemetry replace the
+            # inventory and telemetry dicts whole and nothing mutates them in place
+            # (the other sinks given the same payload only read it), so the dicts
+            # stay unchanged while they are written outside the lock.
+            return [_row(d, self._devices[d]) for d in dirty]
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> int:
+        # A stored stamp beyond this is a poisoned one (written before the ingest
+        # judged ts), which must not outrank every real message after it.
+        believable = self._clock() + self._ts_ahead
+        written = 0
+        for start in range(0, len(rows), _CHUNK):
+            try:
+                with session_scope(self._sessions) as session:
+                    written += _write(session, rows[start:start + _CHUNK], believable)
+            except Exception:
+                with self._lock:  # try again on the next flush
+                    self._dirty.update(r["device_id"] for r in rows[start:])
+                raise
+        return written
 
     def start(self, interval_s: float = 5.0) -> None:
         """Flush every ``interval_s`` seconds on a thread of its own until ``close()``."""
@@ -450,7 +469,8 @@ class DeviceStates(NullSink):
                 dev.telemetry = {"interval": dev.interval, "sections": payload["sections"],
                                  "ts": payload["ts"]}
                 dev.telemetry_at = now
-                if seq > dev.seq.ceiling:  # live: written after the current connection began
+                # Live (written after the current connection began) and not delayed.
+                if seq > dev.seq.ceiling and self._prompt():
                     told = self._sample(dev, (parse_ts(payload["ts"]) - now).total_seconds())
         if told is not None and self._on_clock is not None:
             self._on_clock(device_id, *told)
@@ -483,6 +503,11 @@ class DeviceStates(NullSink):
         with self._lock:
             shared = [self._status(d, dev) for d, dev in self._devices.items()]
         return sorted((_private(s) for s in shared), key=lambda s: s.device_id)
+
+    @property
+    def stale_intervals(self) -> float:
+        """How many of its reporting intervals a silent device is stale after."""
+        return self._stale_intervals
 
     def stale(self, now: datetime | None = None) -> list[str]:
         """Online devices silent for ``stale_intervals`` of their reporting interval."""

@@ -32,6 +32,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,11 @@ class TsdbConfig:
     max_buffer: int = 200_000  # points held while the database is away
     timeout_s: float = 5.0
     retry_max_s: float = 60.0
+    # The ingest acknowledges a message only once its points are written, so a fleet
+    # killed with points in the buffer gets their messages again.  A server failing for
+    # longer than this stops holding the ingest back (alerts must not wait for the
+    # dashboards): its points wait in the buffer, retried, as before.
+    hold_acks_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_buffer < 1:
@@ -183,9 +189,12 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any],
 
 
 def telemetry_lines(
-    sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime
+    sections: Mapping[str, Any], tags: Mapping[str, str], at: datetime, seq: int | None = None
 ) -> list[str]:
-    """Every section of one telemetry payload in line protocol (unknown sections too)."""
+    """Every section of one telemetry payload in line protocol (unknown sections too).
+
+    ``seq`` (the message's) rides along as the system section's field ``seq``, so what the
+    time series holds can be checked against what the agent sent, gap by gap."""
     ms, own = _ms(at), _tag_set(tags)
     # An item's tags are the device's with ``entity`` in its sorted place.
     before = _tag_set({k: v for k, v in tags.items() if k < "entity"})
@@ -196,6 +205,8 @@ def telemetry_lines(
             continue
         measurement, entity_kind = MEASUREMENTS.get(name, (f"syncclass_{name}", "item"))
         head = _measurement(measurement)
+        if name == "system" and seq is not None:
+            data = {**data, "seq": seq}
         if field_set := _field_set(data):
             lines.append(f"{head}{own} {field_set} {ms}")
         entities: list[tuple[str, Any]] = []
@@ -232,6 +243,9 @@ class TelemetryWriter(NullSink):
         self._places = places or DeviceContextCache()
         self._buffer: deque[str] = deque()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time: points leave in order
+        self._added = 0  # points ever buffered; written + rejected + dropped have left
+        self._failing_since: float | None = None
         self._client = InfluxDBClient(
             url=config.url,
             token=config.token or "-",
@@ -257,7 +271,7 @@ class TelemetryWriter(NullSink):
 
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         self._add(telemetry_lines(payload["sections"], self._tags_of(device_id),
-                                  self._when(device_id, payload)))
+                                  self._when(device_id, payload), payload["seq"]))
 
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
         tags = {**self._tags_of(device_id), "type": payload["type"], "entity": payload["entity"]}
@@ -291,6 +305,7 @@ class TelemetryWriter(NullSink):
 
     def _add(self, lines: list[str]) -> None:
         with self._lock:
+            self._added += len(lines)
             self._buffer.extend(lines)
             excess = len(self._buffer) - self.config.max_buffer
             for _ in range(max(0, excess)):
@@ -306,6 +321,22 @@ class TelemetryWriter(NullSink):
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def cut(self) -> Callable[[], None]:
+        """``Durable``: the points buffered so far, written (or refused, or dropped)."""
+        with self._lock:
+            upto = self._added
+        return lambda: self._persist(upto)
+
+    def _persist(self, upto: int) -> None:
+        failing = self._failing_since
+        if failing is not None and time.monotonic() - failing > self.config.hold_acks_s:
+            return
+        with self._flush_lock:
+            if self.written + self.rejected + self.dropped < upto:
+                self._flush()
+            if self.written + self.rejected + self.dropped < upto:
+                raise ConnectionError(f"time-series server {self.config.url} is failing")
+
     def flush(self) -> int:
         """Write buffered points in batches; returns how many were written.
 
@@ -313,6 +344,10 @@ class TelemetryWriter(NullSink):
         waits (jittered exponential backoff up to ``retry_max_s``), unless called
         directly; a refused batch is dropped and counted (``rejected``).
         """
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         total = 0
         while True:
             with self._lock:
@@ -341,6 +376,7 @@ class TelemetryWriter(NullSink):
                 self._failed(batch, exc)
                 break
             self._failures = 0
+            self._failing_since = None
             total += len(batch)
             self.written += len(batch)
         return total
@@ -348,6 +384,8 @@ class TelemetryWriter(NullSink):
     def _failed(self, batch: list[str], exc: Exception) -> None:
         """The server is away or failing (5xx, network, auth): the batch waits its turn."""
         self._requeue(batch)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         self.write_errors += 1
         self._failures += 1
         log.warning("time-series write to %s failed (%d points buffered): %s",

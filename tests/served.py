@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 
+from fleet.api.live import Server
 from fleet.broker import free_port, wait_for_port
 
 __all__ = ["served"]
@@ -18,8 +19,9 @@ __all__ = ["served"]
 def served(app: Any, port: int | None = None) -> Iterator[str]:
     """Yields the base URL (``http://127.0.0.1:PORT``) while the app is served."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    # As fleet.app serves it: an open page's live event stream does not hold the stop.
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                   timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:

@@ -31,7 +31,7 @@ from fleet.bandwidth import BandwidthAccess
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import AuditAnswer, AuditEntry, CheckRun, Device, Lesson
 from fleet.metrics import Sample
-from fleet.sinks import NullSink, Publisher
+from fleet.sinks import NullSink, Publisher, Sent
 
 __all__ = ["ActionRefused", "Actions", "Outcome", "RefusalCode", "RunCheckArgs"]
 
@@ -88,9 +88,11 @@ class Actions(NullSink):
         command = build_command(device_id, name, args, ttl, now, command_id=command_id)
         return self._signer.sign(command)
 
-    def publish(self, command: dict[str, Any]) -> None:
+    def publish(self, command: dict[str, Any], on_sent: Sent | None = None) -> None:
+        """Hand a signed command to the publisher; ``on_sent`` hears the broker's PUBACK."""
         self._publisher.publish(
-            topic(self.config.prefix, command["device_id"], Kind.CMD), encode(command), qos=1
+            topic(self.config.prefix, command["device_id"], Kind.CMD), encode(command), qos=1,
+            on_sent=on_sent,
         )
 
     # ------------------------------------------------------------ requests

@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["AlertConfig"]
+from fleet.alerts.signal import RULES
+
+__all__ = ["ALWAYS", "CHECKS", "LESSONS", "WHEN_DEFAULTS", "AlertConfig"]
+
+# When a fault matters (its rule's "when"): ALWAYS pages whenever it fires; LESSONS in its
+# device's lesson window (from that device's first pre-class check to the lesson's end);
+# CHECKS only in the pre-class check period (first check to the lesson's start).  Outside
+# it a ticket is recorded, shown and reported but held, and paged if still open when the
+# next window opens (see fleet.alerts.stages.lesson_window).
+ALWAYS, LESSONS, CHECKS = "always", "lessons", "checks"
+
+# What a county technician wants by default: the PC itself (offline, silent, disk, heat,
+# clock) and the checks' own verdicts always; what only a lesson uses (cameras,
+# microphones, speakers, displays, the network to the other end, AV gear) in and
+# around lessons, so a projector switched off at 17:00 wakes nobody; the bandwidth,
+# measured only by a check, in the checks.  A rule not named here is ALWAYS: a new
+# rule is never held by accident.
+WHEN_DEFAULTS: Final[dict[str, str]] = {
+    **dict.fromkeys(
+        ("camera_missing", "camera_black", "camera_frozen", "camera_fault", "mic_missing",
+         "mic_silent", "mic_clipping", "mic_fault", "speaker_missing",
+         "display_disconnected", "target_unreachable", "network_loss",
+         "network_jitter", "network_rtt", "network_fault", "camera_stream_failed",
+         "av_host_unreachable", "avgear_fault", "probe_failed"),
+        LESSONS,
+    ),
+    "bandwidth_low": CHECKS,
+}
 
 
 def _default_up() -> dict[str, float]:
@@ -26,6 +54,12 @@ def _default_up() -> dict[str, float]:
         "camera_missing": 0.0,
         "check_failed": 0.0,
     }
+
+
+def _default_lesson_up() -> dict[str, float]:
+    # In a lesson window an offline PC is news at once (issue 13: inbox within 20 s of a
+    # cut, the broker's 15 s keepalive included); a restart is refused there anyway.
+    return {"device_offline": 0.0}
 
 
 def _default_down() -> dict[str, float]:
@@ -50,6 +84,12 @@ class AlertConfig:
     escalate_after_s: float = 900.0
     # Faults of one classroom that fire within this window go out as one message.
     group_wait_s: float = 30.0
+    # When each rule matters, overriding WHEN_DEFAULTS: "always", "lessons" or "checks".
+    when: dict[str, str] = field(default_factory=dict)
+    # In a lesson window (see ``when``): the group wait, and up-delays overriding
+    # up_delays (rules not named keep theirs).  Outside, the damping above holds.
+    lesson_group_wait_s: float = 2.0
+    lesson_up_delays: dict[str, float] = field(default_factory=_default_lesson_up)
     # Lessons starting within this many hours (or in progress) are named in the texts.
     context_horizon_h: float = 4.0
     # Local time for holidays and lesson times when a school names none.
@@ -70,10 +110,12 @@ class AlertConfig:
             "down_delay_s": self.down_delay_s,
             "reopen_window_s": self.reopen_window_s,
             "group_wait_s": self.group_wait_s,
+            "lesson_group_wait_s": self.lesson_group_wait_s,
             "context_horizon_h": self.context_horizon_h,
             "index_resync_s": self.index_resync_s,
             **{f"up_delays.{k}": v for k, v in self.up_delays.items()},
             **{f"down_delays.{k}": v for k, v in self.down_delays.items()},
+            **{f"lesson_up_delays.{k}": v for k, v in self.lesson_up_delays.items()},
         }
         for name, value in numbers.items():
             if value < 0:
@@ -88,12 +130,27 @@ class AlertConfig:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone {self.timezone!r} is unknown") from None
+        for rule, when in self.when.items():
+            if rule not in RULES:
+                raise ValueError(f"when.{rule}: no such rule; known: {sorted(RULES)}")
+            if when not in (ALWAYS, LESSONS, CHECKS):
+                raise ValueError(f"when.{rule} must be {ALWAYS!r}, {LESSONS!r} or "
+                                 f"{CHECKS!r}, got {when!r}")
         for url in self.webhooks:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhook {url!r} is not an http(s) URL")
 
-    def up_delay(self, rule: str) -> float:
+    def up_delay(self, rule: str, in_lesson: bool = False) -> float:
+        if in_lesson and rule in self.lesson_up_delays:
+            return self.lesson_up_delays[rule]
         return self.up_delays.get(rule, self.up_delay_s)
+
+    def matters(self, rule: str) -> str:
+        """When ``rule``'s faults are paged: ALWAYS, LESSONS or CHECKS."""
+        return self.when.get(rule, WHEN_DEFAULTS.get(rule, ALWAYS))
+
+    def group_wait(self, in_lesson: bool) -> float:
+        return self.lesson_group_wait_s if in_lesson else self.group_wait_s
 
     def down_delay(self, rule: str) -> float:
         return self.down_delays.get(rule, self.down_delay_s)

@@ -20,8 +20,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ from fleet.alerts.queries import select_alerts
 from fleet.alerts.signal import Observation, Signal
 from fleet.alerts.skew import skew_signal
 from fleet.alerts.stages.base import Tick
+from fleet.checks.config import CheckConfig
 from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import Alert, AlertState
@@ -63,6 +64,8 @@ class AlertEngine(NullSink, PeopleActions):
         clock: Callable[[], datetime] = utcnow,
         enqueue: Enqueue | None = None,
         places: DeviceContextCache | None = None,
+        checks: CheckConfig | None = None,
+        wake: Callable[[datetime], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.config = config
@@ -83,8 +86,11 @@ class AlertEngine(NullSink, PeopleActions):
         self.clones = CloneWatch()
         self._index = OpenIndex(config.index_resync_s)
         self._places = places or DeviceContextCache()
-        self.life = Lifecycle(config, self._places, self._index)
+        self._checks = checks or CheckConfig()  # the lesson windows' lead times
+        self.life = Lifecycle(config, self._places, self._index, self._checks)
         self._listeners: list[Listener] = []
+        if wake is not None:
+            self.listen(lambda changes: _wake_for_notices(changes, config, wake))
         with session_scope(sessions) as session:
             self._index.load(session, clock())
 
@@ -253,6 +259,16 @@ class AlertEngine(NullSink, PeopleActions):
 
     # ------------------------------------------------------------ timers
 
+    def resync(self) -> None:
+        """Reload the open-ticket index when due: what a standby process (which does not
+        tick) needs to hear the clears of tickets another process opened."""
+        with self._lock:
+            now = self.clock()
+            if self._index.loaded and not self._index.due(now):
+                return
+            with session_scope(self.sessions) as session:
+                self._index.load(session, now)
+
     def tick(self) -> None:
         """Fire and resolve what the delays allow, then run the notification pipeline."""
         with self._writing() as session:
@@ -279,6 +295,7 @@ class AlertEngine(NullSink, PeopleActions):
                 lessons=lessons_in_progress(session, now),
                 record=lambda a, k, t: self.life.record(session, a, k, t, now),
                 escalate=lambda a, why: self.life.escalate(session, a, now, why),
+                checks=self._checks,
                 enqueue=self._enqueue or outbox_enqueue,
                 sent=self.notifications,
             ))
@@ -309,3 +326,17 @@ class AlertEngine(NullSink, PeopleActions):
         yield Sample("syncclass_alert_malformed_sections_total",
                      "Telemetry sections skipped as malformed", float(self.malformed_sections))
 
+
+#: The history kinds after which a ticket owes a notice (see ``set_notice``).
+_OWING: Final = frozenset({"fired", "reopened", "resolved", "escalated", "acknowledged",
+                           "unmuted"})
+
+
+def _wake_for_notices(changes: Sequence[AlertChange], config: AlertConfig,
+                      wake: Callable[[datetime], None]) -> None:
+    """A notice is owed: wake the ticker when its lesson group wait ends, so fault to
+    outbox never waits for the next whole tick (one woken early for a group outside a
+    lesson finds nothing due and costs one pass)."""
+    owed = [change.at for change in changes if change.kind in _OWING]
+    if owed:
+        wake(min(owed) + timedelta(seconds=config.lesson_group_wait_s))

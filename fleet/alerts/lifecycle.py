@@ -22,6 +22,8 @@ from fleet.alerts.context import device_labels
 from fleet.alerts.index import OpenIndex, is_open, open_condition
 from fleet.alerts.notices import refresh_summary, set_notice
 from fleet.alerts.signal import Observation, Signal
+from fleet.alerts.stages.lesson_window import LessonWindows
+from fleet.checks.config import CheckConfig
 from fleet.db.base import insert_on_conflict
 from fleet.db.models import ALERT_UNRESOLVED, Alert, AlertEvent, AlertState
 from fleet.inventory import DeviceContextCache
@@ -45,8 +47,11 @@ class AlertChange:
 class Lifecycle:
     """The transitions of tickets inside one unit of work (the engine holds the lock)."""
 
-    def __init__(self, config: AlertConfig, places: DeviceContextCache, index: OpenIndex) -> None:
+    def __init__(self, config: AlertConfig, places: DeviceContextCache, index: OpenIndex,
+                 checks: CheckConfig | None = None) -> None:
         self.config = config
+        self._checks = checks or CheckConfig()  # lesson windows open at the first check
+        self._windows: tuple[datetime, LessonWindows] | None = None
         self._places = places
         self._index = index
         self.changes: list[AlertChange] = []  # since the engine last handed them on
@@ -201,9 +206,21 @@ class Lifecycle:
 
     # ------------------------------------------------------------ transitions
 
+    def up_delay(self, session: Session, alert: Alert, now: datetime) -> float:
+        """The rule's up-delay, or its lesson one when the device is in a lesson window."""
+        cfg = self.config
+        delay, lesson = cfg.up_delay(alert.rule), cfg.up_delay(alert.rule, in_lesson=True)
+        if lesson == delay:
+            return delay  # no lesson lookup for the rules the lessons do not change
+        if self._windows is None or self._windows[0] != now:
+            # Once per instant: a tick's many pending offline tickets (a county's power
+            # cut) share one timetable query.
+            self._windows = now, LessonWindows.load(session, now, cfg, self._checks)
+        return lesson if self._windows[1].in_lesson(alert.labels, now) else delay
+
     def maybe_fire(self, session: Session, alert: Alert, now: datetime) -> None:
         since = alert.pending_since
-        if since is None or now - since < timedelta(seconds=self.config.up_delay(alert.rule)):
+        if since is None or now - since < timedelta(seconds=self.up_delay(session, alert, now)):
             return
         if alert.state is AlertState.RESOLVED:
             alert.reopen_count += 1

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
 from fleet.db.models import AlertState, MaintenanceWindow, Silence
+from fleet.timetable.calendar import Calendar, Place
 
 __all__ = [
     "MATCHER_LABELS",
@@ -169,13 +170,17 @@ class Maintenance:
 
 @dataclass(frozen=True)
 class Holidays:
-    days: Mapping[date, str]
+    """Closed days of the school calendar mute only the places they close (a school's
+    停课 mutes that school; a province-wide holiday everything)."""
+
+    calendar: Calendar
     timezone: str
 
     def muted_by(self, labels: Mapping[str, str], now: datetime) -> str | None:
         day = now.astimezone(ZoneInfo(self.timezone)).date()
-        if day in self.days:
-            return f"holiday {day.isoformat()} {self.days[day]}".rstrip()
+        closed = self.calendar.closure(day, Place.of_labels(labels))
+        if closed is not None:
+            return f"holiday {day.isoformat()} {closed.name}".rstrip()
         return None
 
 

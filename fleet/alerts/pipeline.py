@@ -4,8 +4,9 @@ Every tick, after the life-cycle's timers have fired and resolved what was due, 
 alerts go through :data:`STAGES` in order.  Each stage is a function of one
 :class:`Tick`, which carries what the stages hand on to each other:
 
-- the mute stages (inhibit → maintenance → holiday → silence) each add a
-  :class:`~fleet.alerts.mute.Muter`; the first that mutes an alert names it;
+- the mute stages (inhibit → maintenance → holiday → silence → lesson window) each add
+  a :class:`~fleet.alerts.mute.Muter`; the first that mutes an alert names it (the
+  lesson window holds a fault outside the lessons its rule matters in);
 - ``timers`` records who became muted or unmuted and, for alerts nobody muted, runs
   escalation and reminders (they owe notices);
 - ``group`` gathers owed notices by classroom and kind once they have waited
@@ -25,6 +26,7 @@ from fleet.alerts.stages import (
     group,
     holiday,
     inhibit,
+    lesson_window,
     maintenance,
     outbox,
     route,
@@ -40,6 +42,7 @@ STAGES: Final[tuple[Stage, ...]] = (
     maintenance.stage,
     holiday.stage,
     silence.stage,
+    lesson_window.stage,
     timers.stage,
     group.stage,
     route.stage,

@@ -153,6 +153,8 @@ class Services:
     metric_sources: list[MetricSource] = field(default_factory=list)
     # Reports whether the MQTT ingest is connected, for /healthz.
     mqtt_connected: Callable[[], bool] | None = None
+    # Whether this process holds the coordinator lease (fleet.lease) and runs the ticker.
+    coordinator: Callable[[], bool] | None = None
     # Called after an inventory write has committed, so the fleet refreshes its caches.
     inventory_changed: Callable[[], None] | None = None
     # Admits the devices' bandwidth tests; None: the endpoint answers everyone 401.

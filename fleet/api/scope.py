@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import HTTPException
-from sqlalchemy import ColumnElement, Select, exists, inspect, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, inspect, or_, select, true
 from sqlalchemy.orm import Session
 
 from fleet.db.models import (
     Alert,
+    CalendarDay,
     Classroom,
     County,
     Device,
@@ -111,6 +112,19 @@ class Scope:
             Alert.device_id.in_(self.device_ids()),
         )
 
+    def calendar_day(self) -> ColumnElement[bool]:
+        """Calendar days of the province and of the places looked after."""
+        if self.is_admin:
+            return true()
+        counties = select(School.county_id).where(School.id.in_(self.school_ids()))
+        return or_(
+            CalendarDay.level == "province",
+            and_(CalendarDay.level == "county", CalendarDay.place_id.in_(counties)),
+            and_(CalendarDay.level == "school", CalendarDay.place_id.in_(self.school_ids())),
+            and_(CalendarDay.level == "classroom",
+                 CalendarDay.place_id.in_(self.classroom_ids())),
+        )
+
     def person(self) -> ColumnElement[bool]:
         p = self.principal
         if self.is_admin:
@@ -141,5 +155,6 @@ _PREDICATES: dict[type[Any], Any] = {
     Pair: Scope.pair,
     Lesson: Scope.lesson,
     Alert: Scope.alert,
+    CalendarDay: Scope.calendar_day,
     Person: Scope.person,
 }

@@ -27,7 +27,7 @@ from fleet.checks.plan import CheckPlanner, End, load_ends
 from fleet.db.base import SessionFactory, session_scope, utcnow
 from fleet.db.models import CheckRun, Device, Lesson
 from fleet.metrics import Sample
-from fleet.sinks import NullSink
+from fleet.sinks import NullSink, Sent
 
 __all__ = [
     "FIRST",
@@ -118,7 +118,8 @@ class CheckScheduler(NullSink):
     # ------------------------------------------------------------ sending
 
     def tick(self) -> int:
-        """Expire unanswered checks and send every check now due; return how many sent."""
+        """Expire unanswered checks and send every check now due; return how many were
+        handed to the connection.  One counts as sent once the broker acknowledged it."""
         now = self._clock()
         expired = self._expire(now)
         if expired and self._on_unanswered is not None:
@@ -126,15 +127,19 @@ class CheckScheduler(NullSink):
         sent = 0
         for phase, command in self._record_due(now):
             try:
-                self._actions.publish(command)
+                self._actions.publish(command, on_sent=self._sent(phase))
             except Exception as exc:  # the row stays: it expires to no_answer, then rechecks
                 self._counts[("send_failed", phase)] += 1
                 log.warning("check %s to %s not sent: %s", command["id"],
                             command["device_id"], exc)
             else:
-                self._counts[("sent", phase)] += 1
                 sent += 1
         return sent
+
+    def _sent(self, phase: str) -> Sent:
+        def told(acked: bool) -> None:
+            self._counts[("sent" if acked else "send_failed", phase)] += 1
+        return told
 
     def _record_due(self, now: datetime) -> list[tuple[str, dict[str, Any]]]:
         """Write a CheckRun for every due check, commit, and return the signed commands.
@@ -279,8 +284,8 @@ class CheckScheduler(NullSink):
 
     def samples(self) -> Iterable[Sample]:
         helps = {
-            "sent": "Pre-class checks sent, by phase.",
-            "send_failed": "Pre-class checks recorded but not handed to the broker.",
+            "sent": "Pre-class checks the broker acknowledged (PUBACK), by phase.",
+            "send_failed": "Pre-class checks recorded but not taken or refused by the broker.",
             "answered": "Pre-class check answers, by verdict (refused: the agent refused).",
             "no_answer": "Pre-class checks that got no answer in time.",
             "unmatched": "Check results matching no check sent to that device.",

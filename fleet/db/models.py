@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -37,6 +38,7 @@ __all__ = [
     "ApiToken",
     "AuditAnswer",
     "AuditEntry",
+    "CalendarDay",
     "CheckRun",
     "Classroom",
     "County",
@@ -44,7 +46,6 @@ __all__ = [
     "DeviceState",
     "EnrolCode",
     "FleetSecret",
-    "Holiday",
     "Lesson",
     "LessonMode",
     "LessonReceiver",
@@ -56,9 +57,11 @@ __all__ = [
     "Person",
     "PersonSchool",
     "Role",
+    "Schedule",
     "School",
     "SchoolKind",
     "Silence",
+    "Term",
 ]
 
 DEFAULT_TZ = "Asia/Shanghai"
@@ -198,6 +201,36 @@ class PersonSchool(Base):
 # ---------------------------------------------------------------- timetable
 
 
+class Term(Base):
+    """A semester (学期): lessons and reports are kept per semester."""
+
+    __tablename__ = "semester"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # 2026学年第二学期
+    start: Mapped[date] = mapped_column(Date)
+    end: Mapped[date] = mapped_column(Date)
+    # Set when the semester was ended (possibly before ``end``): lessons after are cancelled.
+    ended_at: Mapped[datetime | None]
+
+
+class Schedule(Base):
+    """One school's (or one pair's) timetable for one semester: what an import replaces.
+
+    ``owner`` is ``school:<id>`` or ``pair:<id>``; exactly one of the ids is set.
+    """
+
+    __tablename__ = "schedule"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    semester_id: Mapped[int] = mapped_column(ForeignKey("semester.id"), index=True)
+    owner: Mapped[str] = mapped_column(String(32))
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id"))
+    pair_id: Mapped[int | None] = mapped_column(ForeignKey("pair.id"))
+    filename: Mapped[str] = mapped_column(String(255), default="")  # of the latest import
+    imported_at: Mapped[datetime | None]
+    semester: Mapped[Term] = relationship()
+    __table_args__ = (UniqueConstraint("semester_id", "owner"),)
+
+
 class Lesson(Base):
     """One synchronous lesson on one date (weekly patterns are expanded on import)."""
 
@@ -210,10 +243,17 @@ class Lesson(Base):
     ends_at: Mapped[datetime]
     mode: Mapped[LessonMode] = mapped_column(Enum(LessonMode, native_enum=False))
     main_classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"), index=True)
-    # Identifies the import row / weekly series a lesson came from, for re-import.
+    # The file it was last imported from (timetable:课表.xlsx) or "manual"; informative.
     source: Mapped[str] = mapped_column(String(128), default="")
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
-    main_classroom: Mapped[Classroom] = relationship()
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedule.id"), index=True)
+    # A change made on the day ("cancelled", "moved", "added"; "moved_away": the old copy of
+    # a moved lesson), which a later import keeps and shows as a conflict.
+    edit: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # Where and when the schedule put a moved lesson: how an import still finds it.
+    planned_at: Mapped[datetime | None]
+    planned_classroom_id: Mapped[int | None] = mapped_column(ForeignKey("classroom.id"))
+    main_classroom: Mapped[Classroom] = relationship(foreign_keys=[main_classroom_id])
     receivers: Mapped[list[LessonReceiver]] = relationship(cascade="all, delete-orphan")
 
 
@@ -224,12 +264,22 @@ class LessonReceiver(Base):
     classroom: Mapped[Classroom] = relationship()
 
 
-class Holiday(Base):
-    """A date with no lessons (节假日); also a maintenance window for alerts."""
+class CalendarDay(Base):
+    """A date of a place's school calendar: closed (节假日/停课; alerts there are muted), or
+    a make-up workday (调休) running weekday ``runs_weekday``'s lessons (1 = Monday).
 
-    __tablename__ = "holiday"
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    The place is ``level`` (province / county / school / classroom) and ``place_id``
+    (0 for the province).
+    """
+
+    __tablename__ = "calendar_day"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
     name: Mapped[str] = mapped_column(String(64), default="")
+    level: Mapped[str] = mapped_column(String(16), default="province")
+    place_id: Mapped[int] = mapped_column(Integer, default=0)
+    runs_weekday: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (UniqueConstraint("day", "level", "place_id"),)
 
 
 # ---------------------------------------------------------------- device state and checks
@@ -268,7 +318,8 @@ class CheckRun(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("device.id"), index=True)
     phase: Mapped[str] = mapped_column(String(16))  # first / recheck / manual
     requested_at: Mapped[datetime]
-    answered_at: Mapped[datetime | None]
+    # Indexed: the page's live updates look for answers newer than the last poll.
+    answered_at: Mapped[datetime | None] = mapped_column(index=True)
     # pass / warn / fail from the agent, or no_answer when the deadline passed.
     verdict: Mapped[str | None] = mapped_column(String(16))
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -382,7 +433,7 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sent_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)  # live updates poll it
     # The digest that carried (or carries) this notice, when its target had no slot free.
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"), index=True)
 
@@ -504,6 +555,20 @@ class FleetSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FleetLease(Base):
+    """A lease one fleet process holds at a time (``fleet.lease``): the coordinator's.
+
+    ``token`` goes up by one at every change of holder: the fencing token every write of
+    the coordinator's ticker checks, so a holder that lost the lease writes nothing."""
+
+    __tablename__ = "fleet_lease"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]
 
 
 class LoginAudit(Base):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fleet.timetable.errors import RowError, TimetableError
 from fleet.timetable.ics import classroom_calendar, person_calendar
-from fleet.timetable.importer import ImportResult, Semester, import_timetable, source_of
+from fleet.timetable.importer import Change, ImportResult, Semester, import_timetable, source_of
 
 __all__ = [
+    "Change",
     "ImportResult",
     "RowError",
     "Semester",

@@ -47,6 +47,7 @@ class RowKind(enum.StrEnum):
     WEEKLY = "weekly"  # 每周: every such weekday of the semester, holidays excluded
     ONCE = "once"  # 单次: one date
     HOLIDAY = "holiday"  # 节假日: no lessons that date
+    WORKDAY = "workday"  # 调休: that date runs the lessons of the weekday given
 
 
 _KINDS = {
@@ -54,6 +55,8 @@ _KINDS = {
     "once": RowKind.ONCE, "单次": RowKind.ONCE, "临时": RowKind.ONCE,
     "holiday": RowKind.HOLIDAY, "节假日": RowKind.HOLIDAY, "假日": RowKind.HOLIDAY,
     "停课": RowKind.HOLIDAY,
+    "workday": RowKind.WORKDAY, "调休": RowKind.WORKDAY, "补班": RowKind.WORKDAY,
+    "补课": RowKind.WORKDAY,
 }
 _MODES = {
     "live": LessonMode.LIVE, "直播": LessonMode.LIVE, "实时": LessonMode.LIVE,

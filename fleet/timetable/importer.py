@@ -1,11 +1,18 @@
-"""Importing a semester timetable: all of a file, or nothing of it.
+"""Importing a school's (or a pair's) semester timetable: all of a file, or nothing of it.
 
-Weekly rows expand to every such weekday of the semester except holidays (given with
-the semester, listed in the file, or already known in the database); one-off rows add
-single dates.  Times are local to the main school (Asia/Shanghai unless it says
-otherwise) and stored in UTC.  Lessons remember their file in ``Lesson.source``: importing
-the same file again updates them in place (ids stay, so checks and alerts keep their
-lesson) and removes the ones the file no longer has.
+The file is one schedule: the school (or pair) its lessons are given by, for one
+semester.  Importing it again, under any file name, replaces that schedule's lessons and
+nothing else: matching lessons are updated in place (ids stay, so checks and alerts keep
+their lesson), the ones the file no longer has are removed.  A lesson changed by hand on
+the day (cancelled, moved) is kept and shown as a conflict.  ``dry_run`` answers what
+would change (the preview a person confirms) and writes nothing.
+
+Weekly rows expand to the dates of the semester that run that weekday in the main
+classroom's calendar (``fleet.timetable.calendar``: closures skip a date, a make-up
+workday runs another weekday's lessons); one-off rows add single dates.  Holiday and
+调休 rows of the file, and the semester's holidays, belong to the schedule's school(s).
+Times are local to the main school (Asia/Shanghai unless it says otherwise) and stored
+in UTC.
 """
 
 from __future__ import annotations
@@ -17,19 +24,25 @@ from pathlib import PurePath
 from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from fleet.db.base import utcnow
 from fleet.db.models import (
     Alert,
+    CalendarDay,
     CheckRun,
     Classroom,
-    Holiday,
     Lesson,
     LessonMode,
     LessonReceiver,
+    Pair,
+    Schedule,
+    School,
+    Term,
 )
 from fleet.timetable import messages as msg
+from fleet.timetable.calendar import Calendar, Day, Level, place_of
 from fleet.timetable.errors import MAX_ERRORS, ErrorLog, RowError, Text, TimetableError
 from fleet.timetable.fields import (
     FieldError,
@@ -44,11 +57,12 @@ from fleet.timetable.fields import (
 )
 from fleet.timetable.table import RawRow, read_table
 
-__all__ = ["ImportResult", "Semester", "import_timetable", "source_of"]
+__all__ = ["Change", "ImportResult", "Semester", "import_timetable", "source_of"]
 
 T = TypeVar("T")
 DEFAULT_HOLIDAY_NAME = "节假日"
 _BATCH = 1000  # lessons per INSERT
+PREVIEW_MAX = 500  # changes a preview lists (all are counted)
 _NO_VALUES: dict[str, Any] = {}
 Progress = Callable[[int], None]  # told the number of rows read so far
 
@@ -60,6 +74,26 @@ class Semester:
     holidays: tuple[date, ...] = ()
     name: str = ""  # 2026学年第二学期
 
+    @property
+    def key(self) -> str:
+        """What identifies the semester: its name, or its dates when unnamed."""
+        return self.name or f"{self.start.isoformat()}~{self.end.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of an import's preview, at the main classroom's local date and times."""
+
+    change: str  # added / changed / cancelled / conflict
+    day: date
+    classroom_id: int
+    classroom: str  # 学校/教室
+    starts: str  # HH:MM
+    ends: str
+    subject: str
+    detail: str = ""  # 简体中文 / English: what differs, or the manual change kept
+    lesson_id: int | None = None
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -68,8 +102,14 @@ class ImportResult:
     created: int
     updated: int
     unchanged: int
-    removed: int  # lessons of an earlier import of this file that it no longer has
-    holidays: int  # holiday dates recorded
+    removed: int  # lessons of the schedule that the file no longer has
+    holidays: int  # calendar days (closures and make-up workdays) the file gives
+    conflicts: int = 0  # lessons changed by hand that the file would change: kept
+    schedule: str = ""  # whose schedule: the school's or the pair's name
+    semester: str = ""
+    dry_run: bool = False
+    changes: tuple[Change, ...] = ()  # the first PREVIEW_MAX, by date and classroom
+    classroom_ids: frozenset[int] = frozenset()  # every classroom the import touches
 
 
 @dataclass(slots=True)
@@ -106,6 +146,18 @@ class _Parsed:
     errors: ErrorLog
     specs: list[_Spec] = field(default_factory=list)
     holidays: dict[date, str] = field(default_factory=dict)
+    workdays: dict[date, tuple[int, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Whose schedule a file is: a school or a pair, and the schools it covers."""
+
+    key: str  # school:<id> / pair:<id>
+    name: str
+    school_id: int | None
+    pair_id: int | None
+    schools: frozenset[int]
 
 
 def source_of(filename: str) -> str:
@@ -150,6 +202,11 @@ def _parse_row(row: RawRow, parsed: _Parsed) -> None:
             parsed.holidays[day] = _text(row, "note") or _text(row, "subject") or \
                 DEFAULT_HOLIDAY_NAME
         return
+    if kind == RowKind.WORKDAY:
+        day, runs = p.field("date", parse_date), p.field("weekday", parse_weekday)
+        if day is not None and runs is not None:
+            parsed.workdays[day] = (runs, _text(row, "note") or "调休")
+        return
     weekday = day = None
     if kind == RowKind.WEEKLY:
         weekday = p.field("weekday", parse_weekday)
@@ -192,26 +249,21 @@ def _parse_row(row: RawRow, parsed: _Parsed) -> None:
                                   receivers))
 
 
-def _expand(spec: _Spec, semester: Semester, excluded: set[date],
-            errors: ErrorLog) -> list[date]:
+def _expand(spec: _Spec, semester: Semester, calendar: Calendar,
+            by_weekday: dict[int, dict[int, list[date]]], errors: ErrorLog) -> list[date]:
+    place = place_of(spec.main)
     if spec.day is not None:
         if not semester.start <= spec.day <= semester.end:
             errors.append(spec.row.error("date", msg.OUTSIDE_SEMESTER, day=spec.day,
                                          start=semester.start, end=semester.end))
             return []
-        if spec.day in excluded:
+        if calendar.closure(spec.day, place) is not None:
             errors.append(spec.row.error("date", msg.ON_HOLIDAY, day=spec.day))
             return []
         return [spec.day]
-    first = semester.start + timedelta(days=(spec.weekday or 1) - semester.start.isoweekday())
-    if first < semester.start:
-        first += timedelta(days=7)
-    days = []
-    while first <= semester.end:
-        if first not in excluded:
-            days.append(first)
-        first += timedelta(days=7)
-    return days
+    if spec.main.id not in by_weekday:
+        by_weekday[spec.main.id] = calendar.days_by_weekday(semester.start, semester.end, place)
+    return by_weekday[spec.main.id].get(spec.weekday or 1, [])
 
 
 def _slots(spec: _Spec, day: date) -> list[_Slot]:
@@ -221,16 +273,17 @@ def _slots(spec: _Spec, day: date) -> list[_Slot]:
     return [_Slot(starts, ends, room, spec) for room in (spec.main, *spec.receivers)]
 
 
-def _stored_slots(session: Session, source: str, rooms: set[int], lo: datetime,
+def _stored_slots(session: Session, replaced: set[int], rooms: set[int], lo: datetime,
                   hi: datetime) -> list[_Slot]:
+    """Lessons the import keeps (other schedules', and manual changes) in these rooms."""
     lessons = session.scalars(
-        select(Lesson).where(Lesson.source != source, Lesson.cancelled.is_(False),
+        select(Lesson).where(Lesson.cancelled.is_(False),
                              Lesson.starts_at < hi, Lesson.ends_at > lo)
         .options(selectinload(Lesson.main_classroom), selectinload(Lesson.receivers)
                  .selectinload(LessonReceiver.classroom))
     ).all()
     return [_Slot(lesson.starts_at, lesson.ends_at, room, None, lesson.id, lesson.source)
-            for lesson in lessons
+            for lesson in lessons if lesson.id not in replaced
             for room in (lesson.main_classroom, *(r.classroom for r in lesson.receivers))
             if room.id in rooms]
 
@@ -263,6 +316,169 @@ def _overlaps(slots: list[_Slot], errors: ErrorLog) -> None:
             latest[slot.room.id] = slot
 
 
+def _owners(session: Session, parsed: _Parsed, school: str, pair: str) -> list[_Owner]:
+    """The school or pair named, else each school the file's lessons are given by (a
+    county's file is each of its schools' schedule); empty (with an error) when unknown."""
+    if pair:
+        found = session.scalars(select(Pair).where(Pair.name == pair)
+                                .options(selectinload(Pair.members))).first()
+        if found is None:
+            parsed.errors.append(RowError(0, "pair", msg.PAIR_UNKNOWN(ref=pair)))
+            return []
+        return [_pair_owner(found)]
+    if school:
+        try:
+            named = parsed.places.school(school)
+        except FieldError as exc:
+            parsed.errors.append(RowError(0, "school", exc.text(**exc.values)))
+            return []
+        return [_school_owner(named)]
+    mains = {spec.main.school_id: spec.main.school for spec in parsed.specs}
+    return [_school_owner(mains[key]) for key in sorted(mains)]
+
+
+def _school_owner(school: School) -> _Owner:
+    return _Owner(f"school:{school.id}", school.name, school.id, None, frozenset({school.id}))
+
+
+def _pair_owner(pair: Pair) -> _Owner:
+    schools = frozenset({pair.town_school_id, *(m.school_id for m in pair.members)})
+    return _Owner(f"pair:{pair.id}", pair.name, None, pair.id, schools)
+
+
+def _schedule(session: Session, owner: _Owner, semester: Semester) -> Schedule | None:
+    return session.scalars(select(Schedule).join(Term).where(
+        Term.name == semester.key, Schedule.owner == owner.key)).first()
+
+
+def _existing(session: Session, owners: list[_Owner], semester: Semester, lo: datetime,
+              hi: datetime) -> list[Lesson]:
+    """The schedules' lessons an import matches, and lessons imported by file name before
+    schedules existed (adopted by the school's first import of the semester)."""
+    schools = {school for owner in owners for school in owner.schools}
+    rooms = select(Classroom.id).where(Classroom.school_id.in_(schools))
+    legacy = and_(Lesson.schedule_id.is_(None), Lesson.source.like("timetable:%"),
+                  Lesson.main_classroom_id.in_(rooms), Lesson.starts_at >= lo,
+                  Lesson.starts_at < hi)
+    ids = [s.id for owner in owners if (s := _schedule(session, owner, semester)) is not None]
+    return list(session.scalars(
+        select(Lesson).where(or_(Lesson.schedule_id.in_(ids), legacy),
+                             Lesson.edit.not_in(("added", "moved_away")))
+        .options(selectinload(Lesson.receivers).selectinload(LessonReceiver.classroom)
+                 .selectinload(Classroom.school),
+                 selectinload(Lesson.main_classroom).selectinload(Classroom.school))))
+
+
+def _key(lesson: Lesson) -> tuple[int, datetime]:
+    """Where the schedule put a lesson, even after it was moved by hand."""
+    return (lesson.planned_classroom_id or lesson.main_classroom_id,
+            lesson.planned_at or lesson.starts_at)
+
+
+_Occurrence = tuple[_Spec, datetime, datetime]
+_FIELDS = {"subject": msg.SUBJECT_CHANGED, "grade": msg.GRADE_CHANGED,
+           "teacher": msg.TEACHER_CHANGED, "ends_at": msg.END_CHANGED, "mode": msg.MODE_CHANGED}
+
+
+@dataclass
+class _Plan:
+    new: list[_Occurrence] = field(default_factory=list)
+    updates: list[tuple[Lesson, _Occurrence]] = field(default_factory=list)
+    removed: list[Lesson] = field(default_factory=list)
+    unchanged: int = 0
+    conflicts: int = 0
+    _changes: list[Change] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        """Keep the first PREVIEW_MAX changes by date and classroom, trimming whenever
+        the list doubles, so a whole semester's first import holds 500, not 60 000."""
+        self._changes.append(change)
+        if len(self._changes) >= 2 * PREVIEW_MAX:
+            self._changes = self.changes()
+
+    def changes(self) -> list[Change]:
+        return sorted(self._changes, key=_change_order)[:PREVIEW_MAX]
+
+
+def _change_order(change: Change) -> tuple[date, str, str, str]:
+    return change.day, change.classroom, change.starts, change.change
+
+
+def _local(when: datetime, room: Classroom) -> datetime:
+    return when.astimezone(ZoneInfo(room.school.timezone))
+
+
+def _change(kind: str, room: Classroom, starts_at: datetime, ends_at: datetime, subject: str,
+            detail: str = "", lesson_id: int | None = None) -> Change:
+    start = _local(starts_at, room)
+    return Change(kind, start.date(), room.id, f"{room.school.name}/{room.name}",
+                  f"{start:%H:%M}", f"{_local(ends_at, room):%H:%M}", subject, detail, lesson_id)
+
+
+def _differences(lesson: Lesson, spec: _Spec, ends_at: datetime) -> list[str]:
+    values = _values(spec, ends_at)
+    texts = []
+    for key, text in _FIELDS.items():
+        old, new = getattr(lesson, key), values[key]
+        if old != new:
+            if isinstance(old, datetime):
+                old, new = f"{_local(old, spec.main):%H:%M}", f"{_local(new, spec.main):%H:%M}"
+            texts.append(text(old=old, new=new))
+    have = sorted(f"{r.classroom.school.name}/{r.classroom.name}" for r in lesson.receivers)
+    want = sorted(f"{r.school.name}/{r.name}" for r in spec.receivers)
+    if {r.classroom_id for r in lesson.receivers} != {r.id for r in spec.receivers}:
+        texts.append(msg.RECEIVERS_CHANGED(old="、".join(have), new="、".join(want)))
+    if lesson.cancelled:
+        texts.append(msg.REINSTATED())
+    return texts
+
+
+_EDITS = {"cancelled": "取消 cancelled", "moved": "调整 moved"}
+
+
+def _conflict(lesson: Lesson, occurrence: _Occurrence | None) -> Change:
+    room = lesson.main_classroom
+    at = f"{_local(lesson.starts_at, room):%m-%d %H:%M} {room.name}"
+    edit = _EDITS.get(lesson.edit, lesson.edit)
+    if occurrence is None:
+        detail = msg.KEPT_EDIT_GONE(edit=edit, at=at)
+    else:
+        spec, starts_at, _ = occurrence
+        planned = f"{_local(starts_at, spec.main):%m-%d %H:%M} {spec.main.name} {spec.subject}"
+        detail = msg.KEPT_EDIT(edit=edit, at=at, planned=planned)
+    return _change("conflict", room, lesson.starts_at, lesson.ends_at, lesson.subject, detail,
+                   lesson.id)
+
+
+def _plan(existing: list[Lesson], occurrences: list[_Occurrence]) -> _Plan:
+    plan = _Plan()
+    by_key = {_key(lesson): lesson for lesson in existing}
+    for occurrence in occurrences:
+        spec, starts_at, ends_at = occurrence
+        lesson = by_key.pop((spec.main.id, starts_at), None)
+        if lesson is None:
+            plan.new.append(occurrence)
+            plan.add(_change("added", spec.main, starts_at, ends_at, spec.subject))
+        elif lesson.edit:
+            plan.conflicts += 1
+            plan.add(_conflict(lesson, occurrence))
+        elif differences := _differences(lesson, spec, ends_at):
+            plan.updates.append((lesson, occurrence))
+            plan.add(_change("changed", spec.main, starts_at, ends_at, spec.subject,
+                                        "；".join(differences), lesson.id))
+        else:
+            plan.unchanged += 1
+    for lesson in by_key.values():
+        if lesson.edit:
+            plan.conflicts += 1
+            plan.add(_conflict(lesson, None))
+        elif not lesson.cancelled:
+            plan.removed.append(lesson)
+            plan.add(_change("cancelled", lesson.main_classroom, lesson.starts_at,
+                                        lesson.ends_at, lesson.subject, lesson_id=lesson.id))
+    return plan
+
+
 def _referenced(session: Session, lesson_ids: list[int]) -> set[int]:
     """Which of these lessons a check run or an alert points at."""
     found: set[int] = set()
@@ -274,64 +490,77 @@ def _referenced(session: Session, lesson_ids: list[int]) -> set[int]:
     return found
 
 
-def _apply(session: Session, source: str, occurrences: list[tuple[_Spec, datetime, datetime]],
-           holidays: dict[date, str]) -> ImportResult:
-    existing = {(lesson.main_classroom_id, lesson.starts_at): lesson
-                for lesson in session.scalars(select(Lesson).where(Lesson.source == source)
-                                              .options(selectinload(Lesson.receivers)))}
-    new: list[tuple[_Spec, datetime, datetime]] = []
-    updated = unchanged = 0
-    for spec, starts_at, ends_at in occurrences:
-        lesson = existing.pop((spec.main.id, starts_at), None)
-        if lesson is None:
-            new.append((spec, starts_at, ends_at))
-            continue
-        values = _values(spec, ends_at)
-        wanted = [r.id for r in spec.receivers]
-        changed = [k for k, v in values.items() if getattr(lesson, k) != v]
-        for key in changed:
-            setattr(lesson, key, values[key])
-        have = {r.classroom_id: r for r in lesson.receivers}
-        for rid in have.keys() - set(wanted):
-            lesson.receivers.remove(have[rid])
-        lesson.receivers.extend(LessonReceiver(classroom_id=rid) for rid in wanted
-                                if rid not in have)
-        if changed or have.keys() != set(wanted):
-            updated += 1
-        else:
-            unchanged += 1
-    referenced = _referenced(session, [lesson.id for lesson in existing.values()])
-    for lesson in existing.values():
-        # Checks and alerts keep pointing at a lesson they were about: cancel it instead.
-        if lesson.id in referenced:
-            lesson.cancelled = True
-        else:
-            session.delete(lesson)
-    removed = len(existing)
-    created = _insert(session, source, new)
-    for day, name in holidays.items():
-        holiday = session.get(Holiday, day)
-        if holiday is None:
-            session.add(Holiday(day=day, name=name))
-        elif name != DEFAULT_HOLIDAY_NAME:
-            holiday.name = name
-    session.flush()
-    return ImportResult(source, len(occurrences), created, updated, unchanged, removed,
-                        len(holidays))
-
-
 def _values(spec: _Spec, ends_at: datetime) -> dict[str, Any]:
     return {"subject": spec.subject, "grade": spec.grade, "teacher": spec.teacher,
             "ends_at": ends_at, "mode": spec.mode, "cancelled": False}
 
 
-def _insert(session: Session, source: str, new: list[tuple[_Spec, datetime, datetime]]) -> int:
+def _write_schedule(session: Session, owner: _Owner, semester: Semester,
+                    filename: str) -> Schedule:
+    term = session.scalars(select(Term).where(Term.name == semester.key)).first()
+    if term is None:
+        term = Term(name=semester.key, start=semester.start, end=semester.end)
+        session.add(term)
+    else:
+        term.start, term.end = semester.start, semester.end
+    session.flush()
+    schedule = _schedule(session, owner, semester)
+    if schedule is None:
+        schedule = Schedule(semester_id=term.id, owner=owner.key, school_id=owner.school_id,
+                            pair_id=owner.pair_id)
+        session.add(schedule)
+    schedule.filename = PurePath(filename).name[:255]
+    schedule.imported_at = utcnow()
+    session.flush()
+    return schedule
+
+
+def _write(session: Session, schedules: dict[int, int], source: str, plan: _Plan,
+           days: list[Day]) -> None:
+    """``schedules``: the schedule id of each main school."""
+    for lesson, (spec, _, ends_at) in plan.updates:
+        for key, value in _values(spec, ends_at).items():
+            setattr(lesson, key, value)
+        lesson.schedule_id, lesson.source = schedules[spec.main.school_id], source
+        have = {r.classroom_id: r for r in lesson.receivers}
+        wanted = [r.id for r in spec.receivers]
+        for rid in have.keys() - set(wanted):
+            lesson.receivers.remove(have[rid])
+        lesson.receivers.extend(LessonReceiver(classroom_id=rid) for rid in wanted
+                                if rid not in have)
+    session.flush()
+    referenced = _referenced(session, [lesson.id for lesson in plan.removed])
+    for lesson in plan.removed:
+        # Checks and alerts keep pointing at a lesson they were about: cancel it instead.
+        if lesson.id in referenced:
+            lesson.cancelled = True
+        else:
+            session.delete(lesson)
+    _insert(session, schedules, source, plan.new)
+    for day in days:
+        row = session.scalars(select(CalendarDay).where(
+            CalendarDay.day == day.day, CalendarDay.level == day.level,
+            CalendarDay.place_id == day.place_id)).first()
+        if row is None:
+            session.add(CalendarDay(day=day.day, name=day.name, level=day.level,
+                                    place_id=day.place_id, runs_weekday=day.runs_weekday))
+        else:
+            row.runs_weekday = day.runs_weekday
+            if day.name != DEFAULT_HOLIDAY_NAME:
+                row.name = day.name
+    session.flush()
+
+
+def _insert(session: Session, schedules: dict[int, int], source: str,
+            new: list[_Occurrence]) -> None:
     """New lessons and their receivers, a batch per statement rather than an object each
     (and the rows of a batch built only for it)."""
     for at in range(0, len(new), _BATCH):
         batch = new[at:at + _BATCH]
-        rows = [{"source": source, "main_classroom_id": spec.main.id, "starts_at": starts_at,
-                 **_values(spec, ends_at)} for spec, starts_at, ends_at in batch]
+        rows = [{"source": source, "schedule_id": schedules[spec.main.school_id],
+                 "main_classroom_id": spec.main.id,
+                 "starts_at": starts_at, "edit": "", **_values(spec, ends_at)}
+                for spec, starts_at, ends_at in batch]
         ids = session.scalars(insert(Lesson).returning(Lesson.id, sort_by_parameter_order=True),
                               rows).all()
         receivers = [{"lesson_id": lesson_id, "classroom_id": room.id}
@@ -339,17 +568,28 @@ def _insert(session: Session, source: str, new: list[tuple[_Spec, datetime, date
                      for room in spec.receivers]
         if receivers:
             session.execute(insert(LessonReceiver), receivers)
-    return len(new)
+
+
+def _file_days(parsed: _Parsed, semester: Semester, schools: list[int]) -> list[Day]:
+    """The file's (and the semester's) holidays and 调休, for the schedules' schools."""
+    closed = {day: DEFAULT_HOLIDAY_NAME for day in semester.holidays} | parsed.holidays
+    return [Day(day, name, Level.SCHOOL, school, None)
+            for school in schools for day, name in closed.items()] + \
+        [Day(day, name, Level.SCHOOL, school, runs)
+         for school in schools for day, (runs, name) in parsed.workdays.items()]
 
 
 def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
-                     semester: Semester, max_errors: int = MAX_ERRORS,
+                     semester: Semester, school: str = "", pair: str = "",
+                     dry_run: bool = False, max_errors: int = MAX_ERRORS,
                      progress: Progress | None = None) -> ImportResult:
     """Import a ``.csv``/``.xlsx`` timetable (its content or a seekable binary file), read
-    as a stream; the caller commits.
+    as a stream, as the schedule of ``school`` or ``pair`` (by default: of each school
+    the file's lessons are given by) for ``semester``; the caller commits.
 
     Raises TimetableError listing the first ``max_errors`` bad rows and how many there
-    were; the session is then left untouched.  ``progress`` hears the rows read so far.
+    were; the session is then left untouched, as it is by a ``dry_run``.  ``progress``
+    hears the rows read so far.
     """
     if semester.end < semester.start:
         raise TimetableError([RowError(0, "", msg.SEMESTER_BACKWARDS())])
@@ -369,21 +609,49 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
             # with whatever rows before it got wrong.
             parsed.errors.extend(exc)
             raise TimetableError(parsed.errors) from None
-        holidays = {day: DEFAULT_HOLIDAY_NAME for day in semester.holidays} | parsed.holidays
-        excluded = set(holidays) | set(session.scalars(
-            select(Holiday.day).where(Holiday.day >= semester.start, Holiday.day <= semester.end)))
-        occurrences: list[tuple[_Spec, datetime, datetime]] = []
+        owners = _owners(session, parsed, school, pair)
+        if school or pair:
+            for spec in parsed.specs:
+                if owners and spec.main.school_id not in owners[0].schools:
+                    parsed.errors.append(spec.row.error(
+                        "main_school", msg.NOT_OWNERS, owner=owners[0].name,
+                        room=f"{spec.main.school.name}/{spec.main.name}"))
+        schools = sorted({school for owner in owners for school in owner.schools})
+        days = _file_days(parsed, semester, schools)
+        calendar = Calendar.load(session, semester.start, semester.end)
+        for day in days:
+            calendar.add(day)
+        occurrences: list[_Occurrence] = []
         slots: list[_Slot] = []
+        by_weekday: dict[int, dict[int, list[date]]] = {}
         for spec in parsed.specs:
-            for day in _expand(spec, semester, excluded, parsed.errors):
-                day_slots = _slots(spec, day)
+            for when in _expand(spec, semester, calendar, by_weekday, parsed.errors):
+                day_slots = _slots(spec, when)
                 slots += day_slots
                 occurrences.append((spec, day_slots[0].starts_at, day_slots[0].ends_at))
+        zone = ZoneInfo("Asia/Shanghai")
+        lo = datetime.combine(semester.start, time(), zone).astimezone(UTC) - timedelta(days=1)
+        hi = datetime.combine(semester.end, time(), zone).astimezone(UTC) + timedelta(days=2)
+        existing = _existing(session, owners, semester, lo, hi)
         if slots:
-            lo = min(s.starts_at for s in slots)
-            hi = max(s.ends_at for s in slots)
-            slots += _stored_slots(session, source, {s.room.id for s in slots}, lo, hi)
+            replaced = {lesson.id for lesson in existing if not lesson.edit}
+            slots += _stored_slots(session, replaced, {s.room.id for s in slots},
+                                   min(s.starts_at for s in slots),
+                                   max(s.ends_at for s in slots))
         _overlaps(slots, parsed.errors)
-    if parsed.errors:
-        raise TimetableError(parsed.errors)
-    return _apply(session, source, occurrences, holidays)
+        if parsed.errors:
+            raise TimetableError(parsed.errors)
+        plan = _plan(existing, occurrences)
+    rooms = {room.id for spec in parsed.specs for room in (spec.main, *spec.receivers)}
+    rooms |= set(session.scalars(select(Classroom.id).where(Classroom.school_id.in_(schools))))
+    if not dry_run:
+        schedules = {school: schedule.id for owner in owners
+                     for schedule in [_write_schedule(session, owner, semester, filename)]
+                     for school in owner.schools}
+        _write(session, schedules, source, plan, days)
+    return ImportResult(source, len(occurrences), len(plan.new), len(plan.updates),
+                        plan.unchanged, len(plan.removed),
+                        len({*semester.holidays, *parsed.holidays}) + len(parsed.workdays),
+                        plan.conflicts, "、".join(owner.name for owner in owners),
+                        semester.key, dry_run, tuple(plan.changes()),
+                        frozenset(rooms))

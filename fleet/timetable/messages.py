@@ -25,9 +25,10 @@ UNPACKED_TOO_LARGE = Text("xlsx 文件解压后超过 {limit} 字节，不予读
 TOO_LARGE = Text("文件过大，上限 {limit} 字节", "file too large: the limit is {limit} bytes")
 
 # -- one cell
-KIND_MISSING = Text("请填写类型：每周、单次或节假日", "kind is required: weekly, once or holiday")
-KIND_UNKNOWN = Text("未知类型 {value!r}，应为 每周、单次或节假日",
-                    "unknown kind {value!r}: use weekly, once or holiday")
+KIND_MISSING = Text("请填写类型：每周、单次、节假日或调休",
+                    "kind is required: weekly, once, holiday or workday")
+KIND_UNKNOWN = Text("未知类型 {value!r}，应为 每周、单次、节假日或调休",
+                    "unknown kind {value!r}: use weekly, once, holiday or workday")
 WEEKDAY_BAD = Text("星期无效 {value!r}，应为 1-7 或 周一至周日",
                    "bad weekday {value!r}: use 1-7 or Mon-Sun")
 DATE_BAD = Text("日期无效 {value!r}，应为 2026-03-02 这样的格式",
@@ -53,6 +54,12 @@ CLASH_WITH_ROW = Text("教室 {room} 在 {when} 与第 {line} 行时间冲突",
 CLASH_WITH_LESSON = Text("教室 {room} 在 {when} 与已有课程 #{lesson}（{source}）时间冲突",
                          "classroom {room} is double-booked at {when} with lesson #{lesson} "
                          "({source})")
+NOT_OWNERS = Text("主讲教室 {room} 不属于本课表的学校（{owner}）",
+                  "main classroom {room} is not in this schedule's school(s) ({owner})")
+MANY_SCHOOLS = Text("课表含多所学校的课程（{schools}），请指定学校或结对",
+                    "the file has lessons of several schools ({schools}): name the school "
+                    "or the pair")
+PAIR_UNKNOWN = Text("未知结对 {ref!r}", "unknown pair {ref!r}")
 BAD_CSV = Text("CSV 文件格式有误（{detail}）", "malformed CSV file ({detail})")
 MERGED_NOTE = Text("（该格属于合并单元格 {merged_cells}，按其左上角的值读取）",
                    " (this cell is part of the merged cells {merged_cells}, read as their "
@@ -65,3 +72,18 @@ QUEUE_FULL = Text("导入任务已满，请稍后再试", "too many timetable im
 NO_SUCH_JOB = Text("没有这个导入任务", "no such import job")
 HOLIDAY_BAD = Text("节假日日期无效 {value!r}，应为 2026-10-01 这样的格式",
                    "bad holiday date {value!r}: use YYYY-MM-DD")
+
+# -- the preview of an import (what would change)
+SUBJECT_CHANGED = Text("学科由 {old} 改为 {new}", "subject changed: {old} -> {new}")
+GRADE_CHANGED = Text("年级由 {old} 改为 {new}", "grade changed: {old} -> {new}")
+TEACHER_CHANGED = Text("教师由 {old} 改为 {new}", "teacher changed: {old} -> {new}")
+END_CHANGED = Text("下课时间由 {old} 改为 {new}", "end changed: {old} -> {new}")
+MODE_CHANGED = Text("方式由 {old} 改为 {new}", "mode changed: {old} -> {new}")
+RECEIVERS_CHANGED = Text("接收教室由 {old} 改为 {new}",
+                         "receiving classrooms changed: {old} -> {new}")
+REINSTATED = Text("恢复此前取消的课", "a lesson cancelled before comes back")
+KEPT_EDIT = Text("已手动{edit}（{at}），课表为 {planned}：保留手动调整",
+                 "changed by hand ({edit}, {at}); the file says {planned}: the change is kept")
+KEPT_EDIT_GONE = Text("已手动{edit}（{at}），课表已无此课：保留手动调整",
+                      "changed by hand ({edit}, {at}); the file no longer has it: the change "
+                      "is kept")

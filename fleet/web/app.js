@@ -29,8 +29,6 @@ const NOTICE = { firing: "告警 alert", reminder: "提醒 reminder", escalation
                  resolved: "恢复 recovery" };
 const CHANNEL = { email: "邮件 e-mail", dingtalk: "钉钉 DingTalk", wecom: "企业微信 WeCom",
                   webhook: "Webhook" };
-// Alerts whose deliveries are unfolded: they stay so across the periodic re-render.
-const openDeliveries = new Set();
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -246,62 +244,11 @@ function deliveryList(items) {
   return el("ul", { class: "deliveries" }, items.map(d => deliveryLine(d)));
 }
 
-async function showDeliveries(alertId, cell) {
-  try {
-    cell.replaceChildren(deliveryList(await api("GET", "/alerts/" + alertId + "/deliveries")));
-  } catch (error) { cell.replaceChildren(message("error", error.message)); }
-}
-
 function renderFailed(items) {
   const body = document.getElementById("failed-body");
   if (!items.length) { body.replaceChildren(empty("没有送达失败的通知 / no failed deliveries")); return; }
   body.replaceChildren(el("ul", { class: "deliveries" }, items.map(d =>
     deliveryLine(d, "告警 alert " + d.alert_ids.map(i => "#" + i).join(", ") + ": "))));
-}
-
-// ------------------------------------------------------------------ alerts
-
-function renderAlerts(alerts) {
-  const body = document.getElementById("alerts-body");
-  if (!alerts.length) { body.replaceChildren(empty("没有未处理的告警 / no open alerts")); return; }
-  const rows = alerts.flatMap(alert => {
-    const action = el("td", { class: "action" });
-    if (alert.state === "firing") {
-      action.append(el("button", { onclick: () => commentForm(alert, action, "ack",
-        "确认 Acknowledge", "处理说明 comment (who is on it)") }, "确认 Ack"));
-    } else {
-      action.append(el("div", {}, "由 " + alert.acknowledged_by + " 确认 / acked"),
-                    el("div", { class: "sub" }, alert.ack_comment || ""),
-                    el("button", { onclick: () => commentForm(alert, action, "resolve",
-                      "标记已解决 Mark resolved", "解决说明 how it was fixed") }, "已解决 Resolve"));
-    }
-    const cell = el("td", { colspan: "7" });
-    const unfolded = el("tr", { "data-deliveries": alert.id, class: "hidden" }, cell);
-    const toggle = el("button", { onclick: () => {
-      if (openDeliveries.has(alert.id)) openDeliveries.delete(alert.id);
-      else openDeliveries.add(alert.id);
-      unfold();
-    } }, "送达情况 Deliveries");
-    function unfold() {
-      const open = openDeliveries.has(alert.id);
-      unfolded.classList.toggle("hidden", !open);
-      if (open) showDeliveries(alert.id, cell);
-    }
-    unfold();
-    return [el("tr", { "data-alert": alert.id, id: "alert-" + alert.id,
-                       class: alert.id === linkedAlert() ? "linked" : "" },
-      el("td", {}, badge(alert.severity, SEVERITY[alert.severity] || alert.severity)),
-      el("td", {}, alert.summary_zh, el("div", { class: "sub" }, alert.summary_en)),
-      el("td", {}, alert.device_id || "—"),
-      el("td", {}, when(alert.started_at)),
-      el("td", {}, badge(alert.state, STATE[alert.state] || alert.state),
-        alert.escalation_level > 0 ? el("div", { class: "sub" }, "已升级至县电教 escalated") : null,
-        alert.suppressed_by ? el("div", { class: "sub" }, "静默 muted: " + alert.suppressed_by) : null),
-      el("td", {}, toggle),
-      action), unfolded];
-  });
-  body.replaceChildren(table(["级别 Severity", "告警 Alert", "设备 Device", "开始 Since",
-    "状态 State", "通知 Notices", "处理 Handle"], rows));
 }
 
 // ------------------------------------------------------------------ deep links
@@ -568,8 +515,8 @@ function renderWindowForm() {
     el("input", { type: "text", name: "name", placeholder: "名称 name（如 夜间 nights）",
                   required: "" }),
     el("span", { class: "days" }, days),
-    el("input", { type: "time", name: "start_time", required: "" }),
-    el("input", { type: "time", name: "end_time", required: "" }),
+    el("input", { type: "time", name: "start_time", required: "", "aria-label": "开始 start" }),
+    el("input", { type: "time", name: "end_time", required: "", "aria-label": "结束 end" }),
     el("button", { type: "submit", class: "primary" }, "添加维护时段 Add window"),
     status);
   holder.replaceChildren(form);
@@ -577,15 +524,28 @@ function renderWindowForm() {
 
 // ------------------------------------------------------------------ page
 
+// Refreshes overlap (a live event, a filter changed, the timer): only the newest draws,
+// or an older answer arriving last would show what the filters no longer ask for.
+let refreshes = 0;
+
 async function refresh() {
+  const turn = ++refreshes;
+  const newest = () => turn === refreshes;
+  if (wallShow()) {  // wall.js: the county centre's screen
+    try { await refreshWall(newest); }
+    catch (error) { document.getElementById("wall-updated").replaceChildren(message("error", error.message)); }
+    return;
+  }
   try {
     const [lessons, alerts, devices, windows, strangers, failed] = await Promise.all([
-      api("GET", "/lessons"), api("GET", "/alerts"), api("GET", "/devices"),
+      api("GET", "/lessons"), api("GET", alertQuery()), api("GET", "/devices"),
       api("GET", "/maintenance-windows"), api("GET", "/devices/unknown"),
       api("GET", "/notifications?status=failed&limit=50"),
     ]);
+    const shown = await alertsWithLinked(alerts);
+    if (!newest()) return;
     renderLessons(lessons);
-    renderAlerts(await alertsWithLinked(alerts));
+    renderAlerts(shown);
     renderFailed(failed);
     renderDevices(devices);
     renderStrangers(strangers);
@@ -601,6 +561,8 @@ async function refresh() {
 
 function showLogin() {
   document.getElementById("app").classList.add("hidden");
+  document.getElementById("wall").classList.add("hidden");
+  document.body.classList.remove("wall-mode");
   document.getElementById("who").classList.add("hidden");
   document.getElementById("login").classList.remove("hidden");
 }
@@ -616,7 +578,10 @@ async function showApp() {
   document.getElementById("login").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
   renderWindowForm();
-  await renderEnrol();
+  if (typeof renderTimetable === "function") await renderTimetable();  // timetable.js
+  await Promise.all([renderEnrol(), setupAlertFilters()]);  // alerts.js
+  liveNotifyButton();  // live.js
+  liveStart();
   await refresh();
   document.dispatchEvent(new Event("syncclass:login"));  // the other pages' router
   clearInterval(timer);
@@ -633,7 +598,7 @@ function leave() {
   forget();
   me = null;
   deviceNotes.clear();
-  openDeliveries.clear();
+  liveStop();
   document.getElementById("enrol-result").replaceChildren();  // a code is a secret
   clearInterval(timer);
   document.dispatchEvent(new Event("syncclass:logout"));

@@ -15,10 +15,11 @@ from fleet.db.base import make_engine
 from fleet.db.migrate import upgrade
 from fleet.dynsec import DynsecAdmin
 from tests.e2e.world import FLEET_PASSWORD, PILOT_DEVICES, World, device_password
+from tests.fleet.pg import postgres
 from tests.fleet.pilot import load_pilot
 from tests.fleet.smtp import SmtpServer, smtp_server
 
-__all__ = ["e2e_broker", "pilot_db", "smtp_server", "world"]
+__all__ = ["e2e_broker", "pilot_db", "postgres", "smtp_server", "world"]
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,9 @@ def test_healthy_lesson_is_checked_and_ready_before_it_starts(world: World) -> N
     # Each end measured the path to the other: the fleet told it the peer's address.
     for run in world.check_runs(healthy):
         assert run.probes["network"]["targets"]["peer"]["ok"] is True
+    wait_until("four checks acknowledged by the broker", lambda: sample_value(
+        fleet.checks.samples(), "syncclass_checks_sent_total", phase="first") == 4)
     samples = list(fleet.checks.samples())
-    assert sample_value(samples, "syncclass_checks_sent_total", phase="first") == 4
     assert sample_value(samples, "syncclass_checks_answered_total", verdict="pass") == 2
 
     world.clock.advance(seconds=61)  # past the answer timeout

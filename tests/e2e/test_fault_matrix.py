@@ -153,6 +153,9 @@ def matrix(
         for device_id in (*PILOT_DEVICES, STRANGER):
             admin.put_device(DEFAULT_PREFIX, device_id, device_password(device_id))
         world = World(workdir, broker, mailbox)
+        # The rows run between lessons, where a lesson's faults are held: every rule pages
+        # whenever it fires (tests/fleet/test_alert_windows.py tests the holding).
+        world.page_always()
         # Lesson checks before the agents' quiet lead (15 min): they measure bandwidth.
         world.config = replace(world.config, checks=replace(
             world.config.checks, lead_minutes=20, recheck_lead_minutes=16))

@@ -40,6 +40,7 @@ from fleet.notify.config import EmailConfig
 from fleet.state import DeviceStatus
 from fleet.timetable.importer import Semester, import_timetable
 from tests.clock import ManualClock
+from tests.fleet.alert_helpers import ALWAYS_PAGED
 from tests.fleet.smtp import Received, SmtpServer
 from tests.served import served
 
@@ -56,6 +57,8 @@ __all__ = [
     "TZ",
     "LessonRow",
     "World",
+    "agent_config",
+    "classroom_agent",
     "device_password",
     "e2e_config",
     "sample_value",
@@ -127,7 +130,8 @@ def e2e_config(workdir: Path, mqtt_url: str, smtp_port: int) -> FleetConfig:
                        bandwidth_url="http://127.0.0.1:9/api/v1/bandwidth"),
         actions=replace(base.actions, key_file=workdir / "fleet-ed25519.key"),
         alerts=replace(
-            alerts, group_wait_s=0, escalate_after_s=300, reminder_interval_s=3600,
+            alerts, group_wait_s=0, lesson_group_wait_s=0, escalate_after_s=300,
+            reminder_interval_s=3600,
             # Moving the stopped clock by minutes makes every agent look silent until its
             # next message (a second later): that must not become an alert.
             up_delays={**alerts.up_delays, "device_silent": 3600.0},
@@ -168,6 +172,39 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
+def agent_config(workdir: Path, mqtt_url: str, device_id: str, fleet_public_key: str,
+                 reboot_command: list[str] | None = None, interval: float = 1.0) -> AgentConfig:
+    """A simulated classroom's agent (every second by default), as the e2e broker knows it."""
+    return AgentConfig(
+        device_id=device_id,
+        mqtt=MqttConfig(url=mqtt_url, username=device_id,
+                        password=device_password(device_id), backoff_max_s=1.0),
+        hardware=HardwareConfig(backend="simulated"),
+        agent=AgentRuntime(interval=interval, state_dir=workdir / "agents" / device_id),
+        commands=CommandsConfig(
+            fleet_public_key=fleet_public_key,
+            allowed_units=["syncclass-agent"],
+            reboot_command=reboot_command or ["true"],
+            restart_command=["true"],
+        ),
+        network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
+    )
+
+
+def classroom_agent(
+    device_id: str, broker: Mosquitto, fleet_public_key: str, workdir: Path,
+    clock: Callable[[], datetime], *, scenario: Scenario | None = None,
+    reboot_command: list[str] | None = None, agent_type: type[Agent] = Agent,
+    interval: float = 1.0,
+) -> tuple[Agent, SimulatedHardware]:
+    """A real agent on a simulated classroom (default: healthy), not yet running, with
+    its state under ``workdir/agents``; it trusts commands signed by ``fleet_public_key``."""
+    hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
+    config = agent_config(workdir, broker.url, device_id, fleet_public_key, reboot_command,
+                          interval)
+    return agent_type(config, hardware, clock=clock), hardware
+
+
 @dataclass
 class _RunningAgent:
     agent: Agent
@@ -189,15 +226,19 @@ class World:
 
     # ------------------------------------------------------------ the fleet
 
-    def start_fleet(self, serve_http: bool = False) -> Fleet:
+    def start_fleet(self, serve_http: bool = False, link_alerts: bool = False) -> Fleet:
         """The fleet; with ``serve_http`` its API is served on a free port too, and its
-        checks name that server's bandwidth test endpoint."""
+        checks name that server's bandwidth test endpoint; with ``link_alerts`` too, its
+        messages link each alert on that server's page."""
         assert self.fleet is None, "a fleet is already running"
         port = free_port()
         if serve_http:
             checks = replace(self.config.checks,
                              bandwidth_url=f"http://127.0.0.1:{port}/api/v1/bandwidth")
             self.config = replace(self.config, checks=checks)
+        if serve_http and link_alerts:
+            alerts = replace(self.config.alerts, base_url=f"http://127.0.0.1:{port}")
+            self.config = replace(self.config, alerts=alerts)
         fleet = Fleet(self.config, clock=self.clock)
         fleet.start()
         self.fleet = fleet
@@ -206,6 +247,12 @@ class World:
         if not fleet.mqtt.wait_ready(10):
             raise AssertionError("the fleet did not subscribe to the broker")
         return fleet
+
+    def page_always(self) -> None:
+        """Every rule pages whenever it fires: for tests of something else whose camera or
+        microphone fault happens outside any lesson, where it is now held."""
+        self.config = replace(self.config, alerts=replace(self.config.alerts,
+                                                          when=ALWAYS_PAGED))
 
     def stop_fleet(self) -> None:
         self._http.close()
@@ -289,22 +336,9 @@ class World:
         """A real agent on a simulated classroom (default: healthy), reporting every
         second; ``agent_type`` may stand in for an older agent's birth."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
-        hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
-        config = AgentConfig(
-            device_id=device_id,
-            mqtt=MqttConfig(url=self.broker.url, username=device_id,
-                            password=device_password(device_id), backoff_max_s=1.0),
-            hardware=HardwareConfig(backend="simulated"),
-            agent=AgentRuntime(interval=1.0, state_dir=self.workdir / "agents" / device_id),
-            commands=CommandsConfig(
-                fleet_public_key=self.fleet.signer.public_key_b64,
-                allowed_units=["syncclass-agent"],
-                reboot_command=reboot_command or ["true"],
-                restart_command=["true"],
-            ),
-            network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
-        )
-        agent = agent_type(config, hardware, clock=self.clock)
+        agent, hardware = classroom_agent(
+            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir, self.clock,
+            scenario=scenario, reboot_command=reboot_command, agent_type=agent_type)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
         self.agents[device_id] = _RunningAgent(agent, thread)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from agent import contract
 from agent.contract import Kind
 from fleet.alerts import AlertConfig, AlertEngine
+from fleet.alerts.config import ALWAYS, WHEN_DEFAULTS
 from fleet.db.base import SessionFactory, session_scope
 from fleet.db.models import (
     Classroom,
@@ -39,7 +40,11 @@ from fleet.db.models import (
 from tests.clock import ManualClock
 from tests.fleet.db import fresh_db
 
-__all__ = ["START", "World", "build_world", "payload"]
+__all__ = ["ALWAYS_PAGED", "START", "World", "build_world", "payload"]
+
+#: ``AlertConfig.when`` that pages every rule whenever it fires (the engine before lessons
+#: decided when a fault matters).
+ALWAYS_PAGED = dict.fromkeys(WHEN_DEFAULTS, ALWAYS)
 
 # Monday 23 November 2026, 09:00 in Wenzhou.
 START = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -139,6 +144,9 @@ def build_world(tmp_path: Path, config: AlertConfig | None = None, url: str = ""
         s.flush()
         ids = (town_room.id, rural_room.id, rural.id, lesson.id)
     cfg = config or AlertConfig(
+        # Every rule pages whenever it fires: these worlds test the life-cycle, grouping
+        # and texts; when a fault matters has its own tests (test_alert_windows.py).
+        when=ALWAYS_PAGED,
         up_delays={"device_offline": 30.0, "network_loss": 60.0},
         down_delays={"device_offline": 30.0},
         down_delay_s=20.0,

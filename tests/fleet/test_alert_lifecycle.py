@@ -196,9 +196,14 @@ def test_still_failing_at_lesson_start_escalates(world: World) -> None:
     world.tick_after(5 * 60)  # 10:00:31, the lesson has started on a broken classroom
     [alert] = alerts(world)
     assert alert.escalation_level == 1
-    assert any("lesson" in e for e in _texts(world, alert.id, "escalated"))
+    # The escalation says which lesson: subject, time and the school at the other end.
+    [why] = _texts(world, alert.id, "escalated")
+    assert "课程开始时仍有故障：二年级数学 10:00 与 鹿西乡小学同步（上课中）" in why
+    assert "Grade 2 Maths at 10:00 with 鹿西乡小学 (in progress)" in why
     world.tick_after(31)
-    assert world.notifications("escalation")
+    [*escalations] = world.notifications("escalation")
+    assert escalations and all("二年级数学 10:00 与 鹿西乡小学同步（上课中）" in n.body
+                               for n in escalations)
 
 
 def test_a_recorded_lesson_does_not_need_its_main_classroom(world: World) -> None:

@@ -13,7 +13,7 @@ from agent.contract import Kind
 from fleet.alerts import AlertEngine
 from fleet.alerts.mute import Maintenance
 from fleet.db.base import session_scope
-from fleet.db.models import Alert, AlertEvent, Holiday, Lesson, MaintenanceWindow
+from fleet.db.models import Alert, AlertEvent, CalendarDay, Lesson, MaintenanceWindow
 from tests.fleet.alert_helpers import World, build_world
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -130,7 +130,7 @@ def test_maintenance_window_mutes_with_its_name(world: World) -> None:
 
 def test_holiday_mutes(world: World) -> None:
     with session_scope(world.sessions) as s:
-        s.add(Holiday(day=world.clock().astimezone(ZONE).date(), name="校庆"))
+        s.add(CalendarDay(day=world.clock().astimezone(ZONE).date(), name="校庆"))
     camera(world, "device_removed")
     world.tick_after(31)
     world.tick_after(31)

@@ -11,7 +11,7 @@ from agent.contract import Kind
 from fleet.alerts import AlertEngine
 from fleet.db.base import session_scope
 from fleet.db.models import Alert, County, Person, PersonSchool, School
-from tests.fleet.alert_helpers import World, build_world
+from tests.fleet.alert_helpers import ALWAYS_PAGED, World, build_world
 
 
 @pytest.fixture
@@ -94,7 +94,8 @@ def test_recipients_dedupe_and_skip_inactive_people(world: World) -> None:
 def test_config_webhooks_hear_everything(tmp_path: Path) -> None:
     from fleet.alerts import AlertConfig
 
-    world = build_world(tmp_path, AlertConfig(webhooks=["http://127.0.0.1:9/hook"]))
+    world = build_world(tmp_path, AlertConfig(webhooks=["http://127.0.0.1:9/hook"],
+                                              when=ALWAYS_PAGED))
     with session_scope(world.sessions) as s:
         s.execute(delete(PersonSchool))
         for county in s.query(County):

@@ -25,8 +25,8 @@ def _offline(world: World) -> None:
 
 def test_the_stages_run_in_alertmanagers_order() -> None:
     names = [stage.__module__.rsplit(".", 1)[1] for stage in pipeline.STAGES]
-    assert names == ["inhibit", "maintenance", "holiday", "silence", "timers", "group",
-                     "route", "outbox"]
+    assert names == ["inhibit", "maintenance", "holiday", "silence", "lesson_window",
+                     "timers", "group", "route", "outbox"]
 
 
 def test_a_stage_added_to_the_list_sees_the_groups_before_they_are_routed(

@@ -238,7 +238,8 @@ def test_openapi_schema_is_served(world: World) -> None:
 
 
 def test_healthz_and_metrics(world: World) -> None:
-    assert world.client.get("/healthz").json() == {"status": "ok", "db": True, "mqtt": None}
+    assert world.client.get("/healthz").json() == {"status": "ok", "db": True, "mqtt": None,
+                                                  "coordinator": None}
     world.get("admin", "/api/v1/schools")
     text = world.client.get("/metrics").text
     assert "# TYPE syncclass_devices_online gauge" in text  # a component's own samples

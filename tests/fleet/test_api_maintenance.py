@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from fleet.db.base import session_scope
-from fleet.db.models import AlertEvent, County, Holiday, MaintenanceWindow, Notification, School
+from fleet.db.models import (
+    AlertEvent,
+    CalendarDay,
+    County,
+    MaintenanceWindow,
+    Notification,
+    School,
+)
 from tests.fleet.api_world import World, world
 
 __all__ = ["world"]
@@ -193,15 +200,15 @@ def test_holidays_are_listed_from_today_and_by_range(world: World) -> None:
     with session_scope(world.sessions) as session:
         session.add_all(
             [
-                Holiday(day=date(2026, 1, 1), name="元旦 New Year"),
-                Holiday(day=date(2026, 4, 5), name="清明节 Qingming"),
-                Holiday(day=date(2026, 5, 1), name="劳动节 Labour Day"),
+                CalendarDay(day=date(2026, 1, 1), name="元旦 New Year"),
+                CalendarDay(day=date(2026, 4, 5), name="清明节 Qingming"),
+                CalendarDay(day=date(2026, 5, 1), name="劳动节 Labour Day"),
             ]
         )
     ahead = world.get("dt-luxi-tech", "/api/v1/holidays").json()
-    assert ahead == [
-        {"day": "2026-04-05", "name": "清明节 Qingming"},
-        {"day": "2026-05-01", "name": "劳动节 Labour Day"},
+    assert [(h["day"], h["name"], h["level"], h["runs_weekday"]) for h in ahead] == [
+        ("2026-04-05", "清明节 Qingming", "province", None),
+        ("2026-05-01", "劳动节 Labour Day", "province", None),
     ]
     spring = world.get(
         "dt-luxi-tech", "/api/v1/holidays", params={"from": "2026-01-01", "to": "2026-04-05"}

@@ -196,11 +196,16 @@ def test_no_answer_makes_the_end_not_ready_then_rechecks(fleet: Fleet) -> None:
     assert "未在3分钟内回复" in silent.findings[0]["message_zh"]
     assert fleet.at(8) == 1, "no_answer is rechecked; warn is not"
     assert [(r.device_id, r.phase) for r in fleet.runs()][-1] == ("r-1", "recheck")
-    samples = {(s.name, tuple(s.labels.items())): s.value for s in fleet.scheduler.samples()}
-    assert samples[("syncclass_checks_sent_total", (("phase", "first"),))] == 2
-    assert samples[("syncclass_checks_sent_total", (("phase", "recheck"),))] == 1
-    assert samples[("syncclass_checks_no_answer_total", ())] == 1
-    assert samples[("syncclass_checks_answered_total", (("verdict", "warn"),))] == 1
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(s.labels.items())): s.value for s in fleet.scheduler.samples()}
+
+    # Sent means acknowledged by the broker, which the network thread hears a moment later.
+    assert wait_until(lambda: samples().get(
+        ("syncclass_checks_sent_total", (("phase", "recheck"),))) == 1)
+    assert samples()[("syncclass_checks_sent_total", (("phase", "first"),))] == 2
+    assert samples()[("syncclass_checks_no_answer_total", ())] == 1
+    assert samples()[("syncclass_checks_answered_total", (("verdict", "warn"),))] == 1
 
 
 def test_late_answer_replaces_no_answer_and_spares_the_recheck(fleet: Fleet) -> None:

@@ -39,6 +39,10 @@ def test_inventory_then_timetable(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert _count(tmp_path, Device) == 9
     args = ["import-timetable", "--config", config, str(EXAMPLE_TIMETABLE),
             "--start", "2026-09-01", "--end", "2027-01-20", "--holiday", "2026-10-01"]
+    assert main([*args, "--dry-run"]) == 0
+    assert _count(tmp_path, Lesson) == 0, "a dry run writes nothing"
+    preview = capsys.readouterr().out
+    assert "preview, nothing written" in preview and "新增 added" in preview
     assert main(args) == 0
     lessons = _count(tmp_path, Lesson)
     assert lessons > 0

@@ -16,6 +16,7 @@ from fleet.db.models import Classroom, County, Device, School, SchoolKind
 from fleet.ingest import MqttIngest
 from fleet.ingest.validate import Validator, load_enabled_devices
 from fleet.state import DeviceStates
+from tests.e2e.world import sample_value
 from tests.fleet.db import fresh_db
 from tests.fleet.ingest_helpers import (
     DeviceClient,
@@ -189,8 +190,9 @@ def test_two_instances_of_one_share_group_split_the_telemetry(
     broker: Mosquitto, sessions: SessionFactory
 ) -> None:
     first, second = Recorder(), Recorder()
-    make_ingest(broker, sessions, [first], share_group="g")
-    make_ingest(broker, sessions, [second], share_group="g")
+    # Each process has its own instance name: one client id is one broker session.
+    make_ingest(broker, sessions, [first], share_group="g", instance="a")
+    make_ingest(broker, sessions, [second], share_group="g", instance="b")
     dev = DeviceClient(broker, "dev-a")
     dev.send(Kind.STATUS, status("dev-a", "online", 1, 0))
     for seq in range(1, 41):
@@ -223,7 +225,7 @@ def test_commands_are_published_and_subscriptions_survive_a_broker_restart(
     dev.close()
 
 
-def test_a_full_queue_drops_and_counts_but_keeps_the_connection(
+def test_a_slow_sink_holds_the_broker_back_and_nothing_is_dropped(
     broker: Mosquitto, sessions: SessionFactory
 ) -> None:
     import threading
@@ -237,18 +239,20 @@ def test_a_full_queue_drops_and_counts_but_keeps_the_connection(
             super().on_telemetry(device_id, payload)
 
     slow = Slow()
-    ingest = make_ingest(broker, sessions, [slow], queue_size=2)
+    # Three delivered and not acknowledged at most: the broker keeps the rest queued.
+    ingest = make_ingest(broker, sessions, [slow], queue_size=6, receive_maximum=3,
+                         ack_interval_s=0.1)
     dev = DeviceClient(broker, "dev-a")
     dev.send(Kind.TELEMETRY, telemetry("dev-a", 1))
     assert busy.wait(5)
     for seq in range(2, 11):
         dev.send(Kind.TELEMETRY, telemetry("dev-a", seq))
-    assert wait_until(lambda: ingest.dispatcher.received == 10)
+    assert wait_until(lambda: ingest.dispatcher.received == 3)
     assert ingest.connected  # the network thread was never blocked by the sink
+    assert ingest.dispatcher.received == 3, "the broker kept to the Receive Maximum"
     release.set()
-    # One was being handled, two waited: the rest were dropped and counted.
-    assert wait_until(lambda: len(slow.messages) + ingest.dispatcher.queue_dropped == 10)
-    assert ingest.dispatcher.queue_dropped == 7
+    assert wait_until(lambda: len(slow.messages) == 10)
+    assert [p["seq"] for _, _, p in slow.messages] == list(range(1, 11))
     dev.close()
 
 
@@ -293,3 +297,68 @@ def test_inventory_changes_behind_the_ingest_are_picked_up(tmp_path: Path) -> No
     now[0] = 61.0
     assert validator.check(topic, encode(telemetry("luxi-1", 4))) is not None
     assert validator.refused["unknown-device"] == 2
+
+
+def test_a_wave_of_commands_is_acknowledged_while_telemetry_waits(
+    broker: Mosquitto, sessions: SessionFactory
+) -> None:
+    # The ingest is stuck on a message with a backlog behind it, as on a Monday at 08:00
+    # when every classroom reports and checks go out: commands have their own connection,
+    # so the broker acknowledges them all while the telemetry still waits.
+    import threading
+    import time
+
+    busy, release = threading.Event(), threading.Event()
+
+    class Stuck(Recorder):
+        def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+            busy.set()
+            release.wait(60)
+
+    ingest = make_ingest(broker, sessions, [Stuck()], receive_maximum=50, queue_size=100)
+    dev = DeviceClient(broker, "dev-a")
+    for seq in range(1, 201):
+        dev.send(Kind.TELEMETRY, telemetry("dev-a", seq))
+    assert busy.wait(5)
+    wave, answers = 4_000, list[bool]()
+    started = time.monotonic()
+    for n in range(wave):
+        ingest.publish(f"{DEFAULT_PREFIX}/dev/room-{n}/cmd", b'{"name":"run-check"}',
+                       on_sent=answers.append)
+    assert wait_until(lambda: len(answers) == wave, timeout=60)
+    took = time.monotonic() - started
+    assert all(answers)
+    assert ingest.dispatcher.received < 200, "the telemetry backlog was still waiting"
+    assert sample_value(ingest.samples(), "syncclass_commands_acked_total") >= wave
+    print(f"\n{wave} commands acknowledged by the broker in {took:.2f} s behind a backlog "
+          f"({ingest.commands.granted} in flight at a time)")
+    release.set()
+    dev.close()
+
+
+def test_closing_with_a_backlog_is_prompt_and_the_session_keeps_the_rest(
+    broker: Mosquitto, sessions: SessionFactory
+) -> None:
+    # Stopping (systemd's SIGTERM) does not wait for a backlog to drain: what was handled
+    # is acknowledged, the rest is delivered again to the same session's next start.
+    import time
+
+    class Slow(Recorder):
+        def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
+            time.sleep(0.05)
+            super().on_telemetry(device_id, payload)
+
+    slow = Slow()
+    ingest = make_ingest(broker, sessions, [slow], instance="one")
+    dev = DeviceClient(broker, "dev-a")
+    for seq in range(1, 301):
+        dev.send(Kind.TELEMETRY, telemetry("dev-a", seq))
+    assert wait_until(lambda: len(slow.of("telemetry")) >= 20)
+    ingest.close()
+    before = {p["seq"] for p in slow.of("telemetry")}
+    assert len(before) < 300, "closing waited for the whole backlog"
+    after = Recorder()
+    make_ingest(broker, sessions, [after], instance="one")
+    assert wait_until(lambda: before | {p["seq"] for p in after.of("telemetry")}
+                      == set(range(1, 301)), timeout=20)
+    dev.close()

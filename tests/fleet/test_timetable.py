@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fleet.db.base import SessionFactory, session_scope
-from fleet.db.models import CheckRun, Device, Holiday, Lesson, LessonMode, School
+from fleet.db.models import CalendarDay, CheckRun, Device, Lesson, LessonMode, School
 from fleet.inventory import checked_classrooms, load_inventory
 from fleet.timetable import ImportResult, Semester, TimetableError, import_timetable
+from fleet.timetable.importer import PREVIEW_MAX
 from tests.fleet.pilot import FAST_HASHER
 
 SEM = Semester(date(2026, 9, 1), date(2026, 9, 30), holidays=(date(2026, 9, 25),))
@@ -58,8 +59,11 @@ def test_weekly_rows_expand_over_the_semester_minus_holidays(pilot: SessionFacto
         ]
         days = sorted(x.starts_at.date() for x in lessons(s))
         assert date(2026, 9, 14) not in days and date(2026, 9, 25) not in days
-        assert {h.day: h.name for h in s.scalars(select(Holiday))} == {
-            date(2026, 9, 14): "教师培训", date(2026, 9, 25): "节假日"}
+        # the file's holidays are its schools' own, not the whole province's
+        schools = {x.main_classroom.school_id for x in lessons(s)}
+        assert {(h.day, h.name, h.level, h.place_id) for h in s.scalars(select(CalendarDay))} \
+            == {(day, name, "school", school) for school in schools
+                for day, name in ((date(2026, 9, 14), "教师培训"), (date(2026, 9, 25), "节假日"))}
         first = lessons(s)[1]
         assert first.source == "timetable:t.csv" and first.teacher == "林晓红"
         assert [r.classroom.school.name for r in first.receivers] == ["洞头区鹿西乡小学"]
@@ -68,7 +72,7 @@ def test_weekly_rows_expand_over_the_semester_minus_holidays(pilot: SessionFacto
 
 def test_one_off_lesson_and_known_holidays(pilot: SessionFactory) -> None:
     with session_scope(pilot) as s:
-        s.add(Holiday(day=date(2026, 9, 7), name="调休"))
+        s.add(CalendarDay(day=date(2026, 9, 7), name="国庆调休"))
     once = ("once,,2026-09-16,15:00,15:40,科学,六年级,林晓红,洞头区实验小学,同步课堂教室,"
             "洞头区鹿西乡小学,,公开课")
     result = run(pilot, csv(DT_MON, once))
@@ -154,13 +158,18 @@ def test_xlsx_with_chinese_headers_and_a_holiday_sheet(pilot: SessionFactory) ->
         assert len(got[0].receivers) == 2
         recorded = [x for x in got if x.mode == LessonMode.RECORDED]
         assert [x.starts_at for x in recorded] == [datetime(2026, 9, 17, 6, 0, tzinfo=UTC)]
-        assert s.get(Holiday, date(2026, 9, 8)).name == "教师节活动"  # type: ignore[union-attr]
+        assert s.scalars(select(CalendarDay.name).where(CalendarDay.day == date(2026, 9, 8))
+                         ).all() == ["教师节活动"]
 
 
 def test_example_timetable_imports(pilot: SessionFactory) -> None:
     autumn = Semester(date(2026, 9, 1), date(2027, 1, 22))
     result = run(pilot, EXAMPLE.read_bytes(), EXAMPLE.name, semester=autumn)
     assert result.holidays == 6 and result.created == result.lessons > 100
+    # The preview lists the first lines by date and classroom, however many there are.
+    order = [(c.day, c.classroom, c.starts) for c in result.changes]
+    assert len(order) == min(result.created, PREVIEW_MAX) and order == sorted(order)
+    assert order[0][0] == date(2026, 9, 1) and {c.change for c in result.changes} == {"added"}
     with session_scope(pilot) as s:
         assert not [x for x in lessons(s) if x.starts_at.date() == date(2026, 10, 5)]
 
@@ -186,7 +195,7 @@ BAD_ROWS = [
     ("receiver twice", DT_MON.replace("洞头区鹿西乡小学", "洞头区鹿西乡小学;洞头区鹿西乡小学"),
      "receivers", "listed twice"),
     ("bad mode", DT_MON.replace(",live,", ",直播课,"), "mode", "live or recorded"),
-    ("bad kind", DT_MON.replace("weekly,", "每月,", 1), "kind", "weekly, once or holiday"),
+    ("bad kind", DT_MON.replace("weekly,", "每月,", 1), "kind", "weekly, once, holiday or workday"),
     ("weekly with a date", DT_MON.replace("weekly,1,,", "weekly,1,2026-09-07,"), "date",
      "takes no date"),
     ("no subject", DT_MON.replace("数学", ""), "subject", "subject is required"),
@@ -211,7 +220,7 @@ def test_bad_row_is_reported_with_line_and_nothing_applied(
     assert all(e.line == 4 for e in err.value.errors), "the good rows were blamed"
     assert "line 4" in str(err.value)
     with session_scope(pilot) as s:
-        assert count(s, Lesson) == 0 and count(s, Holiday) == 0
+        assert count(s, Lesson) == 0 and count(s, CalendarDay) == 0
 
 
 def test_every_bad_row_is_listed_at_once(pilot: SessionFactory) -> None:
@@ -257,9 +266,10 @@ def test_gb18030_csv_from_excel_is_read(pilot: SessionFactory) -> None:
     assert run(pilot, data).lessons == 4
 
 
-def test_overlap_with_another_files_lessons_is_refused(pilot: SessionFactory) -> None:
+def test_overlap_with_another_schools_lessons_is_refused(pilot: SessionFactory) -> None:
     run(pilot, csv(DT_MON), "a.csv")
-    once = "once,,2026-09-21,08:30,09:00,科学,,,洞头区实验小学,,洞头区鹿西乡小学,,"
+    # Luxi's own schedule, in the hour its classroom receives Dongtou's lesson
+    once = "once,,2026-09-21,08:30,09:00,科学,,,洞头区鹿西乡小学,,洞头区实验小学/同步课堂教室,,"
     with pytest.raises(TimetableError) as err:
         run(pilot, csv(once), "b.csv")
     assert [e.line for e in err.value.errors] == [2]
@@ -285,15 +295,20 @@ def test_reimport_replaces_the_files_lessons_in_place(pilot: SessionFactory) -> 
         s.add(CheckRun(request_id="c1", lesson_id=friday.id, device_id=device.id, phase="first",
                        requested_at=friday.starts_at))
         checked_id = friday.id
-    changed = run(pilot, csv(DT_MON.replace("林晓红", "叶青")))
-    assert (changed.created, changed.updated, changed.removed) == (0, 4, 3)
+    # A file of one school's lessons is that school's schedule: Wencheng's stay.
+    only_dt = run(pilot, csv(DT_MON.replace("林晓红", "叶青")))
+    assert (only_dt.created, only_dt.updated, only_dt.removed) == (0, 4, 0)
+    thursday = WC_FRI.replace("weekly,周五", "weekly,周四")
+    changed = run(pilot, csv(DT_MON.replace("林晓红", "叶青"), thursday), "renamed.csv")
+    assert (changed.created, changed.updated, changed.unchanged, changed.removed) == (4, 0, 4, 3)
     with session_scope(pilot) as s:
         left = lessons(s)
-        assert {x.teacher for x in left if not x.cancelled} == {"叶青"}
+        assert {x.teacher for x in left if not x.cancelled} == {"叶青", "赵敏"}
         # the Friday with a check run is kept, cancelled; the other two are gone
-        assert [(x.id, x.cancelled) for x in left if x.subject == "英语"] == [(checked_id, True)]
+        fridays = [x for x in left if x.subject == "英语" and x.starts_at.weekday() == 4]
+        assert [(x.id, x.cancelled) for x in fridays] == [(checked_id, True)]
     restored = run(pilot, csv(DT_MON.replace("林晓红", "叶青"), WC_FRI))
-    assert (restored.created, restored.updated) == (2, 1)
+    assert (restored.created, restored.updated, restored.removed) == (2, 1, 4)
     with session_scope(pilot) as s:
         assert s.get(Lesson, checked_id).cancelled is False  # type: ignore[union-attr]
 
@@ -303,3 +318,18 @@ def test_same_time_in_two_counties_is_no_conflict(pilot: SessionFactory) -> None
     assert run(pilot, csv(DT_MON, taishun)).lessons == 8
     with session_scope(pilot) as s:
         assert count(s, School) == 9
+
+
+def test_a_long_preview_lists_the_first_500_by_date_and_counts_all(
+        pilot: SessionFactory) -> None:
+    rows = [f"weekly,{day},,{hour:02d}:00,{hour:02d}:40,数学,,,洞头区实验小学,,洞头区鹿西乡小学,,"
+            for day in range(1, 6) for hour in (8, 9, 10, 11, 14)]
+    year = Semester(date(2026, 9, 1), date(2027, 8, 31))
+    with session_scope(pilot) as s:
+        preview = import_timetable(s, csv(*rows), "t.csv", semester=year, dry_run=True)
+    assert preview.created == preview.lessons > 2 * PREVIEW_MAX
+    order = [(c.day, c.starts) for c in preview.changes]
+    assert len(order) == PREVIEW_MAX and order == sorted(order)
+    assert order[0] == (date(2026, 9, 1), "08:00")  # a Tuesday, the semester's first day
+    with session_scope(pilot) as s:
+        assert count(s, Lesson) == 0

@@ -14,6 +14,7 @@ from fleet.alerts.mute import Muter
 from fleet.alerts.notices import Enqueue
 from fleet.alerts.recipients import Recipient
 from fleet.alerts.render import Message
+from fleet.checks.config import CheckConfig
 from fleet.db.models import Alert, Lesson
 
 __all__ = ["Group", "Outgoing", "Record", "Stage", "Tick"]
@@ -55,7 +56,11 @@ class Tick:
     escalate: Callable[[Alert, str], None]
     enqueue: Enqueue
     sent: Counter[tuple[str, str]]  # (kind, channel) -> notifications queued
+    checks: CheckConfig = field(default_factory=CheckConfig)  # the lessons' lead times
     muters: list[Muter] = field(default_factory=list)
+    # Whether the alert's device is in a lesson window (the lesson_window stage's answer;
+    # before it, or without it, never).
+    in_lesson: Callable[[Alert], bool] = lambda alert: False
     muted: dict[int, str] = field(default_factory=dict)  # alert id -> first mute's reason
     groups: list[Group] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)

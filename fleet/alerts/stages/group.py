@@ -24,8 +24,9 @@ def stage(tick: Tick) -> None:
     groups: dict[tuple[int | None, str], list[Alert]] = defaultdict(list)
     for alert in owed:
         groups[(alert.classroom_id, str(alert.notice_kind))].append(alert)
-    wait = timedelta(seconds=tick.config.group_wait_s)
     for (classroom_id, kind), alerts in groups.items():
+        # Shorter while any of the classroom's devices is in a lesson window.
+        wait = timedelta(seconds=tick.config.group_wait(any(map(tick.in_lesson, alerts))))
         if min(a.notice_since or tick.now for a in alerts) + wait > tick.now:
             continue
         going = []

@@ -1,14 +1,13 @@
-"""Holiday: the timetable's holidays mute everything, unless configured not to."""
+"""Holiday: closed days of the school calendar mute the places they close (a school's
+停课 that school, a province-wide holiday everything), unless configured not to."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from fleet.alerts.mute import Holidays
 from fleet.alerts.stages.base import Tick
-from fleet.db.models import Holiday
+from fleet.timetable.calendar import Calendar
 
 
 def stage(tick: Tick) -> None:
@@ -16,5 +15,4 @@ def stage(tick: Tick) -> None:
         return
     timezone = tick.config.timezone
     day = tick.now.astimezone(ZoneInfo(timezone)).date()
-    rows = tick.session.scalars(select(Holiday).where(Holiday.day == day))
-    tick.mute(Holidays({h.day: h.name for h in rows}, timezone))
+    tick.mute(Holidays(Calendar.load(tick.session, day, day), timezone))

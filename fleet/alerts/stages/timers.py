@@ -17,7 +17,9 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fleet.alerts.context import lesson_context
 from fleet.alerts.notices import set_notice
+from fleet.alerts.render import lesson_phrase
 from fleet.alerts.stages.base import Tick
 from fleet.db.models import Alert, AlertEvent, AlertState, Lesson
 from fleet.notify.delivery import unreached
@@ -60,15 +62,28 @@ def _timers(tick: Tick, alert: Alert, lessons: Sequence[Lesson]) -> None:
         lesson = _lesson_at_risk(alert, lessons, grace)
         if lesson is not None:
             alert.lesson_id = alert.lesson_id or lesson
-            tick.escalate(alert, f"课程开始时仍有故障 / still failing at the start of lesson "
-                          f"#{lesson}")
+            tick.escalate(alert, _at_risk_why(tick, alert, lesson))
             return
     if alert.state is not AlertState.FIRING or alert.notice_kind is not None:
         return
     if alert.last_notified_at is None:
-        set_notice(alert, "firing", now)  # it was muted when it fired, and no longer is
+        # Muted when it fired (a silence, or held outside its lesson window), and no
+        # longer: paged now, the lesson now at stake in the text.
+        set_notice(alert, "firing", now)
     elif now - alert.last_notified_at >= timedelta(seconds=cfg.reminder_interval_s):
         set_notice(alert, "reminder", now)
+
+
+def _at_risk_why(tick: Tick, alert: Alert, lesson_id: int) -> str:
+    """The escalation's reason, naming the lesson (subject, time, the other end)."""
+    horizon = timedelta(hours=tick.config.context_horizon_h)
+    tz = alert.labels.get("timezone", tick.config.timezone)
+    ctx = lesson_context(tick.session, alert.classroom_id, tick.now, horizon, tz) if (
+        alert.classroom_id is not None) else None
+    if ctx is None or ctx.lesson_id != lesson_id:
+        return f"课程开始时仍有故障 / still failing at the start of lesson #{lesson_id}"
+    zh, en = lesson_phrase(ctx)
+    return f"课程开始时仍有故障：{zh} / still failing at the start of {en}"
 
 
 def _told_at(session: Session, alert: Alert) -> datetime | None:

@@ -4,8 +4,8 @@ silences."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.alerts.engine import AlertNotFound, AlertStateError, select_alerts
+from fleet.api.alert_filters import alert_filters
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
 from fleet.api.routes.common import IdPath, Instant, RefQuery, Text, invalid
@@ -25,6 +26,8 @@ from fleet.notify.delivery import deliveries
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+
+Severity = Literal["critical", "warning", "info"]
 
 
 class AlertEventOut(BaseModel):
@@ -107,6 +110,11 @@ def list_alerts(
     state: Annotated[list[AlertState] | None, Query(description="default: open ones")] = None,
     classroom_id: RefQuery = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
+    county_id: RefQuery = None,
+    school_id: RefQuery = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100, description=(
+        "words that must all appear in the summary, device, school or classroom name"))] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertOut]:
     query = select_alerts(
@@ -114,7 +122,7 @@ def list_alerts(
         classroom_ids=None if classroom_id is None else [classroom_id],
         device_id=device_id,
         limit=limit,
-    ).where(scope.alert())
+    ).where(scope.alert(), alert_filters(county_id, school_id, severity or (), q))
     return [AlertOut.model_validate(a) for a in session.scalars(query)]
 
 
@@ -204,6 +212,43 @@ def create_silence(
         )
     except ValueError as exc:
         raise invalid(str(exc), "body", "matchers") from None
+    return SilenceOut.model_validate(session.get(Silence, silence_id))
+
+
+class AlertSilenceIn(BaseModel):
+    minutes: int = Field(ge=5, le=7 * 24 * 60, description="from now (the fleet's clock)")
+    comment: str = Text(1000, 1)
+
+
+def alert_matchers(alert: Alert) -> dict[str, str]:
+    """The alert's rule at its device (or classroom): this fault here, nothing else."""
+    if alert.device_id is not None:
+        return {"rule": alert.rule, "device_id": alert.device_id}
+    if alert.classroom_id is not None:
+        return {"rule": alert.rule, "classroom_id": str(alert.classroom_id)}
+    return {"rule": alert.rule}  # fleet-wide: an admin's to silence
+
+
+@router.post(
+    "/alerts/{alert_id}/silence",
+    status_code=201,
+    responses={403: {"description": "a fleet-wide alert: only an admin may silence it"}},
+)
+def silence_alert(
+    alert_id: IdPath, body: AlertSilenceIn, session: DB, scope: CurrentScope,
+    services: ServicesDep,
+) -> SilenceOut:
+    """A silence of this alert's rule at its device (or classroom) for ``minutes`` from
+    now: its notifications are held back until then; the alert itself stays listed."""
+    alert = scope.get(session, Alert, alert_id, "alert")
+    matchers = alert_matchers(alert)
+    if not matchers_in_scope(session, scope, matchers):
+        raise refuse_matchers("静默", "silence")
+    now = services.clock()
+    silence_id = alert_service(services).add_silence(
+        matchers, now, now + timedelta(minutes=body.minutes), scope.principal.username,
+        f"告警 alert #{alert_id}: {body.comment}",
+    )
     return SilenceOut.model_validate(session.get(Silence, silence_id))
 
 

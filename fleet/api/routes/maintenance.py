@@ -1,4 +1,4 @@
-"""Recurring maintenance windows (nights, weekends) and the timetable's holidays: the
+"""Recurring maintenance windows (nights, weekends): the
 mutes that come back by the calendar, next to the one-off silences of ``alerts``.
 
 A window is scoped like a silence: a non-admin's must name only places they look after,
@@ -7,17 +7,15 @@ and other people's windows are answered with 404.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from fleet.api.auth import CurrentScope
 from fleet.api.deps import API_PREFIX, DB, ServicesDep, alert_service
-from fleet.api.routes.common import DateFrom, IdPath, Text, invalid, zone_name
+from fleet.api.routes.common import IdPath, Text, invalid, zone_name
 from fleet.api.routes.matchers import (
     MatcherKey,
     MatcherValue,
@@ -26,7 +24,7 @@ from fleet.api.routes.matchers import (
     refuse_matchers,
 )
 from fleet.api.scope import not_found
-from fleet.db.models import DEFAULT_TZ, Holiday, MaintenanceWindow
+from fleet.db.models import DEFAULT_TZ, MaintenanceWindow
 
 __all__ = ["router"]
 
@@ -67,12 +65,6 @@ class WindowOut(BaseModel):
     matchers: dict[str, Any]
 
 
-class HolidayOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    day: date
-    name: str
-
-
 @router.get("/maintenance-windows")
 def list_windows(session: DB, scope: CurrentScope) -> list[WindowOut]:
     rows = session.scalars(select(MaintenanceWindow).order_by(MaintenanceWindow.id))
@@ -107,24 +99,3 @@ def delete_window(window_id: IdPath, session: DB, scope: CurrentScope) -> None:
         raise refuse_matchers("维护时段", "maintenance window")
     # The engine re-reads the windows on every tick, so the row is all there is to remove.
     session.delete(window)
-
-
-@router.get("/holidays")
-def list_holidays(
-    session: DB,
-    scope: CurrentScope,
-    services: ServicesDep,
-    date_from: DateFrom = None,
-    date_to: Annotated[
-        date | None, Query(alias="to", description="inclusive; default: no end")
-    ] = None,
-) -> list[HolidayOut]:
-    """The timetable's holidays (no lessons; alerts' notifications held back)."""
-    zone = ZoneInfo(services.config.timezone)
-    first = date_from or services.clock().astimezone(zone).date()
-    query = select(Holiday).where(Holiday.day >= first).order_by(Holiday.day)
-    if date_to is not None:
-        if date_to < first:
-            raise invalid("结束日期早于开始日期 / 'to' is before 'from'", "query", "to")
-        query = query.where(Holiday.day <= date_to)
-    return [HolidayOut.model_validate(h) for h in session.scalars(query)]

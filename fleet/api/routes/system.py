@@ -21,6 +21,9 @@ class ServiceHealthOut(BaseModel):
     status: str  # ok / degraded
     db: bool
     mqtt: bool | None  # None: this process has no MQTT ingest to ask
+    # This process holds the coordinator lease (runs timers, checks, silence detection);
+    # a standby answers false and is healthy all the same.  None: no lease to ask.
+    coordinator: bool | None = None
 
 
 @router.get("/healthz", responses={503: {"model": ServiceHealthOut}})
@@ -33,7 +36,9 @@ def healthz(services: ServicesDep) -> JSONResponse:
         db_ok = False
     mqtt = services.mqtt_connected() if services.mqtt_connected is not None else None
     healthy = db_ok and mqtt is not False
-    body = ServiceHealthOut(status="ok" if healthy else "degraded", db=db_ok, mqtt=mqtt)
+    coordinator = services.coordinator() if services.coordinator is not None else None
+    body = ServiceHealthOut(status="ok" if healthy else "degraded", db=db_ok, mqtt=mqtt,
+                            coordinator=coordinator)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
 

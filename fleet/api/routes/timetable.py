@@ -17,7 +17,6 @@ from typing import Annotated, Any, BinaryIO
 from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
@@ -27,14 +26,14 @@ from fleet.api.import_jobs import ImportJob, JobState, QueueFull
 from fleet.api.routes.common import IdPath, invalid, require_writer
 from fleet.api.scope import Principal, Scope
 from fleet.db.base import make_engine, session_scope
-from fleet.db.models import Classroom, Lesson, LessonReceiver, Person
+from fleet.db.models import Classroom, Person
 from fleet.timetable import (
+    ImportResult,
     Semester,
     TimetableError,
     classroom_calendar,
     import_timetable,
     person_calendar,
-    source_of,
 )
 from fleet.timetable import messages as msg
 
@@ -46,6 +45,21 @@ router = APIRouter(prefix=API_PREFIX, tags=["timetable"])
 _ICS = "text/calendar; charset=utf-8"
 
 
+class ChangeOut(BaseModel):
+    """One line of the preview: added / changed / cancelled, or conflict (a lesson changed
+    by hand that the file would change; the hand's change is kept)."""
+
+    change: str
+    day: date
+    classroom_id: int
+    classroom: str
+    starts: str
+    ends: str
+    subject: str
+    detail: str = ""
+    lesson_id: int | None = None
+
+
 class ImportOut(BaseModel):
     source: str
     lessons: int
@@ -54,6 +68,11 @@ class ImportOut(BaseModel):
     unchanged: int
     removed: int
     holidays: int
+    conflicts: int = 0
+    schedule: str = ""  # whose schedule(s): school or pair names
+    semester: str = ""
+    dry_run: bool = False  # a preview: nothing was written
+    changes: list[ChangeOut] = []  # the first 500, by date and classroom
 
 
 class RowProblem(BaseModel):
@@ -102,19 +121,18 @@ def _parse_holidays(text: str) -> tuple[date, ...]:
     return tuple(days)
 
 
-def _outside_scope(session: Session, scope: Scope, source: str) -> bool:
-    """Whether lessons of ``source`` use a classroom the caller does not look after."""
+def _outside_scope(session: Session, scope: Scope, result: ImportResult) -> bool:
+    """Whether the import touches a classroom (its lessons', or its schedules' schools')
+    the caller does not look after."""
     if scope.is_admin:
         return False
-    mine = scope.classroom_ids()
-    foreign_receiver = exists().where(
-        LessonReceiver.lesson_id == Lesson.id, LessonReceiver.classroom_id.not_in(mine)
-    )
-    query = select(Lesson.id).where(
-        Lesson.source == source,
-        or_(Lesson.main_classroom_id.not_in(mine), foreign_receiver),
-    )
-    return session.execute(query).first() is not None
+    return not result.classroom_ids <= set(session.scalars(scope.classroom_ids()))
+
+
+def _out(result: ImportResult) -> dict[str, Any]:
+    data = asdict(result)
+    del data["classroom_ids"]
+    return ImportOut(**data).model_dump(mode="json")
 
 
 def _refusal(exc: TimetableError) -> dict[str, Any]:
@@ -135,21 +153,27 @@ class _Import:
     filename: str
     semester: Semester
     max_errors: int
+    school: str = ""
+    pair: str = ""
+    dry_run: bool = False
 
     def run(self, session: Session, stream: BinaryIO,
             progress: Callable[[int], None] | None = None) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body); anything but 200 leaves the session rolled back."""
         try:
             result = import_timetable(session, stream, self.filename, semester=self.semester,
+                                      school=self.school, pair=self.pair, dry_run=self.dry_run,
                                       max_errors=self.max_errors, progress=progress)
         except TimetableError as exc:
             session.rollback()
             return 422, _refusal(exc)
         session.flush()
-        if _outside_scope(session, Scope(self.principal), result.source):
+        if _outside_scope(session, Scope(self.principal), result):
             session.rollback()
             return 403, {"detail": _FOREIGN}
-        return 200, ImportOut(**asdict(result)).model_dump()
+        if self.dry_run:
+            session.rollback()
+        return 200, _out(result)
 
 
 def _import_in_child(url: str, upload: _Import, path: str, pipe: Connection) -> None:
@@ -242,7 +266,7 @@ def upload_limit(services: Services) -> Middleware:
 
 
 def _job_out(job: ImportJob) -> ImportJobOut:
-    result = ImportOut(**job.result) if job.result is not None else None
+    result = ImportOut.model_validate(job.result) if job.result is not None else None
     return ImportJobOut(id=job.id, filename=job.filename, state=job.state, rows=job.rows,
                         result=result, status=job.status, problem=job.problem)
 
@@ -272,11 +296,18 @@ def import_file(
     semester_end: Annotated[date, Form()],
     holidays: Annotated[str, Form(max_length=4000, description="YYYY-MM-DD, comma separated")] = "",
     semester_name: Annotated[str, Form(max_length=64)] = "",
+    school: Annotated[str, Form(max_length=200, description="whose schedule: a school "
+                                "(name or county/name); default: each main school")] = "",
+    pair: Annotated[str, Form(max_length=128, description="or a pair's schedule")] = "",
+    dry_run: Annotated[bool, Form(description="answer the preview, write nothing")] = False,
 ) -> Any:
-    """Import a semester timetable; bad rows are reported and nothing is applied.
+    """Import a school's (or pair's) semester timetable; bad rows are reported and
+    nothing is applied.  It replaces that schedule's lessons and nothing else.
 
-    Files up to ``import_inline_max_bytes`` are imported in the request; larger ones
-    answer 202 with a job to poll at ``/timetable/imports/{job_id}``.
+    ``dry_run`` answers what would change (added, changed, cancelled, and conflicts with
+    changes made by hand, by date and classroom) for the person to confirm.  Files up to
+    ``import_inline_max_bytes`` are imported in the request; larger ones answer 202 with
+    a job to poll at ``/timetable/imports/{job_id}``.
     """
     require_writer(scope)
     config = services.config
@@ -291,9 +322,8 @@ def import_file(
         holidays=_parse_holidays(holidays),
         name=semester_name,
     )
-    if _outside_scope(session, scope, source_of(filename)):
-        raise HTTPException(403, _FOREIGN)
-    upload = _Import(scope.principal, filename, semester, config.import_max_errors)
+    upload = _Import(scope.principal, filename, semester, config.import_max_errors, school,
+                     pair, dry_run)
     if size <= config.import_inline_max_bytes:
         status, body = upload.run(session, file.file)
         if status == 403:
