@@ -83,9 +83,11 @@ def test_a_cloned_state_dir_refuses_to_run_and_leaves_the_real_device_online(
     sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/status"])
     with running_agent(real):
         sub.wait_for(lambda m: m[1].get("state") == "online")
-        # The disk image copied to another PC: same config, same state dir.
+        # The disk image copied to another PC: same config, same state dir (less the
+        # temporary files of the running agent's atomic writes, here and gone at once).
         cloned_state = tmp_path / "cloned-state"
-        shutil.copytree(real.agent.state_dir, cloned_state)
+        shutil.copytree(real.agent.state_dir, cloned_state,
+                        ignore=shutil.ignore_patterns("*.tmp"))
         config = tmp_path / "clone.toml"
         config.write_text(dump_toml({
             "device_id": "room-1",
