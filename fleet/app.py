@@ -36,7 +36,7 @@ from fleet.dynsec import AdminLogin, DynsecAdmin
 from fleet.enrolment import Enrolment
 from fleet.expected import ExpectedDevices
 from fleet.history import TelemetryHistory
-from fleet.ingest.mqtt import create_ingest
+from fleet.ingest.mqtt import client_id_of, create_ingest
 from fleet.ingest.strangers import Strangers
 from fleet.inventory import DeviceContextCache
 from fleet.lease import Lease, LeaseLost
@@ -92,7 +92,8 @@ class Fleet:
                                    seq_confirm=config.mqtt.seq_confirm,
                                    ts_ahead_s=config.mqtt.ts_ahead_s,
                                    clock_skew_s=config.mqtt.clock_skew_s,
-                                   on_clock=self._clock_skew, prompt=self._prompt)
+                                   on_clock=self._clock_skew, prompt=self._prompt,
+                                   holder=client_id_of(config.mqtt))
         # Where each device is (county … classroom), read by every message's tags and
         # alert texts: one cache, cleared once when the inventory changes.
         self.places = DeviceContextCache()

@@ -11,8 +11,13 @@ Sequence numbers (agent payloads other than status): ``admit`` (the dispatcher's
 sees each message before any sink.  A seq above the highest seen advances it and counts
 the skipped seqs as gaps; a skipped seq arriving later (spool replay) fills its gap and is
 admitted; any other seq at or below the highest is a duplicate, counted and not
-dispatched.  After a restart the fleet knows the highest flushed seq but not which seqs
-below it were missing, so late arrivals below it count as duplicates.
+dispatched.  After a restart a process knows the highest seq it flushed itself (its mark in
+``device_seq_mark``, under its MQTT client id) but not which seqs below it were missing,
+so late arrivals below it count as duplicates.  The shared ``device_state.last_seq`` is
+not its baseline: with several processes on a ``$share`` group another process moves it
+on, and the messages this process's persistent session delivers again after a crash (never
+made durable, so never acknowledged) lie below it; they are new to this process.  The
+shared value only bounds what is believable (the ceiling below) and is shown as last_seq.
 
 A seq is not believed blindly (``SeqTracker.judge``): one far beyond the expected next
 value is held aside, so a single forged or corrupt message cannot move the cursor past the
@@ -91,7 +96,7 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from agent.contract import Kind, parse_ts
 from fleet.db.base import SessionFactory, insert_on_conflict, session_scope, utcnow
-from fleet.db.models import Device, DeviceState
+from fleet.db.models import Device, DeviceSeqMark, DeviceState
 from fleet.metrics import Sample
 from fleet.sinks import Admission, NullSink
 
@@ -108,6 +113,7 @@ _OFFSET_SAMPLES = 5
 # engine, checks) and IN lists far below any database's bound-parameter limit.
 _CHUNK = 1_000
 _TABLE: Table = DeviceState.__table__  # type: ignore[assignment]
+_MARKS: Table = DeviceSeqMark.__table__  # type: ignore[assignment]
 
 
 class Seen(Enum):
@@ -266,8 +272,12 @@ class DeviceStates(NullSink):
         clock_skew_s: float = 120.0,
         on_clock: Callable[[str, float, bool], None] | None = None,
         prompt: Callable[[], bool] = lambda: True,
+        holder: str = "",
     ) -> None:
         self._sessions = sessions
+        # This process's identity for its own seq marks (its MQTT client id, whose
+        # persistent session redelivers to it alone).
+        self._holder = holder
         self._skew = clock_skew_s
         self._on_clock = on_clock
         # Whether messages reach us without a backlog now (the ingest's lag): one that
@@ -294,6 +304,10 @@ class DeviceStates(NullSink):
     def load(self) -> None:
         with session_scope(self._sessions) as session:
             rows = session.scalars(select(DeviceState)).all()
+            marks: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
+                select(DeviceSeqMark.device_id, DeviceSeqMark.last_seq)
+                .where(DeviceSeqMark.holder == self._holder)
+            ).all())
             loaded = {
                 row.device_id: _Device(
                     online=row.online,
@@ -307,7 +321,11 @@ class DeviceStates(NullSink):
                     birth_at=row.birth_at,
                     status_at=row.status_at,
                     seq=self._tracker(
-                        high=row.last_seq, gaps=row.seq_gaps, duplicates=row.seq_duplicates
+                        # A mark above the shared row is of a line a later birth
+                        # replaced (a reinstall another process heard).
+                        high=min(marks.get(row.device_id, -1), row.last_seq),
+                        gaps=row.seq_gaps,
+                        duplicates=row.seq_duplicates, ceiling=row.last_seq,
                     ),
                 )
                 for row in rows
@@ -348,7 +366,8 @@ class DeviceStates(NullSink):
         for start in range(0, len(rows), _CHUNK):
             try:
                 with session_scope(self._sessions) as session:
-                    written += _write(session, rows[start:start + _CHUNK], believable)
+                    written += _write(session, rows[start:start + _CHUNK], believable,
+                                      self._holder)
             except Exception:
                 with self._lock:  # try again on the next flush
                     self._dirty.update(r["device_id"] for r in rows[start:])
@@ -549,9 +568,10 @@ class DeviceStates(NullSink):
 
     # ------------------------------------------------------------ helpers
 
-    def _tracker(self, high: int = -1, gaps: int = 0, duplicates: int = 0) -> SeqTracker:
+    def _tracker(self, high: int = -1, gaps: int = 0, duplicates: int = 0,
+                 ceiling: int = -1) -> SeqTracker:
         return SeqTracker(high=high, gaps=gaps, duplicates=duplicates, jump=self._seq_jump,
-                          confirm=self._seq_confirm)
+                          confirm=self._seq_confirm, ceiling=ceiling)
 
     def _device(self, device_id: str) -> _Device:
         dev = self._devices.get(device_id)
@@ -574,7 +594,7 @@ class DeviceStates(NullSink):
             session=dev.session,
             agent_version=dev.agent_version,
             last_seen=dev.last_seen,
-            last_seq=dev.seq.high,
+            last_seq=max(dev.seq.high, dev.seq.ceiling),  # its own line or the shared row
             seq_gaps=dev.seq.gaps,
             seq_duplicates=dev.seq.duplicates,
             interval=self._interval(dev),
@@ -611,7 +631,8 @@ def _row(device_id: str, dev: _Device) -> dict[str, Any]:
     }
 
 
-def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -> int:
+def _write(session: Session, rows: list[dict[str, Any]], believable: datetime,
+           holder: str) -> int:
     """Upsert the rows of devices still in the inventory, merging with what is stored in
     the statement itself (:func:`_merged`), under the row lock: a row another fleet
     process wrote since anyone read it is merged with, never overwritten.  Rows go in
@@ -630,6 +651,15 @@ def _write(session: Session, rows: list[dict[str, Any]], believable: datetime) -
         ),
         kept,
     )
+    marks = [{"holder": holder, "device_id": r["device_id"], "last_seq": r["last_seq"]}
+             for r in kept if r["last_seq"] >= 0]
+    if marks:
+        # Only this process writes its own marks: the latest is right, even a lower one
+        # (a reinstalled agent started counting again).
+        mark = insert_on_conflict(session, _MARKS)
+        session.execute(mark.on_conflict_do_update(
+            index_elements=[_MARKS.c.holder, _MARKS.c.device_id],
+            set_={"last_seq": mark.excluded.last_seq}), marks)
     return len(kept)
 
 

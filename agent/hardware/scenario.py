@@ -81,6 +81,12 @@ FAULT_KINDS: Final[dict[str, bool]] = {
     "device_in_use": False,  # a camera or microphone held by the lesson's app
     "cpu_busy": False,  # value: percent, default 100
     "clock_unsynced": False,
+    # What the Linux backend meets when a capture or a probe goes wrong, not missing:
+    "camera_capture_failed": False,  # ffmpeg gets no frames from a camera that is there
+    "mic_capture_failed": False,  # arecord fails on a microphone that is there
+    "icmp_not_permitted": False,  # no ping socket nor raw socket: ping_group_range unset
+    "dns_slow": False,  # value: ms per lookup, default 4000
+    "probe_error": False,  # psutil raises: the disk path is gone (an unmounted volume)
 }
 
 

@@ -130,6 +130,10 @@ class SimulatedHardware(Hardware):
     def sample_picture(self, camera: VideoDevice, criteria: PictureCriteria) -> PictureSample:
         if camera.id not in {c.id for c in self.cameras()}:
             raise HardwareError("camera_missing", f"{camera.id} is not connected")
+        if self._fault("camera_capture_failed", camera.id):
+            # What media.sample_picture raises when ffmpeg ends short of its frames.
+            raise HardwareError("camera_capture_failed", f"got 0 of {_FRAMES} frames: "
+                                f"{camera.node}: Input/output error")
         if self._fault("camera_black", camera.id):
             return PictureSample(_FRAMES, _FRAMES, None)
         if self._fault("camera_frozen", camera.id):
@@ -140,6 +144,10 @@ class SimulatedHardware(Hardware):
         found = [m for m in self.scenario.microphone if m.id == microphone.id]
         if not found or microphone.id not in {m.id for m in self.microphones()}:
             raise HardwareError("microphone_missing", f"{microphone.id} is not connected")
+        if self._fault("mic_capture_failed", microphone.id):
+            # What media.record_pcm raises when arecord exits with an error.
+            raise HardwareError("microphone_capture_failed",
+                                f"{microphone.pcm}: arecord: pcm_read: Input/output error")
         n = int(_RATE * seconds)
         if self._fault("mic_silent", microphone.id):
             return AudioClip(_RATE, array("h", bytes(2 * n)))
@@ -169,6 +177,15 @@ class SimulatedHardware(Hardware):
         )
 
     def ping(self, host: str, count: int = 5, timeout_s: float = 1.0) -> PingResult:
+        name, port = parse_target(host)
+        if port is None and self._fault("icmp_not_permitted", name):
+            # netio's words: a host:port target is timed by TCP connect, which anyone may.
+            raise HardwareError(
+                "icmp_not_permitted",
+                "ICMP needs net.ipv4.ping_group_range to include the agent's group or "
+                "CAP_NET_RAW; or give the target as host:port",
+                "icmp_not_permitted",
+            )
         link = self._link(host)
         answered = _SIM_PINGS - round(_SIM_PINGS * min(100.0, link.loss_pct) / 100)
         # Alternating +-jitter/2 gives a mean consecutive difference of exactly jitter.
@@ -182,6 +199,9 @@ class SimulatedHardware(Hardware):
         if self._fault("dns_failure", host):
             raise HardwareError("dns_failed", f"cannot resolve {host}: dns_unreachable",
                                 "dns_unreachable")
+        slow = self._fault("dns_slow", host)
+        if slow is not None:
+            return slow.value if slow.value is not None else 4000.0
         return self.scenario.network.dns_ms
 
     def download(self, url: str, nbytes: int, timeout_s: float) -> float:
@@ -208,6 +228,9 @@ class SimulatedHardware(Hardware):
 
     def system(self) -> SystemStats:
         s = self.scenario.system
+        if self._fault("probe_error"):
+            # What psutil.disk_usage raises when the agent's disk path is unmounted.
+            raise FileNotFoundError(2, "No such file or directory", "/")
 
         def value(kind: str, default: float) -> float | None:
             fault = self._fault(kind)

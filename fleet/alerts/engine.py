@@ -15,6 +15,7 @@ devices have anything open, and device places are cached until ``reload_inventor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import Counter
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fleet.alerts import pipeline, rules, silence
@@ -42,7 +43,7 @@ from fleet.alerts.stages.base import Tick
 from fleet.checks.config import CheckConfig
 from fleet.checks.scheduler import Unanswered
 from fleet.db.base import SessionFactory, session_scope, utcnow
-from fleet.db.models import Alert, AlertState
+from fleet.db.models import Alert, AlertState, DeviceState
 from fleet.inventory import DeviceContextCache
 from fleet.metrics import Sample
 from fleet.notify.outbox import enqueue as outbox_enqueue
@@ -145,6 +146,10 @@ class AlertEngine(NullSink, PeopleActions):
             )
             if restarted:
                 self._heads.pop(device_id)
+                # Not the retained birth redelivered behind a backlog (same session): a
+                # lower session with lower seqs is an agent counting from 1 again.
+                if known is not None and agent_session < known:
+                    self._forget_order(device_id)
             elif known is not None and agent_session < known:
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
@@ -171,11 +176,37 @@ class AlertEngine(NullSink, PeopleActions):
             self._heads[device_id] = seq
             return False
 
+    def _ordered(self, device_id: str, payload: dict[str, Any], obs: Observation) -> Observation:
+        """The observation with the message's place in the agent's order: the session of
+        the device's latest birth (messages other than status carry only their seq) and
+        the seq.  Without a known session (a device never heard of): receive time."""
+        with self._lock:
+            agent_session = self._agent_sessions.get(device_id)
+            if agent_session is None and not self._may_change(obs):
+                return obs  # an all-clear with nothing open: no database, no order needed
+        if agent_session is None:
+            # A restarted process's persistent session delivers its backlog before the
+            # retained births: the session the device state last stored.
+            with session_scope(self.sessions) as session:
+                agent_session = session.scalar(
+                    select(DeviceState.session).where(DeviceState.device_id == device_id))
+        if agent_session is None:
+            return obs
+        return dataclasses.replace(obs, order=(agent_session, int(payload["seq"])))
+
+    def _forget_order(self, device_id: str) -> None:
+        """A reinstalled agent counts sessions and seqs from 1 again: its tickets' stored
+        order would make all its news look old."""
+        with session_scope(self.sessions) as session:
+            session.execute(update(Alert).where(Alert.device_id == device_id)
+                            .values(order_session=None, order_seq=None))
+
     def on_telemetry(self, device_id: str, payload: dict[str, Any]) -> None:
         if self._late(device_id, payload):
             return
         now = self.clock()
         observation, problems = rules.from_telemetry(device_id, payload, now)
+        observation = self._ordered(device_id, payload, observation)
         with self._lock:
             self.malformed_sections += len(problems)
         reporting = Signal("device_silent", device_id, False, now)
@@ -204,12 +235,14 @@ class AlertEngine(NullSink, PeopleActions):
     def on_event(self, device_id: str, payload: dict[str, Any]) -> None:
         if self._late(device_id, payload):
             return
-        self.observe(rules.from_event(device_id, payload, self.clock()))
+        self.observe(self._ordered(device_id, payload,
+                                   rules.from_event(device_id, payload, self.clock())))
 
     def on_check(self, device_id: str, payload: dict[str, Any]) -> None:
         with self._writing() as session:
             now = self.clock()
-            observation = rules.from_check(session, device_id, payload, now)
+            observation = self._ordered(device_id, payload,
+                                        rules.from_check(session, device_id, payload, now))
             self._count(observation)
             self.life.observe(session, observation, now)
         # Any answer, even a late one, ends the silence (on fleet time: it is news now).

@@ -44,6 +44,26 @@ class AlertChange:
     at: datetime
 
 
+def is_stale(obs: Observation, at: datetime, alert: Alert) -> bool:
+    """Whether a message says nothing newer than what last changed the ticket.
+
+    Each fleet process stamps a message with its own receive time, so with several
+    processes a device's fault handled by one after its clear was handled by another
+    would look newer.  The agent's (session, seq) orders them wherever they were handled:
+    a newer session wins, then the higher seq; the same message again (a redelivery) is
+    not news either.  Signals the fleet makes itself, and tickets last changed by one,
+    have no seq and fall back to the receive time."""
+    if obs.order is not None and alert.order_session is not None and alert.order_seq is not None:
+        return obs.order <= (alert.order_session, alert.order_seq)
+    return at < alert.last_seen_at
+
+
+def mark(alert: Alert, obs: Observation) -> None:
+    """Remember the agent message that changed the ticket (kept through fleet signals)."""
+    if obs.order is not None:
+        alert.order_session, alert.order_seq = obs.order
+
+
 class Lifecycle:
     """The transitions of tickets inside one unit of work (the engine holds the lock)."""
 
@@ -68,8 +88,8 @@ class Lifecycle:
             if not signal.active and signal.fingerprint not in self._index.of(signal.device_id):
                 continue  # nothing open that a clear could change
             alert = self.latest(session, signal.fingerprint)
-            if alert is not None and signal.at < alert.last_seen_at:
-                continue  # older news (a replayed spool) than what the ticket knows
+            if alert is not None and is_stale(obs, signal.at, alert):
+                continue  # older news (a replayed spool, a slower process) than the ticket's
             if signal.active:
                 alert = self.fault(session, alert, signal, obs.device_id, now)
             elif alert is None:  # another fleet process removed it since the last resync
@@ -77,6 +97,7 @@ class Lifecycle:
                 continue
             else:
                 self.clear(session, alert, now)
+            mark(alert, obs)
             self.track(session, alert)
         unmentioned = self._index.unmentioned(obs.device_id, obs.covers, seen)
         if unmentioned:
@@ -89,9 +110,10 @@ class Lifecycle:
             )
             for alert in stale.all():
                 unmentioned.pop(alert.fingerprint, None)
-                if (alert.fingerprint not in seen and obs.at >= alert.last_seen_at
+                if (alert.fingerprint not in seen and not is_stale(obs, obs.at, alert)
                         and not alert.entity.startswith(obs.spared)):
                     self.clear(session, alert, now)
+                    mark(alert, obs)
                     self.track(session, alert)
             for fingerprint, rule in unmentioned.items():  # closed by another fleet process
                 self._index.update(obs.device_id, fingerprint, rule, False)

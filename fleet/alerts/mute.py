@@ -11,8 +11,8 @@ queryable, only its notifications are held back.  The mute stages of
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -146,15 +146,26 @@ class Inhibition:
 @dataclass(frozen=True)
 class Maintenance:
     windows: tuple[MaintenanceWindow, ...]
+    # The school calendar around now: a make-up workday (调休) is, for the places it
+    # covers, the weekday whose lessons it runs, so a weekend window does not mute it.
+    calendar: Calendar = field(default_factory=Calendar)
 
     @staticmethod
-    def active(window: MaintenanceWindow, now: datetime) -> bool:
+    def active(window: MaintenanceWindow, now: datetime, calendar: Calendar | None = None,
+               place: Place | None = None) -> bool:
         """Whether ``now`` is inside the window; a range that wraps midnight belongs to
         the weekday it starts on ("Fri 22:00-06:00" covers Saturday 03:00)."""
         local = now.astimezone(ZoneInfo(window.timezone))
         start, end, clock = parse_hhmm(window.start_time), parse_hhmm(window.end_time), local.time()
         days = set(window.weekdays)
-        today, yesterday = local.weekday(), (local - timedelta(days=1)).weekday()
+
+        def weekday(day: date) -> int:  # 0 = Monday, as windows count
+            entry = None if calendar is None else calendar.deciding(day, place or Place())
+            if entry is not None and entry.runs_weekday is not None:
+                return entry.runs_weekday - 1
+            return day.weekday()
+
+        today, yesterday = weekday(local.date()), weekday(local.date() - timedelta(days=1))
         if start == end:  # the whole day
             return today in days
         if start < end:
@@ -163,7 +174,8 @@ class Maintenance:
 
     def muted_by(self, labels: Mapping[str, str], now: datetime) -> str | None:
         for window in self.windows:
-            if matches(window.matchers, labels) and self.active(window, now):
+            if matches(window.matchers, labels) and self.active(
+                    window, now, self.calendar, Place.of_labels(labels)):
                 return f"maintenance #{window.id} {window.name}"
         return None
 

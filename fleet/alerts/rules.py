@@ -198,7 +198,13 @@ def from_event(device_id: str, payload: Mapping[str, Any], at: datetime) -> Obse
         reason, active = MISSING_REASONS[prefix], kind is EventType.DEVICE_REMOVED
         details["id"] = name
     elif kind in (EventType.TARGET_UNREACHABLE, EventType.TARGET_REACHABLE):
-        reason, active = "target_unreachable", kind is EventType.TARGET_UNREACHABLE
+        active = kind is EventType.TARGET_UNREACHABLE
+        # A target this PC could not measure (no ICMP permission) is this PC's fault, not
+        # the target's: the event names the telemetry finding's reason, and so its ticket.
+        said = details.get("reason")
+        cause = REASONS.get(said) if isinstance(said, str) else None
+        reason = said if active and cause is not None and cause.entity == "target" else (
+            "target_unreachable")
     elif kind in (EventType.PROBE_FAILED, EventType.PROBE_RECOVERED):
         reason, active = "probe_error", kind is EventType.PROBE_FAILED
     rule = rule_for_reason(reason) if reason is not None else None

@@ -118,3 +118,6 @@ class Observation:
     covers: frozenset[str] = frozenset()
     # Entity prefixes it does not report on, whatever the rule (see rules.CHECK_TARGETS).
     spared: tuple[str, ...] = ()
+    # The agent's (session, seq) of the message; None for what the fleet observes itself
+    # (silence, skew, unanswered checks), which is ordered by receive time.
+    order: tuple[int, int] | None = None

@@ -9,7 +9,7 @@ login throttle and audit.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    Time,
     UniqueConstraint,
     false,
 )
@@ -227,8 +228,32 @@ class Schedule(Base):
     pair_id: Mapped[int | None] = mapped_column(ForeignKey("pair.id"))
     filename: Mapped[str] = mapped_column(String(255), default="")  # of the latest import
     imported_at: Mapped[datetime | None]
+    # Its file's rows are kept (``ScheduleRow``), so a calendar change re-expands them;
+    # False for schedules last imported before rows were kept.
+    rows_stored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     semester: Mapped[Term] = relationship()
     __table_args__ = (UniqueConstraint("semester_id", "owner"),)
+
+
+class ScheduleRow(Base):
+    """A lesson row of a schedule's latest file (weekly, or one date): what a calendar
+    day published or removed after the import is re-expanded from (调休, a closure lifted).
+    """
+
+    __tablename__ = "schedule_row"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedule.id"), index=True)
+    weekday: Mapped[int | None] = mapped_column(Integer)  # 1 = Monday; None: one date
+    day: Mapped[date | None] = mapped_column(Date)
+    starts: Mapped[time] = mapped_column(Time)
+    ends: Mapped[time] = mapped_column(Time)
+    subject: Mapped[str] = mapped_column(String(64))
+    grade: Mapped[str] = mapped_column(String(32), default="")
+    teacher: Mapped[str] = mapped_column(String(64), default="")
+    mode: Mapped[LessonMode] = mapped_column(Enum(LessonMode, native_enum=False))
+    main_classroom_id: Mapped[int] = mapped_column(ForeignKey("classroom.id"))
+    receiver_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    main_classroom: Mapped[Classroom] = relationship()
 
 
 class Lesson(Base):
@@ -308,6 +333,18 @@ class DeviceState(Base):
     status_at: Mapped[datetime | None]
 
 
+class DeviceSeqMark(Base):
+    """The highest seq of a device that one fleet process (``holder``: its MQTT client id)
+    handled itself and made durable.  Its persistent session delivers again only what it
+    had not acknowledged, so this, not the shared ``device_state.last_seq`` another
+    process moves on, says which of its redeliveries it handled already (issue 7)."""
+
+    __tablename__ = "device_seq_mark"
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class CheckRun(Base):
     """One pre-class (or manual) check of one device."""
 
@@ -371,6 +408,10 @@ class Alert(Base):
     notice_since: Mapped[datetime | None]
     # The latest signal's particulars: the agent's message, value/threshold, check findings.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent (session, seq) of the message that last changed the ticket: an older one
+    # handled later by another fleet process is stale news (fleet.alerts.lifecycle).
+    order_session: Mapped[int | None] = mapped_column(Integer)
+    order_seq: Mapped[int | None] = mapped_column(BigInteger)  # a rebuilt spool: epoch ms
     events: Mapped[list[AlertEvent]] = relationship(
         cascade="all, delete-orphan", order_by="AlertEvent.at"
     )

@@ -9,7 +9,10 @@ would change (the preview a person confirms) and writes nothing.
 
 Weekly rows expand to the dates of the semester that run that weekday in the main
 classroom's calendar (``fleet.timetable.calendar``: closures skip a date, a make-up
-workday runs another weekday's lessons); one-off rows add single dates.  Holiday and
+workday runs another weekday's lessons, a closed receiving classroom is left out of that
+date's lesson); one-off rows add single dates.  The rows are kept with the schedule, so
+a calendar day published or removed later re-lays the dates it touches at once
+(``recalendar``), through the same expansion, plan and write as an import.  Holiday and
 调休 rows of the file, and the semester's holidays, belong to the schedule's school(s).
 Times are local to the main school (Asia/Shanghai unless it says otherwise) and stored
 in UTC.
@@ -17,14 +20,14 @@ in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import PurePath
 from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.db.base import utcnow
@@ -38,11 +41,12 @@ from fleet.db.models import (
     LessonReceiver,
     Pair,
     Schedule,
+    ScheduleRow,
     School,
     Term,
 )
 from fleet.timetable import messages as msg
-from fleet.timetable.calendar import Calendar, Day, Level, place_of
+from fleet.timetable.calendar import Calendar, Day, Level, Place, place_of
 from fleet.timetable.errors import MAX_ERRORS, ErrorLog, RowError, Text, TimetableError
 from fleet.timetable.fields import (
     FieldError,
@@ -57,7 +61,8 @@ from fleet.timetable.fields import (
 )
 from fleet.timetable.table import RawRow, read_table
 
-__all__ = ["Change", "ImportResult", "Semester", "import_timetable", "source_of"]
+__all__ = ["Change", "ImportResult", "Recalendared", "Semester", "import_timetable", "recalendar",
+           "source_of"]
 
 T = TypeVar("T")
 DEFAULT_HOLIDAY_NAME = "节假日"
@@ -264,6 +269,27 @@ def _expand(spec: _Spec, semester: Semester, calendar: Calendar,
     if spec.main.id not in by_weekday:
         by_weekday[spec.main.id] = calendar.days_by_weekday(semester.start, semester.end, place)
     return by_weekday[spec.main.id].get(spec.weekday or 1, [])
+
+
+def _expand_all(specs: Iterable[_Spec], semester: Semester, calendar: Calendar,
+                errors: ErrorLog) -> Iterator[tuple[_Spec, date]]:
+    """Each row's dates in the semester under ``calendar``: what an import lays out, and
+    what a calendar change re-lays for the dates it touches (``recalendar``).  A receiving
+    classroom closed that date is left out of that date's lesson (the others still have
+    it; with none left there is no synchronous lesson)."""
+    by_weekday: dict[int, dict[int, list[date]]] = {}
+    places: dict[int, Place] = {}
+    for spec in specs:
+        for room in spec.receivers:
+            if room.id not in places:
+                places[room.id] = place_of(room)
+        for when in _expand(spec, semester, calendar, by_weekday, errors):
+            open_ = [room for room in spec.receivers
+                     if calendar.closure(when, places[room.id]) is None]
+            if len(open_) == len(spec.receivers):
+                yield spec, when
+            elif open_:
+                yield replace(spec, receivers=open_), when
 
 
 def _slots(spec: _Spec, day: date) -> list[_Slot]:
@@ -623,12 +649,10 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
             calendar.add(day)
         occurrences: list[_Occurrence] = []
         slots: list[_Slot] = []
-        by_weekday: dict[int, dict[int, list[date]]] = {}
-        for spec in parsed.specs:
-            for when in _expand(spec, semester, calendar, by_weekday, parsed.errors):
-                day_slots = _slots(spec, when)
-                slots += day_slots
-                occurrences.append((spec, day_slots[0].starts_at, day_slots[0].ends_at))
+        for spec, when in _expand_all(parsed.specs, semester, calendar, parsed.errors):
+            day_slots = _slots(spec, when)
+            slots += day_slots
+            occurrences.append((spec, day_slots[0].starts_at, day_slots[0].ends_at))
         zone = ZoneInfo("Asia/Shanghai")
         lo = datetime.combine(semester.start, time(), zone).astimezone(UTC) - timedelta(days=1)
         hi = datetime.combine(semester.end, time(), zone).astimezone(UTC) + timedelta(days=2)
@@ -649,9 +673,116 @@ def import_timetable(session: Session, data: bytes | BinaryIO, filename: str, *,
                      for schedule in [_write_schedule(session, owner, semester, filename)]
                      for school in owner.schools}
         _write(session, schedules, source, plan, days)
+        _store_rows(session, schedules, parsed.specs)
     return ImportResult(source, len(occurrences), len(plan.new), len(plan.updates),
                         plan.unchanged, len(plan.removed),
                         len({*semester.holidays, *parsed.holidays}) + len(parsed.workdays),
                         plan.conflicts, "、".join(owner.name for owner in owners),
                         semester.key, dry_run, tuple(plan.changes()),
                         frozenset(rooms))
+
+
+def _store_rows(session: Session, schedules: dict[int, int], specs: list[_Spec]) -> None:
+    """Keep the file's lesson rows with their schedules, replacing the last import's."""
+    ids = sorted(set(schedules.values()))
+    session.execute(delete(ScheduleRow).where(ScheduleRow.schedule_id.in_(ids)))
+    for at in range(0, len(specs), _BATCH):  # the dicts of one batch at a time
+        session.execute(insert(ScheduleRow.metadata.tables["schedule_row"]), [
+            {"schedule_id": schedules[spec.main.school_id], "weekday": spec.weekday,
+             "day": spec.day, "starts": spec.start, "ends": spec.end, "subject": spec.subject,
+             "grade": spec.grade, "teacher": spec.teacher, "mode": spec.mode,
+             "main_classroom_id": spec.main.id,
+             "receiver_ids": [room.id for room in spec.receivers]}
+            for spec in specs[at:at + _BATCH]])
+    for schedule_id in ids:
+        session.get_one(Schedule, schedule_id).rows_stored = True
+    session.flush()
+
+
+@dataclass(frozen=True)
+class Recalendared:
+    """What a calendar change did to the schedules already imported."""
+
+    added: int = 0  # lessons laid out anew (a make-up workday)
+    changed: int = 0  # lessons brought back (a closure lifted) or otherwise updated
+    removed: int = 0  # lessons the calendar no longer gives (cancelled if referenced)
+    conflicts: int = 0  # lessons changed by hand: kept as they are
+
+
+_NO_ROW = RawRow(0, {}, {})
+
+
+def _spec_of(session: Session, row: ScheduleRow) -> _Spec:
+    return _Spec(_NO_ROW, RowKind.WEEKLY if row.weekday is not None else RowKind.ONCE,
+                 row.weekday, row.day, row.starts, row.ends, row.subject, row.grade,
+                 row.teacher, row.mode, row.main_classroom,
+                 [session.get_one(Classroom, rid) for rid in row.receiver_ids])
+
+
+def recalendar(session: Session, changed: Iterable[Day]) -> Recalendared:
+    """Re-lay the imported schedules' lessons on the dates and places of calendar days just
+    published or removed (``changed``; the calendar in ``session`` is already the new one),
+    with the same expansion as an import: a make-up workday gets the named weekday's
+    lessons, a lifted closure gets its lessons back, a new closure's go.  Lessons changed
+    by hand are kept, as an import keeps them.  Schedules imported before their rows were
+    kept follow at their next import."""
+    changed = list(changed)
+    if not changed:
+        return Recalendared()
+    first, last = min(d.day for d in changed), max(d.day for d in changed)
+    calendar = Calendar.load(session, first, last)
+    totals = [0, 0, 0, 0]
+    for schedule in session.scalars(
+        select(Schedule).join(Term).where(Schedule.rows_stored.is_(True), Term.start <= last,
+                                          Term.end >= first).order_by(Schedule.id)
+    ):
+        term = schedule.semester
+        window = Semester(max(term.start, first), min(term.end, last), name=term.name)
+        rows = session.scalars(select(ScheduleRow).where(
+            ScheduleRow.schedule_id == schedule.id).options(
+            selectinload(ScheduleRow.main_classroom).selectinload(Classroom.school)))
+        specs = [_spec_of(session, row) for row in rows]
+        # Only schedules a changed day reaches (at a main or a receiving classroom) are
+        # re-laid, and those on the changed dates only.
+        if not any(place_of(room).covered_by(d.level, d.place_id) for d in changed
+                   for spec in specs for room in (spec.main, *spec.receivers)):
+            continue
+        dates = {d.day for d in changed}
+        occurrences: list[_Occurrence] = []
+        for spec, when in _expand_all(specs, window, calendar, ErrorLog(1)):
+            if when in dates:
+                slot = _slots(spec, when)[0]
+                occurrences.append((spec, slot.starts_at, slot.ends_at))
+        existing = [lesson for lesson in _scheduled(session, schedule.id, first, last)
+                    if _planned_day(session, lesson) in dates]
+        plan = _plan(existing, occurrences)
+        if not (plan.new or plan.updates or plan.removed):
+            totals[3] += plan.conflicts
+            continue
+        ids = {spec.main.school_id: schedule.id for spec in specs}
+        _write(session, ids, source_of(schedule.filename), plan, [])
+        for at, count in enumerate((len(plan.new), len(plan.updates), len(plan.removed),
+                                    plan.conflicts)):
+            totals[at] += count
+    session.flush()
+    return Recalendared(*totals)
+
+
+def _scheduled(session: Session, schedule_id: int, first: date, last: date) -> list[Lesson]:
+    """A schedule's lessons planned around these local dates (a day wider each way, for
+    any school's zone), as ``_existing`` loads them."""
+    lo = datetime.combine(first - timedelta(days=1), time(), UTC)
+    hi = datetime.combine(last + timedelta(days=2), time(), UTC)
+    planned = func.coalesce(Lesson.planned_at, Lesson.starts_at)
+    return list(session.scalars(
+        select(Lesson).where(Lesson.schedule_id == schedule_id, planned >= lo, planned < hi,
+                             Lesson.edit.not_in(("added", "moved_away")))
+        .options(selectinload(Lesson.receivers).selectinload(LessonReceiver.classroom)
+                 .selectinload(Classroom.school),
+                 selectinload(Lesson.main_classroom).selectinload(Classroom.school))))
+
+
+def _planned_day(session: Session, lesson: Lesson) -> date:
+    """The local date the schedule put a lesson at (``_key``)."""
+    classroom_id, at = _key(lesson)
+    return _local(at, session.get_one(Classroom, classroom_id)).date()

@@ -96,6 +96,35 @@ def test_system_network_faults(clock: ManualClock) -> None:
     assert hw.system().uptime_s == pytest.approx(3610)
 
 
+def test_capture_icmp_and_probe_faults_fail_as_the_linux_backend_does(
+        clock: ManualClock) -> None:
+    hw = SimulatedHardware(clock=clock)
+    camera = next(c for c in hw.cameras() if c.id == TEACHER)
+    microphone = next(m for m in hw.microphones() if m.id == MIC)
+    for fault in (Fault("camera_capture_failed", device=TEACHER),
+                  Fault("mic_capture_failed", device=MIC),
+                  Fault("icmp_not_permitted"), Fault("dns_slow", device="slow.example"),
+                  Fault("probe_error")):
+        hw.apply(fault)
+    with pytest.raises(HardwareError) as failed:
+        hw.sample_picture(camera, criteria(Thresholds()))
+    assert failed.value.reason == "camera_capture_failed"
+    with pytest.raises(HardwareError) as failed:
+        hw.record(microphone)
+    assert failed.value.reason == "microphone_capture_failed"
+    with pytest.raises(HardwareError) as failed:
+        hw.ping("127.0.0.1")
+    assert (failed.value.reason, failed.value.cause) == ("icmp_not_permitted",) * 2
+    assert hw.ping("127.0.0.1:443").received > 0, "TCP connect needs no permission"
+    assert (hw.resolve("slow.example"), hw.resolve("other.example")) == (4000.0, 5.0)
+    with pytest.raises(FileNotFoundError):
+        hw.system()
+    for kind in ("camera_capture_failed", "mic_capture_failed", "icmp_not_permitted",
+                 "probe_error"):
+        hw.clear(kind)
+    assert hw.sample_picture(camera, criteria(Thresholds())).frames > 0
+    assert hw.ping("127.0.0.1").received > 0 and hw.system().disk_pct < 90
+
 def test_watch_hears_unplug_and_replug_at_once(clock: ManualClock) -> None:
     hw = SimulatedHardware(clock=clock)
     events: list[dict[str, Any]] = []

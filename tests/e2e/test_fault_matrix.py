@@ -8,14 +8,17 @@ technician, and clearing the fault resolves that ticket.  Faults that should ale
 are rows too: they must leave no ticket.  Also: a failed lesson check landing on the
 ticket of the fault it names, a check finding with no fault rule, a classroom that never
 connects before its lesson's check, one that stops answering, an unknown agent with valid
-broker credentials, and a refused mailbox falling back to the school's DingTalk robot.
+broker credentials, a refused mailbox falling back to the school's DingTalk robot, and
+what only the fleet can judge: a classroom PC's clock set 8 h fast, an agent hung behind
+a live connection, and a second PC with a copy of the classroom's disk.
 
 Every rule of the fleet's table is reached by a row or named in :data:`GAPS` with why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +26,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from agent.app import Agent
+from agent.config import NetworkConfig
 from agent.contract import DEFAULT_PREFIX
 from agent.hardware.scenario import Fault, SimNetwork, default_scenario
 from agent.hardware.simulated import SimulatedHardware
@@ -31,6 +36,7 @@ from fleet.broker import Mosquitto
 from fleet.db.base import session_scope
 from fleet.db.models import Alert, AlertState, Classroom, School
 from fleet.dynsec import DynsecAdmin
+from tests.agent.test_identity import MACHINE_ID, machine
 from tests.e2e.world import (
     FLEET_PASSWORD,
     LUXI,
@@ -42,6 +48,7 @@ from tests.e2e.world import (
     TZ,
     LessonRow,
     World,
+    agent_config,
     device_password,
     wait_until,
 )
@@ -55,6 +62,12 @@ STRANGER = "dongtou-stranger-sync9"  # a broker account the inventory does not l
 ADMIN_MAIL = "admin@example.cn"
 LUOYANG, ZHULI = "taishun-luoyang2-sync1", "taishun-zhuli-sync1"  # never switched on
 LUOYANG_TECH, ZHULI_TECH = "tech@luoyang2.example.cn", "tech@zhuli.example.cn"
+# 鹿西 names the fleet and the county's streaming server by host name, as a classroom's
+# config does, and has a recording host (录播主机).
+FLEET_HOST, LIVE_HOST = "fleet.wenzhou.example", "live.wenzhou.example"
+RECORDER, RECORDER_HOST = "recorder", "10.20.0.5"
+LUXI_NETWORK = NetworkConfig(targets={"fleet": FLEET_HOST, "live": LIVE_HOST},
+                             av_hosts={RECORDER: f"{RECORDER_HOST}:80"})
 SAMPLE_EVERY_S = 120  # the agent's default sample_every_s: cameras and mics between checks
 REFUSAL = "550 5.1.1 mailbox unavailable"
 
@@ -69,9 +82,12 @@ class Row:
     device: str = ""  # the faulty device's id or host; "" for the whole classroom
     value: float | None = None
     sampled: bool = False  # seen only by the periodic sampling of cameras and mics
+    name: str = ""  # the row's test id when kind and value do not tell it apart
 
     @property
     def id(self) -> str:
+        if self.name:
+            return self.name
         return f"{self.kind}-{self.value:g}" if self.value is not None else self.kind
 
 
@@ -89,16 +105,26 @@ ROWS = (
     Row("mic_clipping", "mic_clipping", f"microphone:{MICROPHONE}", MICROPHONE, sampled=True),
     Row("speaker_unplugged", "speaker_missing", "speaker", SPEAKER),
     Row("display_disconnected", "display_disconnected", "display", DISPLAY),
-    Row("packet_loss", "network_loss", "target:fleet", value=30),
-    Row("packet_loss", "target_unreachable", "target:fleet", value=100),
-    Row("rtt", "network_rtt", "target:fleet", value=900),
-    Row("jitter", "network_jitter", "target:fleet", value=200),
+    Row("packet_loss", "network_loss", "target:fleet", FLEET_HOST, value=30),
+    Row("packet_loss", "target_unreachable", "target:fleet", FLEET_HOST, value=100),
+    Row("packet_loss", "av_host_unreachable", f"avhost:{RECORDER}", RECORDER_HOST, value=100,
+        name="recorder-down"),
+    Row("rtt", "network_rtt", "target:fleet", FLEET_HOST, value=900),
+    Row("jitter", "network_jitter", "target:fleet", FLEET_HOST, value=200),
+    Row("camera_capture_failed", "camera_fault", f"camera:{STUDENT_CAMERA}", STUDENT_CAMERA,
+        sampled=True),
+    Row("mic_capture_failed", "mic_fault", f"microphone:{MICROPHONE}", MICROPHONE,
+        sampled=True),
+    Row("icmp_not_permitted", "network_fault", "target:fleet", FLEET_HOST),
+    Row("dns_failure", "target_unreachable", "target:live", LIVE_HOST),
+    Row("dns_slow", "network_fault"),
     Row("disk_full", "disk_full"),
     Row("overheat", "overheating"),
     # Nothing a technician must do: no ticket.
-    Row("dns_failure", None),  # the classroom's targets are addresses, not names
     Row("device_in_use", None, device=STUDENT_CAMERA),  # the lesson's app holds it
     Row("cpu_busy", None),  # a warning on the page, not an alert
+    # The agent's own system probe raises: its section and finding name the probe.
+    Row("probe_error", "probe_failed", "probe:system"),
     # A warning the catalogue makes alert: lesson times drift with the clock.
     Row("clock_unsynced", "clock_unsynced"),
 )
@@ -106,19 +132,45 @@ ROWS = (
 #: Rules no row reaches, and why.  Each is a promise to the reader, not an xfail: the
 #: test below fails when a rule is neither reached nor listed here.
 GAPS: dict[str, str] = {
-    "device_silent": "needs an agent hung behind a live connection; the simulated backend "
-                     "cannot hang the agent (tests/fleet/test_state.py covers the rule)",
-    "device_cloned": "needs two PCs sharing one identity (tests/fleet/test_clone_alert.py)",
-    "clock_skew": "needs an agent whose clock is off the fleet's "
-                  "(tests/e2e/test_e2e_clock.py runs one)",
-    "camera_fault": "camera_capture_failed: the simulated camera never fails a capture",
-    "mic_fault": "microphone_capture_failed: the simulated microphone never fails a capture",
-    "network_fault": "icmp_not_permitted / dns_slow: the simulated network has neither",
-    "camera_stream_failed": "the simulated scenario has no network cameras",
-    "av_host_unreachable": "the e2e agents are configured with no encoders or recording hosts",
-    "avgear_fault": "stream_unsupported / ffmpeg_missing: not in the simulated backend",
-    "probe_failed": "the simulated backend cannot make a probe crash or hang",
+    "camera_stream_failed": "the simulated classroom has no network cameras (a SimCamera has no "
+                            "URL; SimulatedHardware keeps Hardware.probe_stream, which says "
+                            "stream_unsupported).  Before adding them: a dead RTSP camera "
+                            "fails both avgear's stream probe (stream_*, entity stream:<id>) "
+                            "and the camera probe's sample (camera_capture_failed, entity "
+                            "camera:<id>), two tickets for one fault on the Linux backend",
+    "avgear_fault": "stream_unsupported / ffmpeg_missing come only from opening a network "
+                    "camera's stream: as camera_stream_failed",
 }
+
+
+class ShiftedClock:
+    """The world's clock, ``offset`` off: a PC whose clock is set wrong (a BIOS clock kept
+    in local time and read as UTC is 8 h fast) while its agent runs."""
+
+    def __init__(self, base: Callable[[], datetime]) -> None:
+        self.base = base
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.base() + self.offset
+
+
+class HangableAgent(Agent):
+    """The real agent whose collection can hang (a wedged probe, a stuck disk write)
+    while its MQTT connection stays alive: no Last Will comes, only silence."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.running = threading.Event()
+        self.running.set()
+
+    def _tick(self) -> None:
+        self.running.wait()
+        super()._tick()
+
+    def stop(self) -> None:
+        self.running.set()
+        super().stop()
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +215,8 @@ def matrix(
         try:
             world.start_fleet()
             world.start_agent(SHIYAN)
-            world.start_agent(LUXI)
+            world.start_agent(LUXI, agent_type=HangableAgent, clock=ShiftedClock(world.clock),
+                              network=LUXI_NETWORK)
             world.wait_reporting(SHIYAN, LUXI)
             yield world
         finally:
@@ -189,13 +242,18 @@ def _open(world: World) -> list[Alert]:
     return [a for a in world.alerts() if a.state is not AlertState.RESOLVED]
 
 
+def _unresolved(world: World, rule: str, device_id: str) -> list[Alert]:
+    return [a for a in _tickets(world, rule, device_id) if a.state is not AlertState.RESOLVED]
+
+
 def _fired(world: World, rule: str, device_id: str) -> Alert:
-    """Wait for the ticket to exist, then let its up-delay pass: it fires."""
-    wait_until(f"a {rule} ticket for {device_id}", lambda: _tickets(world, rule, device_id),
+    """Wait for the ticket to exist, then let its up-delay pass: it fires.  (A resolved
+    ticket of the rule, on another entity, may be there from an earlier row.)"""
+    wait_until(f"a {rule} ticket for {device_id}", lambda: _unresolved(world, rule, device_id),
                between=world.tick)
     world.clock.advance(seconds=world.config.alerts.up_delay(rule) + 1)
     world.tick()
-    [alert] = _tickets(world, rule, device_id)
+    [alert] = _unresolved(world, rule, device_id)
     assert alert.state is AlertState.FIRING, alert.state
     return alert
 
@@ -398,10 +456,120 @@ def test_an_unknown_agent_with_valid_credentials_is_ticketed_to_the_admins(
     _resolved(world, alert, STRANGER)
 
 
+def _luxi_agent(world: World) -> HangableAgent:
+    agent = world.agents[LUXI].agent
+    assert isinstance(agent, HangableAgent)
+    return agent
+
+
+def _others_fresh(world: World) -> None:
+    """Every other running agent has reported since the clock moved: their pending
+    device_silent (the moved clock's doing) is gone before it could fire."""
+    for device_id in world.agents:
+        if device_id != LUXI:
+            world.wait_fresh_telemetry(device_id)
+
+
+def _new_rules(world: World, before: set[int]) -> list[str]:
+    """The rules of the tickets opened since ``before`` (the lesson checks' test leaves
+    罗阳's never-connected ticket open: that classroom never comes)."""
+    return [str(a.rule) for a in _tickets_since(world, before) if a.id not in before]
+
+
+def test_a_clock_set_eight_hours_fast_is_ticketed(matrix: World) -> None:
+    world, clock = matrix, _luxi_agent(matrix).clock
+    assert isinstance(clock, ShiftedClock)
+    before = {a.id for a in world.alerts()}
+    clock.offset = timedelta(hours=8)
+    try:
+        alert = _fired(world, "clock_skew", LUXI)
+    finally:
+        clock.offset = timedelta(0)  # NTP sets it right
+    assert alert.details["offset_s"] > 7 * 3600, alert.details
+    assert _new_rules(world, before) == ["clock_skew"]
+    _one_mail(world, LUXI_TECH, alert)
+    _resolved(world, alert, LUXI)
+
+
+def test_an_agent_hung_behind_a_live_connection_is_ticketed(matrix: World) -> None:
+    world, agent = matrix, _luxi_agent(matrix)
+    before = {a.id for a in world.alerts()}
+    agent.running.clear()
+    try:
+        # Silent for longer than its limit (three intervals and the shared state's lag),
+        # judged once the fleet's lag probe came back after that and the states flushed.
+        # The clock moves on while waiting: a report sent just before the hang may land
+        # after the first move.
+        world.clock.advance(seconds=60)
+
+        def ticket() -> list[Alert]:
+            world.running.states.flush()
+            world.tick()
+            return _tickets(world, "device_silent", LUXI)
+
+        def later() -> None:
+            world.clock.advance(seconds=5)
+
+        wait_until("a device_silent ticket for LUXI", ticket, every=0.2, between=later)
+        _others_fresh(world)
+        world.clock.advance(seconds=world.config.alerts.up_delay("device_silent") + 1)
+        world.tick()
+        [alert] = _tickets(world, "device_silent", LUXI)
+        assert alert.state is AlertState.FIRING
+        assert _new_rules(world, before) == ["device_silent"]
+        assert not _tickets(world, "device_offline", LUXI), "its connection is alive"
+        _one_mail(world, LUXI_TECH, alert)
+    finally:
+        agent.running.set()
+    _resolved(world, alert, LUXI)
+    _others_fresh(world)
+
+
+def test_two_pcs_sharing_one_identity_are_ticketed(
+    matrix: World, tmp_path: Path
+) -> None:
+    """A copied disk: the same device id and password on a second machine, with a disk
+    (spool, state) of its own.  The two take the client id from each other in a loop."""
+    world = matrix
+    before = {a.id for a in world.alerts()}
+    config = agent_config(tmp_path, world.broker.url, LUXI,
+                          world.running.signer.public_key_b64, network=LUXI_NETWORK)
+    root = machine(tmp_path / "copy", MACHINE_ID, {"enp1s0": "00:1e:06:45:cc:03"})
+    clone = Agent(replace(config, agent=replace(config.agent, identity_root=root)),
+                  SimulatedHardware(default_scenario(), poll_s=0.1), clock=world.clock)
+    thread = threading.Thread(target=clone.run, name="agent-clone", daemon=True)
+    thread.start()
+    try:
+        wait_until("a device_cloned ticket for LUXI",
+                   lambda: _tickets(world, "device_cloned", LUXI), between=world.tick)
+    finally:
+        clone.stop()
+        thread.join(timeout=10)
+    world.wait_reporting(LUXI)
+    world.wait_fresh_telemetry(LUXI)  # the original has the connection back
+    world.clock.advance(seconds=world.config.alerts.up_delay("device_cloned") + 1)
+    world.tick()
+    [alert] = _tickets(world, "device_cloned", LUXI)
+    assert alert.state is AlertState.FIRING
+    assert _new_rules(world, before) == ["device_cloned"]
+    _one_mail(world, LUXI_TECH, alert)
+    # The copy re-enrolled: past the clone window, only the original is born again.
+    world.clock.advance(seconds=601)
+    running = world.agents.pop(LUXI)
+    running.agent.stop()
+    running.thread.join(timeout=10)
+    world.start_agent(LUXI, agent_type=HangableAgent, clock=running.agent.clock,
+                      network=LUXI_NETWORK)
+    world.wait_reporting(LUXI)
+    _resolved(world, alert, LUXI)
+    _others_fresh(world)
+
+
 def test_every_rule_is_reached_by_a_row_or_named_as_a_gap() -> None:
     reached = {row.rule for row in ROWS if row.rule} | {
         "bandwidth_low", "check_failed", "device_never_connected", "device_offline",
-        "check_no_answer", "device_not_enrolled",
+        "check_no_answer", "device_not_enrolled", "clock_skew", "device_silent",
+        "device_cloned",
     }
     assert not reached & set(GAPS), "a rule both reached and listed as a gap"
     assert set(RULES) == reached | set(GAPS)

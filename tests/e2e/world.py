@@ -173,8 +173,10 @@ def timetable_csv(rows: list[LessonRow]) -> bytes:
 
 
 def agent_config(workdir: Path, mqtt_url: str, device_id: str, fleet_public_key: str,
-                 reboot_command: list[str] | None = None, interval: float = 1.0) -> AgentConfig:
-    """A simulated classroom's agent (every second by default), as the e2e broker knows it."""
+                 reboot_command: list[str] | None = None, interval: float = 1.0,
+                 network: NetworkConfig | None = None) -> AgentConfig:
+    """A simulated classroom's agent (every second by default), as the e2e broker knows it;
+    ``network``: its targets and recording hosts (default: the fleet at 127.0.0.1)."""
     return AgentConfig(
         device_id=device_id,
         mqtt=MqttConfig(url=mqtt_url, username=device_id,
@@ -187,7 +189,7 @@ def agent_config(workdir: Path, mqtt_url: str, device_id: str, fleet_public_key:
             reboot_command=reboot_command or ["true"],
             restart_command=["true"],
         ),
-        network=NetworkConfig(targets={"fleet": "127.0.0.1"}),
+        network=network or NetworkConfig(targets={"fleet": "127.0.0.1"}),
     )
 
 
@@ -195,13 +197,13 @@ def classroom_agent(
     device_id: str, broker: Mosquitto, fleet_public_key: str, workdir: Path,
     clock: Callable[[], datetime], *, scenario: Scenario | None = None,
     reboot_command: list[str] | None = None, agent_type: type[Agent] = Agent,
-    interval: float = 1.0,
+    interval: float = 1.0, network: NetworkConfig | None = None,
 ) -> tuple[Agent, SimulatedHardware]:
     """A real agent on a simulated classroom (default: healthy), not yet running, with
     its state under ``workdir/agents``; it trusts commands signed by ``fleet_public_key``."""
     hardware = SimulatedHardware(scenario or default_scenario(), poll_s=0.1)
     config = agent_config(workdir, broker.url, device_id, fleet_public_key, reboot_command,
-                          interval)
+                          interval, network)
     return agent_type(config, hardware, clock=clock), hardware
 
 
@@ -332,13 +334,18 @@ class World:
 
     def start_agent(self, device_id: str, reboot_command: list[str] | None = None,
                     scenario: Scenario | None = None,
-                    agent_type: type[Agent] = Agent) -> SimulatedHardware:
+                    agent_type: type[Agent] = Agent,
+                    clock: Callable[[], datetime] | None = None,
+                    network: NetworkConfig | None = None) -> SimulatedHardware:
         """A real agent on a simulated classroom (default: healthy), reporting every
-        second; ``agent_type`` may stand in for an older agent's birth."""
+        second; ``agent_type`` may stand in for an older agent's birth, ``clock`` for a
+        PC whose clock is not the world's; ``network`` for other targets or recording hosts."""
         assert self.fleet is not None, "start the fleet first: it holds the signing key"
         agent, hardware = classroom_agent(
-            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir, self.clock,
-            scenario=scenario, reboot_command=reboot_command, agent_type=agent_type)
+            device_id, self.broker, self.fleet.signer.public_key_b64, self.workdir,
+            clock or self.clock,
+            scenario=scenario, reboot_command=reboot_command, agent_type=agent_type,
+            network=network)
         thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
         thread.start()
         self.agents[device_id] = _RunningAgent(agent, thread)

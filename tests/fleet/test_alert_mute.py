@@ -166,3 +166,21 @@ def test_a_broken_window_row_is_skipped_and_the_rest_still_work(world: World) ->
     camera(world, "device_removed")
     world.tick_after(31)
     assert "周一" in (by_rule(world, "camera_missing").suppressed_by or "")
+
+
+@pytest.mark.parametrize("at_rural_school", [True, False])
+def test_a_weekend_window_does_not_mute_a_make_up_workday_where_it_applies(
+        world: World, at_rural_school: bool) -> None:
+    world.clock.advance(days=6)  # Sunday 29 November, 09:00
+    sunday = world.clock().astimezone(ZONE).date()
+    assert sunday.isoweekday() == 7
+    with session_scope(world.sessions) as s:
+        # 调休 Sunday running Monday's lessons: at the camera's school, or at another one.
+        s.add(CalendarDay(day=sunday, name="调休", level="school", runs_weekday=1,
+                          place_id=world.rural_school if at_rural_school else 999))
+    world.engine.add_maintenance_window("周末", [5, 6], "00:00", "00:00")
+    camera(world, "device_removed")
+    world.tick_after(31)
+    world.tick_after(31)
+    muted = by_rule(world, "camera_missing").suppressed_by or ""
+    assert ("周末" in muted) is not at_rural_school

@@ -153,6 +153,25 @@ def test_events_use_the_same_ticket_as_telemetry() -> None:
     assert spool.signals == ()
 
 
+
+def test_a_target_this_pc_cannot_measure_is_its_own_fault_not_the_targets() -> None:
+    """No ICMP permission makes the agent report the target unreachable with the finding's
+    reason: one network_fault ticket, as the telemetry's finding, not target_unreachable
+    beside it; a plain unreachable target, and its return, stay target_unreachable."""
+    def event(kind: str, reason: str | None) -> tuple[str, str, bool]:
+        detail = {"host": "127.0.0.1", "rtt_ms": None, "loss_pct": None, "reason": reason}
+        [signal] = from_event("d1", payload(Kind.EVENT, "d1", NOW, 4, type=kind,
+                                            entity="target:fleet", detail=detail), NOW).signals
+        return signal.rule, signal.entity, signal.active
+
+    assert event("target_unreachable", "icmp_not_permitted") == (
+        "network_fault", "target:fleet", True)
+    assert event("target_unreachable", "target_unreachable") == (
+        "target_unreachable", "target:fleet", True)
+    assert event("target_unreachable", "camera_black")[0] == "target_unreachable"  # not a target's
+    assert event("target_unreachable", None)[0] == "target_unreachable"  # an older agent
+    assert event("target_reachable", None) == ("target_unreachable", "target:fleet", False)
+
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return build_world(tmp_path)

@@ -103,6 +103,7 @@ def test_changes_on_the_day_follow_scope_and_refuse_a_busy_room(world: World) ->
 
 
 def test_a_county_publishes_its_calendar_once_for_all_its_schools(world: World) -> None:
+    before = _count(world)
     assert _upload(world, "dt-dianjiao", SPRING, DT_MON).status_code == 200
     with session_scope(world.sessions) as s:
         dongtou = s.scalars(select(County.id).where(County.name == "洞头区")).one()
@@ -125,6 +126,20 @@ def test_a_county_publishes_its_calendar_once_for_all_its_schools(world: World) 
     # Re-importing Dongtou's schedule keeps the 16th closed: nothing comes back.
     preview = _upload(world, "dt-dianjiao", SPRING | {"dry_run": "true"}, DT_MON).json()
     assert (preview["created"], preview["updated"], preview["lessons"]) == (0, 0, 3)
+    # A 调休 Sunday published after the import gets Monday's lesson at once; removing the
+    # days takes it away again and brings the 16th's lesson back.
+    sunday = {"day": "2026-03-22", "name": "调休", "level": "county", "place_id": dongtou,
+              "runs_weekday": 1}
+    made_up = world.post("dt-dianjiao", "/api/v1/holidays", json={"days": [sunday]}).json()
+    assert (made_up["lessons_added"], made_up["lessons_cancelled"]) == (1, 0)
+    assert _lesson_on(world, 22)["starts_at"].startswith("2026-03-22T00:00")
+    assert _count(world) == before + 4
+    for entry in (*made_up["days"], *published.json()["days"]):
+        gone = world.client.delete(f"/api/v1/holidays/{entry['id']}",
+                                   headers=world.headers("dt-dianjiao"))
+        assert gone.status_code == 204, gone.text
+    assert _count(world) == before + 4
+    assert _lesson_on(world, 16)["starts_at"].startswith("2026-03-16T00:00")
 
 
 def test_next_semester_imported_alongside_and_ending_one_keep_reports_per_semester(

@@ -183,6 +183,8 @@ def test_a_reinstalled_agent_restarts_the_cursor(
         assert wait_until(lambda: len(_sent(recorder)) >= before + 3, timeout=15)
     again = _sent(recorder)[before:]
     assert again == list(range(1, len(again) + 1))
+    # Its clean shutdown's "offline" is handled after the telemetry counted above.
+    assert wait_until(lambda: (snap := states.get("dev-a")) is not None and not snap.online)
     snap = states.get("dev-a")
     assert snap is not None
     assert (snap.online, snap.last_seq, snap.seq_duplicates) == (False, again[-1], 0)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from agent.contract import Kind, envelope, format_ts
 from fleet.db.base import SessionFactory, session_scope
-from fleet.db.models import Device, DeviceState
+from fleet.db.models import Device, DeviceSeqMark, DeviceState
 from fleet.state import DeviceStates, SeqTracker
 from tests.clock import ManualClock
 from tests.e2e.world import sample_value
@@ -145,7 +146,9 @@ def test_a_later_flush_updates_the_row_and_the_newest_state_wins(
     stored: SessionFactory,
 ) -> None:
     clock = ManualClock(T0)
-    mine, other = DeviceStates(stored, clock=clock), DeviceStates(stored, clock=clock)
+    # Two processes: each its own identity (client id) for the seqs it handled itself.
+    mine, other = DeviceStates(stored, clock=clock), DeviceStates(stored, clock=clock,
+                                                                  holder="other")
     feed(mine, Kind.STATUS, status("dev-a", "online", 1, 0,
                                    inventory={"cameras": [{"id": "cam0"}]}))
     feed(mine, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0))
@@ -417,3 +420,64 @@ def test_the_device_clock_is_measured_on_live_telemetry_only(sessions: SessionFa
     told.clear()
     feed(states, Kind.TELEMETRY, telemetry("dev-a", 14, when=clock()))
     assert told == []  # a right clock staying right is nobody's news
+
+
+def test_a_restarted_process_keeps_its_own_redeliveries_the_other_process_moved_past(
+    stored: SessionFactory,
+) -> None:
+    """Two processes share a device's messages ($share round-robin); one is killed with
+    messages it admitted but never made durable (so never acknowledged), and its
+    persistent session delivers them again after its restart.  The shared last_seq the
+    other process moved on must not make them duplicates (issue 7: 253 of 841 lost)."""
+    clock = ManualClock(T0)
+    one = DeviceStates(stored, clock=clock, holder="fleet-1")
+    two = DeviceStates(stored, clock=clock, holder="fleet-2")
+    birth = status("dev-a", "online", 1, 0)  # retained: the same on every delivery
+    for states in (one, two):
+        feed(states, Kind.STATUS, birth)
+    for seq in (1, 3, 5):
+        assert feed(one, Kind.TELEMETRY, telemetry("dev-a", seq, when=T0))
+    one.flush()  # durable up to 5 (its PUBACKs may still be lost with it)
+    for seq in (7, 9):
+        assert feed(one, Kind.TELEMETRY, telemetry("dev-a", seq, when=T0))
+    for seq in (2, 4, 6, 8, 10, 12):
+        assert feed(two, Kind.TELEMETRY, telemetry("dev-a", seq, when=T0))
+    two.flush()
+    # SIGKILL: `one` wrote nothing more.  Its restart loads the shared row (last_seq 12).
+    restarted = DeviceStates(stored, clock=clock, holder="fleet-1")
+    snap = restarted.get("dev-a")
+    assert snap is not None and snap.last_seq == 12
+    feed(restarted, Kind.STATUS, birth)
+    redelivered = [seq for seq in (5, 7, 9) if feed(restarted, Kind.TELEMETRY,
+                                                        telemetry("dev-a", seq, when=T0))]
+    assert redelivered == [7, 9]  # 5 it had handled and written: a duplicate
+    assert feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 11, when=T0))
+    assert not feed(restarted, Kind.TELEMETRY, telemetry("dev-a", 9, when=T0))
+    # What it handled is its own mark now; the shared row keeps the highest of both.
+    restarted.flush()
+    again = DeviceStates(stored, clock=clock, holder="fleet-1")
+    assert not feed(again, Kind.TELEMETRY, telemetry("dev-a", 11, when=T0))
+    with session_scope(stored) as s:
+        row = s.get(DeviceState, "dev-a")
+        assert row is not None and row.last_seq == 12
+        marks = s.execute(select(DeviceSeqMark.holder, DeviceSeqMark.last_seq))
+        assert sorted(marks.tuples()) == [("fleet-1", 11), ("fleet-2", 12)]
+
+
+def test_a_process_back_after_another_heard_a_reinstall_follows_the_new_line(
+    stored: SessionFactory,
+) -> None:
+    clock = ManualClock(T0 + timedelta(hours=2))
+    one = DeviceStates(stored, clock=clock, holder="fleet-1")
+    feed(one, Kind.STATUS, status("dev-a", "online", 57, 9000) | {"ts": "2026-11-23T00:00:00Z"})
+    assert feed(one, Kind.TELEMETRY, telemetry("dev-a", 9001, when=T0))
+    one.flush()  # then it stops; its own mark stays at 9001
+    two = DeviceStates(stored, clock=clock, holder="fleet-2")
+    reborn = status("dev-a", "online", 1, 0) | {"ts": "2026-11-23T01:00:00Z"}
+    feed(two, Kind.STATUS, reborn)
+    assert feed(two, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    two.flush()
+    back = DeviceStates(stored, clock=clock, holder="fleet-1")
+    feed(back, Kind.STATUS, reborn)  # retained
+    assert not feed(back, Kind.TELEMETRY, telemetry("dev-a", 1, when=T0 + timedelta(hours=1)))
+    assert feed(back, Kind.TELEMETRY, telemetry("dev-a", 2, when=T0 + timedelta(hours=1)))

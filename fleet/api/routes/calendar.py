@@ -2,8 +2,9 @@
 
 A county technician publishes the county's calendar once and every school in it follows;
 a closure cancels the lessons it covers at once (checks stop, alerts there are muted).
-A make-up workday published after the schedules were imported is applied by their next
-import, whose preview shows the lessons it adds.  Ending a semester cancels its lessons
+The schedules already imported follow at once (``recalendar``): a make-up workday gets
+the named weekday's lessons, a removed closure brings its lessons back, and lessons
+changed by hand stay as they are.  Ending a semester cancels its lessons
 after the last day and leaves the ones before it (and its reports) as they were.
 """
 
@@ -24,6 +25,7 @@ from fleet.api.routes.common import DateFrom, IdPath, Text, invalid, require_wri
 from fleet.api.scope import Scope, not_found
 from fleet.db.models import CalendarDay, Classroom, Lesson, Role, Schedule, Term
 from fleet.timetable.calendar import Calendar, Day, Level, place_of
+from fleet.timetable.importer import recalendar
 
 __all__ = ["router"]
 
@@ -51,6 +53,9 @@ class PublishIn(BaseModel):
 class PublishOut(BaseModel):
     days: list[CalendarDayOut]
     lessons_cancelled: int
+    # Imported schedules re-laid on these days: lessons added (调休) or brought back.
+    lessons_added: int = 0
+    lessons_restored: int = 0
 
 
 class SemesterOut(BaseModel):
@@ -159,19 +164,26 @@ def publish_days(body: PublishIn, session: DB, scope: CurrentScope) -> PublishOu
         row.name, row.runs_weekday = entry.name, entry.runs_weekday
         rows.append(row)
     session.flush()
-    cancelled = _cancel_closed(session, [Day.of(row) for row in rows])
+    days = [Day.of(row) for row in rows]
+    cancelled = _cancel_closed(session, days)
+    done = recalendar(session, days)
     return PublishOut(days=[CalendarDayOut.model_validate(r) for r in rows],
-                      lessons_cancelled=cancelled)
+                      lessons_cancelled=cancelled + done.removed, lessons_added=done.added,
+                      lessons_restored=done.changed)
 
 
 @router.delete("/holidays/{day_id}", status_code=204)
 def delete_day(day_id: IdPath, session: DB, scope: CurrentScope) -> None:
-    """Remove a calendar day; lessons it cancelled come back with the next import."""
+    """Remove a calendar day: the imported schedules' lessons it cancelled come back, and a
+    make-up workday's lessons go (lessons changed by hand stay)."""
     require_writer(scope)
     row = scope.get(session, CalendarDay, day_id, "calendar day")
     if not _may_publish(session, scope, Level(row.level), row.place_id):
         raise HTTPException(403, _NOT_YOURS)
+    removed = Day.of(row)
     session.delete(row)
+    session.flush()
+    recalendar(session, [removed])
 
 
 @router.get("/semesters")
