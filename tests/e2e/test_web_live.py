@@ -22,6 +22,7 @@ __all__ = ["browser"]
 def test_unplugged_camera_reaches_the_open_page_live_and_its_mail_link_opens_it(
     world: World, browser: Browser
 ) -> None:
+    world.page_always()  # no lesson near: a camera fault would be held until the next one
     world.start_fleet(serve_http=True, link_alerts=True)
     url = world.config.alerts.base_url
     luxi = world.start_agent(LUXI)
