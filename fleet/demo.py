@@ -23,8 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
@@ -37,7 +36,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from fleet.app import Fleet
-from fleet.broker import Mosquitto, free_port
+from fleet.broker import Mosquitto, free_port, wait_for_port
 from fleet.config import DatabaseConfig, FleetConfig, HttpConfig
 from fleet.db.base import session_scope
 from fleet.db.models import AlertEvent, CheckRun
@@ -117,7 +116,9 @@ def demo_timetable(now: datetime) -> bytes:
 
 def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int,
                 broker_admin_password: str, http_host: str = "127.0.0.1") -> FleetConfig:
-    """Embedded defaults with lead times shortened from 30/10 minutes to 5/2."""
+    """Embedded defaults with lead times shortened from 30/10 minutes to 10/2: the first
+    lessons are 7-10 minutes away, so their lead windows are open from the start and the
+    scripted faults page at once (outside a lesson's window they would be held)."""
     base = FleetConfig()
     return FleetConfig(
         enrol=EnrolConfig(admin_username="admin", admin_password=broker_admin_password,
@@ -125,7 +126,7 @@ def demo_config(workdir: Path, mqtt_url: str, smtp_port: int, http_port: int,
         database=DatabaseConfig(url=f"sqlite:///{workdir / 'fleet.db'}"),
         http=HttpConfig(host=http_host, port=http_port),
         mqtt=replace(base.mqtt, url=mqtt_url, username="fleet", password=FLEET_PASSWORD),
-        checks=replace(base.checks, lead_minutes=5, spread_minutes=1, recheck_lead_minutes=2,
+        checks=replace(base.checks, lead_minutes=10, spread_minutes=0.5, recheck_lead_minutes=2,
                        recheck_spread_minutes=0.5, answer_timeout_s=60,
                        bandwidth_url=f"http://127.0.0.1:{http_port}/api/v1/bandwidth"),
         actions=replace(base.actions, key_file=workdir / "fleet-ed25519.key"),
@@ -258,16 +259,12 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         stop = threading.Event()
         stack.callback(stop.set)
         threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
+        threading.Thread(target=fleet.serve, name="http", daemon=True).start()
+        wait_for_port(http_port)  # the address the banner gives answers once it is shown
         print(_banner(http_port, len(device_ids), workdir, _lan_url(http_host, http_port)),
               flush=True)
-        try:
-            if duration_s is None:
-                fleet.serve()
-            else:
-                threading.Thread(target=fleet.serve, daemon=True).start()
-                time.sleep(duration_s)
-        except KeyboardInterrupt:
-            pass
+        with suppress(KeyboardInterrupt):
+            stop.wait(duration_s)  # None: until Ctrl-C
 
 
 def _start_agent(stack: ExitStack, config: Path) -> None:
@@ -335,6 +332,6 @@ def _banner(http_port: int, agents: int, workdir: Path, lan_url: str | None) -> 
   注册新设备 enrol a device: POST /api/v1/classrooms/ID/enrol-codes (as admin), then
                   syncclass-agent enrol CODE --fleet http://127.0.0.1:{http_port} --config …
   {agents} 个模拟教室 simulated classrooms; 课表 lessons start in 7-10 minutes; 课前检查 checks
-  begin within 1-2 minutes. Faults: 泰顺竹里 camera unplugged (45 s), 文成西坑 8% packet loss,
+  begin within 30 s. Faults: 泰顺竹里 camera unplugged (45 s), 文成西坑 8% packet loss,
   乐清城南 microphone silent (30 s).  Data in {workdir}.  Ctrl-C to stop.
 """
