@@ -244,6 +244,10 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         fleet = Fleet(demo_config(workdir, broker.url, mailbox.port, http_port,
                                   broker.admin_password, http_host))
         stack.callback(fleet.close)
+        # Served first: the port (a free one for --port 0) is taken before nine agents
+        # open connections of their own, and the banner's address answers once shown.
+        threading.Thread(target=fleet.serve, name="http", daemon=True).start()
+        wait_for_port(http_port)
         now = fleet.clock()
         with session_scope(fleet.sessions) as session:
             load_inventory_file(session, DEMO_INVENTORY)
@@ -259,8 +263,6 @@ def run_demo(workdir: Path, http_port: int = 8080, duration_s: float | None = No
         stop = threading.Event()
         stack.callback(stop.set)
         threading.Thread(target=_report_progress, args=(fleet, stop), daemon=True).start()
-        threading.Thread(target=fleet.serve, name="http", daemon=True).start()
-        wait_for_port(http_port)  # the address the banner gives answers once it is shown
         print(_banner(http_port, len(device_ids), workdir, _lan_url(http_host, http_port)),
               flush=True)
         with suppress(KeyboardInterrupt):
