@@ -66,7 +66,8 @@ def test_bad_input_is_refused_or_dropped_counted_and_opens_no_ticket(
     clock = ManualClock(T0)
     recorder = Recorder()
     engine = AlertEngine(sessions, AlertConfig(up_delay_s=0), clock=clock)
-    ingest = make_ingest(broker, sessions, [recorder, engine], clock=clock)
+    # The engine first: what the recorder holds, the engine has handled.
+    ingest = make_ingest(broker, sessions, [engine, recorder], clock=clock)
     dev = DeviceClient(broker, "dev-a")
 
     # Refused whole: the envelope or a field of the kind breaks the contract.
@@ -142,7 +143,8 @@ def test_a_v2_agents_warning_alerts_where_the_catalogue_says(
     clock = ManualClock(T0)
     engine = AlertEngine(sessions, AlertConfig(up_delay_s=0), clock=clock)
     recorder = Recorder()
-    make_ingest(broker, sessions, [recorder, engine], clock=clock)
+    # The engine first: what the recorder holds, the engine has handled.
+    make_ingest(broker, sessions, [engine, recorder], clock=clock)
     dev = DeviceClient(broker, "dev-a")
     sections = healthy()
     sections["system"]["clock_synced"] = False
