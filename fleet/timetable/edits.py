@@ -32,18 +32,9 @@ from fleet.db.models import (
     Schedule,
     Term,
 )
-from fleet.timetable.errors import Text
+from fleet.timetable import messages as msg
 
 __all__ = ["EditError", "NewLesson", "add_lesson", "cancel_lesson", "move_lesson"]
-
-ENDS_FIRST = Text("下课时间须晚于上课时间", "the lesson must end after it starts")
-NAIVE = Text("时间须带时区", "times must carry a time zone")
-CLASH = Text("教室 {room} 在 {when} 已有课程 #{lesson}（{subject}）",
-             "classroom {room} already has lesson #{lesson} ({subject}) at {when}")
-MAIN_IS_RECEIVER = Text("主讲教室不能同时是接收教室",
-                        "the main classroom cannot also be a receiving classroom")
-NO_RECEIVER = Text("至少需要一个接收教室", "at least one receiving classroom is required")
-ALREADY_CANCELLED = Text("这节课已取消", "this lesson is already cancelled")
 
 
 class EditError(ValueError):
@@ -64,9 +55,9 @@ class NewLesson:
 
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
-        raise EditError(NAIVE())
+        raise EditError(msg.NAIVE())
     if ends_at <= starts_at:
-        raise EditError(ENDS_FIRST())
+        raise EditError(msg.ENDS_FIRST())
 
 
 def _check_free(session: Session, rooms: list[Classroom], starts_at: datetime,
@@ -80,8 +71,8 @@ def _check_free(session: Session, rooms: list[Classroom], starts_at: datetime,
         ).order_by(Lesson.starts_at)).first()
         if other is not None:
             when = f"{other.starts_at.astimezone(ZoneInfo(room.school.timezone)):%Y-%m-%d %H:%M}"
-            raise EditError(CLASH(room=f"{room.school.name}/{room.name}", when=when,
-                                  lesson=other.id, subject=other.subject))
+            raise EditError(msg.LESSON_CLASH(room=f"{room.school.name}/{room.name}", when=when,
+                                             lesson=other.id, subject=other.subject))
 
 
 def _referenced(session: Session, lesson_id: int) -> bool:
@@ -92,7 +83,7 @@ def _referenced(session: Session, lesson_id: int) -> bool:
 
 def cancel_lesson(session: Session, lesson: Lesson) -> Lesson:
     if lesson.cancelled:
-        raise EditError(ALREADY_CANCELLED())
+        raise EditError(msg.ALREADY_CANCELLED())
     lesson.cancelled = True
     if lesson.edit != "added":
         lesson.edit = "cancelled"
@@ -104,11 +95,11 @@ def move_lesson(session: Session, lesson: Lesson, starts_at: datetime, ends_at: 
                 room: Classroom) -> Lesson:
     """The lesson at its new time and room (a new lesson if checks already ran)."""
     if lesson.cancelled:
-        raise EditError(ALREADY_CANCELLED())
+        raise EditError(msg.ALREADY_CANCELLED())
     _check_times(starts_at, ends_at)
     receivers = [r.classroom for r in lesson.receivers]
     if room.id in {r.id for r in receivers}:
-        raise EditError(MAIN_IS_RECEIVER())
+        raise EditError(msg.MAIN_IS_RECEIVER())
     _check_free(session, [room, *receivers], starts_at, ends_at, ignore=lesson.id)
     planned_at = lesson.planned_at or lesson.starts_at
     planned_room = lesson.planned_classroom_id or lesson.main_classroom_id
@@ -147,9 +138,9 @@ def _schedule_for(session: Session, room: Classroom, day: datetime) -> int | Non
 def add_lesson(session: Session, new: NewLesson) -> Lesson:
     _check_times(new.starts_at, new.ends_at)
     if not new.receivers:
-        raise EditError(NO_RECEIVER())
+        raise EditError(msg.NO_RECEIVER())
     if new.main.id in {r.id for r in new.receivers}:
-        raise EditError(MAIN_IS_RECEIVER())
+        raise EditError(msg.MAIN_IS_RECEIVER())
     _check_free(session, [new.main, *new.receivers], new.starts_at, new.ends_at)
     lesson = Lesson(subject=new.subject, grade=new.grade, teacher=new.teacher, mode=new.mode,
                     starts_at=new.starts_at, ends_at=new.ends_at, main_classroom_id=new.main.id,

@@ -87,3 +87,12 @@ KEPT_EDIT = Text("已手动{edit}（{at}），课表为 {planned}：保留手动
 KEPT_EDIT_GONE = Text("已手动{edit}（{at}），课表已无此课：保留手动调整",
                       "changed by hand ({edit}, {at}); the file no longer has it: the change "
                       "is kept")
+
+# -- a change on the day (cancel, move or add one lesson)
+ENDS_FIRST = Text("下课时间须晚于上课时间", "the lesson must end after it starts")
+NAIVE = Text("时间须带时区", "times must carry a time zone")
+LESSON_CLASH = Text("教室 {room} 在 {when} 已有课程 #{lesson}（{subject}）",
+                    "classroom {room} already has lesson #{lesson} ({subject}) at {when}")
+MAIN_IS_RECEIVER = Text("主讲教室不能同时是接收教室",
+                        "the main classroom cannot also be a receiving classroom")
+ALREADY_CANCELLED = Text("这节课已取消", "this lesson is already cancelled")
