@@ -21,8 +21,6 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from fleet.db.models import (
-    Alert,
-    CheckRun,
     Classroom,
     Lesson,
     LessonMode,
@@ -33,6 +31,7 @@ from fleet.db.models import (
     Term,
 )
 from fleet.timetable import messages as msg
+from fleet.timetable.importer import referenced
 
 __all__ = ["EditError", "NewLesson", "add_lesson", "cancel_lesson", "move_lesson"]
 
@@ -75,12 +74,6 @@ def _check_free(session: Session, rooms: list[Classroom], starts_at: datetime,
                                              lesson=other.id, subject=other.subject))
 
 
-def _referenced(session: Session, lesson_id: int) -> bool:
-    return session.scalar(select(
-        exists().where(CheckRun.lesson_id == lesson_id)
-        | exists().where(Alert.lesson_id == lesson_id))) or False
-
-
 def cancel_lesson(session: Session, lesson: Lesson) -> Lesson:
     if lesson.cancelled:
         raise EditError(msg.ALREADY_CANCELLED())
@@ -104,7 +97,7 @@ def move_lesson(session: Session, lesson: Lesson, starts_at: datetime, ends_at: 
     planned_at = lesson.planned_at or lesson.starts_at
     planned_room = lesson.planned_classroom_id or lesson.main_classroom_id
     edit = "added" if lesson.edit == "added" else "moved"
-    if _referenced(session, lesson.id):
+    if referenced(session, [lesson.id]):
         moved = Lesson(subject=lesson.subject, grade=lesson.grade, teacher=lesson.teacher,
                        mode=lesson.mode, source=lesson.source, schedule_id=lesson.schedule_id,
                        receivers=[LessonReceiver(classroom_id=r.id) for r in receivers])

@@ -62,7 +62,7 @@ from fleet.timetable.fields import (
 from fleet.timetable.table import RawRow, read_table
 
 __all__ = ["Change", "ImportResult", "Recalendared", "Semester", "import_timetable", "recalendar",
-           "source_of"]
+           "referenced", "source_of"]
 
 T = TypeVar("T")
 DEFAULT_HOLIDAY_NAME = "节假日"
@@ -505,7 +505,7 @@ def _plan(existing: list[Lesson], occurrences: list[_Occurrence]) -> _Plan:
     return plan
 
 
-def _referenced(session: Session, lesson_ids: list[int]) -> set[int]:
+def referenced(session: Session, lesson_ids: list[int]) -> set[int]:
     """Which of these lessons a check run or an alert points at."""
     found: set[int] = set()
     for at in range(0, len(lesson_ids), _BATCH):
@@ -555,10 +555,10 @@ def _write(session: Session, schedules: dict[int, int], source: str, plan: _Plan
         lesson.receivers.extend(LessonReceiver(classroom_id=rid) for rid in wanted
                                 if rid not in have)
     session.flush()
-    referenced = _referenced(session, [lesson.id for lesson in plan.removed])
+    referenced_ids = referenced(session, [lesson.id for lesson in plan.removed])
     for lesson in plan.removed:
         # Checks and alerts keep pointing at a lesson they were about: cancel it instead.
-        if lesson.id in referenced:
+        if lesson.id in referenced_ids:
             lesson.cancelled = True
         else:
             session.delete(lesson)
