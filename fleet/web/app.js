@@ -108,6 +108,11 @@ function badge(cls, text) { return el("span", { class: "badge " + cls }, text); 
 function empty(text) { return el("p", { class: "empty" }, text); }
 function message(kind, text) { return el("div", { class: "msg " + kind }, text); }
 function room(r) { return [r.school + " " + r.name]; }
+// Classrooms as the API lists them, each with its school's name (what room() shows).
+function withSchool(classrooms, schools) {
+  const schoolName = new Map(schools.map(s => [s.id, s.name]));
+  return classrooms.map(c => ({ ...c, school: schoolName.get(c.school_id) || "" }));
+}
 // A table that turns into one card per row on a phone: each cell carries its column's
 // name, which the narrow layout shows in front of the value.
 function table(heads, rows) {
@@ -430,9 +435,8 @@ async function renderEnrol() {
   const section = document.getElementById("enrol");
   if (!isWriter()) { section.classList.add("hidden"); return; }
   const [schools, classrooms] = await Promise.all([api("GET", "/schools"), api("GET", "/classrooms")]);
-  const schoolName = new Map(schools.map(s => [s.id, s.name]));
-  document.getElementById("enrol-classroom").replaceChildren(...classrooms.map(c =>
-    el("option", { value: String(c.id) }, (schoolName.get(c.school_id) || "") + " " + c.name)));
+  document.getElementById("enrol-classroom").replaceChildren(...withSchool(classrooms, schools)
+    .map(c => el("option", { value: String(c.id) }, room(c))));
   document.getElementById("enrol-result").replaceChildren();
   section.classList.remove("hidden");
 }

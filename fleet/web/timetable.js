@@ -177,8 +177,7 @@ async function renderEdits() {
   const day = document.getElementById("tt-edit-day").value;
   const [lessons, classrooms, schools] = await Promise.all([
     api("GET", "/lessons?from=" + day + "&to=" + day), api("GET", "/classrooms"), api("GET", "/schools")]);
-  const schoolName = new Map(schools.map(s => [s.id, s.name]));
-  const rooms = classrooms.map(r => ({ id: r.id, name: r.name, school: schoolName.get(r.school_id) || "" }));
+  const rooms = withSchool(classrooms, schools);
   if (asked !== editsAsked) return;
   holder.setAttribute("data-day", day);
   holder.replaceChildren(lessons.length
@@ -188,7 +187,7 @@ async function renderEdits() {
 
 function roomOptions(rooms, label, id) {
   return el("select", id ? { id, "aria-label": label } : { "aria-label": label },
-    rooms.map(r => el("option", { value: String(r.id) }, r.school + " " + r.name)));
+    rooms.map(r => el("option", { value: String(r.id) }, room(r))));
 }
 
 // One lesson added that day (a make-up or swapped lesson), outside any import.

@@ -71,12 +71,10 @@ async function refreshWall(newest) {
     api("GET", "/schools"), api("GET", "/classrooms"), api("GET", "/devices"),
     api("GET", "/lessons")]);
   if (!newest()) return;
-  const schoolName = new Map(schools.map(s => [s.id, s.name]));
   const upcoming = lessons.filter(l => l.timing !== "ended" && l.timing !== "cancelled")
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
-  const tiles = classrooms.map(c => wallRoom(
-    { id: c.id, name: c.name, school: schoolName.get(c.school_id) || "" },
-    devices.filter(d => d.classroom_id === c.id), upcoming));
+  const tiles = withSchool(classrooms, schools).map(c => wallRoom(
+    c, devices.filter(d => d.classroom_id === c.id), upcoming));
   tiles.sort((a, b) => WALL_ORDER[a.state] - WALL_ORDER[b.state] ||
     a.room.school.localeCompare(b.room.school, "zh-CN"));
   const counts = Object.keys(WALL_STATE).map(s => [s, tiles.filter(t => t.state === s).length])

@@ -73,16 +73,15 @@
       h.day + " " + h.name)));
   }
 
-  function inventory(counties, schools, rooms, devices) {
-    const schoolName = new Map(schools.map(s => [s.id, s.name]));
-    const roomName = new Map(rooms.map(r => [r.id, (schoolName.get(r.school_id) || "") + " " + r.name]));
+  function inventory(counties, schools, classrooms, devices) {
+    const rooms = withSchool(classrooms, schools);
     const writer = isWriter();
     const schoolTable = table(["学校 School", "类型 Kind", "操作 Actions"], schools.map(s =>
       el("tr", { "data-school": s.id }, el("td", {}, s.name), el("td", {}, KIND[s.kind] || s.kind),
         el("td", {}, writer ? rename("/schools/" + s.id, s.name) : null))));
     const roomTable = table(["教室 Classroom", "日历 Calendar", "操作 Actions"], rooms.map(r =>
       el("tr", { "data-room": r.id },
-        el("td", {}, el("a", { href: "#classroom-" + r.id }, roomName.get(r.id))),
+        el("td", {}, el("a", { href: "#classroom-" + r.id }, room(r))),
         el("td", {}, el("a", { href: Parts.calendarUrl("/classrooms/" + r.id + "/calendar.ics") },
           "课表 .ics")),
         el("td", {}, writer ? rename("/classrooms/" + r.id, r.name) : null))));
@@ -114,7 +113,7 @@
           school_id: Number(data.get("school_id")), name: data.get("name").trim() })),
       device: form("add-device", [
         input("id", "设备标识 device id (e.g. dongtou-luxi-sync2)"),
-        select("classroom_id", "教室 classroom", rooms.map(r => [r.id, roomName.get(r.id)])),
+        select("classroom_id", "教室 classroom", rooms.map(r => [r.id, room(r)])),
         input("address", "地址 address (optional)", true)],
         "添加设备 Add device", data => api("POST", "/devices", {
           id: data.get("id").trim(), classroom_id: Number(data.get("classroom_id")),
