@@ -2,23 +2,15 @@
 // preview of what would change — added, changed, cancelled, and conflicts with changes
 // made by hand, by date and classroom — that the person confirms before anything is
 // written; and change one lesson on the day (cancel it, or move it to another time or
-// room).  Loaded after app.js and built with its helpers (el, api, csrf, table, badge,
-// message); app.js calls renderTimetable() once the person is known.
+// room).  Loaded after app.js and pages/parts.js and built with their helpers (el, api, csrf,
+// table, badge, message, Parts.section); app.js calls renderTimetable() once the person
+// is known.
 "use strict";
 
 const CHANGE = { added: "新增 added", changed: "变更 changed", cancelled: "取消 cancelled",
                  conflict: "冲突 conflict" };
 const CHANGE_CLASS = { added: "ok", changed: "warn", cancelled: "failed", conflict: "not_ready" };
 const JOB_POLL_MS = 1000;
-const TT_STYLE = `
-  #timetable input[type=date], #timetable input[type=time], #timetable input[type=file] {
-    font: inherit; padding: 3px 6px; border: 1px solid #8a99a8; border-radius: 4px; }
-  #timetable pre.msg { white-space: pre-wrap; }
-  #timetable h3 { font-size: 15px; margin: 14px 0 6px; }
-  @media (max-width: 700px) {
-    #timetable input[type=date], #timetable input[type=time], #timetable input[type=file] {
-      min-height: 44px; font-size: 16px; flex-basis: 100%; }
-  }`;
 
 function shanghaiToday() {
   return new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai" }).format(new Date());
@@ -28,8 +20,7 @@ const JOB_POLLS = 600;  // a large file's job is given ten minutes
 function timetableBody() {
   let section = document.getElementById("timetable");
   if (!section) {
-    section = el("section", { id: "timetable" }, el("style", {}, TT_STYLE),
-      el("h2", {}, "课表 ", el("small", {}, "Timetable")), el("div", { id: "timetable-body" }));
+    section = Parts.section("timetable", "课表 ", "Timetable", el("div", { id: "timetable-body" }));
     document.getElementById("app").append(section);
   }
   return document.getElementById("timetable-body");
