@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,20 +188,12 @@ class _Loader:
         # Level by level, so that each can name its parents' ids.
         rows, cdocs = self.counties(doc)
         counties = self.level("county", County, (County.name,), rows)
-        rows, sdocs = [], []
-        for key, cdoc, where in cdocs:
-            more_rows, more_docs = self.schools_of(counties[key], cdoc, where)
-            rows += more_rows
-            sdocs += more_docs
+        rows, sdocs = self.below(counties, cdocs, self.schools_of)
         schools = self.level("school", School, (School.county_id, School.name), rows)
         named = dict.fromkeys(schools[k] for k, _, _ in sdocs)
         for school in self.session.scalars(select(School).where(School.id.in_(named))):
             self.schools.setdefault(school.name, []).append(school)
-        rows, rdocs = [], []
-        for key, sdoc, where in sdocs:
-            more_rows, more_docs = self.classrooms_of(schools[key], sdoc, where)
-            rows += more_rows
-            rdocs += more_docs
+        rows, rdocs = self.below(schools, sdocs, self.classrooms_of)
         rooms = self.level("classroom", Classroom, (Classroom.school_id, Classroom.name), rows)
         self.level("device", Device, (Device.id,), [
             row for key, rdoc, where in rdocs for row in self.devices_of(rooms[key], rdoc, where)],
@@ -214,6 +206,19 @@ class _Loader:
 
     def webhooks(self, item: Mapping[str, Any], where: str) -> dict[str, str | None]:
         return {k: self.text(item, k, where) or None for k in _WEBHOOK_KEYS}
+
+    @staticmethod
+    def below(ids: Mapping[Any, int], docs: list[_Doc],
+              of: Callable[[int, Mapping[str, Any], str], tuple[list[_Row], list[_Doc]]],
+              ) -> tuple[list[_Row], list[_Doc]]:
+        """The next level's rows and documents, each under its parent's new id."""
+        rows: list[_Row] = []
+        below: list[_Doc] = []
+        for key, doc, where in docs:
+            more_rows, more_docs = of(ids[key], doc, where)
+            rows += more_rows
+            below += more_docs
+        return rows, below
 
     def counties(self, doc: Mapping[str, Any]) -> tuple[list[_Row], list[_Doc]]:
         out: list[_Doc] = []
