@@ -61,8 +61,7 @@
     }
     form.addEventListener("submit", event => { event.preventDefault(); load(); });
     level.addEventListener("change", load);
-    page.replaceChildren(el("section", { id: "reports-page" },
-      el("h2", {}, "报表", el("small", {}, "Reports")), form, result));
+    page.replaceChildren(Parts.section("reports-page", "报表", "Reports", form, result));
     await load();
   });
 })();
