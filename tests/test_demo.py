@@ -4,6 +4,7 @@ camera fault at 泰顺竹里 reaches that school's technician by e-mail."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -14,9 +15,26 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from agent.hardware.scenario import default_scenario, load_scenario
+from fleet.demo import DEMO_FAULTS, _agent_files
 
 
+def test_the_demo_classroom_is_the_simulated_backends_own(tmp_path: Path) -> None:
+    """fleet/demo.py writes the agent's default classroom out by hand (the fleet imports
+    nothing of the agent but its contract): a device renamed in the agent would leave a
+    scripted fault pointing at nothing, and the demo would page nobody."""
+    for device_id, faults in DEMO_FAULTS.items():
+        _agent_files(device_id, tmp_path, "mqtt://127.0.0.1:1883", "key", 8000)
+        scenario = load_scenario(tmp_path / "agents" / device_id / "scenario.toml")
+        default = default_scenario()
+        assert dataclasses.replace(scenario, name=default.name, fault=[]) == default
+        assert len(scenario.fault) == len(faults)
+        devices = {c.id for c in scenario.camera} | {
+            a.id for a in (*scenario.microphone, *scenario.speaker)}
+        assert {f.device for f in scenario.fault if f.device} <= devices
+
+
+@pytest.mark.slow
 def test_demo_runs_and_a_fault_reaches_the_technician(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("syncclass-fleet")
     proc = subprocess.Popen(
