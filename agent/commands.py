@@ -23,9 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import CommandsConfig
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.contract import (
     COMMAND_NAMES,
     COMMAND_SCHEMA,
@@ -39,6 +36,9 @@ from agent.contract import (
     utcnow,
 )
 from agent.probes.base import CheckParams
+
+if TYPE_CHECKING:  # cryptography itself is loaded with the first command
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "Accepted",

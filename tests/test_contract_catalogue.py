@@ -37,10 +37,10 @@ def _name(node: ast.expr) -> str:
 
 
 def _literal(node: ast.expr) -> set[str]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return {node.value} if REASON.match(node.value) else set()
-    if isinstance(node, ast.Subscript):  # MISSING_REASONS["camera"]: the catalogue's own
-        return set()
+    # Anything but a string literal (MISSING_REASONS["camera"]: the catalogue's own) is
+    # not a reason the source spells out.
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and REASON.match(node.value):
+        return {node.value}
     return set()
 
 

@@ -163,3 +163,52 @@ def test_the_agent_does_not_load_the_fleet_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_idle_link_keeps_its_session(broker: Mosquitto, tmp_path: Path) -> None:
+    """The network thread sleeps until the socket, a record or the keepalive needs it: with
+    nothing to send for longer than the broker's 1.5 x keepalive, its PINGREQs alone must
+    keep the session (else the broker drops it and publishes the Will)."""
+    spool = Spool(tmp_path / "spool.sqlite")
+    cfg = make_config(tmp_path, broker.url, mqtt={"keepalive": 5})
+    sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/#"])
+    link = Link("room-1", cfg.mqtt, spool, on_command=lambda data: None)
+    link.start()
+    try:
+        assert wait_until(lambda: link.connects == 1, 10)
+        # Well past the broker's 1.5 x keepalive: Mosquitto 2.0.11 let a silent client stay
+        # 9.5 s, but dropped it within 13.5 s.
+        threading.Event().wait(1.5 * cfg.mqtt.keepalive + 6)
+        spool.append(Kind.EVENT, lambda seq: {"seq": seq})
+        link.wake()
+        (event,) = sub.wait_for(lambda m: m[0].endswith("/event"))
+        assert event[1]["seq"] == 1
+        assert link.connects == 1, "the broker never dropped the idle session"
+        # A retained "offline" of an earlier test may greet the subscriber; a Will is live.
+        assert not [m for m in sub.messages if _status("offline")(m) and not m[2]], \
+            "no Will was published"
+    finally:
+        link.stop()
+        sub.close()
+    spool.close()
+
+
+def test_a_new_record_wakes_the_sleeping_link(broker: Mosquitto, tmp_path: Path) -> None:
+    """With a 60 s keepalive the idle thread sleeps 15 s at a time; wake() must end that
+    sleep, or the record would wait for it (past this test's deadline)."""
+    spool = Spool(tmp_path / "spool.sqlite")
+    cfg = make_config(tmp_path, broker.url, mqtt={"keepalive": 60})
+    sub = Subscriber(broker.port, [f"{PREFIX}/dev/room-1/event"])
+    link = Link("room-1", cfg.mqtt, spool, on_command=lambda data: None)
+    link.start()
+    try:
+        assert wait_until(lambda: link.connects == 1, 10)
+        threading.Event().wait(0.5)  # the thread is back asleep after its connect
+        spool.append(Kind.EVENT, lambda seq: {"seq": seq})
+        link.wake()
+        (event,) = sub.wait_for(lambda m: True, timeout=10)
+        assert event[1]["seq"] == 1
+    finally:
+        link.stop()
+        sub.close()
+    spool.close()
