@@ -90,8 +90,7 @@ class AlertEngine(NullSink, PeopleActions):
         self.clones = CloneWatch()
         self._index = OpenIndex(config.index_resync_s)
         self._places = places or DeviceContextCache()
-        self._checks = checks or CheckConfig()  # the lesson windows' lead times
-        self.life = Lifecycle(config, self._places, self._index, self._checks)
+        self.life = Lifecycle(config, self._places, self._index, checks)
         self._listeners: list[Listener] = []
         if wake is not None:
             self.listen(lambda changes: _wake_for_notices(changes, config, wake))
@@ -316,6 +315,8 @@ class AlertEngine(NullSink, PeopleActions):
         """Fire and resolve what the delays allow, then run the notification pipeline."""
         with self._writing() as session:
             now = self.clock()
+            # Fresh each tick: a lesson added since a message at this instant counts.
+            windows = self.life.windows(session, now, fresh=True)
             waiting = session.scalars(select(Alert).where(Alert.pending_since.is_not(None)))
             for alert in waiting.all():
                 self.life.maybe_fire(session, alert, now)
@@ -338,7 +339,7 @@ class AlertEngine(NullSink, PeopleActions):
                 lessons=lessons_in_progress(session, now),
                 record=lambda a, k, t: self.life.record(session, a, k, t, now),
                 escalate=lambda a, why: self.life.escalate(session, a, now, why),
-                checks=self._checks,
+                windows=windows,
                 enqueue=self._enqueue or outbox_enqueue,
                 sent=self.notifications,
             ))
