@@ -455,7 +455,7 @@ def test_a_restarted_process_keeps_its_own_redeliveries_the_other_process_moved_
         row = s.get(DeviceState, "dev-a")
         assert row is not None and row.last_seq == 12
         marks = s.execute(select(DeviceSeqMark.holder, DeviceSeqMark.last_seq))
-        assert sorted(marks.tuples()) == [("fleet-1", 11), ("fleet-2", 12)]
+        assert sorted(tuple(mark) for mark in marks) == [("fleet-1", 11), ("fleet-2", 12)]
 
 
 def test_a_process_back_after_another_heard_a_reinstall_follows_the_new_line(
