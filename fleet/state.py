@@ -63,16 +63,16 @@ the estimate's size crosses ``clock_skew_s`` either way, or while it stays beyon
 ``on_clock`` is told (device id, offset in seconds, skewed?), outside the lock.
 
 The state lives in memory; ``flush()`` writes changed devices to ``DeviceState`` and a new
-instance loads the table, so a restarted fleet knows the last state.  ``start()`` runs the
-periodic flush on its own thread (never on the fleet's ticker, whose alert timers and
-checks must not wait for the database) and ``close()`` stops it after a final flush.  A
-flush copies only the changed devices under the lock, and upserts them in device-id order
-in transactions of ``_CHUNK`` devices, so SQLite's write lock is never held for long and
-two PostgreSQL writers lock rows in the same order.  With several fleet processes each
-flushes what it saw; the merge is in the upsert's SET clause, against the stored row
-under its lock, so the newer session and the newer telemetry win per device whichever
-process writes last.  Sequence tracking
-assumes one process sees all of a device's messages: Mosquitto hands shared-subscription
+instance loads the table, so a restarted fleet knows the last state.  The ingest writes
+it in its acknowledgement rounds (``cut()``, on the ingest's acknowledging thread, never
+on the fleet's ticker, whose alert timers and checks must not wait for the database) and
+``close()`` writes what is left.  A flush copies only the changed devices under the lock,
+and upserts them in device-id order in transactions of ``_CHUNK`` devices, so SQLite's
+write lock is never held for long and two PostgreSQL writers lock rows in the same order.
+With several fleet processes each flushes what it saw; the merge is in the upsert's SET
+clause, against the stored row under its lock, so the newer session and the newer
+telemetry win per device whichever process writes last.  Sequence tracking assumes one
+process sees all of a device's messages: Mosquitto hands shared-subscription
 messages out round-robin, so with several processes on Mosquitto the per-process gap
 counts are not meaningful (EMQX's ``hash_clientid`` / ``hash_topic`` shared-subscription
 strategy keeps a device on one process and makes them meaningful again).
@@ -293,8 +293,6 @@ class DeviceStates(NullSink):
         self._devices: dict[str, _Device] = {}
         self._dirty: set[str] = set()
         self._flush_lock = threading.Lock()  # one flush at a time: no older write wins
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.stale_status_ignored = 0
         self.seq_restarts = 0
         self.load()
@@ -374,29 +372,9 @@ class DeviceStates(NullSink):
                 raise
         return written
 
-    def start(self, interval_s: float = 5.0) -> None:
-        """Flush every ``interval_s`` seconds on a thread of its own until ``close()``."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, args=(interval_s,), name="device-state-flush", daemon=True
-            )
-            self._thread.start()
-
     def close(self) -> None:
-        """Stop the flusher thread, then write what changed since its last flush."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
+        """Write what changed since the last flush or cut."""
         self.flush()
-
-    def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.flush()
-            except Exception:
-                log.exception("device state flush failed; retried at the next one")
 
     # ------------------------------------------------------------ gate and sink
 

@@ -76,6 +76,9 @@ class AlertEngine(NullSink, PeopleActions):
         # The newest agent session seen per device: a late Last Will of an older
         # session must not mark a reconnected device offline.
         self._agent_sessions: dict[str, int] = {}
+        # Until a device's birth is heard: the session its device state stored (read once
+        # per device, not per message of a restarted process's backlog).
+        self._stored_sessions: dict[str, int | None] = {}
         # The highest seq heard per device: the ingest hands messages over in seq order
         # except a late fill of a gap (a spool record resent after a lost PUBACK), which
         # is older news than what the tickets already know and must not reopen them.
@@ -87,8 +90,7 @@ class AlertEngine(NullSink, PeopleActions):
         self.clones = CloneWatch()
         self._index = OpenIndex(config.index_resync_s)
         self._places = places or DeviceContextCache()
-        self._checks = checks or CheckConfig()  # the lesson windows' lead times
-        self.life = Lifecycle(config, self._places, self._index, self._checks)
+        self.life = Lifecycle(config, self._places, self._index, checks)
         self._listeners: list[Listener] = []
         if wake is not None:
             self.listen(lambda changes: _wake_for_notices(changes, config, wake))
@@ -154,6 +156,7 @@ class AlertEngine(NullSink, PeopleActions):
                 log.info("status of old session %s of %s ignored", agent_session, device_id)
                 return
             self._agent_sessions[device_id] = agent_session
+            self._stored_sessions.pop(device_id, None)
         now = self.clock()
         status = rules.from_status(device_id, payload, now)
         # Any status means it has connected and is enrolled (the ingest let it through).
@@ -184,12 +187,18 @@ class AlertEngine(NullSink, PeopleActions):
             agent_session = self._agent_sessions.get(device_id)
             if agent_session is None and not self._may_change(obs):
                 return obs  # an all-clear with nothing open: no database, no order needed
-        if agent_session is None:
+            stored = device_id in self._stored_sessions
+            if agent_session is None and stored:
+                agent_session = self._stored_sessions[device_id]
+        if agent_session is None and not stored:
             # A restarted process's persistent session delivers its backlog before the
             # retained births: the session the device state last stored.
             with session_scope(self.sessions) as session:
                 agent_session = session.scalar(
                     select(DeviceState.session).where(DeviceState.device_id == device_id))
+            with self._lock:
+                if device_id not in self._agent_sessions:  # no birth heard meanwhile
+                    self._stored_sessions[device_id] = agent_session
         if agent_session is None:
             return obs
         return dataclasses.replace(obs, order=(agent_session, int(payload["seq"])))
@@ -306,6 +315,8 @@ class AlertEngine(NullSink, PeopleActions):
         """Fire and resolve what the delays allow, then run the notification pipeline."""
         with self._writing() as session:
             now = self.clock()
+            # Fresh each tick: a lesson added since a message at this instant counts.
+            windows = self.life.windows(session, now, fresh=True)
             waiting = session.scalars(select(Alert).where(Alert.pending_since.is_not(None)))
             for alert in waiting.all():
                 self.life.maybe_fire(session, alert, now)
@@ -328,7 +339,7 @@ class AlertEngine(NullSink, PeopleActions):
                 lessons=lessons_in_progress(session, now),
                 record=lambda a, k, t: self.life.record(session, a, k, t, now),
                 escalate=lambda a, why: self.life.escalate(session, a, now, why),
-                checks=self._checks,
+                windows=windows,
                 enqueue=self._enqueue or outbox_enqueue,
                 sent=self.notifications,
             ))

@@ -234,11 +234,15 @@ class Lifecycle:
         delay, lesson = cfg.up_delay(alert.rule), cfg.up_delay(alert.rule, in_lesson=True)
         if lesson == delay:
             return delay  # no lesson lookup for the rules the lessons do not change
-        if self._windows is None or self._windows[0] != now:
-            # Once per instant: a tick's many pending offline tickets (a county's power
-            # cut) share one timetable query.
-            self._windows = now, LessonWindows.load(session, now, cfg, self._checks)
-        return lesson if self._windows[1].in_lesson(alert.labels, now) else delay
+        return lesson if self.windows(session, now).in_lesson(alert.labels, now) else delay
+
+    def windows(self, session: Session, now: datetime, fresh: bool = False) -> LessonWindows:
+        """The lesson windows at ``now``, loaded once per instant (or again, ``fresh``):
+        a tick's many pending offline tickets (a county's power cut) and its pipeline
+        share one timetable query."""
+        if fresh or self._windows is None or self._windows[0] != now:
+            self._windows = now, LessonWindows.load(session, now, self.config, self._checks)
+        return self._windows[1]
 
     def maybe_fire(self, session: Session, alert: Alert, now: datetime) -> None:
         since = alert.pending_since

@@ -4,12 +4,13 @@ clients that speak the wire contract, and a sink that records what it is given."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contract import DEFAULT_PREFIX, Kind, encode, envelope, topic
@@ -26,6 +27,7 @@ __all__ = [
     "DeviceClient",
     "Recorder",
     "close_ingests",
+    "ingests_closed",
     "inventory_db",
     "make_ingest",
     "status",
@@ -112,6 +114,13 @@ def close_ingests() -> None:
     """Close every ingest ``make_ingest`` started, even a failed test's."""
     while _started:
         _started.pop().close()
+
+
+@pytest.fixture
+def ingests_closed(broker: Mosquitto) -> Iterator[None]:
+    """A test module's ``usefixtures``: its ingests are closed before its broker stops."""
+    yield
+    close_ingests()
 
 
 class Recorder(NullSink):

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from agent.contract import Kind
 from fleet.alerts import AlertEngine
@@ -148,11 +148,17 @@ def test_a_restarted_process_orders_its_backlog_before_hearing_any_birth(
     with session_scope(world.sessions) as s:  # what the device state flushes
         s.add(DeviceState(device_id=DEVICE, session=3, last_seq=13))
     # Restarted with a persistent session: its backlog comes before the retained births.
-    restarted = AlertEngine(SessionFactory(bind=make_engine(url), expire_on_commit=False),
+    bind = make_engine(url)
+    statements: list[str] = []
+    event.listen(bind, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    restarted = AlertEngine(SessionFactory(bind=bind, expire_on_commit=False),
                             world.engine.config, clock=world.clock)
-    report(restarted, world, 12, FULL)
+    for _ in range(2):  # the backlog redelivered
+        report(restarted, world, 12, FULL)
     world.tick_after(1)
     assert [state for state, _ in disk_tickets(world)] == [AlertState.RESOLVED]
+    # The stored session is read once, not for every message of the backlog.
+    assert len([s for s in statements if "FROM device_state" in s]) == 1
     # Then the retained birth, below the seqs it just handled: not a reinstall.
     birth(restarted, world, session=3, seq=10)
     report(restarted, world, 12, FULL)

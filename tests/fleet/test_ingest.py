@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.fleet.db import fresh_db
 from tests.fleet.ingest_helpers import (
     DeviceClient,
     Recorder,
-    close_ingests,
     inventory_db,
     make_ingest,
     status,
@@ -29,17 +27,12 @@ from tests.fleet.ingest_helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.usefixtures("ingests_closed")
+
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> SessionFactory:
     return inventory_db(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def _close_ingests(broker: Mosquitto) -> Iterator[None]:
-    """Close every ingest a test started, even a failed one, before its broker stops."""
-    yield
-    close_ingests()
 
 
 @pytest.fixture

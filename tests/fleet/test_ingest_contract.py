@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from tests.fleet.ingest_helpers import (
     SECTIONS,
     DeviceClient,
     Recorder,
-    close_ingests,
     inventory_db,
     make_ingest,
     telemetry,
@@ -35,17 +33,12 @@ from tests.fleet.ingest_helpers import (
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 TOPIC = f"{DEFAULT_PREFIX}/dev/dev-a/telemetry"
+pytestmark = pytest.mark.usefixtures("ingests_closed")
 
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> SessionFactory:
     return inventory_db(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def _close_ingests(broker: Mosquitto) -> Iterator[None]:
-    yield
-    close_ingests()
 
 
 def healthy() -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from tests.e2e.world import sample_value
 from tests.fleet.ingest_helpers import (
     DeviceClient,
     Recorder,
-    close_ingests,
     inventory_db,
     make_ingest,
     telemetry,
@@ -32,17 +30,12 @@ from tests.fleet.ingest_helpers import (
 )
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+pytestmark = pytest.mark.usefixtures("ingests_closed")
 
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> SessionFactory:
     return inventory_db(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def _close_ingests(broker: Mosquitto) -> Iterator[None]:
-    yield
-    close_ingests()
 
 
 def _sent(recorder: Recorder) -> list[int]:

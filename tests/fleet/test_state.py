@@ -16,7 +16,7 @@ from fleet.db.models import Device, DeviceSeqMark, DeviceState
 from fleet.state import DeviceStates, SeqTracker
 from tests.clock import ManualClock
 from tests.e2e.world import sample_value
-from tests.fleet.ingest_helpers import inventory_db, status, telemetry, wait_until
+from tests.fleet.ingest_helpers import inventory_db, status, telemetry
 from tests.fleet.pg import fresh_database
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
@@ -195,24 +195,18 @@ def test_flush_skips_a_device_removed_from_the_inventory(stored: SessionFactory)
     assert states.flush() == 1
 
 
-def test_the_flusher_thread_writes_periodically_and_close_writes_the_rest(
-    sessions: SessionFactory,
-) -> None:
+def test_close_writes_what_changed_since_the_last_cut(sessions: SessionFactory) -> None:
     def stored_session(device_id: str) -> int | None:
         with session_scope(sessions) as s:
             row = s.get(DeviceState, device_id)
             return None if row is None else row.session
 
-    periodic = DeviceStates(sessions)
-    periodic.start(interval_s=0.05)
-    feed(periodic, Kind.STATUS, status("dev-a", "online", 3, 0))
-    assert wait_until(lambda: stored_session("dev-a") == 3)
-    periodic.close()
-
-    final = DeviceStates(sessions)
-    final.start(interval_s=3600)
-    feed(final, Kind.STATUS, status("dev-b", "online", 5, 0))
-    final.close()  # does not wait for the next interval
+    states = DeviceStates(sessions)
+    feed(states, Kind.STATUS, status("dev-a", "online", 3, 0))
+    states.cut()()
+    feed(states, Kind.STATUS, status("dev-b", "online", 5, 0))
+    assert (stored_session("dev-a"), stored_session("dev-b")) == (3, None)
+    states.close()
     assert stored_session("dev-b") == 5
 
 
@@ -461,7 +455,7 @@ def test_a_restarted_process_keeps_its_own_redeliveries_the_other_process_moved_
         row = s.get(DeviceState, "dev-a")
         assert row is not None and row.last_seq == 12
         marks = s.execute(select(DeviceSeqMark.holder, DeviceSeqMark.last_seq))
-        assert sorted(marks.tuples()) == [("fleet-1", 11), ("fleet-2", 12)]
+        assert sorted(tuple(mark) for mark in marks) == [("fleet-1", 11), ("fleet-2", 12)]
 
 
 def test_a_process_back_after_another_heard_a_reinstall_follows_the_new_line(

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -14,8 +15,10 @@ from fleet.alerts.mute import Muter
 from fleet.alerts.notices import Enqueue
 from fleet.alerts.recipients import Recipient
 from fleet.alerts.render import Message
-from fleet.checks.config import CheckConfig
 from fleet.db.models import Alert, Lesson
+
+if TYPE_CHECKING:  # the lesson_window stage's module imports this one
+    from fleet.alerts.stages.lesson_window import LessonWindows
 
 __all__ = ["Group", "Outgoing", "Record", "Stage", "Tick"]
 
@@ -56,7 +59,8 @@ class Tick:
     escalate: Callable[[Alert, str], None]
     enqueue: Enqueue
     sent: Counter[tuple[str, str]]  # (kind, channel) -> notifications queued
-    checks: CheckConfig = field(default_factory=CheckConfig)  # the lessons' lead times
+    # The lesson windows at ``now`` (the life-cycle's, which its up-delays just used).
+    windows: LessonWindows
     muters: list[Muter] = field(default_factory=list)
     # Whether the alert's device is in a lesson window (the lesson_window stage's answer;
     # before it, or without it, never).

@@ -117,6 +117,5 @@ class LessonWindows:
 
 
 def stage(tick: Tick) -> None:
-    windows = LessonWindows.load(tick.session, tick.now, tick.config, tick.checks)
-    tick.mute(windows)
-    tick.in_lesson = lambda alert: windows.in_lesson(alert.labels, tick.now)
+    tick.mute(tick.windows)
+    tick.in_lesson = lambda alert: tick.windows.in_lesson(alert.labels, tick.now)
