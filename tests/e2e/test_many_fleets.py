@@ -31,8 +31,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
 from agent.app import Agent
-from agent.contract import DEFAULT_PREFIX, Kind
-from agent.hardware.scenario import Fault, default_scenario
+from agent.contract import DEFAULT_PREFIX, Kind, utcnow
+from agent.hardware.scenario import Fault
 from agent.hardware.simulated import SimulatedHardware
 from fleet.alerts.config import AlertConfig
 from fleet.broker import Mosquitto
@@ -46,7 +46,7 @@ from tests.e2e.world import (
     PILOT_DEVICES,
     TZ,
     LessonRow,
-    agent_config,
+    classroom_agent,
     timetable_csv,
     wait_until,
 )
@@ -169,9 +169,8 @@ def cluster(tmp_path: Path, postgres: str, e2e_broker: Mosquitto,
     try:
         procs.start()
         for device_id in PILOT_DEVICES:
-            hardware[device_id] = SimulatedHardware(default_scenario(), poll_s=0.1)
-            agent = Agent(agent_config(tmp_path, e2e_broker.url, device_id, procs.public_key),
-                          hardware[device_id])
+            agent, hardware[device_id] = classroom_agent(device_id, e2e_broker,
+                                                         procs.public_key, tmp_path, utcnow)
             thread = threading.Thread(target=agent.run, name=f"agent-{device_id}", daemon=True)
             thread.start()
             agents.append((agent, thread))
@@ -300,8 +299,8 @@ def test_three_fleets_one_ticket_per_fault_and_a_coordinator_killed_mid_run(
     print(f"takeover {took:.1f} s after SIGKILL (lease {LEASE_S:.0f} s)")
     assert second_coordinator is not first_coordinator
     assert second_coordinator.metric("syncclass_lease_takeovers_total") >= 1
-    # systemd restarts it (Restart=always); its persistent session held its share of
-    # the group's messages meanwhile, and it comes back as a standby.
+    # systemd restarts it (Restart=on-failure: killed by a signal); its persistent
+    # session held its share of the group's messages meanwhile; it comes back a standby.
     first_coordinator.start().wait_ready()
     assert first_coordinator.get_json("/healthz")["coordinator"] is False
 
