@@ -17,6 +17,7 @@ Every rule of the fleet's table is reached by a row or named in :data:`GAPS` wit
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -83,6 +84,7 @@ class Row:
     value: float | None = None
     sampled: bool = False  # seen only by the periodic sampling of cameras and mics
     name: str = ""  # the row's test id when kind and value do not tell it apart
+    shows: str = ""  # no ticket: what the reports carry instead, so the fault did happen
 
     @property
     def id(self) -> str:
@@ -121,8 +123,8 @@ ROWS = (
     Row("disk_full", "disk_full"),
     Row("overheat", "overheating"),
     # Nothing a technician must do: no ticket.
-    Row("device_in_use", None, device=STUDENT_CAMERA),  # the lesson's app holds it
-    Row("cpu_busy", None),  # a warning on the page, not an alert
+    Row("device_in_use", None, device=STUDENT_CAMERA, shows="held_by"),  # the lesson's app
+    Row("cpu_busy", None, shows="cpu_high"),  # a warning on the page, not an alert
     # The agent's own system probe raises: its section and finding name the probe.
     Row("probe_error", "probe_failed", "probe:system"),
     # A warning the catalogue makes alert: lesson times drift with the clock.
@@ -301,8 +303,9 @@ def test_fault(matrix: World, row: Row) -> None:
         world.clock.advance(seconds=SAMPLE_EVERY_S)
     if row.rule is None:
         for _ in range(3):  # every kind of report, twice over, has come and gone
-            world.wait_fresh_telemetry(LUXI)
+            state = world.wait_fresh_telemetry(LUXI)
             world.tick()
+        assert row.shows in json.dumps(state.telemetry), "the fault never showed"
         assert [a.rule for a in _tickets_since(world, before)] == []
         luxi.clear(row.kind, row.device)
         return
